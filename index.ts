@@ -1,0 +1,2 @@
+// Public entry point of pulumi-kairos.
+export { SigningKeys, SigningKeysArgs } from "./provider/signing-keys";

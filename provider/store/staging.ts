@@ -1,0 +1,25 @@
+// Staging-then-rename: a build writes into a fresh directory beside its target and its results are
+// renamed into place only when it succeeded, so a failed or killed build leaves the previous files.
+import * as fs from "fs";
+import * as path from "path";
+
+/**
+ * Runs `build(staging)`; on success moves everything it wrote into `targetDir` (the whole directory
+ * with one rename when `targetDir` does not exist yet). On failure nothing in `targetDir` changes.
+ * Staging directories are created 0700, so a new key folder is private from its first moment.
+ */
+export async function stageThenMove<T>(targetDir: string, build: (staging: string) => Promise<T>): Promise<T> {
+    fs.mkdirSync(path.dirname(targetDir), { recursive: true });
+    const staging = fs.mkdtempSync(path.join(path.dirname(targetDir), `.${path.basename(targetDir)}.staging-`));
+    try {
+        const result = await build(staging);
+        if (!fs.existsSync(targetDir)) {
+            fs.renameSync(staging, targetDir);
+        } else {
+            for (const entry of fs.readdirSync(staging)) fs.renameSync(path.join(staging, entry), path.join(targetDir, entry));
+        }
+        return result;
+    } finally {
+        fs.rmSync(staging, { recursive: true, force: true });
+    }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up for a fresh Debian 12 machine: the Debian tools the build steps and the
+# tests use, the npm dependencies, and the Pulumi CLI built from Go modules. Safe to rerun: every step
+# skips what is already there. Writes the Pulumi bin dir to .pulumi-bin for the test and demo runners.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# tool -> Debian package; the build steps name the package in their "missing tool" errors too.
+DEBIAN_PACKAGES=(
+  openssl efitools sbsigntool         # keys, signature lists, Authenticode
+  erofs-utils cryptsetup-bin fdisk gdisk  # sysext: erofs, dm-verity, GPT
+  systemd-container                   # systemd-dissect (tests verify DDIs with it)
+  binutils systemd-boot-efi zstd cpio # UKI: objcopy, stub + systemd-boot, initrd
+  mtools dosfstools xorriso           # ESP image and ISO
+  ovmf qemu-system-x86 swtpm swtpm-tools  # firmware boot tests, vTPM
+  docker-registry skopeo              # a real OCI registry and a Docker-free client
+  busybox-static                      # the test OS's /init
+)
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # docker-registry's package starts a system service on :5000; tests start their own on a free port.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    $SUDO systemctl stop docker-registry || true
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+bash scripts/install-pulumi.sh > .pulumi-bin
+echo "setup: ok (pulumi: $(cat .pulumi-bin))" >&2
