@@ -90,15 +90,15 @@ export function inputDefaults(token: string): Json {
 export function validateInputs(token: string, inputs: Json): InputProblem[] {
     let validate = compiled.get(token);
     if (!validate) {
-        const ajv = new Ajv({ allErrors: true, strict: false });
+        const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
         validate = ajv.compile(inputJsonSchema(token));
         compiled.set(token, validate);
     }
     if (validate(inputs)) return [];
-    return (validate.errors ?? [])
-        .filter((e) => valueAt(inputs, e.instancePath) !== UNKNOWN && !isUnknownParent(inputs, e))
-        .filter((e) => e.keyword !== "$ref" && e.keyword !== "if")
-        .map((e) => describe(e, inputs));
+    const errors = (validate.errors ?? []).filter((e) => valueAt(inputs, e.instancePath) !== UNKNOWN && !isUnknownParent(inputs, e));
+    // An empty string also fails its pattern; "must not be empty" says all there is to say.
+    const empty = new Set(errors.filter((e) => e.keyword === "minLength" && e.params.limit === 1).map((e) => e.instancePath));
+    return errors.filter((e) => !(e.keyword === "pattern" && empty.has(e.instancePath))).map((e) => describe(e, inputs));
 }
 
 export function assertValidInputs(token: string, inputs: Json): void {
