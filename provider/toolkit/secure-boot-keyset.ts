@@ -79,7 +79,7 @@ export function checkImport(source: Extract<KeySource, { kind: "import" }>): str
         const { key, certificate } = source.pairs[role];
         const missing = [key, certificate].filter((f) => !fs.existsSync(f));
         if (missing.length > 0) {
-            problems.push(...missing.map((f) => `${role}: ${f} does not exist`));
+            problems.push(`${role}: ${missing.join(" and ")} ${missing.length > 1 ? "do" : "does"} not exist`);
             continue;
         }
         try {

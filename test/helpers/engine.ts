@@ -3,32 +3,10 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { InlineProgramArgs, LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
+import { InlineProgramArgs, Stack } from "@pulumi/pulumi/automation";
+import { openLocalStack } from "../../scripts/lib/local-engine";
 
-const REPO = path.resolve(__dirname, "..", "..");
 export const TEST_PASSPHRASE = "pulumi-kairos-test-passphrase";
-
-export function pulumiBinDir(): string {
-    const fromEnv = process.env.PULUMI_KAIROS_BIN;
-    if (fromEnv) return fromEnv;
-    const recorded = path.join(REPO, ".pulumi-bin");
-    if (!fs.existsSync(recorded)) throw new Error("the Pulumi CLI is not set up: run `npm run setup` (or `npm test`, which does)");
-    return fs.readFileSync(recorded, "utf8").trim();
-}
-
-/** Environment for the CLI and the plugins it starts (dynamic providers run in a child process). */
-export function engineEnv(backendDir: string): Record<string, string> {
-    const bin = pulumiBinDir();
-    return {
-        PULUMI_BACKEND_URL: `file://${backendDir}`,
-        PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
-        PULUMI_HOME: path.join(backendDir, ".pulumi-home"),
-        PULUMI_SKIP_UPDATE_CHECK: "true",
-        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-        PULUMI_NODEJS_DYNAMIC_PROVIDER: path.join(REPO, "node_modules", "@pulumi", "pulumi", "cmd", "dynamic-provider"),
-        PATH: `${bin}:${process.env.PATH}`,
-    };
-}
 
 export interface EngineStackOptions {
     backendDir?: string;
@@ -40,17 +18,12 @@ export interface EngineStackOptions {
 export async function engineStack(program: InlineProgramArgs["program"], opts: EngineStackOptions = {}): Promise<EngineStack> {
     const ownsBackend = !opts.backendDir;
     const backendDir = opts.backendDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "kairos-backend-"));
-    const envVars = engineEnv(backendDir);
-    const projectName = opts.projectName ?? "kairos-test";
-    const pulumiCommand = await PulumiCommand.get({ root: path.dirname(pulumiBinDir()) });
-    const stack = await LocalWorkspace.createOrSelectStack(
-        { projectName, stackName: opts.stackName ?? "dev", program },
-        {
-            pulumiCommand,
-            envVars,
-            projectSettings: { name: projectName, runtime: "nodejs", backend: { url: envVars.PULUMI_BACKEND_URL } },
-        },
-    );
+    const stack = await openLocalStack(program, {
+        backendDir,
+        passphrase: TEST_PASSPHRASE,
+        projectName: opts.projectName ?? "kairos-test",
+        stackName: opts.stackName ?? "dev",
+    });
     return new EngineStack(stack, backendDir, ownsBackend);
 }
 
@@ -72,6 +45,13 @@ export class EngineStack {
     /** The raw state file text as the backend stores it. */
     async stateText(): Promise<string> {
         return JSON.stringify(await this.stack.exportStack());
+    }
+    /** The outputs the state holds for one resource (refresh updates these; stack outputs need an up). */
+    async resourceOutputs(name: string): Promise<Record<string, any>> {
+        const deployment = (await this.stack.exportStack()).deployment;
+        const res = (deployment.resources ?? []).find((r: any) => String(r.urn).endsWith(`::${name}`) && r.custom);
+        if (!res) throw new Error(`no resource named ${name} in the state`);
+        return res.outputs;
     }
     async dispose(): Promise<void> {
         await this.stack.workspace.removeStack(this.stack.name, { force: true }).catch(() => undefined);

@@ -1,0 +1,50 @@
+// The local Pulumi engine as this repo sets it up: the CLI built by scripts/install-pulumi.sh, a file
+// backend, and the Automation API with inline programs (the Node language host is not available as a
+// Go module, so `pulumi up` in a project folder is not how the demo and the tests run it).
+import * as fs from "fs";
+import * as path from "path";
+import { InlineProgramArgs, LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
+
+export const REPO_ROOT = path.resolve(__dirname, "..", "..");
+
+export function pulumiBinDir(): string {
+    const fromEnv = process.env.PULUMI_KAIROS_BIN;
+    if (fromEnv) return fromEnv;
+    const recorded = path.join(REPO_ROOT, ".pulumi-bin");
+    if (!fs.existsSync(recorded)) throw new Error("the Pulumi CLI is not set up: run `npm run setup` (npm test and npm run demo do)");
+    return fs.readFileSync(recorded, "utf8").trim();
+}
+
+/** Environment for the CLI and the plugins it starts (dynamic providers run in a child process). */
+export function engineEnv(backendDir: string, passphrase: string): Record<string, string> {
+    return {
+        PULUMI_BACKEND_URL: `file://${backendDir}`,
+        PULUMI_CONFIG_PASSPHRASE: passphrase,
+        PULUMI_HOME: path.join(backendDir, ".pulumi-home"),
+        PULUMI_SKIP_UPDATE_CHECK: "true",
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+        PULUMI_NODEJS_DYNAMIC_PROVIDER: path.join(REPO_ROOT, "node_modules", "@pulumi", "pulumi", "cmd", "dynamic-provider"),
+        PATH: `${pulumiBinDir()}:${process.env.PATH}`,
+    };
+}
+
+export interface LocalStackOptions {
+    backendDir: string;
+    passphrase: string;
+    projectName: string;
+    stackName: string;
+}
+
+export async function openLocalStack(program: InlineProgramArgs["program"], o: LocalStackOptions): Promise<Stack> {
+    fs.mkdirSync(o.backendDir, { recursive: true });
+    const envVars = engineEnv(o.backendDir, o.passphrase);
+    const pulumiCommand = await PulumiCommand.get({ root: path.dirname(pulumiBinDir()) });
+    return LocalWorkspace.createOrSelectStack(
+        { projectName: o.projectName, stackName: o.stackName, program },
+        {
+            pulumiCommand,
+            envVars,
+            projectSettings: { name: o.projectName, runtime: "nodejs", backend: { url: envVars.PULUMI_BACKEND_URL } },
+        },
+    );
+}

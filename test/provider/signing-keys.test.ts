@@ -1,0 +1,85 @@
+// The SigningKeys handler called directly, as the dynamic-provider process calls it.
+import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import { signingKeysHandler as handler } from "../../provider/signing-keys";
+import { tempDir } from "../helpers/engine";
+import { makeCertificate } from "../helpers/pki";
+
+async function checkFailures(news: Record<string, unknown>, olds: Record<string, unknown> = {}) {
+    const r = await handler.check(olds, news);
+    return r.failures ?? [];
+}
+
+describe("SigningKeys handler: bad input gets one clear error and writes nothing", function () {
+    this.timeout(60000);
+    let root: string;
+    beforeEach(() => (root = tempDir("sk-bad")));
+    const nothingWritten = () => assert.deepStrictEqual(fs.readdirSync(root), []);
+
+    it("fails on an unsupported key size", async () => {
+        const f = await checkFailures({ name: "acme", outputDir: path.join(root, "k"), keySize: 1024 });
+        assert.deepStrictEqual(f, [{ property: "keySize", reason: "1024 is not allowed; allowed: 2048, 3072, 4096" }]);
+        nothingWritten();
+    });
+
+    it("fails on an empty or invalid name", async () => {
+        assert.deepStrictEqual(await checkFailures({ name: "", outputDir: path.join(root, "k") }), [{ property: "name", reason: "must not be empty" }]);
+        const f = await checkFailures({ name: "acme/../x", outputDir: path.join(root, "k") });
+        assert.strictEqual(f.length, 1);
+        assert.strictEqual(f[0].property, "name");
+        assert.match(f[0].reason, /"acme\/..\/x" does not match/);
+        nothingWritten();
+    });
+
+    it("fails when import paths are missing, naming each", async () => {
+        const f = await checkFailures({ name: "acme", outputDir: path.join(root, "k"), import: { dir: path.join(root, "nowhere") } });
+        assert.strictEqual(f.length, 3);
+        for (const role of ["PK", "KEK", "db"]) {
+            assert.ok(f.some((x) => x.property === "import" && x.reason === `${role}: ${path.join(root, "nowhere", `${role}.key`)} and ${path.join(root, "nowhere", `${role}.pem`)} do not exist`), role);
+        }
+        nothingWritten();
+    });
+
+    it("fails when an imported key does not match its certificate", async () => {
+        const certs = tempDir("sk-certs");
+        const a = await makeCertificate(certs, "a");
+        const b = await makeCertificate(certs, "b");
+        const f = await checkFailures({ name: "acme", outputDir: path.join(root, "k"), import: { PK: a, KEK: a, db: { key: a.key, certificate: b.certificate } } });
+        assert.deepStrictEqual(f, [{ property: "import", reason: `db: the key ${a.key} does not match the certificate ${b.certificate}` }]);
+        nothingWritten();
+    });
+
+    it("refuses to create into a folder that already holds keys, and leaves it as it was", async () => {
+        const dir = path.join(root, "k");
+        fs.mkdirSync(dir);
+        fs.writeFileSync(path.join(dir, "PK.key"), "someone else's key");
+        const checked = await handler.check({}, { name: "acme", outputDir: dir });
+        assert.deepStrictEqual(checked.failures, []);
+        await assert.rejects(handler.create(checked.inputs), /already holds PK\.key; SigningKeys never overwrites keys/);
+        assert.deepStrictEqual(fs.readdirSync(root), ["k"]);
+        assert.deepStrictEqual(fs.readdirSync(dir), ["PK.key"]);
+        assert.strictEqual(fs.readFileSync(path.join(dir, "PK.key"), "utf8"), "someone else's key");
+    });
+
+    it("fails on a key-material change without rotation, and explains how to rotate", async () => {
+        const first = await handler.check({}, { name: "acme", outputDir: path.join(root, "k") });
+        const f = await checkFailures({ name: "acme", outputDir: path.join(root, "k"), keySize: 4096 }, first.inputs);
+        assert.strictEqual(f.length, 1);
+        assert.strictEqual(f[0].property, "keySize");
+        assert.match(f[0].reason, /changing keySize \(2048 -> 4096\) would replace the Secure Boot keys/);
+        assert.match(f[0].reason, /raise `rotation` to 1/);
+        const rotated = await checkFailures({ name: "acme", outputDir: path.join(root, "k"), keySize: 4096, rotation: 1 }, first.inputs);
+        assert.deepStrictEqual(rotated, []);
+        nothingWritten();
+    });
+
+    it("keeps the input hash stable for equal inputs and changes it for a non-key input", async () => {
+        const a = await handler.check({}, { name: "acme", outputDir: path.join(root, "k") });
+        const b = await handler.check({}, { name: "acme", outputDir: path.join(root, "k"), keySize: 2048 });
+        const c = await handler.check({}, { name: "acme", outputDir: path.join(root, "k"), authTimestamp: "2030-01-01T00:00:00Z" });
+        assert.strictEqual(a.inputs.inputHash, b.inputs.inputHash);
+        assert.notStrictEqual(a.inputs.inputHash, c.inputs.inputHash);
+        assert.strictEqual(a.inputs.keyMaterialHash, c.inputs.keyMaterialHash);
+    });
+});
