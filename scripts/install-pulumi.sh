@@ -8,6 +8,7 @@ set -euo pipefail
 
 PULUMI_VERSION="${PULUMI_VERSION:-3.248.0}"   # = @pulumi/pulumi in package.json: the newest SDK that runs on Node 20
 CACHE_ROOT="${PULUMI_KAIROS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pulumi-kairos}"
+export GOFLAGS="${GOFLAGS:-} -mod=mod"
 BIN_DIR="$CACHE_ROOT/pulumi-v$PULUMI_VERSION/bin"
 
 if [ -x "$BIN_DIR/pulumi" ] && "$BIN_DIR/pulumi" version 2>/dev/null | grep -qx "v$PULUMI_VERSION"; then

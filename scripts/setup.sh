@@ -4,6 +4,8 @@
 # skips what is already there. Writes the Pulumi bin dir to .pulumi-bin for the test and demo runners.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# CI may run with a minimal environment; go and npm both need a home for their caches.
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 
 # tool -> Debian package; the build steps name the package in their "missing tool" errors too.
 DEBIAN_PACKAGES=(

@@ -260,6 +260,9 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
             certificateFingerprint: signed?.certificateFingerprint,
             partitions: checked.partitions,
         };
+    } catch (e) {
+        fs.rmSync(opts.outFile, { force: true }); // never leave a half-built or unverified image behind
+        throw e;
     } finally {
         fs.rmSync(scratch, { recursive: true, force: true });
     }
@@ -315,7 +318,9 @@ async function makeErofs(opts: BuildSysextOptions, seed: string, rootFile: strin
             ...(opts.compression === "none" ? [] : ["-z", opts.compression]),
             rootFile, opts.sourceDir,
         ],
-        { env: { SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch) } },
+        // erofs-utils 1.5 reads SOURCE_DATE_EPOCH as "clamp": older mtimes would survive and differ between trees.
+        // Unset, -T stamps every inode with the epoch.
+        { env: { SOURCE_DATE_EPOCH: undefined } },
     );
     padFile(rootFile, PARTITION_ALIGNMENT);
 }
