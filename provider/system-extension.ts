@@ -1,0 +1,272 @@
+// SystemExtension: a signed systemd system/configuration extension image (NAME.sysext.raw) built
+// from a directory, an OCI layout, a docker-save archive or a registry image. Content-addressed:
+// check() hashes the inputs and the source's content digest, so preview knows what will rebuild.
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { Handler, absolutePath, containsUnknown, lazyProvider, userInputs } from "./resource-kit";
+import { InputProblem, inputDefaults, validateInputs } from "./validation/schema-validator";
+import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
+import { keyMatchesCertificate, readCertificate } from "./toolkit/openssl";
+import { stageThenMove } from "./store/staging";
+import { DdiArchitecture, ExtensionKind, buildSysextImage, resignSysextImage } from "./toolkit/ddi";
+import { ensureExtensionRelease, ReleaseFields } from "./toolkit/extension-release";
+import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/extension-source";
+import type { SigningKeys } from "./signing-keys";
+
+export const SYSTEM_EXTENSION_TOKEN = "kairos:index:SystemExtension";
+const BUILDER_VERSION = "system-extension/1";
+
+export interface SystemExtensionArgs {
+    /** NAME of NAME.sysext.raw and extension-release.NAME: letters, digits, '.', '-'. */
+    name: pulumi.Input<string>;
+    /** Folder the image is written to. */
+    outputDir: pulumi.Input<string>;
+    /** Exactly one of dir, ociLayout, dockerArchive, image. */
+    source: pulumi.Input<{
+        dir?: pulumi.Input<string>;
+        ociLayout?: pulumi.Input<string>;
+        dockerArchive?: pulumi.Input<string>;
+        image?: pulumi.Input<string>;
+        insecureRegistry?: pulumi.Input<boolean>;
+    }>;
+    /** @default "sysext" */
+    kind?: pulumi.Input<ExtensionKind>;
+    /** @default "amd64" */
+    arch?: pulumi.Input<"amd64" | "arm64">;
+    /** Image layers that make the extension. @default "last" (auroraboot's semantics) */
+    layers?: pulumi.Input<"last" | "all">;
+    /** Also take /opt (sysext only). @default false */
+    withOpt?: pulumi.Input<boolean>;
+    /** Drop files outside the allowed paths instead of failing. @default false */
+    dropDisallowedPaths?: pulumi.Input<boolean>;
+    /** Fields of the generated extension-release file. @default ID=_any */
+    release?: pulumi.Input<{ id?: pulumi.Input<string>; versionId?: pulumi.Input<string>; level?: pulumi.Input<string>; reloadManager?: pulumi.Input<boolean> }>;
+    /** erofs compression. @default "lz4" */
+    compression?: pulumi.Input<"none" | "lz4" | "lz4hc">;
+    /** Key and certificate that sign the root hash. */
+    signing?: pulumi.Input<{ key: pulumi.Input<string>; certificate: pulumi.Input<string> }>;
+    /** Shorthand for `signing`: the db key and certificate of a SigningKeys resource. */
+    signingKeys?: SigningKeys;
+    /** Timestamp of every file in the image. @default 0 */
+    sourceDateEpoch?: pulumi.Input<number>;
+}
+
+interface CheckedInputs {
+    name: string;
+    outputDir: string;
+    source: ExtensionSourceSpec;
+    kind: ExtensionKind;
+    arch: "amd64" | "arm64";
+    layers: "last" | "all";
+    withOpt: boolean;
+    dropDisallowedPaths: boolean;
+    release?: ReleaseFields;
+    compression: "none" | "lz4" | "lz4hc";
+    signing?: { key: string; certificate: string };
+    sourceDateEpoch: number;
+    sourceDigest: string;
+    signingCertificateFingerprint: string | null;
+    contentHash: string;
+    inputHash: string;
+}
+
+interface Outputs extends CheckedInputs {
+    path: string;
+    sha256: string;
+    size: number;
+    rootHash: string;
+    certificateFingerprint: string | null;
+    extensionRelease: string;
+    droppedPaths: string[];
+    drift: string[];
+}
+
+const DDI_ARCH: Record<CheckedInputs["arch"], DdiArchitecture> = { amd64: "x86-64", arm64: "arm64" };
+
+export function imageFileName(name: string, kind: ExtensionKind): string {
+    return `${name}.${kind}.raw`;
+}
+
+export const systemExtensionHandler: Handler = {
+    async check(_olds, news) {
+        const inputs = { ...inputDefaults(SYSTEM_EXTENSION_TOKEN), ...userInputs(news) } as CheckedInputs;
+        const failures: InputProblem[] = validateInputs(SYSTEM_EXTENSION_TOKEN, inputs);
+        if (failures.length > 0 || containsUnknown(inputs)) return { inputs: { ...news, ...inputs }, failures };
+        resolvePaths(inputs);
+        failures.push(...crossFieldProblems(inputs));
+        if (failures.length > 0) return { inputs: { ...news, ...inputs }, failures };
+        try {
+            inputs.sourceDigest = await sourceDigest(inputs.source, { layers: inputs.layers, arch: inputs.arch });
+        } catch (e) {
+            return { inputs: { ...news, ...inputs }, failures: [{ property: "source", reason: `cannot read the source: ${(e as Error).message}` }] };
+        }
+        inputs.signingCertificateFingerprint = inputs.signing ? readCertificate(inputs.signing.certificate).sha256Fingerprint : null;
+        inputs.contentHash = sha256Hex(canonicalJson({
+            builder: BUILDER_VERSION,
+            ...Object.fromEntries(CONTENT_FIELDS.map((f) => [f, inputs[f] ?? null])),
+            source: sourceForms(inputs.source)[0], // where the source lives is not its content; sourceDigest is
+            sourceDigest: inputs.sourceDigest,
+        }));
+        inputs.inputHash = sha256Hex(`${inputs.contentHash}:${inputs.signingCertificateFingerprint ?? "unsigned"}`);
+        return { inputs: { ...news, ...inputs }, failures };
+    },
+
+    async diff(_id, olds: Outputs, news: CheckedInputs) {
+        const moved = (["name", "kind", "outputDir"] as const).filter((f) => olds[f] !== news[f]);
+        return {
+            changes: moved.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0,
+            // A new file name is a new artifact: build it, then delete the old one.
+            replaces: moved,
+        };
+    },
+
+    async create(inputs: CheckedInputs) {
+        const outs = await build(inputs);
+        return { id: outs.path, outs };
+    },
+
+    async read(id, props: Outputs) {
+        const now = await sha256FileIfExists(props.path);
+        const drift = now === props.sha256 ? [] : [`${path.basename(props.path)}: ${now === undefined ? "missing" : "altered"}`];
+        return { id, props: { ...props, drift } };
+    },
+
+    async update(_id, olds: Outputs, news: CheckedInputs) {
+        const onlySigningChanged =
+            olds.contentHash === news.contentHash && !!news.signing && !!olds.certificateFingerprint && (await sha256FileIfExists(olds.path)) === olds.sha256;
+        if (onlySigningChanged) return { outs: await resign(olds, news) };
+        return { outs: await build(news) };
+    },
+
+    async delete(_id, props: Outputs) {
+        fs.rmSync(props.path, { force: true });
+    },
+};
+
+/** Inputs that decide the image's content (everything but the signing key). */
+const CONTENT_FIELDS = ["name", "kind", "arch", "layers", "withOpt", "dropDisallowedPaths", "release", "compression", "sourceDateEpoch"] as const;
+
+/** Scratch space beside the output (same filesystem, so big trees are not copied across devices). */
+function makeWorkDir(inputs: CheckedInputs): string {
+    fs.mkdirSync(path.dirname(inputs.outputDir), { recursive: true });
+    return fs.mkdtempSync(path.join(path.dirname(inputs.outputDir), `.${inputs.name}.work-`));
+}
+
+async function build(inputs: CheckedInputs): Promise<Outputs> {
+    const fileName = imageFileName(inputs.name, inputs.kind);
+    const work = makeWorkDir(inputs);
+    try {
+        const tree = path.join(work, "tree");
+        const { dropped } = await materializeSource(inputs.source, inputs.sourceDigest, tree, {
+            layers: inputs.layers,
+            arch: inputs.arch,
+            filter: { allow: allowedPaths(inputs), onViolation: inputs.dropDisallowedPaths ? "drop" : "error" },
+            workDir: work,
+        });
+        fs.chmodSync(tree, 0o755); // the tree's mode becomes the image root's mode
+        const extensionRelease = ensureExtensionRelease(tree, inputs.name, inputs.kind, DDI_ARCH[inputs.arch], inputs.release ?? {});
+        const image = await stageThenMove(inputs.outputDir, (staging) =>
+            buildSysextImage({
+                sourceDir: tree,
+                outFile: path.join(staging, fileName),
+                workDir: work,
+                name: inputs.name,
+                kind: inputs.kind,
+                arch: DDI_ARCH[inputs.arch],
+                compression: inputs.compression,
+                sourceDateEpoch: inputs.sourceDateEpoch,
+                signing: inputs.signing,
+            }),
+        );
+        return {
+            ...inputs,
+            path: path.join(inputs.outputDir, fileName),
+            sha256: image.sha256,
+            size: image.size,
+            rootHash: image.rootHash,
+            certificateFingerprint: image.certificateFingerprint ?? null,
+            extensionRelease,
+            droppedPaths: dropped,
+            drift: [],
+        };
+    } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+    }
+}
+
+/** A new signing key only rewrites the verity-signature partition; the root hash stays. */
+async function resign(olds: Outputs, news: CheckedInputs): Promise<Outputs> {
+    const work = makeWorkDir(news);
+    try {
+        const image = await stageThenMove(news.outputDir, (staging) =>
+            resignSysextImage({ inFile: olds.path, outFile: path.join(staging, path.basename(olds.path)), workDir: work, signing: news.signing! }),
+        );
+        return { ...olds, ...news, sha256: image.sha256, size: image.size, rootHash: image.rootHash, certificateFingerprint: image.certificateFingerprint ?? null, drift: [] };
+    } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+    }
+}
+
+function allowedPaths(inputs: CheckedInputs): string[] {
+    if (inputs.kind === "confext") return ["etc"];
+    return inputs.withOpt ? ["usr", "opt"] : ["usr"];
+}
+
+function resolvePaths(inputs: CheckedInputs): void {
+    inputs.outputDir = absolutePath(inputs.outputDir);
+    const s = { ...inputs.source };
+    for (const f of ["dir", "ociLayout", "dockerArchive"] as const) if (s[f]) s[f] = absolutePath(s[f]!);
+    inputs.source = s;
+    if (inputs.signing) inputs.signing = { key: absolutePath(inputs.signing.key), certificate: absolutePath(inputs.signing.certificate) };
+}
+
+function crossFieldProblems(inputs: CheckedInputs): InputProblem[] {
+    const problems: InputProblem[] = [];
+    const forms = sourceForms(inputs.source);
+    if (forms.length !== 1) {
+        problems.push({ property: "source", reason: forms.length === 0 ? "names no source; give one of dir, ociLayout, dockerArchive, image" : `names ${forms.join(" and ")}; give exactly one` });
+    }
+    for (const f of ["dir", "ociLayout", "dockerArchive"] as const) {
+        const p = inputs.source[f];
+        if (p && !fs.existsSync(p)) problems.push({ property: `source.${f}`, reason: `${p} does not exist` });
+    }
+    if (inputs.source.dir && fs.existsSync(inputs.source.dir) && !fs.statSync(inputs.source.dir).isDirectory()) {
+        problems.push({ property: "source.dir", reason: `${inputs.source.dir} is not a directory` });
+    }
+    if (inputs.kind === "confext" && inputs.withOpt) problems.push({ property: "withOpt", reason: "only a sysext can carry /opt; a confext holds /etc" });
+    if (inputs.signing) {
+        const missing = [inputs.signing.key, inputs.signing.certificate].filter((f) => !fs.existsSync(f));
+        if (missing.length > 0) problems.push({ property: "signing", reason: `${missing.join(" and ")} ${missing.length > 1 ? "do" : "does"} not exist` });
+        else if (!keyMatchesCertificate(inputs.signing.key, inputs.signing.certificate)) {
+            problems.push({ property: "signing", reason: `the key ${inputs.signing.key} does not match the certificate ${inputs.signing.certificate}` });
+        }
+    }
+    return problems;
+}
+
+/** A signed systemd system extension (or confext) image; see schema.json for every input. */
+export class SystemExtension extends pulumi.dynamic.Resource {
+    declare readonly path: pulumi.Output<string>;
+    declare readonly sha256: pulumi.Output<string>;
+    declare readonly size: pulumi.Output<number>;
+    declare readonly rootHash: pulumi.Output<string>;
+    declare readonly certificateFingerprint: pulumi.Output<string | null>;
+    declare readonly extensionRelease: pulumi.Output<string>;
+    declare readonly sourceDigest: pulumi.Output<string>;
+    declare readonly droppedPaths: pulumi.Output<string[]>;
+    declare readonly inputHash: pulumi.Output<string>;
+    declare readonly contentHash: pulumi.Output<string>;
+    declare readonly drift: pulumi.Output<string[]>;
+
+    constructor(name: string, args: SystemExtensionArgs, opts?: pulumi.CustomResourceOptions) {
+        const { signingKeys, ...rest } = args;
+        const signing = rest.signing ?? (signingKeys ? signingKeys.files.apply((f) => ({ key: f.db.key, certificate: f.db.pem })) : undefined);
+        const outputs = {
+            path: undefined, sha256: undefined, size: undefined, rootHash: undefined, certificateFingerprint: undefined,
+            extensionRelease: undefined, sourceDigest: undefined, droppedPaths: undefined, inputHash: undefined,
+            contentHash: undefined, drift: undefined,
+        };
+        super(lazyProvider(__filename, "systemExtensionHandler"), name, { ...outputs, ...rest, signing }, opts, "kairos", "SystemExtension");
+    }
+}

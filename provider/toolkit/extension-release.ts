@@ -1,0 +1,63 @@
+// The extension-release file systemd matches an extension against: generated when the source has
+// none, validated when it brings its own (name and architecture must agree with the image).
+import * as fs from "fs";
+import * as path from "path";
+import { DdiArchitecture, ExtensionKind, extensionReleasePath } from "./ddi";
+
+export interface ReleaseFields {
+    /** ID= of the OS the extension is for; `_any` matches every OS. */
+    id?: string;
+    versionId?: string;
+    /** SYSEXT_LEVEL= (sysext) or CONFEXT_LEVEL= (confext). */
+    level?: string;
+    /** EXTENSION_RELOAD_MANAGER=1: systemd reloads units after merging (auroraboot --service-reload). */
+    reloadManager?: boolean;
+}
+
+export class ExtensionReleaseError extends Error {
+    readonly code = "EXTENSION_RELEASE";
+}
+
+export function renderExtensionRelease(kind: ExtensionKind, arch: DdiArchitecture, f: ReleaseFields): string {
+    const lines = [`ID=${f.id ?? "_any"}`];
+    if (f.versionId) lines.push(`VERSION_ID=${f.versionId}`);
+    if (f.level) lines.push(`${kind === "confext" ? "CONFEXT_LEVEL" : "SYSEXT_LEVEL"}=${f.level}`);
+    lines.push(`ARCHITECTURE=${arch}`);
+    if (f.reloadManager) lines.push("EXTENSION_RELOAD_MANAGER=1");
+    return lines.join("\n") + "\n";
+}
+
+/**
+ * Makes sure `tree` carries the release file for `name`: writes one from `fields` when the source
+ * brought none, otherwise checks the one it brought. Returns the file's text.
+ */
+export function ensureExtensionRelease(tree: string, name: string, kind: ExtensionKind, arch: DdiArchitecture, fields: ReleaseFields): string {
+    const relative = extensionReleasePath(kind, name);
+    const file = path.join(tree, relative);
+    const dir = path.dirname(file);
+    const present = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith("extension-release.")) : [];
+    if (present.length === 0) {
+        fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+        const text = renderExtensionRelease(kind, arch, fields);
+        fs.writeFileSync(file, text, { mode: 0o644 });
+        return text;
+    }
+    const problems: string[] = [];
+    const others = present.filter((f) => f !== path.basename(relative));
+    if (others.length > 0) {
+        problems.push(`the source has ${others.map((f) => path.join(path.dirname(relative), f)).join(", ")}, but this extension is named '${name}' (systemd needs ${relative})`);
+    }
+    if (fs.existsSync(file)) {
+        if (fs.lstatSync(file).isSymbolicLink() || !fs.statSync(file).isFile()) problems.push(`${relative} must be a regular file`);
+        else {
+            const text = fs.readFileSync(file, "utf8");
+            const declared = /^ARCHITECTURE=["']?([^"'\n]*)["']?\s*$/m.exec(text)?.[1];
+            if (declared !== undefined && declared !== "_any" && declared !== arch) {
+                problems.push(`${relative} says ARCHITECTURE=${declared}, but the extension is built for ${arch}`);
+            }
+            if (!/^ID=/m.test(text)) problems.push(`${relative} has no ID= line (use ID=_any to match every OS)`);
+            if (problems.length === 0) return text;
+        }
+    }
+    throw new ExtensionReleaseError(problems.join("; "));
+}

@@ -1,0 +1,76 @@
+// Sources of an extension's files: a local directory, an OCI layout (dir or tar), a docker-save
+// archive, or a registry reference. Two steps: a cheap digest that identifies the content (run in
+// preview), and materialising the content as a tree under the allowed top-level paths.
+import * as fs from "fs";
+import * as path from "path";
+import { openImage } from "./oci-image";
+import { extractImage, FilterViolationError, LayerFilter } from "./layer-extract";
+import { treeDigest } from "./tree-digest";
+import { pullToOciLayout, resolveManifestDigest } from "./registry";
+
+export interface ExtensionSourceSpec {
+    dir?: string;
+    ociLayout?: string;
+    dockerArchive?: string;
+    image?: string;
+    insecureRegistry?: boolean;
+}
+
+export type SourceForm = "dir" | "ociLayout" | "dockerArchive" | "image";
+export const SOURCE_FORMS: SourceForm[] = ["dir", "ociLayout", "dockerArchive", "image"];
+
+export interface MaterializeOptions {
+    /** "last": only the image's last layer (auroraboot); "all": every layer, whiteouts applied. */
+    layers: "last" | "all";
+    /** Docker platform architecture: amd64 or arm64. */
+    arch: string;
+    filter: LayerFilter;
+    /** Scratch space (registry pulls, zstd layers). */
+    workDir: string;
+}
+
+export function sourceForms(spec: ExtensionSourceSpec): SourceForm[] {
+    return SOURCE_FORMS.filter((f) => spec[f] !== undefined);
+}
+
+/**
+ * A digest naming the content the source would give: a tree digest for a directory, the image's
+ * config digest for a local image, the manifest digest a registry tag points at right now.
+ */
+export async function sourceDigest(spec: ExtensionSourceSpec, o: { layers: "last" | "all"; arch: string }): Promise<string> {
+    if (spec.dir) return `tree:${await treeDigest(spec.dir)}`;
+    if (spec.image) return `manifest:${await resolveManifestDigest(spec.image, { insecure: spec.insecureRegistry })}`;
+    const image = await openImage((spec.ociLayout ?? spec.dockerArchive)!, { arch: o.arch });
+    // With `last`, only the top layer reaches the extension: a rebuilt base image changes nothing.
+    return o.layers === "last" ? `layer:${image.layers[image.layers.length - 1]?.diffId ?? "none"}` : `image:${image.contentDigest}`;
+}
+
+export interface MaterializedSource {
+    dropped: string[];
+}
+
+/** Writes the source's files into `tree` (missing or empty), keeping only the allowed top-level paths. */
+export async function materializeSource(spec: ExtensionSourceSpec, digest: string, tree: string, o: MaterializeOptions): Promise<MaterializedSource> {
+    if (spec.dir) return copyDirectory(spec.dir, tree, o.filter);
+    let imagePath = spec.ociLayout ?? spec.dockerArchive;
+    if (spec.image) {
+        imagePath = path.join(o.workDir, "pulled");
+        // Pull exactly the digest check() saw, so preview and build agree even if the tag moves meanwhile.
+        await pullToOciLayout(spec.image, digest.replace(/^manifest:/, ""), imagePath, { insecure: spec.insecureRegistry, arch: o.arch });
+    }
+    const image = await openImage(imagePath!, { arch: o.arch });
+    const summary = await extractImage(image, tree, { mode: o.layers, filter: o.filter, tmpDir: o.workDir });
+    return { dropped: summary.dropped };
+}
+
+/** A local directory is the user's own tree: copied as it is (modes, symlinks), filtered at the top. */
+function copyDirectory(dir: string, tree: string, filter: LayerFilter): MaterializedSource {
+    const allowed = new Set(filter.allow.map((p) => p.split("/")[0]));
+    const outside = fs.readdirSync(dir).filter((name) => !allowed.has(name)).sort();
+    if (outside.length > 0 && filter.onViolation === "error") throw new FilterViolationError(filter.allow, outside);
+    fs.mkdirSync(tree, { recursive: true, mode: 0o755 });
+    for (const name of fs.readdirSync(dir).filter((n) => allowed.has(n))) {
+        fs.cpSync(path.join(dir, name), path.join(tree, name), { recursive: true, verbatimSymlinks: true, errorOnExist: true });
+    }
+    return { dropped: outside };
+}

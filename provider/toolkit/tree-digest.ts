@@ -1,0 +1,90 @@
+// A content digest of a directory tree, for local-directory sources: what the tree would put into an
+// image (paths, types, permission bits, link targets, file bytes) and nothing the host adds on the
+// side (mtimes, owners, inode numbers, the order files were created in).
+import { createHash } from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { sha256File } from "./files";
+
+export type TreeEntryType = "dir" | "file" | "symlink" | "fifo" | "socket" | "char" | "block";
+
+export interface TreeEntry {
+    /** Relative to the root, "/"-separated. The root itself is not listed. */
+    path: string;
+    type: TreeEntryType;
+    /** Permission bits, including setuid, setgid and sticky. */
+    mode: number;
+    /** Symlink target, as stored. */
+    target?: string;
+    /** sha256 hex of a regular file's content. */
+    sha256?: string;
+    /** Device number of char and block devices. */
+    rdev?: number;
+}
+
+// Bump when the encoding below changes, so old and new digests can never be confused.
+const FORMAT = "pulumi-kairos tree v1\n";
+const HASH_CONCURRENCY = 8;
+
+/** "sha256:<hex>" over the sorted entries of the tree at `root`. Links inside the tree are not followed. */
+export async function treeDigest(root: string): Promise<string> {
+    const hash = createHash("sha256").update(FORMAT);
+    for (const entry of await treeEntries(root)) hash.update(encodeEntry(entry));
+    return `sha256:${hash.digest("hex")}`;
+}
+
+/** The entries the digest covers, sorted by path (byte order), for showing what changed. */
+export async function treeEntries(root: string): Promise<TreeEntry[]> {
+    const stat = await fs.promises.stat(root);
+    if (!stat.isDirectory()) throw new Error(`${root} is not a directory`);
+    const entries = await walk(root, "");
+    entries.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+    await hashFiles(root, entries);
+    return entries;
+}
+
+function encodeEntry(e: TreeEntry): string {
+    // JSON keeps every field unambiguous whatever characters a name holds.
+    return `${JSON.stringify([e.path, e.type, e.mode.toString(8), e.target ?? e.sha256 ?? e.rdev ?? null])}\n`;
+}
+
+async function walk(root: string, rel: string): Promise<TreeEntry[]> {
+    const out: TreeEntry[] = [];
+    for (const name of await fs.promises.readdir(path.join(root, rel))) {
+        const childRel = rel ? `${rel}/${name}` : name;
+        const entry = await describe(path.join(root, childRel), childRel);
+        out.push(entry);
+        if (entry.type === "dir") out.push(...(await walk(root, childRel)));
+    }
+    return out;
+}
+
+async function describe(file: string, rel: string): Promise<TreeEntry> {
+    const st = await fs.promises.lstat(file);
+    const entry: TreeEntry = { path: rel, type: entryType(st), mode: st.mode & 0o7777 };
+    if (entry.type === "symlink") entry.target = await fs.promises.readlink(file);
+    if (entry.type === "char" || entry.type === "block") entry.rdev = st.rdev;
+    return entry;
+}
+
+function entryType(st: fs.Stats): TreeEntryType {
+    if (st.isDirectory()) return "dir";
+    if (st.isFile()) return "file";
+    if (st.isSymbolicLink()) return "symlink";
+    if (st.isFIFO()) return "fifo";
+    if (st.isSocket()) return "socket";
+    return st.isCharacterDevice() ? "char" : "block";
+}
+
+/** Fills in sha256 for regular files, a few at a time. */
+async function hashFiles(root: string, entries: TreeEntry[]): Promise<void> {
+    const files = entries.filter((e) => e.type === "file");
+    let next = 0;
+    const worker = async () => {
+        while (next < files.length) {
+            const entry = files[next++];
+            entry.sha256 = await sha256File(path.join(root, entry.path));
+        }
+    };
+    await Promise.all(Array.from({ length: HASH_CONCURRENCY }, worker));
+}
