@@ -16,6 +16,8 @@ import type { SigningKeys } from "./signing-keys";
 
 export const SYSTEM_EXTENSION_TOKEN = "kairos:index:SystemExtension";
 const BUILDER_VERSION = "system-extension/1";
+/** Extension images are public artifacts (the keys folder is the private one). */
+const ARTIFACT_DIR_MODE = 0o755;
 
 export interface SystemExtensionArgs {
     /** NAME of NAME.sysext.raw and extension-release.NAME: letters, digits, '.', '-'. */
@@ -178,6 +180,7 @@ async function build(inputs: CheckedInputs): Promise<Outputs> {
                 sourceDateEpoch: inputs.sourceDateEpoch,
                 signing: inputs.signing,
             }),
+            ARTIFACT_DIR_MODE,
         );
         return {
             ...inputs,
@@ -201,6 +204,7 @@ async function resign(olds: Outputs, news: CheckedInputs): Promise<Outputs> {
     try {
         const image = await stageThenMove(news.outputDir, (staging) =>
             resignSysextImage({ inFile: olds.path, outFile: path.join(staging, path.basename(olds.path)), workDir: work, signing: news.signing! }),
+            ARTIFACT_DIR_MODE,
         );
         return { ...olds, ...news, sha256: image.sha256, size: image.size, rootHash: image.rootHash, certificateFingerprint: image.certificateFingerprint ?? null, drift: [] };
     } finally {

@@ -6,14 +6,16 @@ import * as path from "path";
 /**
  * Runs `build(staging)`; on success moves everything it wrote into `targetDir` (the whole directory
  * with one rename when `targetDir` does not exist yet). On failure nothing in `targetDir` changes.
- * Staging directories are created 0700, so a new key folder is private from its first moment.
+ * Staging directories are created 0700, so a new key folder is private from its first moment; a new
+ * `targetDir` gets `newDirMode` when it is moved into place.
  */
-export async function stageThenMove<T>(targetDir: string, build: (staging: string) => Promise<T>): Promise<T> {
+export async function stageThenMove<T>(targetDir: string, build: (staging: string) => Promise<T>, newDirMode = 0o700): Promise<T> {
     fs.mkdirSync(path.dirname(targetDir), { recursive: true });
     const staging = fs.mkdtempSync(path.join(path.dirname(targetDir), `.${path.basename(targetDir)}.staging-`));
     try {
         const result = await build(staging);
         if (!fs.existsSync(targetDir)) {
+            fs.chmodSync(staging, newDirMode);
             fs.renameSync(staging, targetDir);
         } else {
             for (const entry of fs.readdirSync(staging)) fs.renameSync(path.join(staging, entry), path.join(targetDir, entry));

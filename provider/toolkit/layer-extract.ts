@@ -5,6 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { ImageLayer, OciImage } from "./oci-image";
+import type { BlobLocation } from "./image-store";
 import { TarBlob, openLayerTar, openTarBlob } from "./layer-stream";
 import { StreamSource, TarEntry, readTar } from "./tar-reader";
 import { UnsafePathError, joinParts, resolveLinkTarget, splitRelative } from "./tree-path";
@@ -37,7 +38,7 @@ export interface ExtractSummary {
     hardlinks: number;
     /** Entries skipped by a "drop" filter. */
     dropped: string[];
-    /** Whiteout entries that deleted something ("all" mode). */
+    /** Whiteout entries applied ("all" mode), whether or not there was anything beneath to delete. */
     whiteouts: string[];
     /** Whiteout entries passed over in "last" mode. */
     ignoredWhiteouts: string[];
@@ -64,7 +65,7 @@ export class FilterViolationError extends Error {
 
 const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
-const SMALL_FILE = 1 << 20;
+const SMALL_FILE = 1 << 20; // written with synchronous calls; see writeSmallFile
 const FILE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 
 export function extractImage(image: OciImage, target: string, opts: ExtractOptions): Promise<ExtractSummary> {
@@ -79,7 +80,7 @@ export async function extractLayers(layers: LayerInput[], target: string, opts: 
     for (const [i, layer] of chosen.entries()) {
         const name = typeof layer === "string" ? layer : layer.digest;
         const label = `layer ${i + 1}/${chosen.length} (${name})`;
-        const tar = typeof layer === "string" ? await openTarBlob(await fileLocation(layer)) : await openLayerTar(layer, opts);
+        const tar = typeof layer === "string" ? await openTarBlob(await fileLocation(layer), {}, opts) : await openLayerTar(layer, opts);
         try {
             await applyTar(writer, tar, label);
         } finally {
@@ -97,7 +98,7 @@ async function applyTar(writer: TreeWriter, tar: TarBlob, label: string): Promis
     await tar.verify();
 }
 
-async function fileLocation(file: string) {
+async function fileLocation(file: string): Promise<BlobLocation> {
     return { path: file, offset: 0, size: (await fs.promises.stat(file)).size };
 }
 
@@ -168,40 +169,43 @@ class TreeWriter {
 
     private async applyEntry(entry: TarEntry): Promise<void> {
         const parts = this.entryParts(entry.name);
-        if (parts.length === 0) {
-            // The root's own entry ("./"): its mode belongs to whoever owns the target.
-            if (entry.type !== "dir") throw this.unsafe(entry, "it names the tree root but is not a directory");
-            return;
-        }
+        if (parts.length === 0) return this.rootEntry(entry);
+        // A hostile entry fails the extraction even where the filter would have dropped it.
         this.checkType(entry);
+        if (entry.type === "symlink") this.checkSymlink(entry, parts);
         const base = parts[parts.length - 1];
         if (base.startsWith(WHITEOUT)) return this.whiteout(entry, parts);
         if (!this.admit(parts, entry.type === "dir")) return;
-        // A hardlink's source is looked up before anything at its own name is removed.
+        // Looked up before anything at the entry's own name is removed.
         const linkSource = entry.type === "hardlink" ? this.hardlinkSource(entry, parts) : undefined;
         const dir = await this.parentDir(entry, parts);
         const existing = await this.clear(dir, parts, entry.type === "dir");
+        dir.children.set(base, await this.create(entry, parts, existing, linkSource));
+    }
+
+    /** The archive's own "./" entry: its mode belongs to whoever owns the target, so it is skipped. */
+    private rootEntry(entry: TarEntry): void {
+        if (entry.type !== "dir") throw this.unsafe(entry, "it names the tree root but is not a directory");
+    }
+
+    /** Writes the entry at a name `clear` has made free (or at an existing directory it keeps). */
+    private async create(entry: TarEntry, parts: string[], existing: DirNode | undefined, linkSource: string[] | undefined): Promise<Node> {
         const file = this.diskPath(parts);
-        let node: Node;
         if (entry.type === "dir") {
-            node = existing ?? newDir(entry.mode, this.layer);
-            if (existing) existing.mode = entry.mode;
-            else await fs.promises.mkdir(file, 0o700);
-        } else if (entry.type === "symlink") {
-            this.checkSymlink(entry, parts);
+            if (!existing) await fs.promises.mkdir(file, 0o700);
+            return Object.assign(existing ?? newDir(entry.mode, this.layer), { mode: entry.mode, layer: this.layer, touched: this.layer });
+        }
+        if (entry.type === "symlink") {
             await fs.promises.symlink(entry.linkname, file);
-            node = { kind: "symlink", layer: this.layer };
-        } else if (linkSource) {
+            return { kind: "symlink", layer: this.layer };
+        }
+        if (linkSource) {
             await fs.promises.link(this.diskPath(linkSource), file);
             this.summary.hardlinks++;
-            node = { kind: "file", layer: this.layer };
         } else {
             await writeRegularFile(file, entry);
-            node = { kind: "file", layer: this.layer };
         }
-        node.layer = this.layer;
-        if (node.kind === "dir") node.touched = this.layer;
-        dir.children.set(base, node);
+        return { kind: "file", layer: this.layer };
     }
 
     private entryParts(name: string): string[] {
@@ -379,33 +383,45 @@ function newDir(mode: number, layer: number): DirNode {
     return { kind: "dir", mode, layer, touched: layer, children: new Map() };
 }
 
-/** Creates the file fresh (never through an existing name or link) and streams the entry into it. */
+/**
+ * Creates the file fresh (O_EXCL | O_NOFOLLOW: never through an existing name or link) and fills it.
+ * The mode is set explicitly after the data, so the umask cannot strip bits and setuid survives.
+ */
 async function writeRegularFile(file: string, entry: TarEntry): Promise<void> {
-    if (entry.size <= SMALL_FILE) {
-        const chunks: Buffer[] = [];
-        for await (const chunk of entry.body()) chunks.push(chunk);
-        const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-        const fd = fs.openSync(file, FILE_FLAGS, 0o600);
-        try {
-            let written = 0;
-            while (written < data.length) written += fs.writeSync(fd, data, written);
-            fs.fchmodSync(fd, entry.mode);
-        } finally {
-            fs.closeSync(fd);
-        }
-        return;
+    if (entry.size <= SMALL_FILE) writeSmallFile(file, await readBody(entry), entry.mode);
+    else await streamLargeFile(file, entry);
+}
+
+// Images are mostly small files; synchronous calls for them halve extraction time, because a
+// thread-pool round trip per open/write/chmod/close costs more than the work itself.
+function writeSmallFile(file: string, data: Buffer, mode: number): void {
+    const fd = fs.openSync(file, FILE_FLAGS, 0o600);
+    try {
+        let written = 0;
+        while (written < data.length) written += fs.writeSync(fd, data, written);
+        fs.fchmodSync(fd, mode);
+    } finally {
+        fs.closeSync(fd);
     }
+}
+
+async function streamLargeFile(file: string, entry: TarEntry): Promise<void> {
     const handle = await fs.promises.open(file, FILE_FLAGS, 0o600);
     try {
         for await (const chunk of entry.body()) {
             let written = 0;
             while (written < chunk.length) written += (await handle.write(chunk, written)).bytesWritten;
         }
-        // After the data, and explicitly, so the umask cannot strip bits and setuid survives the writes.
         await handle.chmod(entry.mode);
     } finally {
         await handle.close();
     }
+}
+
+async function readBody(entry: TarEntry): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of entry.body()) chunks.push(chunk);
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
 }
 
 /** Allow-list of relative prefixes. Directories above a prefix pass too, so "usr/lib" keeps "usr/". */

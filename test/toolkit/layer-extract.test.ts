@@ -175,6 +175,18 @@ describe("extractLayers", () => {
             assert.deepStrictEqual(await describeTree(dir), { a: "dir 0755", b: "-> a", f: "file 0644 new", g: "file 0644 shared" });
         });
 
+        it("streams a large file through a gzip layer intact, with its mode", async () => {
+            const big = randomBytes(3 << 20);
+            const layer = await makeLayer([{ name: "usr/lib/big.bin", content: big, mode: 0o751 }], "gzip");
+            const file = path.join(tmp, "big.tar.gz");
+            fs.writeFileSync(file, layer.blob);
+            const dir = target();
+            await extractLayers([file], dir, { mode: "all" });
+            const out = path.join(dir, "usr/lib/big.bin");
+            assert.ok(fs.readFileSync(out).equals(big));
+            assert.strictEqual(fs.statSync(out).mode & 0o7777, 0o751);
+        });
+
         it("extracts a layer written by GNU tar (long names, links) from a file path", async () => {
             const src = path.join(tmp, "gnu-src");
             const long = path.join("usr", "share", "x".repeat(80), "y".repeat(80));
@@ -237,6 +249,13 @@ describe("extractLayers", () => {
             assert.ok(fs.existsSync(path.join(both.dir, "opt/tool")));
             const deep = await extractSpecs([LAYER], { mode: "last", filter: { allow: ["usr/lib"], onViolation: "drop" } });
             assert.deepStrictEqual(Object.keys(await describeTree(deep.dir)), ["usr", "usr/lib", "usr/lib/y"]);
+        });
+
+        it("a hostile entry fails even where the filter would drop it", async () => {
+            await assert.rejects(
+                extractSpecs([[{ name: "etc/esc", type: "symlink", linkname: "../../x" }]], { mode: "last", filter: { allow: ["usr"], onViolation: "drop" } }),
+                UnsafeEntryError,
+            );
         });
 
         it("a hardlink to a dropped file names the filter as the reason", async () => {
