@@ -17,6 +17,7 @@ DEBIAN_PACKAGES=(
   ovmf qemu-system-x86 swtpm swtpm-tools  # firmware boot tests, vTPM
   docker-registry skopeo              # a real OCI registry and a Docker-free client
   busybox-static                      # the test OS's /init
+  squashfs-tools                      # benchmark only: systemd-repart 252 formats squashfs
 )
 
 missing=()
