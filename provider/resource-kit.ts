@@ -3,7 +3,7 @@
 // but a module path and an export name, and loads the real handler there at call time.
 import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
-import { UNKNOWN } from "./validation/schema-validator";
+import { InputProblem, UNKNOWN, inputDefaults, validateInputs } from "./validation/schema-validator";
 
 export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">>;
 
@@ -48,4 +48,28 @@ export function userInputs<T extends Record<string, any>>(raw: T): T {
 /** Resolves a user path against the Pulumi project directory (the provider's working directory). */
 export function absolutePath(p: string): string {
     return path.resolve(p);
+}
+
+export interface CheckSteps<T> {
+    /** Normalises accepted inputs (absolute paths and the like). */
+    resolve(inputs: T): void;
+    /** Rules schema.json cannot express; all problems at once. */
+    crossField(inputs: T): InputProblem[];
+    /** Computes what preview must know (content digests, input hashes); may find more problems. */
+    derive(inputs: T, olds: Record<string, any>): Promise<InputProblem[]>;
+}
+
+/**
+ * The shared shape of every resource's check(): schema defaults and validation from schema.json,
+ * then (only once every value is known and valid) normalisation, cross-field rules and derived hashes.
+ */
+export async function checkInputs<T extends object>(token: string, olds: Record<string, any>, news: Record<string, any>, steps: CheckSteps<T>) {
+    const inputs = { ...inputDefaults(token), ...userInputs(news) } as T;
+    const result = (failures: InputProblem[]) => ({ inputs: { ...news, ...inputs }, failures });
+    const schemaProblems = validateInputs(token, inputs);
+    if (schemaProblems.length > 0 || containsUnknown(inputs)) return result(schemaProblems);
+    steps.resolve(inputs);
+    const ruleProblems = steps.crossField(inputs);
+    if (ruleProblems.length > 0) return result(ruleProblems);
+    return result(await steps.derive(inputs, olds));
 }

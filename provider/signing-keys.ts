@@ -4,8 +4,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, containsUnknown, lazyProvider, userInputs } from "./resource-kit";
-import { InputProblem, inputDefaults, validateInputs } from "./validation/schema-validator";
+import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
+import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
 import { stageThenMove } from "./store/staging";
 import {
@@ -80,32 +80,8 @@ interface Outputs extends CheckedInputs {
 const KEY_IDENTITY_FIELDS = ["outputDir", "name", "keySize", "validityDays", "import"] as const;
 
 export const signingKeysHandler: Handler = {
-    async check(olds, news) {
-        const inputs = { ...inputDefaults(SIGNING_KEYS_TOKEN), ...userInputs(news) } as CheckedInputs;
-        const failures: InputProblem[] = validateInputs(SIGNING_KEYS_TOKEN, inputs);
-        if (failures.length > 0 || containsUnknown(inputs)) return { inputs: { ...news, ...inputs }, failures };
-        resolvePaths(inputs);
-        failures.push(...crossFieldProblems(inputs));
-        if (failures.length > 0) return { inputs: { ...news, ...inputs }, failures };
-
-        inputs.keyMaterialHash = sha256Hex(canonicalJson({
-            builder: BUILDER_VERSION,
-            rotation: inputs.rotation,
-            identity: Object.fromEntries(KEY_IDENTITY_FIELDS.map((f) => [f, inputs[f] ?? null])),
-            importedFiles: await importDigests(inputs),
-        }));
-        inputs.inputHash = sha256Hex(canonicalJson({
-            keyMaterialHash: inputs.keyMaterialHash,
-            ownerGuid: inputs.ownerGuid ?? null,
-            authTimestamp: inputs.authTimestamp ?? null,
-            extraSignatureLists: await extraListDigests(inputs),
-        }));
-        const old = olds as Partial<CheckedInputs>;
-        if (old.keyMaterialHash && old.keyMaterialHash !== inputs.keyMaterialHash) {
-            failures.push(...rotationProblems(old, inputs));
-        }
-        return { inputs: { ...news, ...inputs }, failures };
-    },
+    check: (olds, news) =>
+        checkInputs<CheckedInputs>(SIGNING_KEYS_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
         const changes =
@@ -162,6 +138,24 @@ export const signingKeysHandler: Handler = {
         if (fs.existsSync(props.keyDir) && fs.readdirSync(props.keyDir).length === 0) fs.rmdirSync(props.keyDir);
     },
 };
+
+/** Key-material and input hashes; a key-material change without a rotation is refused here, in preview. */
+async function deriveHashes(inputs: CheckedInputs, olds: Partial<CheckedInputs>): Promise<InputProblem[]> {
+    inputs.keyMaterialHash = sha256Hex(canonicalJson({
+        builder: BUILDER_VERSION,
+        rotation: inputs.rotation,
+        identity: Object.fromEntries(KEY_IDENTITY_FIELDS.map((f) => [f, inputs[f] ?? null])),
+        importedFiles: await importDigests(inputs),
+    }));
+    inputs.inputHash = sha256Hex(canonicalJson({
+        keyMaterialHash: inputs.keyMaterialHash,
+        ownerGuid: inputs.ownerGuid ?? null,
+        authTimestamp: inputs.authTimestamp ?? null,
+        extraSignatureLists: await extraListDigests(inputs),
+    }));
+    if (olds.keyMaterialHash && olds.keyMaterialHash !== inputs.keyMaterialHash) return rotationProblems(olds, inputs);
+    return [];
+}
 
 async function buildKeySet(inputs: CheckedInputs): Promise<Outputs> {
     const source = keySource(inputs);

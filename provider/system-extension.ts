@@ -4,8 +4,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, containsUnknown, lazyProvider, userInputs } from "./resource-kit";
-import { InputProblem, inputDefaults, validateInputs } from "./validation/schema-validator";
+import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
+import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { keyMatchesCertificate, readCertificate } from "./toolkit/openssl";
 import { stageThenMove } from "./store/staging";
@@ -91,28 +91,8 @@ export function imageFileName(name: string, kind: ExtensionKind): string {
 }
 
 export const systemExtensionHandler: Handler = {
-    async check(_olds, news) {
-        const inputs = { ...inputDefaults(SYSTEM_EXTENSION_TOKEN), ...userInputs(news) } as CheckedInputs;
-        const failures: InputProblem[] = validateInputs(SYSTEM_EXTENSION_TOKEN, inputs);
-        if (failures.length > 0 || containsUnknown(inputs)) return { inputs: { ...news, ...inputs }, failures };
-        resolvePaths(inputs);
-        failures.push(...crossFieldProblems(inputs));
-        if (failures.length > 0) return { inputs: { ...news, ...inputs }, failures };
-        try {
-            inputs.sourceDigest = await sourceDigest(inputs.source, { layers: inputs.layers, arch: inputs.arch });
-        } catch (e) {
-            return { inputs: { ...news, ...inputs }, failures: [{ property: "source", reason: `cannot read the source: ${(e as Error).message}` }] };
-        }
-        inputs.signingCertificateFingerprint = inputs.signing ? readCertificate(inputs.signing.certificate).sha256Fingerprint : null;
-        inputs.contentHash = sha256Hex(canonicalJson({
-            builder: BUILDER_VERSION,
-            ...Object.fromEntries(CONTENT_FIELDS.map((f) => [f, inputs[f] ?? null])),
-            source: sourceForms(inputs.source)[0], // where the source lives is not its content; sourceDigest is
-            sourceDigest: inputs.sourceDigest,
-        }));
-        inputs.inputHash = sha256Hex(`${inputs.contentHash}:${inputs.signingCertificateFingerprint ?? "unsigned"}`);
-        return { inputs: { ...news, ...inputs }, failures };
-    },
+    check: (olds, news) =>
+        checkInputs<CheckedInputs>(SYSTEM_EXTENSION_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
         const moved = (["name", "kind", "outputDir"] as const).filter((f) => olds[f] !== news[f]);
@@ -145,6 +125,24 @@ export const systemExtensionHandler: Handler = {
         fs.rmSync(props.path, { force: true });
     },
 };
+
+/** The source's content digest and the content/input hashes preview compares. */
+async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
+    try {
+        inputs.sourceDigest = await sourceDigest(inputs.source, { layers: inputs.layers, arch: inputs.arch });
+    } catch (e) {
+        return [{ property: "source", reason: `cannot read the source: ${(e as Error).message}` }];
+    }
+    inputs.signingCertificateFingerprint = inputs.signing ? readCertificate(inputs.signing.certificate).sha256Fingerprint : null;
+    inputs.contentHash = sha256Hex(canonicalJson({
+        builder: BUILDER_VERSION,
+        ...Object.fromEntries(CONTENT_FIELDS.map((f) => [f, inputs[f] ?? null])),
+        source: sourceForms(inputs.source)[0], // where the source lives is not its content; sourceDigest is
+        sourceDigest: inputs.sourceDigest,
+    }));
+    inputs.inputHash = sha256Hex(`${inputs.contentHash}:${inputs.signingCertificateFingerprint ?? "unsigned"}`);
+    return [];
+}
 
 /** Inputs that decide the image's content (everything but the signing key). */
 const CONTENT_FIELDS = ["name", "kind", "arch", "layers", "withOpt", "dropDisallowedPaths", "release", "compression", "sourceDateEpoch"] as const;
