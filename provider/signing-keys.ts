@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
+import { BuildLog, BuildReport, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
 import { stageThenMove } from "./store/staging";
@@ -59,6 +60,8 @@ interface CheckedInputs {
     rotation: number;
     deleteOnDestroy: boolean;
     keyMaterialHash: string;
+    /** The named parts of the input hash; preview shows which one changed. */
+    hashParts: { keys: string; signatureLists: string; authentication: string; builder: string };
     inputHash: string;
 }
 
@@ -74,6 +77,7 @@ interface Outputs extends CheckedInputs {
     authTimestamp: string;
     fileDigests: Record<string, string>;
     drift: string[];
+    lastBuild: BuildReport;
 }
 
 /** What identifies the keys themselves; a change here means new keys, which needs a rotation. */
@@ -99,7 +103,7 @@ export const signingKeysHandler: Handler = {
                     `To adopt them, set import: { dir: "<a copy of that folder>" } with a new outputDir; otherwise choose an empty outputDir.`,
             );
         }
-        const outs = await buildKeySet(inputs);
+        const outs = await buildKeySet(inputs, new BuildLog(`SigningKeys ${inputs.name}`, "created", ["new"]));
         return { id: inputs.outputDir, outs };
     },
 
@@ -112,10 +116,12 @@ export const signingKeysHandler: Handler = {
     },
 
     async update(_id, olds: Outputs, news: CheckedInputs) {
+        const reasons = updateReasons(olds, news);
         if (olds.keyMaterialHash !== news.keyMaterialHash) {
             // check() only lets this through when `rotation` was raised.
+            const log = new BuildLog(`SigningKeys ${news.name}`, "updated", [`rotation ${olds.rotation} -> ${news.rotation}`, ...reasons]);
             retireKeySet(olds.keyDir, olds.rotation);
-            return { outs: await buildKeySet(news) };
+            return { outs: await buildKeySet(news, log) };
         }
         const now = await digestKeySet(olds.keyDir);
         const damaged = KEY_MATERIAL_FILES.filter((f) => now[f] !== olds.fileDigests[f]);
@@ -125,8 +131,9 @@ export const signingKeysHandler: Handler = {
                     `Keys are never regenerated silently: restore them from your backup, or raise \`rotation\` to make new keys.`,
             );
         }
-        const derived = await stageThenMove(olds.keyDir, (staging) => deriveSignatureFiles(olds.keyDir, staging, news));
-        return { outs: await outputsFor(news, olds.keySource, derived) };
+        const log = new BuildLog(`SigningKeys ${news.name}`, reasons.every((r) => r.startsWith("drift:")) ? "restored" : "updated", reasons);
+        const derived = await log.step("sign signature lists", () => stageThenMove(olds.keyDir, (staging) => deriveSignatureFiles(olds.keyDir, staging, news)));
+        return { outs: await outputsFor(news, olds.keySource, derived, log) };
     },
 
     async delete(_id, props: Outputs) {
@@ -147,26 +154,27 @@ async function deriveHashes(inputs: CheckedInputs, olds: Partial<CheckedInputs>)
         identity: Object.fromEntries(KEY_IDENTITY_FIELDS.map((f) => [f, inputs[f] ?? null])),
         importedFiles: await importDigests(inputs),
     }));
-    inputs.inputHash = sha256Hex(canonicalJson({
-        keyMaterialHash: inputs.keyMaterialHash,
-        ownerGuid: inputs.ownerGuid ?? null,
-        authTimestamp: inputs.authTimestamp ?? null,
-        extraSignatureLists: await extraListDigests(inputs),
-    }));
+    inputs.hashParts = {
+        keys: inputs.keyMaterialHash,
+        signatureLists: sha256Hex(canonicalJson(await extraListDigests(inputs))),
+        authentication: sha256Hex(canonicalJson({ ownerGuid: inputs.ownerGuid ?? null, authTimestamp: inputs.authTimestamp ?? null })),
+        builder: BUILDER_VERSION,
+    };
+    inputs.inputHash = sha256Hex(canonicalJson(inputs.hashParts));
     if (olds.keyMaterialHash && olds.keyMaterialHash !== inputs.keyMaterialHash) return rotationProblems(olds, inputs);
     return [];
 }
 
-async function buildKeySet(inputs: CheckedInputs): Promise<Outputs> {
+async function buildKeySet(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
     const source = keySource(inputs);
     const derived = await stageThenMove(inputs.outputDir, async (staging) => {
-        await createKeyMaterial(staging, source);
-        return deriveSignatureFiles(staging, staging, inputs);
+        await log.step(source.kind === "import" ? "import keys" : "generate keys", () => createKeyMaterial(staging, source));
+        return log.step("sign signature lists", () => deriveSignatureFiles(staging, staging, inputs));
     });
-    return outputsFor(inputs, source.kind === "import" ? "imported" : "generated", derived);
+    return outputsFor(inputs, source.kind === "import" ? "imported" : "generated", derived, log);
 }
 
-async function outputsFor(inputs: CheckedInputs, keySource: Outputs["keySource"], d: Awaited<ReturnType<typeof deriveSignatureFiles>>): Promise<Outputs> {
+async function outputsFor(inputs: CheckedInputs, keySource: Outputs["keySource"], d: Awaited<ReturnType<typeof deriveSignatureFiles>>, log: BuildLog): Promise<Outputs> {
     const dir = inputs.outputDir;
     const files = Object.fromEntries(
         KEY_ROLES.map((r) => [r, Object.fromEntries(Object.entries(keyFileNames(r)).map(([k, f]) => [k, path.join(dir, f)]))]),
@@ -190,6 +198,7 @@ async function outputsFor(inputs: CheckedInputs, keySource: Outputs["keySource"]
         authTimestamp: d.authTimestamp,
         fileDigests: await digestKeySet(dir),
         drift: [],
+        lastBuild: log.report(),
     };
 }
 
@@ -313,12 +322,14 @@ export class SigningKeys extends pulumi.dynamic.Resource {
     declare readonly drift: pulumi.Output<string[]>;
     declare readonly inputHash: pulumi.Output<string>;
     declare readonly keyMaterialHash: pulumi.Output<string>;
+    declare readonly hashParts: pulumi.Output<Record<string, string>>;
+    declare readonly lastBuild: pulumi.Output<BuildReport>;
 
     constructor(name: string, args: SigningKeysArgs, opts?: pulumi.CustomResourceOptions) {
         const outputs = {
             keyDir: undefined, keySource: undefined, files: undefined, tpmPcrKeyFile: undefined, tpmPcrPublicKeyPem: undefined,
             certificates: undefined, signatureLists: undefined, fileDigests: undefined, drift: undefined,
-            inputHash: undefined, keyMaterialHash: undefined,
+            inputHash: undefined, keyMaterialHash: undefined, hashParts: undefined, lastBuild: undefined,
         };
         super(lazyProvider(__filename, "signingKeysHandler"), name, { ...outputs, ...args }, opts, "kairos", "SigningKeys");
     }

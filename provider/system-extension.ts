@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
+import { BuildLog, BuildReport, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { keyMatchesCertificate, readCertificate } from "./toolkit/openssl";
@@ -69,6 +70,8 @@ interface CheckedInputs {
     sourceDateEpoch: number;
     sourceDigest: string;
     signingCertificateFingerprint: string | null;
+    /** The named parts the hashes are made of; preview shows which one changed. */
+    hashParts: { source: string; options: string; signing: string; builder: string };
     contentHash: string;
     inputHash: string;
 }
@@ -82,6 +85,7 @@ interface Outputs extends CheckedInputs {
     extensionRelease: string;
     droppedPaths: string[];
     drift: string[];
+    lastBuild: BuildReport;
 }
 
 const DDI_ARCH: Record<CheckedInputs["arch"], DdiArchitecture> = { amd64: "x86-64", arm64: "arm64" };
@@ -104,7 +108,7 @@ export const systemExtensionHandler: Handler = {
     },
 
     async create(inputs: CheckedInputs) {
-        const outs = await build(inputs);
+        const outs = await build(inputs, new BuildLog(`SystemExtension ${inputs.name}`, "created", ["new"]));
         return { id: outs.path, outs };
     },
 
@@ -117,8 +121,11 @@ export const systemExtensionHandler: Handler = {
     async update(_id, olds: Outputs, news: CheckedInputs) {
         const onlySigningChanged =
             olds.contentHash === news.contentHash && !!news.signing && !!olds.certificateFingerprint && (await sha256FileIfExists(olds.path)) === olds.sha256;
-        if (onlySigningChanged) return { outs: await resign(olds, news) };
-        return { outs: await build(news) };
+        const reasons = updateReasons(olds, news);
+        const label = `SystemExtension ${news.name}`;
+        if (onlySigningChanged) return { outs: await resign(olds, news, new BuildLog(label, "re-signed", reasons)) };
+        const restoring = reasons.every((r) => r.startsWith("drift:"));
+        return { outs: await build(news, new BuildLog(label, restoring ? "restored" : "updated", reasons)) };
     },
 
     async delete(_id, props: Outputs) {
@@ -134,13 +141,18 @@ async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
         return [{ property: "source", reason: `cannot read the source: ${(e as Error).message}` }];
     }
     inputs.signingCertificateFingerprint = inputs.signing ? readCertificate(inputs.signing.certificate).sha256Fingerprint : null;
-    inputs.contentHash = sha256Hex(canonicalJson({
+    inputs.hashParts = {
+        source: inputs.sourceDigest,
+        options: sha256Hex(canonicalJson({
+            ...Object.fromEntries(CONTENT_FIELDS.map((f) => [f, inputs[f] ?? null])),
+            source: sourceForms(inputs.source)[0], // where the source lives is not its content; sourceDigest is
+        })),
+        signing: inputs.signingCertificateFingerprint ?? "unsigned",
         builder: BUILDER_VERSION,
-        ...Object.fromEntries(CONTENT_FIELDS.map((f) => [f, inputs[f] ?? null])),
-        source: sourceForms(inputs.source)[0], // where the source lives is not its content; sourceDigest is
-        sourceDigest: inputs.sourceDigest,
-    }));
-    inputs.inputHash = sha256Hex(`${inputs.contentHash}:${inputs.signingCertificateFingerprint ?? "unsigned"}`);
+    };
+    const { signing, ...content } = inputs.hashParts;
+    inputs.contentHash = sha256Hex(canonicalJson(content));
+    inputs.inputHash = sha256Hex(canonicalJson({ ...content, signing }));
     return [];
 }
 
@@ -153,20 +165,22 @@ function makeWorkDir(inputs: CheckedInputs): string {
     return fs.mkdtempSync(path.join(path.dirname(inputs.outputDir), `.${inputs.name}.work-`));
 }
 
-async function build(inputs: CheckedInputs): Promise<Outputs> {
+async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
     const fileName = imageFileName(inputs.name, inputs.kind);
     const work = makeWorkDir(inputs);
     try {
         const tree = path.join(work, "tree");
-        const { dropped } = await materializeSource(inputs.source, inputs.sourceDigest, tree, {
-            layers: inputs.layers,
-            arch: inputs.arch,
-            filter: { allow: allowedPaths(inputs), onViolation: inputs.dropDisallowedPaths ? "drop" : "error" },
-            workDir: work,
-        });
+        const { dropped } = await log.step("read source", () =>
+            materializeSource(inputs.source, inputs.sourceDigest, tree, {
+                layers: inputs.layers,
+                arch: inputs.arch,
+                filter: { allow: allowedPaths(inputs), onViolation: inputs.dropDisallowedPaths ? "drop" : "error" },
+                workDir: work,
+            }),
+        );
         fs.chmodSync(tree, 0o755); // the tree's mode becomes the image root's mode
         const extensionRelease = ensureExtensionRelease(tree, inputs.name, inputs.kind, DDI_ARCH[inputs.arch], inputs.release ?? {});
-        const image = await stageThenMove(inputs.outputDir, (staging) =>
+        const image = await log.step("build and verify image", () => stageThenMove(inputs.outputDir, (staging) =>
             buildSysextImage({
                 sourceDir: tree,
                 outFile: path.join(staging, fileName),
@@ -179,7 +193,7 @@ async function build(inputs: CheckedInputs): Promise<Outputs> {
                 signing: inputs.signing,
             }),
             ARTIFACT_DIR_MODE,
-        );
+        ));
         return {
             ...inputs,
             path: path.join(inputs.outputDir, fileName),
@@ -190,6 +204,7 @@ async function build(inputs: CheckedInputs): Promise<Outputs> {
             extensionRelease,
             droppedPaths: dropped,
             drift: [],
+            lastBuild: log.report(),
         };
     } finally {
         fs.rmSync(work, { recursive: true, force: true });
@@ -197,14 +212,17 @@ async function build(inputs: CheckedInputs): Promise<Outputs> {
 }
 
 /** A new signing key only rewrites the verity-signature partition; the root hash stays. */
-async function resign(olds: Outputs, news: CheckedInputs): Promise<Outputs> {
+async function resign(olds: Outputs, news: CheckedInputs, log: BuildLog): Promise<Outputs> {
     const work = makeWorkDir(news);
     try {
-        const image = await stageThenMove(news.outputDir, (staging) =>
+        const image = await log.step("rewrite signature partition", () => stageThenMove(news.outputDir, (staging) =>
             resignSysextImage({ inFile: olds.path, outFile: path.join(staging, path.basename(olds.path)), workDir: work, signing: news.signing! }),
             ARTIFACT_DIR_MODE,
-        );
-        return { ...olds, ...news, sha256: image.sha256, size: image.size, rootHash: image.rootHash, certificateFingerprint: image.certificateFingerprint ?? null, drift: [] };
+        ));
+        return {
+            ...olds, ...news, sha256: image.sha256, size: image.size, rootHash: image.rootHash,
+            certificateFingerprint: image.certificateFingerprint ?? null, drift: [], lastBuild: log.report(),
+        };
     } finally {
         fs.rmSync(work, { recursive: true, force: true });
     }
@@ -260,6 +278,8 @@ export class SystemExtension extends pulumi.dynamic.Resource {
     declare readonly inputHash: pulumi.Output<string>;
     declare readonly contentHash: pulumi.Output<string>;
     declare readonly drift: pulumi.Output<string[]>;
+    declare readonly hashParts: pulumi.Output<Record<string, string>>;
+    declare readonly lastBuild: pulumi.Output<BuildReport>;
 
     constructor(name: string, args: SystemExtensionArgs, opts?: pulumi.CustomResourceOptions) {
         const { signingKeys, ...rest } = args;
@@ -267,7 +287,7 @@ export class SystemExtension extends pulumi.dynamic.Resource {
         const outputs = {
             path: undefined, sha256: undefined, size: undefined, rootHash: undefined, certificateFingerprint: undefined,
             extensionRelease: undefined, sourceDigest: undefined, droppedPaths: undefined, inputHash: undefined,
-            contentHash: undefined, drift: undefined,
+            contentHash: undefined, drift: undefined, hashParts: undefined, lastBuild: undefined,
         };
         super(lazyProvider(__filename, "systemExtensionHandler"), name, { ...outputs, ...rest, signing }, opts, "kairos", "SystemExtension");
     }

@@ -23,9 +23,13 @@ export const TOOL_PACKAGES: Record<string, string> = {
     mformat: "mtools",
     mcopy: "mtools",
     mmd: "mtools",
+    mdir: "mtools",
+    minfo: "mtools",
+    "fsck.fat": "dosfstools",
     "mkfs.vfat": "dosfstools",
     "qemu-system-x86_64": "qemu-system-x86",
     swtpm: "swtpm",
+    swtpm_setup: "swtpm-tools",
     skopeo: "skopeo",
     "docker-registry": "docker-registry",
 };

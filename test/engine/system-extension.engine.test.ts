@@ -75,11 +75,16 @@ describe("SystemExtension through the Pulumi engine", function () {
         assert.strictEqual(preview.changeSummary.update, 1);
         assert.match(preview.stdout, /SystemExtension::beta\]/);
         assert.match(preview.stdout, /~ sourceDigest/);
+        assert.match(preview.stdout, /~ hashParts\s*: \{[^}]*~ source\s*: "tree:sha256:/);
         const up = await stack.up();
         assert.deepStrictEqual(up.summary.resourceChanges, { same: 5, update: 1 });
         assert.strictEqual(await sha256File(path.join(work, "extensions", "alpha.sysext.raw")), before.alpha);
         assert.strictEqual(await sha256File(path.join(work, "extensions", "gamma.sysext.raw")), before.gamma);
         assert.notStrictEqual(await sha256File(path.join(work, "extensions", "beta.sysext.raw")), before.beta);
+        const report = (await stack.resourceOutputs("beta")).lastBuild;
+        assert.deepStrictEqual([report.action, report.reasons], ["updated", ["source"]]);
+        assert.deepStrictEqual(report.steps.map((s: { step: string }) => s.step), ["read source", "build and verify image"]);
+        assert.strictEqual((await stack.resourceOutputs("alpha")).lastBuild.action, "created", "untouched resources keep their report");
     });
 
     it("shows a registry tag that moved to a new digest as a change in preview", async () => {
@@ -102,5 +107,7 @@ describe("SystemExtension through the Pulumi engine", function () {
         const up = await stack.up();
         assert.strictEqual(up.summary.resourceChanges?.update, 1);
         assert.strictEqual(await sha256File(file), sha);
+        const report = (await stack.resourceOutputs("gamma")).lastBuild;
+        assert.deepStrictEqual([report.action, report.reasons], ["restored", ["drift: gamma.sysext.raw: missing"]]);
     });
 });

@@ -30,8 +30,8 @@ export async function engineStack(program: InlineProgramArgs["program"], opts: E
 export class EngineStack {
     constructor(readonly stack: Stack, readonly backendDir: string, private readonly ownsBackend: boolean) {}
 
-    up() {
-        return this.stack.up({ color: "never" });
+    up(opts: { onOutput?: (line: string) => void } = {}) {
+        return this.stack.up({ color: "never", ...opts });
     }
     preview() {
         return this.stack.preview({ color: "never", diff: true });
