@@ -1,0 +1,179 @@
+// PromotedArtifact: take an artifact that an earlier environment (staging) built and tested into the
+// next one (prod) without rebuilding it. The bytes are checked against the sha256 the earlier stack
+// recorded; a system extension may be re-signed with this environment's key, and the output proves
+// that only the verity-signature partition changed.
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
+import { BuildLog, BuildReport, updateReasons } from "./build-log";
+import { InputProblem } from "./validation/schema-validator";
+import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
+import { keyMatchesCertificate, readCertificate } from "./toolkit/openssl";
+import { readPartitionTable, resignSysextImage, verifySysextImage } from "./toolkit/ddi";
+import { stageThenMove } from "./store/staging";
+
+export const PROMOTED_ARTIFACT_TOKEN = "kairos:index:PromotedArtifact";
+const BUILDER_VERSION = "promoted-artifact/1";
+
+export interface PromotedArtifactArgs {
+    /** Path of the tested artifact, from the earlier stack's outputs. */
+    source: pulumi.Input<string>;
+    /** The sha256 the earlier stack recorded. */
+    expectedSha256: pulumi.Input<string>;
+    outputDir: pulumi.Input<string>;
+    /** @default "file" */
+    kind?: pulumi.Input<"sysext" | "confext" | "file">;
+    /** Re-sign an extension with this environment's db key and certificate. */
+    resign?: pulumi.Input<{ key: pulumi.Input<string>; certificate: pulumi.Input<string> }>;
+}
+
+interface CheckedInputs {
+    source: string;
+    expectedSha256: string;
+    outputDir: string;
+    kind: "sysext" | "confext" | "file";
+    resign?: { key: string; certificate: string };
+    hashParts: Record<string, string>;
+    inputHash: string;
+}
+
+interface Outputs extends CheckedInputs {
+    path: string;
+    sha256: string;
+    sourceSha256: string;
+    rootHash: string | null;
+    changes: string[];
+    drift: string[];
+    lastBuild: BuildReport;
+}
+
+export const promotedArtifactHandler: Handler = {
+    check: (olds, news) =>
+        checkInputs<CheckedInputs>(PROMOTED_ARTIFACT_TOKEN, olds, news, {
+            resolve(i) {
+                i.source = absolutePath(i.source);
+                i.outputDir = absolutePath(i.outputDir);
+                if (i.resign) i.resign = { key: absolutePath(i.resign.key), certificate: absolutePath(i.resign.certificate) };
+            },
+            crossField: crossFieldProblems,
+            async derive(i) {
+                // The promised bytes are named by the recorded sha256, not by the file's current state:
+                // a file altered after testing fails in create() instead of being silently promoted.
+                i.hashParts = {
+                    artifact: i.expectedSha256,
+                    signing: i.resign ? readCertificate(i.resign.certificate).sha256Fingerprint : "as-tested",
+                    builder: BUILDER_VERSION,
+                };
+                i.inputHash = sha256Hex(canonicalJson({ ...i.hashParts, outputDir: i.outputDir, kind: i.kind }));
+                return [];
+            },
+        }),
+
+    async diff(_id, olds: Outputs, news: CheckedInputs) {
+        const replaces = olds.outputDir !== news.outputDir || path.basename(olds.source) !== path.basename(news.source) ? ["outputDir"] : [];
+        return { changes: replaces.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0, replaces };
+    },
+
+    async create(inputs: CheckedInputs) {
+        const outs = await promote(inputs, new BuildLog(`PromotedArtifact ${path.basename(inputs.source)}`, "created", ["new"]));
+        return { id: outs.path, outs };
+    },
+
+    async read(id, props: Outputs) {
+        const now = await sha256FileIfExists(props.path);
+        return { id, props: { ...props, drift: now === props.sha256 ? [] : [`${path.basename(props.path)}: ${now ? "altered" : "missing"}`] } };
+    },
+
+    async update(_id, olds: Outputs, news: CheckedInputs) {
+        const reasons = updateReasons(olds, news);
+        const log = new BuildLog(`PromotedArtifact ${path.basename(news.source)}`, reasons.every((r) => r.startsWith("drift:")) ? "restored" : "updated", reasons);
+        return { outs: await promote(news, log) };
+    },
+
+    async delete(_id, props: Outputs) {
+        fs.rmSync(props.path, { force: true });
+    },
+};
+
+async function promote(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
+    const fileName = path.basename(inputs.source);
+    const actual = await log.step("verify tested artifact", () => sha256File(inputs.source));
+    if (actual !== inputs.expectedSha256) {
+        throw new Error(
+            `${inputs.source} is not the artifact that was tested: its sha256 is ${actual}, the earlier stack recorded ${inputs.expectedSha256}. ` +
+                `Promotion copies tested bytes only; rebuild and test it in the earlier environment first.`,
+        );
+    }
+    const isExtension = inputs.kind !== "file";
+    const before = isExtension ? await readPartitionTable(inputs.source) : undefined;
+    const work = fs.mkdtempSync(path.join(path.dirname(inputs.outputDir), ".promote-"));
+    try {
+        const result = await stageThenMove(
+            inputs.outputDir,
+            async (staging) => {
+                const out = path.join(staging, fileName);
+                if (inputs.resign && isExtension) {
+                    const image = await log.step("re-sign verity signature", () => resignSysextImage({ inFile: inputs.source, outFile: out, workDir: work, signing: inputs.resign! }));
+                    return { rootHash: image.rootHash, changes: await changedRegions(inputs.source, out, before!) };
+                }
+                await log.step("copy", async () => fs.copyFileSync(inputs.source, out));
+                const rootHash = isExtension ? (await verifySysextImage(out, { workDir: work })).rootHash : null;
+                return { rootHash, changes: [] as string[] };
+            },
+            0o755,
+        );
+        const target = path.join(inputs.outputDir, fileName);
+        return {
+            ...inputs,
+            path: target,
+            sha256: await sha256File(target),
+            sourceSha256: actual,
+            rootHash: result.rootHash,
+            changes: result.changes,
+            drift: [],
+            lastBuild: log.report(),
+        };
+    } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+    }
+}
+
+/** Names the partitions whose bytes differ between the tested and the promoted image. */
+async function changedRegions(tested: string, promoted: string, table: Awaited<ReturnType<typeof readPartitionTable>>): Promise<string[]> {
+    const a = fs.readFileSync(tested);
+    const b = fs.readFileSync(promoted);
+    const changed: string[] = [];
+    for (const [role, p] of Object.entries(table.partitions)) {
+        if (!p) continue;
+        if (!a.subarray(p.offset, p.offset + p.size).equals(b.subarray(p.offset, p.offset + p.size))) changed.push(`${role} partition (${p.name})`);
+    }
+    return changed;
+}
+
+function crossFieldProblems(i: CheckedInputs): InputProblem[] {
+    const problems: InputProblem[] = [];
+    if (!fs.existsSync(i.source)) problems.push({ property: "source", reason: `${i.source} does not exist` });
+    if (i.resign && i.kind === "file") problems.push({ property: "resign", reason: "only sysext and confext images can be re-signed here; set kind" });
+    if (i.resign) {
+        const missing = [i.resign.key, i.resign.certificate].filter((f) => !fs.existsSync(f));
+        if (missing.length > 0) problems.push({ property: "resign", reason: `${missing.join(" and ")} not found` });
+        else if (!keyMatchesCertificate(i.resign.key, i.resign.certificate)) problems.push({ property: "resign", reason: "the key does not match the certificate" });
+    }
+    return problems;
+}
+
+/** A tested artifact taken into this environment, checked and copied, never rebuilt. */
+export class PromotedArtifact extends pulumi.dynamic.Resource {
+    declare readonly path: pulumi.Output<string>;
+    declare readonly sha256: pulumi.Output<string>;
+    declare readonly sourceSha256: pulumi.Output<string>;
+    declare readonly rootHash: pulumi.Output<string | null>;
+    declare readonly changes: pulumi.Output<string[]>;
+    declare readonly lastBuild: pulumi.Output<BuildReport>;
+
+    constructor(name: string, args: PromotedArtifactArgs, opts?: pulumi.CustomResourceOptions) {
+        const outputs = { path: undefined, sha256: undefined, sourceSha256: undefined, rootHash: undefined, changes: undefined, drift: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined };
+        super(lazyProvider(__filename, "promotedArtifactHandler"), name, { ...outputs, ...args }, opts, "kairos", "PromotedArtifact");
+    }
+}
