@@ -1,5 +1,5 @@
-// Public entry point of pulumi-kairos.
+// Public entry point of pulumi-kairos: the build resources and the constructs that compose them.
 export { SigningKeys, SigningKeysArgs } from "./provider/signing-keys";
 export { SystemExtension, SystemExtensionArgs } from "./provider/system-extension";
 export { PromotedArtifact, PromotedArtifactArgs } from "./provider/promoted-artifact";
-export { artifactManifest, ArtifactRecord, EnvironmentPromotion, EnvironmentPromotionArgs } from "./constructs/promotion";
+export * from "./constructs";

@@ -1,3 +1,5 @@
-// Component resources that compose the build resources (they never spawn processes). The first,
-// TrustedBootImage, arrives with the UKI and boot-media resources.
-export {};
+// Component resources that compose the build resources; they never spawn processes themselves.
+export * from "./promotion";
+export * from "./sysext-from-dockerfile";
+export * from "./auroraboot-build";
+export * from "./s3-release";
