@@ -19,6 +19,12 @@ const trivialProvider: pulumi.dynamic.ResourceProvider = {
     },
 };
 
+class Trivial extends pulumi.dynamic.Resource {
+    constructor(name: string, n: number) {
+        super(trivialProvider, name, { n }, {});
+    }
+}
+
 async function timed(fn: () => Promise<unknown>): Promise<number> {
     const t = process.hrtime.bigint();
     await fn();
@@ -45,7 +51,7 @@ async function main(): Promise<void> {
         }
     }, { ...base, stackName: "extensions" });
     const trivial = await openLocalStack(async () => {
-        for (let i = 0; i <= COUNT; i++) new pulumi.dynamic.Resource(trivialProvider, `trivial${i}`, { n: i }, {});
+        for (let i = 0; i <= COUNT; i++) new Trivial(`trivial${i}`, i);
     }, { ...base, stackName: "trivial" });
 
     const firstUp = await timed(() => kairos.up({ color: "never" }));

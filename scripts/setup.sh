@@ -15,6 +15,7 @@ DEBIAN_PACKAGES=(
   binutils systemd-boot-efi zstd cpio # UKI: objcopy, stub + systemd-boot, initrd
   mtools dosfstools xorriso           # ESP image and ISO
   ovmf qemu-system-x86 swtpm swtpm-tools  # firmware boot tests, vTPM
+  libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tctildr0  # systemd-measure sign (tests cross-check .pcrsig)
   docker-registry skopeo              # a real OCI registry and a Docker-free client
   busybox-static                      # the test OS's /init
   squashfs-tools                      # benchmark only: systemd-repart 252 formats squashfs
@@ -40,6 +41,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
+bash scripts/fetch-test-kernel.sh >/dev/null   # the boot tests' test OS kernel, cached outside the repo
 
 bash scripts/install-pulumi.sh > .pulumi-bin
 echo "setup: ok (pulumi: $(cat .pulumi-bin))" >&2

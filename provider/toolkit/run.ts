@@ -16,6 +16,8 @@ export const TOOL_PACKAGES: Record<string, string> = {
     "systemd-dissect": "systemd-container",
     sbsign: "sbsigntool",
     sbverify: "sbsigntool",
+    sbattach: "sbsigntool",
+    objdump: "binutils",
     objcopy: "binutils",
     zstd: "zstd",
     cpio: "cpio",
