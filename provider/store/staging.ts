@@ -25,3 +25,26 @@ export async function stageThenMove<T>(targetDir: string, build: (staging: strin
         fs.rmSync(staging, { recursive: true, force: true });
     }
 }
+
+/**
+ * Like stageThenMove, for a directory the resource owns whole: the new tree replaces the old one, so
+ * files a previous build made and this one does not (a dropped boot entry) do not linger.
+ */
+export async function replaceDirectory<T>(targetDir: string, build: (staging: string) => Promise<T>, newDirMode = 0o755): Promise<T> {
+    fs.mkdirSync(path.dirname(targetDir), { recursive: true });
+    const staging = fs.mkdtempSync(path.join(path.dirname(targetDir), `.${path.basename(targetDir)}.staging-`));
+    let old: string | undefined;
+    try {
+        const result = await build(staging);
+        fs.chmodSync(staging, newDirMode);
+        if (fs.existsSync(targetDir)) {
+            old = `${staging}.old`;
+            fs.renameSync(targetDir, old);
+        }
+        fs.renameSync(staging, targetDir);
+        return result;
+    } finally {
+        fs.rmSync(staging, { recursive: true, force: true });
+        if (old) fs.rmSync(old, { recursive: true, force: true });
+    }
+}

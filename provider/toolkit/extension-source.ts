@@ -24,7 +24,8 @@ export interface MaterializeOptions {
     layers: "last" | "all";
     /** Docker platform architecture: amd64 or arm64. */
     arch: string;
-    filter: LayerFilter;
+    /** Allowed top-level paths; none means the whole tree (an OS image). */
+    filter?: LayerFilter;
     /** Scratch space (registry pulls, zstd layers). */
     workDir: string;
 }
@@ -64,10 +65,10 @@ export async function materializeSource(spec: ExtensionSourceSpec, digest: strin
 }
 
 /** A local directory is the user's own tree: copied as it is (modes, symlinks), filtered at the top. */
-function copyDirectory(dir: string, tree: string, filter: LayerFilter): MaterializedSource {
-    const allowed = new Set(filter.allow.map((p) => p.split("/")[0]));
+function copyDirectory(dir: string, tree: string, filter?: LayerFilter): MaterializedSource {
+    const allowed = new Set(filter ? filter.allow.map((p) => p.split("/")[0]) : fs.readdirSync(dir));
     const outside = fs.readdirSync(dir).filter((name) => !allowed.has(name)).sort();
-    if (outside.length > 0 && filter.onViolation === "error") throw new FilterViolationError(filter.allow, outside);
+    if (outside.length > 0 && filter?.onViolation === "error") throw new FilterViolationError(filter.allow, outside);
     fs.mkdirSync(tree, { recursive: true, mode: 0o755 });
     for (const name of fs.readdirSync(dir).filter((n) => allowed.has(n))) {
         fs.cpSync(path.join(dir, name), path.join(tree, name), { recursive: true, verbatimSymlinks: true, errorOnExist: true });

@@ -1,0 +1,250 @@
+// BootMedia: media that enrol the Secure Boot keys and boot the signed UKI with Secure Boot enforced,
+// laid out as `auroraboot build-uki --output-type iso` does (efiboot.img, volume UKI_ISO_INSTALL,
+// EFI/kairos, loader/keys/auto), plus system extensions and a cloud-config at the ISO root. The ISO
+// is hybrid: it also boots when written raw to a USB disk.
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
+import { BuildLog, BuildReport, updateReasons } from "./build-log";
+import { InputProblem } from "./validation/schema-validator";
+import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
+import { stageThenMove, replaceDirectory } from "./store/staging";
+import { EspFile, buildEspImage } from "./toolkit/esp";
+import { buildIso, ISO_ESP_NAME, listIso } from "./toolkit/iso";
+import { SecureBootEnroll, renderLoaderConf } from "./toolkit/boot-entries";
+import { readLoaderInfo } from "./toolkit/uki";
+import type { KairosUkiImage } from "./kairos-uki-image";
+import type { SigningKeys } from "./signing-keys";
+import type { SystemExtension } from "./system-extension";
+
+export const BOOT_MEDIA_TOKEN = "kairos:index:BootMedia";
+const BUILDER_VERSION = "boot-media/1";
+/** Empty folders auroraboot's ESP map has (kairos-agent expects the tree). */
+const EMPTY_ESP_DIRS = ["EFI/tools", "loader/keys"];
+
+export interface BootMediaArgs {
+    /** NAME.iso */
+    name: pulumi.Input<string>;
+    outputDir: pulumi.Input<string>;
+    /** @default "iso" */
+    type?: pulumi.Input<"iso" | "dir">;
+    uki?: pulumi.Input<{ efiFiles: pulumi.Input<pulumi.Input<string>[]>; loaderEntries: pulumi.Input<pulumi.Input<string>[]>; systemdBoot: pulumi.Input<string> }>;
+    /** Shorthand for `uki`. */
+    ukiImage?: KairosUkiImage;
+    enrollKeys?: pulumi.Input<{ PK: pulumi.Input<string>; KEK: pulumi.Input<string>; db: pulumi.Input<string> }>;
+    /** Shorthand for `enrollKeys`: a SigningKeys resource's .auth files. */
+    signingKeys?: SigningKeys;
+    /** Extension images for the ISO root (paths), or SystemExtension resources. */
+    extensions?: (pulumi.Input<string> | SystemExtension)[];
+    cloudConfig?: pulumi.Input<string>;
+    overlayFiles?: pulumi.Input<pulumi.Input<{ source: pulumi.Input<string>; path: pulumi.Input<string> }>[]>;
+    /** @default 5 */
+    timeout?: pulumi.Input<number>;
+    /** @default "if-safe" (systemd-boot >= 253; use "force" or "manual" with 252) */
+    secureBootEnroll?: pulumi.Input<SecureBootEnroll>;
+    /** @default "max" */
+    consoleMode?: pulumi.Input<string>;
+    /** @default 315532800 (1980-01-01) */
+    sourceDateEpoch?: pulumi.Input<number>;
+}
+
+interface CheckedInputs {
+    name: string;
+    outputDir: string;
+    type: "iso" | "dir";
+    uki: { efiFiles: string[]; loaderEntries: string[]; systemdBoot: string };
+    enrollKeys: { PK: string; KEK: string; db: string };
+    extensions?: string[];
+    cloudConfig?: string;
+    overlayFiles?: { source: string; path: string }[];
+    timeout: number;
+    secureBootEnroll: SecureBootEnroll;
+    consoleMode: string;
+    sourceDateEpoch: number;
+    hashParts: Record<string, string>;
+    inputHash: string;
+}
+
+interface Outputs extends CheckedInputs {
+    path: string;
+    sha256: string;
+    size: number;
+    files: string[];
+    drift: string[];
+    lastBuild: BuildReport;
+}
+
+export const bootMediaHandler: Handler = {
+    check: (olds, news) => checkInputs<CheckedInputs>(BOOT_MEDIA_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
+
+    async diff(_id, olds: Outputs, news: CheckedInputs) {
+        const replaces = (["name", "outputDir", "type"] as const).filter((f) => olds[f] !== news[f]);
+        return { changes: replaces.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0, replaces };
+    },
+
+    async create(inputs: CheckedInputs) {
+        const outs = await build(inputs, new BuildLog(`BootMedia ${inputs.name}`, "created", ["new"]));
+        return { id: outs.path, outs };
+    },
+
+    async read(id, props: Outputs) {
+        const now = props.type === "iso" ? await sha256FileIfExists(props.path) : fs.existsSync(props.path) ? await treeSha(props.path) : undefined;
+        return { id, props: { ...props, drift: now === props.sha256 ? [] : [`${path.basename(props.path)}: ${now ? "altered" : "missing"}`] } };
+    },
+
+    async update(_id, olds: Outputs, news: CheckedInputs) {
+        const reasons = updateReasons(olds, news);
+        return { outs: await build(news, new BuildLog(`BootMedia ${news.name}`, reasons.every((r) => r.startsWith("drift:")) ? "restored" : "updated", reasons)) };
+    },
+
+    async delete(_id, props: Outputs) {
+        fs.rmSync(props.path, { recursive: true, force: true });
+    },
+};
+
+/** The ESP's content: every file with its place, as auroraboot's imageFiles map has it. */
+function espFiles(i: CheckedInputs, loaderConf: string): EspFile[] {
+    return [
+        { espPath: "EFI/BOOT/BOOTX64.EFI", source: i.uki.systemdBoot },
+        ...i.uki.efiFiles.map((f) => ({ espPath: `EFI/kairos/${path.basename(f)}`, source: f })),
+        { espPath: "loader/loader.conf", source: loaderConf },
+        ...i.uki.loaderEntries.map((f) => ({ espPath: `loader/entries/${path.basename(f)}`, source: f })),
+        ...(["PK", "KEK", "db"] as const).map((k) => ({ espPath: `loader/keys/auto/${k}.auth`, source: i.enrollKeys[k] })),
+    ];
+}
+
+/** Files for the ISO root: extensions by name, the cloud-config as config.yaml, overlay files. */
+function rootFiles(i: CheckedInputs): { isoPath: string; source: string }[] {
+    return [
+        ...(i.extensions ?? []).map((f) => ({ isoPath: path.basename(f), source: f })),
+        ...(i.cloudConfig ? [{ isoPath: "config.yaml", source: i.cloudConfig }] : []),
+        ...(i.overlayFiles ?? []).map((o) => ({ isoPath: o.path, source: o.source })),
+    ];
+}
+
+async function build(i: CheckedInputs, log: BuildLog): Promise<Outputs> {
+    fs.mkdirSync(i.outputDir, { recursive: true });
+    const work = fs.mkdtempSync(path.join(i.outputDir, `.${i.name}.work-`));
+    try {
+        const loaderConf = path.join(work, "loader.conf");
+        fs.writeFileSync(loaderConf, renderLoaderConf({ timeout: i.timeout, secureBootEnroll: i.secureBootEnroll, consoleMode: i.consoleMode as "max" }));
+        const files = espFiles(i, loaderConf);
+        if (i.type === "dir") return await buildDir(i, files, log);
+        const esp = await log.step("build ESP image", () => buildEspImage({ files, emptyDirs: EMPTY_ESP_DIRS, out: path.join(work, ISO_ESP_NAME), epoch: i.sourceDateEpoch }));
+        const fileName = `${i.name}.iso`;
+        const iso = await log.step("build hybrid ISO", () =>
+            stageThenMove(i.outputDir, (staging) => buildIso({ espImage: esp.path, rootFiles: rootFiles(i), out: path.join(staging, fileName), epoch: i.sourceDateEpoch }), 0o755),
+        );
+        const target = path.join(i.outputDir, fileName);
+        const listed = [...esp.files.map((f) => `${ISO_ESP_NAME}:${f}`), ...(await listIso(target))].sort();
+        return { ...i, path: target, sha256: iso.sha256, size: iso.size, files: listed, drift: [], lastBuild: log.report() };
+    } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+    }
+}
+
+/** type "dir": the ESP tree as a folder, with the ISO-root files beside it. */
+async function buildDir(i: CheckedInputs, files: EspFile[], log: BuildLog): Promise<Outputs> {
+    const target = path.join(i.outputDir, i.name);
+    await log.step("write ESP tree", () =>
+        replaceDirectory(target, async (staging) => {
+            for (const d of EMPTY_ESP_DIRS) fs.mkdirSync(path.join(staging, d), { recursive: true });
+            for (const f of [...files.map((f) => ({ to: f.espPath, from: f.source })), ...rootFiles(i).map((r) => ({ to: r.isoPath, from: r.source }))]) {
+                fs.mkdirSync(path.dirname(path.join(staging, f.to)), { recursive: true });
+                fs.copyFileSync(f.from, path.join(staging, f.to));
+            }
+        }),
+    );
+    const listed = listFiles(target);
+    return { ...i, path: target, sha256: await treeSha(target), size: listed.reduce((a, f) => a + fs.statSync(path.join(target, f)).size, 0), files: listed, drift: [], lastBuild: log.report() };
+}
+
+function listFiles(root: string, rel = ""): string[] {
+    return fs.readdirSync(path.join(root, rel)).sort().flatMap((n) => {
+        const r = rel ? `${rel}/${n}` : n;
+        return fs.statSync(path.join(root, r)).isDirectory() ? listFiles(root, r) : [r];
+    });
+}
+
+async function treeSha(root: string): Promise<string> {
+    const parts = await Promise.all(listFiles(root).map(async (f) => `${f}:${await sha256File(path.join(root, f))}`));
+    return sha256Hex(parts.join("\n"));
+}
+
+async function deriveHashes(i: CheckedInputs): Promise<InputProblem[]> {
+    const digest = async (files: string[]) => Promise.all(files.map(async (f) => `${path.basename(f)}:${await sha256File(f)}`));
+    i.hashParts = {
+        uki: sha256Hex(canonicalJson(await digest([i.uki.systemdBoot, ...i.uki.efiFiles, ...i.uki.loaderEntries]))),
+        keys: sha256Hex(canonicalJson(await digest([i.enrollKeys.PK, i.enrollKeys.KEK, i.enrollKeys.db]))),
+        extensions: sha256Hex(canonicalJson(await digest(i.extensions ?? []))),
+        overlay: sha256Hex(canonicalJson({ cloudConfig: i.cloudConfig ? await sha256File(i.cloudConfig) : null, files: await Promise.all((i.overlayFiles ?? []).map(async (o) => [o.path, await sha256File(o.source)])) })),
+        options: sha256Hex(canonicalJson({ timeout: i.timeout, secureBootEnroll: i.secureBootEnroll, consoleMode: i.consoleMode, epoch: i.sourceDateEpoch })),
+        builder: BUILDER_VERSION,
+    };
+    i.inputHash = sha256Hex(canonicalJson(i.hashParts));
+    return [];
+}
+
+function resolvePaths(i: CheckedInputs): void {
+    i.outputDir = absolutePath(i.outputDir);
+    i.uki = { efiFiles: i.uki.efiFiles.map(absolutePath), loaderEntries: i.uki.loaderEntries.map(absolutePath), systemdBoot: absolutePath(i.uki.systemdBoot) };
+    i.enrollKeys = { PK: absolutePath(i.enrollKeys.PK), KEK: absolutePath(i.enrollKeys.KEK), db: absolutePath(i.enrollKeys.db) };
+    if (i.extensions) i.extensions = i.extensions.map(absolutePath);
+    if (i.cloudConfig) i.cloudConfig = absolutePath(i.cloudConfig);
+    if (i.overlayFiles) i.overlayFiles = i.overlayFiles.map((o) => ({ source: absolutePath(o.source), path: o.path }));
+}
+
+function crossFieldProblems(i: CheckedInputs): InputProblem[] {
+    const problems: InputProblem[] = [];
+    const need = (property: string, files: string[]) => {
+        const missing = files.filter((f) => !fs.existsSync(f));
+        if (missing.length > 0) problems.push({ property, reason: `${missing.join(", ")} not found` });
+    };
+    need("uki", [i.uki.systemdBoot, ...i.uki.efiFiles, ...i.uki.loaderEntries]);
+    need("enrollKeys", [i.enrollKeys.PK, i.enrollKeys.KEK, i.enrollKeys.db]);
+    need("extensions", i.extensions ?? []);
+    need("cloudConfig", i.cloudConfig ? [i.cloudConfig] : []);
+    need("overlayFiles", (i.overlayFiles ?? []).map((o) => o.source));
+    if (i.uki.efiFiles.length === 0) problems.push({ property: "uki.efiFiles", reason: "must name at least one UKI" });
+    const notExtensions = (i.extensions ?? []).filter((f) => !/\.(sysext|confext)\.raw$/.test(f));
+    if (notExtensions.length > 0) problems.push({ property: "extensions", reason: `${notExtensions.join(", ")}: Kairos picks up only NAME.sysext.raw / NAME.confext.raw` });
+    const names = rootFiles(i).map((r) => r.isoPath.toLowerCase());
+    const clash = names.filter((n, k) => names.indexOf(n) !== k || n === ISO_ESP_NAME || n === "boot.catalog");
+    if (clash.length > 0) problems.push({ property: "overlayFiles", reason: `more than one file for ${[...new Set(clash)].join(", ")} at the ISO root (efiboot.img and boot.catalog are reserved)` });
+    if (i.secureBootEnroll === "if-safe" && fs.existsSync(i.uki.systemdBoot)) {
+        const major = readLoaderInfo(i.uki.systemdBoot)?.major;
+        if (major !== undefined && major < 253) {
+            problems.push({ property: "secureBootEnroll", reason: `the systemd-boot on these media is ${major}, which does not know "if-safe" (added in 253) and would not enrol the keys; use "force" or "manual"` });
+        }
+    }
+    return problems;
+}
+
+/** Secure Boot install media for a KairosUkiImage; see schema.json. */
+export class BootMedia extends pulumi.dynamic.Resource {
+    declare readonly path: pulumi.Output<string>;
+    declare readonly sha256: pulumi.Output<string>;
+    declare readonly size: pulumi.Output<number>;
+    declare readonly files: pulumi.Output<string[]>;
+    declare readonly inputHash: pulumi.Output<string>;
+    declare readonly hashParts: pulumi.Output<Record<string, string>>;
+    declare readonly lastBuild: pulumi.Output<BuildReport>;
+    declare readonly drift: pulumi.Output<string[]>;
+
+    constructor(name: string, args: BootMediaArgs, opts?: pulumi.CustomResourceOptions) {
+        const { ukiImage, signingKeys, extensions, ...rest } = args;
+        const uki =
+            rest.uki ??
+            (ukiImage &&
+                pulumi.all([ukiImage.ukis, ukiImage.systemdBoot]).apply(([ukis, sdboot]) => ({
+                    efiFiles: ukis.map((u) => u.path),
+                    loaderEntries: ukis.map((u) => u.entryPath),
+                    systemdBoot: sdboot.path,
+                })));
+        const enrollKeys = rest.enrollKeys ?? signingKeys?.files.apply((f) => ({ PK: f.PK.auth, KEK: f.KEK.auth, db: f.db.auth }));
+        const extensionPaths = extensions?.map((e) => (pulumi.Resource.isInstance(e) ? (e as SystemExtension).path : e));
+        const outputs = { path: undefined, sha256: undefined, size: undefined, files: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined };
+        super(lazyProvider(__filename, "bootMediaHandler"), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths }, opts, "kairos", "BootMedia");
+    }
+}

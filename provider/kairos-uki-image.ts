@@ -1,0 +1,304 @@
+// KairosUkiImage: the Kairos OS as signed Unified Kernel Images, one per boot entry (norole.efi
+// first), with their loader entries and a signed systemd-boot — what `auroraboot build-uki` makes,
+// natively. Every UKI carries a PCR 11 policy signed with the TPM PCR key.
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
+import { BuildLog, BuildReport, updateReasons } from "./build-log";
+import { InputProblem } from "./validation/schema-validator";
+import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
+import { keyMatchesCertificate, readCertificate } from "./toolkit/openssl";
+import { replaceDirectory } from "./store/staging";
+import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/extension-source";
+import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
+import { buildInitrd } from "./toolkit/initrd";
+import { BootEntry, LoaderEntryKey, SingleEntry, loaderEntryFileName, planBootEntries, renderLoaderEntry } from "./toolkit/boot-entries";
+import { buildUki, readLoaderInfo, signEfi, verifyEfi } from "./toolkit/uki";
+import { largestContributors } from "./toolkit/size-report";
+import type { SigningKeys } from "./signing-keys";
+
+export const KAIROS_UKI_IMAGE_TOKEN = "kairos:index:KairosUkiImage";
+const BUILDER_VERSION = "kairos-uki-image/1";
+const STUB_IN_IMAGE = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+const SDBOOT_IN_IMAGE = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+const HOST_EFI_DIR = "/usr/lib/systemd/boot/efi";
+/** systemd-boot learned the `uki` entry key late; kairos-agent writes it only for >= 259. */
+const UKI_KEY_MIN_SYSTEMD_BOOT = 259;
+const MB = 1_000_000;
+
+export interface KairosUkiImageArgs {
+    outputDir: pulumi.Input<string>;
+    /** A UKI-flavour Kairos image (all layers flattened) or a rootfs directory. */
+    source: pulumi.Input<{ dir?: pulumi.Input<string>; ociLayout?: pulumi.Input<string>; dockerArchive?: pulumi.Input<string>; image?: pulumi.Input<string>; insecureRegistry?: pulumi.Input<boolean> }>;
+    signing?: pulumi.Input<{ key: pulumi.Input<string>; certificate: pulumi.Input<string> }>;
+    pcrKey?: pulumi.Input<string>;
+    /** Shorthand for signing + pcrKey: a SigningKeys resource's db pair and TPM PCR key. */
+    signingKeys?: SigningKeys;
+    /** @default "Kairos" */
+    bootTitle?: pulumi.Input<string>;
+    extendCmdline?: pulumi.Input<string>;
+    extraCmdlines?: pulumi.Input<pulumi.Input<string>[]>;
+    singleEntries?: pulumi.Input<pulumi.Input<{ title?: pulumi.Input<string>; cmdline: pulumi.Input<string> }>[]>;
+    /** @default false */
+    includeVersionInConfig?: pulumi.Input<boolean>;
+    /** @default false */
+    includeCmdlineInConfig?: pulumi.Input<boolean>;
+    /** @default "auto" */
+    loaderEntryKey?: pulumi.Input<"auto" | "uki" | "efi">;
+    splash?: pulumi.Input<string>;
+    /** @default 800 */
+    maxUkiSizeMB?: pulumi.Input<number>;
+}
+
+interface CheckedInputs {
+    outputDir: string;
+    source: ExtensionSourceSpec;
+    signing: { key: string; certificate: string };
+    pcrKey: string;
+    bootTitle: string;
+    extendCmdline?: string;
+    extraCmdlines?: string[];
+    singleEntries?: SingleEntry[];
+    includeVersionInConfig: boolean;
+    includeCmdlineInConfig: boolean;
+    loaderEntryKey: "auto" | LoaderEntryKey;
+    splash?: string;
+    maxUkiSizeMB: number;
+    sourceDigest: string;
+    hashParts: Record<string, string>;
+    inputHash: string;
+}
+
+interface UkiOutput {
+    fileName: string;
+    path: string;
+    sha256: string;
+    size: number;
+    cmdline: string;
+    title: string;
+    entryPath: string;
+}
+
+interface Outputs extends CheckedInputs {
+    ukis: UkiOutput[];
+    systemdBoot: { path: string; sha256: string; version: string; origin: "image" | "host" };
+    stubOrigin: "image" | "host";
+    pcr11: Record<string, Record<string, string>>;
+    kairosRelease: string;
+    entryKey: LoaderEntryKey;
+    drift: string[];
+    lastBuild: BuildReport;
+}
+
+export const kairosUkiImageHandler: Handler = {
+    check: (olds, news) =>
+        checkInputs<CheckedInputs>(KAIROS_UKI_IMAGE_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
+
+    async diff(_id, olds: Outputs, news: CheckedInputs) {
+        const replaces = olds.outputDir !== news.outputDir ? ["outputDir"] : [];
+        return { changes: replaces.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0, replaces };
+    },
+
+    async create(inputs: CheckedInputs) {
+        const outs = await build(inputs, new BuildLog("KairosUkiImage", "created", ["new"]));
+        return { id: inputs.outputDir, outs };
+    },
+
+    async read(id, props: Outputs) {
+        const files = [...props.ukis.map((u) => ({ path: u.path, sha256: u.sha256 })), props.systemdBoot];
+        const drift: string[] = [];
+        for (const f of files) {
+            const now = fs.existsSync(f.path) ? await sha256File(f.path) : undefined;
+            if (now !== f.sha256) drift.push(`${path.basename(f.path)}: ${now ? "altered" : "missing"}`);
+        }
+        return { id, props: { ...props, drift } };
+    },
+
+    async update(_id, olds: Outputs, news: CheckedInputs) {
+        const reasons = updateReasons(olds, news);
+        return { outs: await build(news, new BuildLog("KairosUkiImage", reasons.every((r) => r.startsWith("drift:")) ? "restored" : "updated", reasons)) };
+    },
+
+    async delete(_id, props: Outputs) {
+        fs.rmSync(props.outputDir, { recursive: true, force: true });
+    },
+};
+
+async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
+    try {
+        inputs.sourceDigest = await sourceDigest(inputs.source, { layers: "all", arch: "amd64" });
+    } catch (e) {
+        return [{ property: "source", reason: `cannot read the source: ${(e as Error).message}` }];
+    }
+    const options = Object.fromEntries(
+        (["bootTitle", "extendCmdline", "extraCmdlines", "singleEntries", "includeVersionInConfig", "includeCmdlineInConfig", "loaderEntryKey", "maxUkiSizeMB"] as const).map((f) => [f, inputs[f] ?? null]),
+    );
+    inputs.hashParts = {
+        source: inputs.sourceDigest,
+        cmdlines: sha256Hex(canonicalJson(options)),
+        splash: inputs.splash ? await sha256File(inputs.splash) : "none",
+        signing: readCertificate(inputs.signing.certificate).sha256Fingerprint,
+        pcrKey: await sha256File(inputs.pcrKey),
+        hostEfi: await hostEfiDigest(),
+        builder: BUILDER_VERSION,
+    };
+    inputs.inputHash = sha256Hex(canonicalJson(inputs.hashParts));
+    return [];
+}
+
+/** The host's systemd-boot-efi is the fallback stub; an upgrade of it may change the UKI. */
+async function hostEfiDigest(): Promise<string> {
+    const files = ["linuxx64.efi.stub", "systemd-bootx64.efi"].map((f) => path.join(HOST_EFI_DIR, f)).filter((f) => fs.existsSync(f));
+    return sha256Hex((await Promise.all(files.map(sha256File))).join(":") || "none");
+}
+
+async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
+    fs.mkdirSync(path.dirname(inputs.outputDir), { recursive: true });
+    const work = fs.mkdtempSync(path.join(path.dirname(inputs.outputDir), ".uki.work-"));
+    try {
+        const rootfs = path.join(work, "rootfs");
+        await log.step("read OS image", () => materializeSource(inputs.source, inputs.sourceDigest, rootfs, { layers: "all", arch: "amd64", workDir: work }));
+        const info = inspectKairosRootfs(rootfs);
+        const stub = pickEfiBinary(rootfs, STUB_IN_IMAGE, "linuxx64.efi.stub");
+        const sdboot = pickEfiBinary(rootfs, SDBOOT_IN_IMAGE, "systemd-bootx64.efi");
+        // Copied out first: the rootfs loses /boot and the stub must not be read from the initrd tree.
+        const kernel = path.join(work, "vmlinuz");
+        const osRelease = path.join(work, "os-release");
+        fs.copyFileSync(stub.path, path.join(work, "stub.efi"));
+        fs.copyFileSync(sdboot.path, path.join(work, "systemd-boot.efi"));
+        prepareUkiRootfs(rootfs, { saveKernelTo: kernel, saveOsReleaseTo: osRelease });
+        const initrd = path.join(work, "initrd.zst");
+        const initrdInfo = await log.step("build initrd", () => buildInitrd(rootfs, initrd));
+        checkSize(inputs, rootfs, [{ name: ".linux (kernel)", bytes: fs.statSync(kernel).size }, { name: ".initrd", bytes: initrdInfo.size }, { name: "stub", bytes: fs.statSync(stub.path).size }]);
+
+        const entries = planBootEntries({ extendCmdline: inputs.extendCmdline, extraCmdlines: inputs.extraCmdlines, singleEntries: inputs.singleEntries, bootTitle: inputs.bootTitle });
+        const sdbootInfo = readLoaderInfo(path.join(work, "systemd-boot.efi"));
+        const entryKey: LoaderEntryKey = inputs.loaderEntryKey !== "auto" ? inputs.loaderEntryKey : (sdbootInfo?.major ?? 0) >= UKI_KEY_MIN_SYSTEMD_BOOT ? "uki" : "efi";
+
+        return await replaceDirectory(inputs.outputDir, async (staging) => {
+            const ukis: UkiOutput[] = [];
+            const pcr11: Outputs["pcr11"] = {};
+            fs.mkdirSync(path.join(staging, "entries"));
+            for (const entry of entries) {
+                const out = path.join(staging, `${entry.fileName}.efi`);
+                const built = await log.step(`assemble and sign ${entry.fileName}.efi`, () =>
+                    buildUki({
+                        stub: path.join(work, "stub.efi"), kernel, initrd, osRelease, cmdline: entry.cmdline, uname: info.uname, splash: inputs.splash,
+                        pcrPrivateKey: inputs.pcrKey, sbKey: inputs.signing.key, sbCert: inputs.signing.certificate, out, workDir: path.join(work, `uki-${entry.fileName}`),
+                    }),
+                );
+                checkBuiltSize(inputs, entry, built.size, built.sections);
+                const entryFile = path.join(staging, "entries", loaderEntryFileName(entry));
+                fs.writeFileSync(entryFile, renderLoaderEntry(entry, { key: entryKey, version: inputs.includeVersionInConfig ? info.kairosRelease : undefined, includeCmdline: inputs.includeCmdlineInConfig }));
+                pcr11[entry.fileName] = built.pcr11;
+                ukis.push({
+                    fileName: entry.fileName, path: path.join(inputs.outputDir, `${entry.fileName}.efi`), sha256: built.sha256, size: built.size,
+                    cmdline: entry.cmdline, title: entry.title, entryPath: path.join(inputs.outputDir, "entries", path.basename(entryFile)),
+                });
+            }
+            const bootx64 = path.join(staging, "BOOTX64.EFI");
+            await log.step("sign systemd-boot", async () => {
+                await signEfi(path.join(work, "systemd-boot.efi"), bootx64, inputs.signing.key, inputs.signing.certificate);
+                if (!(await verifyEfi(bootx64, inputs.signing.certificate))) throw new Error(`sbverify refused the signed systemd-boot ${bootx64}`);
+            });
+            return {
+                ...inputs,
+                ukis,
+                systemdBoot: { path: path.join(inputs.outputDir, "BOOTX64.EFI"), sha256: await sha256File(bootx64), version: sdbootInfo?.version ?? "unknown", origin: sdboot.origin },
+                stubOrigin: stub.origin,
+                pcr11,
+                kairosRelease: info.kairosRelease,
+                entryKey,
+                drift: [],
+                lastBuild: log.report(),
+            };
+        });
+    } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+    }
+}
+
+/** The image's own systemd EFI binary when it has one (AuroraBoot --sdboot-in-source), else the host's. */
+function pickEfiBinary(rootfs: string, inImage: string, hostName: string): { path: string; origin: "image" | "host" } {
+    const own = path.join(rootfs, inImage);
+    if (fs.existsSync(own) && fs.lstatSync(own).isFile()) return { path: own, origin: "image" };
+    const host = path.join(HOST_EFI_DIR, hostName);
+    if (!fs.existsSync(host)) throw new Error(`the image has no /${inImage} and the host has no ${host}; install the Debian package systemd-boot-efi`);
+    return { path: host, origin: "host" };
+}
+
+/** Fails before assembling when the kernel + initrd alone are over the limit (AuroraBoot never checked). */
+function checkSize(inputs: CheckedInputs, rootfs: string, parts: { name: string; bytes: number }[]): void {
+    const total = parts.reduce((a, p) => a + p.bytes, 0);
+    if (total <= inputs.maxUkiSizeMB * MB) return;
+    throw new Error(sizeMessage(inputs, total, parts, largestContributors(rootfs, 8)));
+}
+
+function checkBuiltSize(inputs: CheckedInputs, entry: BootEntry, size: number, sections: { name: string; size: number }[]): void {
+    if (size <= inputs.maxUkiSizeMB * MB) return;
+    throw new Error(sizeMessage(inputs, size, sections.map((s) => ({ name: s.name, bytes: s.size })), [], `${entry.fileName}.efi`));
+}
+
+function sizeMessage(inputs: CheckedInputs, total: number, parts: { name: string; bytes: number }[], inTree: { path: string; bytes: number }[], what = "the UKI"): string {
+    const mb = (b: number) => `${(b / MB).toFixed(1)} MB`;
+    const lines = [...parts].sort((a, b) => b.bytes - a.bytes).map((p) => `  ${p.name}: ${mb(p.bytes)}`);
+    const tree = inTree.map((t) => `  /${t.path}: ${mb(t.bytes)} uncompressed`);
+    return (
+        `${what} would be ${mb(total)}, over maxUkiSizeMB (${inputs.maxUkiSizeMB} MB); firmware has been seen refusing EFI files from 800 MB up.\n` +
+        `Largest parts:\n${lines.join("\n")}` +
+        (tree.length ? `\nLargest folders in the OS image (candidates for a system extension):\n${tree.join("\n")}` : "")
+    );
+}
+
+function resolvePaths(i: CheckedInputs): void {
+    i.outputDir = absolutePath(i.outputDir);
+    const s = { ...i.source };
+    for (const f of ["dir", "ociLayout", "dockerArchive"] as const) if (s[f]) s[f] = absolutePath(s[f]!);
+    i.source = s;
+    i.signing = { key: absolutePath(i.signing.key), certificate: absolutePath(i.signing.certificate) };
+    i.pcrKey = absolutePath(i.pcrKey);
+    if (i.splash) i.splash = absolutePath(i.splash);
+}
+
+function crossFieldProblems(i: CheckedInputs): InputProblem[] {
+    const problems: InputProblem[] = [];
+    const forms = sourceForms(i.source);
+    if (forms.length !== 1) problems.push({ property: "source", reason: forms.length === 0 ? "names no source; give one of dir, ociLayout, dockerArchive, image" : `names ${forms.join(" and ")}; give exactly one` });
+    for (const f of ["dir", "ociLayout", "dockerArchive"] as const) {
+        if (i.source[f] && !fs.existsSync(i.source[f]!)) problems.push({ property: `source.${f}`, reason: `${i.source[f]} does not exist` });
+    }
+    if (i.extendCmdline && (i.extraCmdlines?.length ?? 0) > 0) {
+        problems.push({ property: "extendCmdline", reason: "cannot be combined with extraCmdlines (as in auroraboot): extendCmdline changes the one norole.efi, extraCmdlines add more UKIs" });
+    }
+    const missing = [i.signing.key, i.signing.certificate, i.pcrKey, i.splash].filter((f): f is string => !!f && !fs.existsSync(f));
+    if (missing.length > 0) problems.push({ property: "signing", reason: `${missing.join(", ")} not found` });
+    else if (!keyMatchesCertificate(i.signing.key, i.signing.certificate)) problems.push({ property: "signing", reason: `the key ${i.signing.key} does not match the certificate ${i.signing.certificate}` });
+    return problems;
+}
+
+/** The Kairos OS as signed UKIs with loader entries and a signed systemd-boot; see schema.json. */
+export class KairosUkiImage extends pulumi.dynamic.Resource {
+    declare readonly outputDir: pulumi.Output<string>;
+    declare readonly ukis: pulumi.Output<UkiOutput[]>;
+    declare readonly systemdBoot: pulumi.Output<Outputs["systemdBoot"]>;
+    declare readonly stubOrigin: pulumi.Output<string>;
+    declare readonly pcr11: pulumi.Output<Outputs["pcr11"]>;
+    declare readonly kairosRelease: pulumi.Output<string>;
+    declare readonly entryKey: pulumi.Output<string>;
+    declare readonly inputHash: pulumi.Output<string>;
+    declare readonly hashParts: pulumi.Output<Record<string, string>>;
+    declare readonly lastBuild: pulumi.Output<BuildReport>;
+    declare readonly drift: pulumi.Output<string[]>;
+
+    constructor(name: string, args: KairosUkiImageArgs, opts?: pulumi.CustomResourceOptions) {
+        const { signingKeys, ...rest } = args;
+        const signing = rest.signing ?? signingKeys?.files.apply((f) => ({ key: f.db.key, certificate: f.db.pem }));
+        const pcrKey = rest.pcrKey ?? signingKeys?.tpmPcrKeyFile;
+        const outputs = {
+            ukis: undefined, systemdBoot: undefined, stubOrigin: undefined, pcr11: undefined, kairosRelease: undefined, entryKey: undefined,
+            sourceDigest: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined,
+        };
+        super(lazyProvider(__filename, "kairosUkiImageHandler"), name, { ...outputs, ...rest, signing, pcrKey }, opts, "kairos", "KairosUkiImage");
+    }
+}

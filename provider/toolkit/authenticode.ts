@@ -1,0 +1,186 @@
+// A deterministic Authenticode signature for EFI images. sbsign produces the same PKCS#7 structure but
+// lets OpenSSL add a signingTime attribute (and S/MIME capabilities), so two signatures of the same image
+// never match. Here the SignedData is built by hand with only the two attributes PKCS#7 requires
+// (contentType, messageDigest); RSA PKCS#1 v1.5 is deterministic, so the same image, key and certificate
+// always give the same bytes. The image digest is computed as sbsign computes it (pe.ts), and sbattach
+// (sbsigntool) writes the signature into the image; sbverify checks the result.
+import { createHash, createPrivateKey, createPublicKey, sign as rsaSign, X509Certificate, KeyObject } from "crypto";
+import * as fs from "fs";
+
+export class AuthenticodeError extends Error {
+    readonly code = "AUTHENTICODE";
+}
+
+const OID = {
+    signedData: "1.2.840.113549.1.7.2",
+    sha256: "2.16.840.1.101.3.4.2.1",
+    rsaEncryption: "1.2.840.113549.1.1.1",
+    contentType: "1.2.840.113549.1.9.3",
+    messageDigest: "1.2.840.113549.1.9.4",
+    spcIndirectData: "1.3.6.1.4.1.311.2.1.4",
+    spcPeImageData: "1.3.6.1.4.1.311.2.1.15",
+};
+
+// ---- minimal DER ---------------------------------------------------------------------------------
+
+function derLength(n: number): Buffer {
+    if (n < 0x80) return Buffer.from([n]);
+    const bytes: number[] = [];
+    for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+    return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+
+export function tlv(tag: number, ...content: Buffer[]): Buffer {
+    const body = Buffer.concat(content);
+    return Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
+}
+
+const seq = (...c: Buffer[]) => tlv(0x30, ...c);
+/** DER SET OF: members sorted by their encodings. */
+const setOf = (...c: Buffer[]) => tlv(0x31, ...[...c].sort(Buffer.compare));
+const nullDer = () => Buffer.from([0x05, 0x00]);
+const octets = (b: Buffer) => tlv(0x04, b);
+const int = (n: number) => tlv(0x02, Buffer.from([n]));
+const explicit = (n: number, ...c: Buffer[]) => tlv(0xa0 | n, ...c);
+
+export function oid(dotted: string): Buffer {
+    const parts = dotted.split(".").map(Number);
+    const out: number[] = [parts[0] * 40 + parts[1]];
+    for (const p of parts.slice(2)) {
+        const chunk: number[] = [p & 0x7f];
+        for (let v = Math.floor(p / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift(0x80 | (v & 0x7f));
+        out.push(...chunk);
+    }
+    return tlv(0x06, Buffer.from(out));
+}
+
+const algorithm = (o: string) => seq(oid(o), nullDer());
+
+interface Tlv {
+    tag: number;
+    /** Offset of the tag byte. */
+    start: number;
+    /** Offset of the content. */
+    contentStart: number;
+    end: number;
+}
+
+export function readTlv(buf: Buffer, at: number): Tlv {
+    const tag = buf[at];
+    let len = buf[at + 1];
+    let p = at + 2;
+    if (len & 0x80) {
+        const n = len & 0x7f;
+        len = 0;
+        for (let i = 0; i < n; i++) len = len * 256 + buf[p + i];
+        p += n;
+    }
+    if (p + len > buf.length) throw new AuthenticodeError("truncated DER");
+    return { tag, start: at, contentStart: p, end: p + len };
+}
+
+/** The children of a constructed TLV. */
+export function children(buf: Buffer, parent: Tlv): Tlv[] {
+    const out: Tlv[] = [];
+    for (let p = parent.contentStart; p < parent.end; ) {
+        const t = readTlv(buf, p);
+        out.push(t);
+        p = t.end;
+    }
+    return out;
+}
+
+/** The issuer Name and serialNumber of a DER certificate, as raw DER. */
+function issuerAndSerial(certDer: Buffer): { issuer: Buffer; serial: Buffer } {
+    const cert = readTlv(certDer, 0);
+    const tbs = children(certDer, cert)[0];
+    const fields = children(certDer, tbs);
+    const i = fields[0].tag === 0xa0 ? 1 : 0; // [0] version is optional
+    const serial = fields[i];
+    const issuer = fields[i + 2];
+    return { issuer: certDer.subarray(issuer.start, issuer.end), serial: certDer.subarray(serial.start, serial.end) };
+}
+
+// ---- Authenticode --------------------------------------------------------------------------------
+
+/** SpcIndirectDataContent for a PE image with this SHA-256 Authenticode digest (same bytes as sbsign). */
+export function spcIndirectDataContent(imageDigest: Buffer): Buffer {
+    const obsolete = Buffer.from("<<<Obsolete>>>", "utf16le").swap16(); // BMPString is big-endian
+    const peImageData = seq(
+        Buffer.from([0x03, 0x01, 0x00]), // flags: empty BIT STRING
+        explicit(0, tlv(0xa2, tlv(0x80, obsolete))), // file: [2] SpcString unicode [0]
+    );
+    return seq(seq(oid(OID.spcPeImageData), peImageData), seq(algorithm(OID.sha256), octets(imageDigest)));
+}
+
+export interface SignerPair {
+    /** PEM private key (file path, PEM text or KeyObject). RSA. */
+    key: string | KeyObject;
+    /** PEM or DER certificate (file path or contents). */
+    certificate: string | Buffer;
+}
+
+function loadKey(key: string | KeyObject): KeyObject {
+    if (key instanceof KeyObject) return key;
+    return createPrivateKey(key.includes("-----BEGIN") ? key : fs.readFileSync(key));
+}
+
+function loadCertificate(cert: string | Buffer): X509Certificate {
+    if (Buffer.isBuffer(cert)) return new X509Certificate(cert);
+    return new X509Certificate(cert.includes("-----BEGIN") ? cert : fs.readFileSync(cert));
+}
+
+/**
+ * A PKCS#7 ContentInfo(SignedData) Authenticode signature over an image digest. Signed attributes are
+ * contentType and messageDigest only (no signingTime), so the output is a pure function of its inputs.
+ */
+export function authenticodeSignature(imageDigest: Buffer, signer: SignerPair): Buffer {
+    const key = loadKey(signer.key);
+    if (key.asymmetricKeyType !== "rsa") throw new AuthenticodeError(`the Secure Boot signing key must be RSA, not ${key.asymmetricKeyType}`);
+    const cert = loadCertificate(signer.certificate);
+    const certDer = cert.raw;
+    const certSpki = cert.publicKey.export({ type: "spki", format: "der" });
+    if (!createPublicKey(key).export({ type: "spki", format: "der" }).equals(certSpki)) {
+        throw new AuthenticodeError("the Secure Boot signing key does not match its certificate");
+    }
+    const idc = spcIndirectDataContent(imageDigest);
+    // Authenticode quirk: the messageDigest covers the SpcIndirectDataContent without its own tag+length.
+    const idcBody = idc.subarray(readTlv(idc, 0).contentStart);
+    const contentDigest = createHash("sha256").update(idcBody).digest();
+    const attributes = [
+        seq(oid(OID.contentType), setOf(oid(OID.spcIndirectData))),
+        seq(oid(OID.messageDigest), setOf(octets(contentDigest))),
+    ];
+    const signedAttrs = setOf(...attributes); // signed as a SET (0x31)...
+    const signature = rsaSign("sha256", signedAttrs, key);
+    const { issuer, serial } = issuerAndSerial(certDer);
+    const signerInfo = seq(
+        int(1),
+        seq(issuer, serial),
+        algorithm(OID.sha256),
+        Buffer.concat([Buffer.from([0xa0]), signedAttrs.subarray(1)]), // ...and stored as [0] IMPLICIT
+        algorithm(OID.rsaEncryption),
+        octets(signature),
+    );
+    const signedData = seq(
+        int(1),
+        setOf(algorithm(OID.sha256)),
+        seq(oid(OID.spcIndirectData), explicit(0, idc)),
+        explicit(0, certDer), // certificates [0] IMPLICIT SET OF Certificate
+        setOf(signerInfo),
+    );
+    return seq(oid(OID.signedData), explicit(0, signedData));
+}
+
+/** The SHA-256 image digest inside an Authenticode signature (DER ContentInfo), e.g. one sbsign wrote. */
+export function imageDigestOfSignature(p7: Buffer): Buffer {
+    const ci = readTlv(p7, 0);
+    const signedDataWrap = children(p7, ci)[1];
+    const signedData = children(p7, signedDataWrap)[0];
+    const contentInfo = children(p7, signedData)[2];
+    const idcWrap = children(p7, contentInfo)[1];
+    const idc = children(p7, idcWrap)[0];
+    const digestInfo = children(p7, idc)[1];
+    const digest = children(p7, digestInfo)[1];
+    return p7.subarray(digest.contentStart, digest.end);
+}

@@ -1,0 +1,266 @@
+// A small PE/COFF reader for EFI binaries (stubs, UKIs, systemd-boot): headers, section table, the
+// Authenticode image digest (computed exactly as sbsigntool and EDK2 do) and the PE checksum.
+// Only the headers are read to parse; digests stream the file.
+import { createHash } from "crypto";
+import * as fs from "fs";
+
+export class PeError extends Error {
+    readonly code = "PE";
+}
+
+export interface PeSection {
+    name: string;
+    virtualSize: number;
+    /** RVA (relative to ImageBase). */
+    virtualAddress: number;
+    sizeOfRawData: number;
+    pointerToRawData: number;
+    characteristics: number;
+}
+
+export interface PeInfo {
+    fileSize: number;
+    machine: number;
+    /** PE32+ (0x20b) or PE32 (0x10b). */
+    magic: number;
+    timeDateStamp: number;
+    imageBase: bigint;
+    sectionAlignment: number;
+    fileAlignment: number;
+    sizeOfImage: number;
+    sizeOfHeaders: number;
+    checksum: number;
+    majorImageVersion: number;
+    minorImageVersion: number;
+    /** File offsets of fields this package rewrites or skips when hashing. */
+    offsets: { timeDateStamp: number; checksum: number; certificateTableEntry: number };
+    /** The security directory: a file offset and size (0, 0 when unsigned). */
+    certificateTable: { offset: number; size: number };
+    sections: PeSection[];
+}
+
+const SECTION_HEADER_SIZE = 40;
+const CERT_TABLE_INDEX = 4;
+const HEADER_PROBE = 64 * 1024;
+const READ_CHUNK = 1 << 20;
+
+/** Parses the PE headers and the section table of `file`. */
+export function readPeSections(file: string): PeInfo {
+    const fd = fs.openSync(file, "r");
+    try {
+        const fileSize = fs.fstatSync(fd).size;
+        const head = Buffer.alloc(Math.min(fileSize, HEADER_PROBE));
+        fs.readSync(fd, head, 0, head.length, 0);
+        return parsePeHeaders(head, fileSize, file);
+    } finally {
+        fs.closeSync(fd);
+    }
+}
+
+/** Parses PE headers from the first bytes of an image (enough to hold the section table). */
+export function parsePeHeaders(head: Buffer, fileSize: number, label = "image"): PeInfo {
+    const fail = (why: string): never => {
+        throw new PeError(`${label}: not a PE image: ${why}`);
+    };
+    if (head.length < 0x40 || head.toString("latin1", 0, 2) !== "MZ") fail("no MZ header");
+    const peOff = head.readUInt32LE(0x3c);
+    if (peOff + 24 > head.length || head.toString("latin1", peOff, peOff + 4) !== "PE\0\0") fail("no PE signature");
+    const coff = peOff + 4;
+    const machine = head.readUInt16LE(coff);
+    const nSections = head.readUInt16LE(coff + 2);
+    const timeDateStamp = head.readUInt32LE(coff + 4);
+    const optSize = head.readUInt16LE(coff + 16);
+    const opt = coff + 20;
+    if (opt + optSize > head.length) fail("optional header beyond the headers read");
+    const magic = head.readUInt16LE(opt);
+    let imageBase: bigint;
+    let dirOff: number;
+    let nDirs: number;
+    if (magic === 0x20b) {
+        imageBase = head.readBigUInt64LE(opt + 24);
+        nDirs = head.readUInt32LE(opt + 108);
+        dirOff = opt + 112;
+    } else if (magic === 0x10b) {
+        imageBase = BigInt(head.readUInt32LE(opt + 28));
+        nDirs = head.readUInt32LE(opt + 92);
+        dirOff = opt + 96;
+    } else {
+        return fail(`unknown optional header magic 0x${magic.toString(16)}`);
+    }
+    if (nDirs <= CERT_TABLE_INDEX || dirOff + 8 * (CERT_TABLE_INDEX + 1) > opt + optSize) fail("no security directory entry");
+    const certEntry = dirOff + 8 * CERT_TABLE_INDEX;
+    const secTable = opt + optSize;
+    if (secTable + nSections * SECTION_HEADER_SIZE > head.length) fail("section table beyond the headers read");
+    const sections: PeSection[] = [];
+    for (let i = 0; i < nSections; i++) {
+        const s = secTable + i * SECTION_HEADER_SIZE;
+        const rawName = head.subarray(s, s + 8);
+        const nul = rawName.indexOf(0);
+        sections.push({
+            name: rawName.toString("latin1", 0, nul < 0 ? 8 : nul),
+            virtualSize: head.readUInt32LE(s + 8),
+            virtualAddress: head.readUInt32LE(s + 12),
+            sizeOfRawData: head.readUInt32LE(s + 16),
+            pointerToRawData: head.readUInt32LE(s + 20),
+            characteristics: head.readUInt32LE(s + 36),
+        });
+    }
+    return {
+        fileSize,
+        machine,
+        magic,
+        timeDateStamp,
+        imageBase,
+        sectionAlignment: head.readUInt32LE(opt + 32),
+        fileAlignment: head.readUInt32LE(opt + 36),
+        sizeOfImage: head.readUInt32LE(opt + 56),
+        sizeOfHeaders: head.readUInt32LE(opt + 60),
+        checksum: head.readUInt32LE(opt + 64),
+        majorImageVersion: head.readUInt16LE(opt + 44),
+        minorImageVersion: head.readUInt16LE(opt + 46),
+        offsets: { timeDateStamp: coff + 4, checksum: opt + 64, certificateTableEntry: certEntry },
+        certificateTable: { offset: head.readUInt32LE(certEntry), size: head.readUInt32LE(certEntry + 4) },
+        sections,
+    };
+}
+
+/** Reads the bytes a section holds (VirtualSize bytes, what the loader and systemd-stub see). */
+export function readSectionData(file: string, info: PeInfo, name: string): Buffer | undefined {
+    const s = info.sections.find((x) => x.name === name);
+    if (!s) return undefined;
+    const size = Math.min(s.virtualSize, s.sizeOfRawData);
+    const buf = Buffer.alloc(s.virtualSize); // bytes past the raw data are zero in memory
+    const fd = fs.openSync(file, "r");
+    try {
+        fs.readSync(fd, buf, 0, size, s.pointerToRawData);
+    } finally {
+        fs.closeSync(fd);
+    }
+    return buf;
+}
+
+interface Region {
+    offset: number;
+    size: number;
+}
+
+/**
+ * The regions an Authenticode digest covers and the padded data size, as sbsigntool's image_find_regions
+ * computes them (EDK2 hashes the same bytes): the headers minus the checksum and the security directory
+ * entry, each section's raw data in file order, then everything after SizeOfHeaders + sum(raw sizes) up to
+ * the certificate table ("endjunk"). The image is zero-padded to a multiple of 8 (the padding is hashed),
+ * because the certificate table must start 8-aligned.
+ */
+export function authenticodeRegions(info: PeInfo): { regions: Region[]; dataSize: number } {
+    let size = info.fileSize;
+    for (;;) {
+        const regions: Region[] = [
+            { offset: 0, size: info.offsets.checksum },
+            { offset: info.offsets.checksum + 4, size: info.offsets.certificateTableEntry - (info.offsets.checksum + 4) },
+            { offset: info.offsets.certificateTableEntry + 8, size: info.sizeOfHeaders - (info.offsets.certificateTableEntry + 8) },
+        ];
+        let bytes = info.sizeOfHeaders;
+        for (const s of info.sections) {
+            if (s.sizeOfRawData === 0) continue;
+            if (s.pointerToRawData + s.sizeOfRawData > size) {
+                throw new PeError(`section ${s.name} extends beyond the end of the file`);
+            }
+            regions.push({ offset: s.pointerToRawData, size: s.sizeOfRawData });
+            bytes += s.sizeOfRawData;
+        }
+        regions.sort((a, b) => a.offset - b.offset);
+        const certSize = info.certificateTable.size;
+        if (bytes + certSize < size) regions.push({ offset: bytes, size: size - bytes - certSize });
+        const last = regions[regions.length - 1];
+        const dataSize = align(last.offset + last.size, 8);
+        if (dataSize > size) {
+            size = dataSize; // sbsign zero-extends the buffer and parses again
+            continue;
+        }
+        return { regions, dataSize };
+    }
+}
+
+/** The Authenticode SHA-256 digest of an unsigned image, byte-compatible with sbsign/sbverify. */
+export async function authenticodeDigest(file: string): Promise<{ digest: Buffer; dataSize: number }> {
+    const info = readPeSections(file);
+    if (info.certificateTable.size !== 0) throw new PeError(`${file} is already signed; sign the unsigned image`);
+    const { regions, dataSize } = authenticodeRegions(info);
+    const hash = createHash("sha256");
+    const fh = await fs.promises.open(file, "r");
+    try {
+        const buf = Buffer.alloc(READ_CHUNK);
+        for (const r of regions) {
+            let pos = r.offset;
+            const end = r.offset + r.size;
+            while (pos < end) {
+                const want = Math.min(buf.length, end - pos);
+                const { bytesRead } = await fh.read(buf, 0, want, pos);
+                if (bytesRead === 0) {
+                    hash.update(Buffer.alloc(end - pos)); // the zero padding past the end of the file
+                    pos = end;
+                } else {
+                    hash.update(buf.subarray(0, bytesRead));
+                    pos += bytesRead;
+                }
+            }
+        }
+    } finally {
+        await fh.close();
+    }
+    return { digest: hash.digest(), dataSize };
+}
+
+/** The PE checksum (ones'-complement 16-bit sum folded, plus the file length), skipping the field itself. */
+export async function peChecksum(file: string, checksumOffset: number): Promise<number> {
+    let sum = 0;
+    let length = 0;
+    const fh = await fs.promises.open(file, "r");
+    try {
+        const buf = Buffer.alloc(READ_CHUNK); // even, so 16-bit words never straddle chunks
+        for (;;) {
+            const { bytesRead } = await fh.read(buf, 0, buf.length, length);
+            if (bytesRead === 0) break;
+            for (let i = 0; i < bytesRead; i += 2) {
+                const off = length + i;
+                if (off >= checksumOffset && off < checksumOffset + 4) continue;
+                const word = i + 1 < bytesRead ? buf.readUInt16LE(i) : buf[i];
+                sum += word;
+                sum = (sum & 0xffff) + (sum >>> 16);
+            }
+            length += bytesRead;
+        }
+    } finally {
+        await fh.close();
+    }
+    return ((sum & 0xffff) + length) >>> 0;
+}
+
+/**
+ * Sets TimeDateStamp (objcopy writes the current time into every PE it writes) and recomputes the
+ * checksum, so the same inputs give the same bytes.
+ */
+export async function normalizePeTimestamp(file: string, timeDateStamp: number): Promise<void> {
+    const info = readPeSections(file);
+    const fh = await fs.promises.open(file, "r+");
+    try {
+        const ts = Buffer.alloc(4);
+        ts.writeUInt32LE(timeDateStamp >>> 0, 0);
+        await fh.write(ts, 0, 4, info.offsets.timeDateStamp);
+    } finally {
+        await fh.close();
+    }
+    const sum = await peChecksum(file, info.offsets.checksum);
+    const fh2 = await fs.promises.open(file, "r+");
+    try {
+        const cs = Buffer.alloc(4);
+        cs.writeUInt32LE(sum, 0);
+        await fh2.write(cs, 0, 4, info.offsets.checksum);
+    } finally {
+        await fh2.close();
+    }
+}
+
+export function align(x: number, a: number): number {
+    return Math.ceil(x / a) * a;
+}
