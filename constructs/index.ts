@@ -1,4 +1,5 @@
 // Component resources that compose the build resources; they never spawn processes themselves.
+export * from "./trusted-boot-image";
 export * from "./promotion";
 export * from "./sysext-from-dockerfile";
 export * from "./auroraboot-build";

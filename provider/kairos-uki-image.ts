@@ -70,7 +70,7 @@ interface CheckedInputs {
     inputHash: string;
 }
 
-interface UkiOutput {
+export interface UkiOutput {
     fileName: string;
     path: string;
     sha256: string;

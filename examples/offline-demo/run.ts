@@ -1,34 +1,79 @@
 // `npm run demo`: deploys the offline demo through the real Pulumi engine (local file backend under
-// out/demo/.state), writes the stack outputs to out/demo/outputs.json and says what was built.
+// out/demo/.state), writes the stack outputs to out/demo/outputs.json, says what was built and why,
+// then boots the ISO in QEMU/OVMF with Secure Boot from a blank key store and reports the result.
 import * as fs from "fs";
 import * as path from "path";
+import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { openLocalStack, REPO_ROOT } from "../../scripts/lib/local-engine";
+import { buildTestOsRootfs, TEST_OS_MARKER } from "../../scripts/lib/test-os";
+import { bootMedia, freshVars } from "../../scripts/lib/qemu";
 import { demoProgram } from "./index";
 
 const OUT_DIR = path.join(REPO_ROOT, "out", "demo");
+const TEST_OS_DIR = path.join(OUT_DIR, "test-os");
 // A fixed passphrase is fine for a local demo; real stacks take theirs from PULUMI_CONFIG_PASSPHRASE.
 const DEMO_PASSPHRASE = process.env.PULUMI_CONFIG_PASSPHRASE ?? "pulumi-kairos-demo";
+const BOOT_TIMEOUT_MS = 180000;
+
+function seconds(since: number): string {
+    return ((Date.now() - since) / 1000).toFixed(1);
+}
+
+/** The test OS rootfs, written once (its content is fixed, so reruns change nothing). */
+async function ensureTestOs(): Promise<void> {
+    const done = path.join(OUT_DIR, ".test-os.complete");
+    if (fs.existsSync(done)) return;
+    fs.rmSync(TEST_OS_DIR, { recursive: true, force: true });
+    await buildTestOsRootfs(TEST_OS_DIR);
+    fs.writeFileSync(done, "");
+}
 
 async function main(): Promise<void> {
     const started = Date.now();
     fs.mkdirSync(OUT_DIR, { recursive: true });
-    const stack = await openLocalStack(demoProgram(OUT_DIR), {
+    await ensureTestOs();
+    const stack = await openLocalStack(demoProgram(OUT_DIR, TEST_OS_DIR), {
         backendDir: path.join(OUT_DIR, ".state"),
         passphrase: DEMO_PASSPHRASE,
         projectName: "kairos-offline-demo",
         stackName: "demo",
     });
-    const result = await stack.up({ color: "never", onOutput: (line) => process.stdout.write(line) });
+    const ops = new Map<string, string>();
+    const onEvent = (e: EngineEvent) => {
+        const m = e.resOutputsEvent?.metadata;
+        if (m && m.type.startsWith("pulumi-nodejs:dynamic/kairos:")) ops.set(m.urn, m.op);
+    };
+    const upStarted = Date.now();
+    const result = await stack.up({ color: "never", onOutput: (line) => process.stdout.write(line), onEvent });
+    const upSeconds = seconds(upStarted);
     const outputs = Object.fromEntries(Object.entries(result.outputs).map(([k, v]) => [k, v.value]));
     fs.writeFileSync(path.join(OUT_DIR, "outputs.json"), JSON.stringify(outputs, null, 2) + "\n");
 
+    console.log("\nWhat happened:");
+    const state = (await stack.exportStack()).deployment.resources ?? [];
+    for (const [urn, op] of ops) {
+        const res = state.find((r: { urn: string }) => r.urn === urn);
+        const name = urn.split("::").pop();
+        const kind = urn.split("::")[2].split(":").pop();
+        const b = res?.outputs?.lastBuild;
+        const what = op === "same" || !b ? "unchanged" : `${b.action} (${b.reasons.join("; ")}) in ${b.seconds.toFixed(2)} s: ${b.steps.map((s: { step: string; seconds: number }) => `${s.step} ${s.seconds.toFixed(2)} s`).join(", ")}`;
+        console.log(`  ${kind} ${name}: ${what}`);
+    }
     const changes = Object.entries(result.summary.resourceChanges ?? {}).filter(([op]) => op !== "same");
-    const seconds = ((Date.now() - started) / 1000).toFixed(1);
     console.log(
         changes.length === 0
-            ? `\ndemo: no changes — everything in ${OUT_DIR} is up to date (${seconds} s)`
-            : `\ndemo: ${changes.map(([op, n]) => `${n} ${op}`).join(", ")} in ${seconds} s; artifacts in ${OUT_DIR}, outputs in out/demo/outputs.json`,
+            ? `demo: no changes — everything in ${OUT_DIR} is up to date (up took ${upSeconds} s)`
+            : `demo: ${changes.map(([op, n]) => `${n} ${op}`).join(", ")} in ${upSeconds} s; outputs in out/demo/outputs.json`,
     );
+
+    const iso = outputs.iso.path as string;
+    console.log(`\nBooting ${path.relative(REPO_ROOT, iso)} in QEMU/OVMF (Secure Boot, blank key store)...`);
+    const boot = await bootMedia({ media: iso, as: "cdrom", vars: freshVars(path.join(OUT_DIR, ".vars")), timeoutMs: BOOT_TIMEOUT_MS, marker: TEST_OS_MARKER, logFile: path.join(OUT_DIR, "boot.log") });
+    console.log(`  keys enrolled by systemd-boot: ${boot.enrolled ? "yes" : "no"}`);
+    console.log(`  marker: ${boot.booted ? boot.markerLine : "NOT SEEN"}`);
+    console.log(`  Secure Boot in the guest: ${boot.fields?.sb ?? "unknown"}; boot took ${boot.seconds.toFixed(1)} s; serial log in out/demo/boot.log`);
+    console.log(`demo: total ${seconds(started)} s`);
+    if (!boot.booted || boot.fields?.sb !== "enabled") process.exit(2);
 }
 
 main().catch((e) => {

@@ -92,7 +92,25 @@ function checkSectionNames(stub: PeInfo, sections: UkiSectionFile[]): void {
 
 /** Appends `sections` to the stub with objcopy and checks that they landed where planned. */
 export async function assembleUki(opts: AssembleUkiOptions): Promise<PeInfo> {
-    const stub = readPeSections(opts.stub);
+    let stubFile = opts.stub;
+    let stub = readPeSections(stubFile);
+    const unsignedCopy = `${opts.out}.stub-${process.pid}`;
+    if (stub.certificateTable.size !== 0) {
+        // A signed stub (e.g. a distribution's): its signature would not cover the new sections and objcopy
+        // would carry a stale security directory. Work on a copy without it; the UKI is signed afterwards.
+        fs.copyFileSync(stubFile, unsignedCopy);
+        await run(["sbattach", "--remove", unsignedCopy]);
+        stubFile = unsignedCopy;
+        stub = readPeSections(stubFile);
+    }
+    try {
+        return await appendSections(stubFile, stub, opts);
+    } finally {
+        fs.rmSync(unsignedCopy, { force: true });
+    }
+}
+
+async function appendSections(stubFile: string, stub: PeInfo, opts: AssembleUkiOptions): Promise<PeInfo> {
     checkSectionNames(stub, opts.sections);
     const sized = opts.sections.map((s) => {
         const size = fs.statSync(s.file).size;
@@ -109,7 +127,7 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<PeInfo> {
             "--set-section-flags", `${s.name}=data,readonly`,
         );
     }
-    argv.push(opts.stub, opts.out);
+    argv.push(stubFile, opts.out);
     await run(argv);
     await normalizePeTimestamp(opts.out, stub.timeDateStamp);
     const info = readPeSections(opts.out);

@@ -142,6 +142,18 @@ describe("uki", () => {
         await assert.rejects(assembleUki({ stub: STUB, sections: [{ name: ".initrd", file: f("empty", "") }], out }), /empty/);
     });
 
+    it("takes a signed stub (the signature is removed first; the UKI is signed afterwards)", async () => {
+        const signedStub = path.join(tmp, "signed-stub.efi");
+        await signEfi(STUB, signedStub, other.key, other.certificate);
+        assert.ok(readPeSections(signedStub).certificateTable.size > 0);
+        const out = path.join(tmp, "from-signed-stub.efi");
+        await assembleUki({ stub: signedStub, sections: [{ name: ".linux", file: kernel }], out });
+        assert.strictEqual(readPeSections(out).certificateTable.size, 0);
+        const plain = path.join(tmp, "from-plain-stub.efi");
+        await assembleUki({ stub: STUB, sections: [{ name: ".linux", file: kernel }], out: plain });
+        assert.strictEqual(await sha256File(out), await sha256File(plain));
+    });
+
     describe("signing", () => {
         let unsigned: string;
         before(async () => {

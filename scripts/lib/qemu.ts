@@ -1,0 +1,181 @@
+// Boots a medium under QEMU (TCG, no KVM) with OVMF's SMM Secure Boot firmware and watches the serial
+// port for the test OS's marker line. The command line is the one proven in the feasibility probe
+// (shared/reference/probe-uki-iso-boot.md §5). Every run has a timeout; qemu is killed as soon as the
+// marker line (or a Secure Boot refusal plus a short grace) has been seen, and swtpm always.
+// This needs a streaming child process, so it uses spawn directly instead of toolkit/run.ts.
+import { ChildProcess, spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+export const OVMF_CODE_SECBOOT = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+export const OVMF_VARS_BLANK = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+export interface BootOptions {
+    media: string;
+    as: "cdrom" | "disk";
+    /** A writable VARS file (see freshVars); enrolled keys persist in it between boots. */
+    vars: string;
+    /** Attach a software TPM 2.0 (swtpm, tpm-tis). */
+    tpm?: boolean;
+    timeoutMs: number;
+    /** The word that starts the test OS's report line. */
+    marker: string;
+    /** After "Access Denied", wait this long (for the log) before killing qemu. @default 3000 */
+    refusalGraceMs?: number;
+    /** Where to keep the serial log; default: a temp file that is removed. */
+    logFile?: string;
+}
+
+export interface BootResult {
+    booted: boolean;
+    /** The marker line, from the marker to the end of the line. */
+    markerLine?: string;
+    /** Parsed fields of the marker line (sb, pcr11, cmdline). */
+    fields?: { sb: string; pcr11: string; cmdline: string };
+    /** The firmware or systemd-boot refused an image ("Access Denied" / "Security Violation"). */
+    accessDenied: boolean;
+    /** systemd-boot enrolled keys from loader/keys/auto ("Enrolling secure boot keys"). */
+    enrolled: boolean;
+    /** Wall time from qemu's start to the marker line (or to the end of the run). */
+    seconds: number;
+    timedOut: boolean;
+    /** The serial output, carriage returns removed. */
+    log: string;
+}
+
+/** A copy of the blank (setup mode) 4M VARS file. */
+export function freshVars(dir: string, name = "OVMF_VARS.fd"): string {
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, name);
+    fs.copyFileSync(OVMF_VARS_BLANK, file);
+    fs.chmodSync(file, 0o644);
+    return file;
+}
+
+export function qemuArgs(o: { media: string; as: "cdrom" | "disk"; vars: string; tpmSocket?: string }): string[] {
+    return [
+        "-machine", "q35,smm=on,accel=tcg",
+        "-global", "driver=cfi.pflash01,property=secure,value=on",
+        "-global", "ICH9-LPC.disable_s3=1",
+        "-drive", `if=pflash,format=raw,unit=0,file=${OVMF_CODE_SECBOOT},readonly=on`,
+        "-drive", `if=pflash,format=raw,unit=1,file=${o.vars}`,
+        "-m", "1024", "-smp", "1",
+        "-nographic", "-serial", "mon:stdio",
+        "-no-user-config", "-nodefaults",
+        // a raw disk / USB stick: writes go to a throwaway overlay, the medium is never changed
+        ...(o.as === "cdrom" ? ["-cdrom", o.media] : ["-drive", `file=${o.media},format=raw,if=virtio,snapshot=on`]),
+        ...(o.tpmSocket
+            ? ["-chardev", `socket,id=chrtpm,path=${o.tpmSocket}`, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"]
+            : []),
+    ];
+}
+
+const REFUSAL = /Access Denied|Security Violation/;
+const ENROLL = "Enrolling secure boot keys";
+
+export async function bootMedia(o: BootOptions): Promise<BootResult> {
+    if (!(o.timeoutMs > 0)) throw new Error("bootMedia needs a timeout");
+    for (const f of [o.media, o.vars, OVMF_CODE_SECBOOT]) if (!fs.existsSync(f)) throw new Error(`${f} does not exist`);
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-qemu-"));
+    let swtpm: ChildProcess | undefined;
+    try {
+        let tpmSocket: string | undefined;
+        if (o.tpm) {
+            tpmSocket = path.join(scratch, "swtpm.sock");
+            fs.mkdirSync(path.join(scratch, "tpm"));
+            swtpm = spawn("swtpm", ["socket", "--tpm2", "--tpmstate", `dir=${path.join(scratch, "tpm")}`, "--ctrl", `type=unixio,path=${tpmSocket}`, "--flags", "not-need-init", "--terminate"], {
+                stdio: ["ignore", "ignore", "pipe"],
+            });
+            let swtpmErr = "";
+            swtpm.stderr!.on("data", (b: Buffer) => (swtpmErr += b.toString()));
+            const deadline = Date.now() + 10000;
+            while (!fs.existsSync(tpmSocket)) {
+                if (swtpm.exitCode !== null || Date.now() > deadline) throw new Error(`swtpm did not start: ${swtpmErr}`);
+                await new Promise((r) => setTimeout(r, 50));
+            }
+        }
+        return await runQemu(o, qemuArgs({ media: o.media, as: o.as, vars: o.vars, tpmSocket }));
+    } finally {
+        if (swtpm && swtpm.exitCode === null && swtpm.signalCode === null) {
+            swtpm.kill("SIGKILL");
+            await new Promise((r) => swtpm!.once("close", r));
+        }
+        fs.rmSync(scratch, { recursive: true, force: true });
+    }
+}
+
+function runQemu(o: BootOptions, args: string[]): Promise<BootResult> {
+    return new Promise((resolve, reject) => {
+        const start = Date.now();
+        const child = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
+        let log = "";
+        let stderr = "";
+        let markerLine: string | undefined;
+        let markerAt: number | undefined;
+        let accessDenied = false;
+        let timedOut = false;
+        let killTimer: NodeJS.Timeout | undefined;
+        const kill = () => {
+            if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+        };
+        const timeout = setTimeout(() => {
+            timedOut = markerLine === undefined;
+            kill();
+        }, o.timeoutMs);
+        const scan = () => {
+            if (markerLine === undefined) {
+                const lines = log.split("\n");
+                lines.pop(); // only complete lines
+                const line = lines.find((l) => l.includes(o.marker) && /\bsb=/.test(l));
+                if (line !== undefined) {
+                    markerLine = line.slice(line.indexOf(o.marker)).replace(/\s+$/, "");
+                    markerAt = Date.now();
+                    // the test OS powers off by itself; give it a moment, then make sure
+                    killTimer = setTimeout(kill, 5000);
+                }
+            }
+            if (!accessDenied && markerLine === undefined && REFUSAL.test(log)) {
+                accessDenied = true;
+                killTimer = setTimeout(kill, o.refusalGraceMs ?? 3000);
+            }
+        };
+        child.stdout!.on("data", (b: Buffer) => {
+            log += b.toString("latin1").replace(/\r/g, "");
+            if (o.logFile) fs.appendFileSync(o.logFile, b);
+            scan();
+        });
+        child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
+        child.on("error", (e) => {
+            clearTimeout(timeout);
+            if (killTimer) clearTimeout(killTimer);
+            reject(e);
+        });
+        child.on("close", (code, signal) => {
+            clearTimeout(timeout);
+            if (killTimer) clearTimeout(killTimer);
+            const end = markerAt ?? Date.now();
+            if (markerLine === undefined && !timedOut && !accessDenied && signal === null && code !== 0) {
+                reject(new Error(`qemu exited with status ${code}: ${stderr.trim()}\n${log.slice(-2000)}`));
+                return;
+            }
+            resolve({
+                booted: markerLine !== undefined,
+                markerLine,
+                fields: markerLine ? parseMarker(markerLine) : undefined,
+                accessDenied,
+                enrolled: log.includes(ENROLL),
+                seconds: Math.round((end - start) / 100) / 10,
+                timedOut,
+                log: stderr ? `${log}\n[qemu stderr]\n${stderr}` : log,
+            });
+        });
+    });
+}
+
+/** "MARKER sb=enabled pcr11=none cmdline=a b c" -> fields; cmdline is the rest of the line. */
+export function parseMarker(line: string): { sb: string; pcr11: string; cmdline: string } {
+    const m = line.match(/\bsb=(\S+)\s+pcr11=(\S+)\s+cmdline=(.*)$/);
+    if (!m) throw new Error(`not a marker line: ${line}`);
+    return { sb: m[1], pcr11: m[2], cmdline: m[3] };
+}
