@@ -27,6 +27,7 @@ import {
     loadRsaPrivateKey,
     pcrPublicKeyPem,
     signPcr11,
+    predictPcr11,
 } from "./pcr11";
 
 export { readPeSections } from "./pe";
@@ -275,10 +276,13 @@ export interface BuildUkiOptions {
     signer?: EfiSigner;
 }
 
+/** Key of the stub-only value in BuiltUki.pcr11 (systemd-measure's phase path ""). */
+export const PCR11_STUB_ONLY = "stub";
+
 export interface BuiltUki {
     sha256: string;
     size: number;
-    /** Predicted PCR 11 per phase path in the sha256 bank (or the first bank signed). */
+    /** Predicted PCR 11 per phase path in the sha256 bank (or the first bank signed), plus "stub". */
     pcr11: Record<string, string>;
     pcr11Banks: Pcr11Values;
     /** The appended sections in file order. */
@@ -328,10 +332,13 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
     if (!check.ok) throw new UkiError(`the signed UKI ${opts.out} does not verify against ${opts.sbCert} (${check.reason}): ${check.detail}`);
 
     const bank = signed.values.sha256 ? "sha256" : Object.keys(signed.values)[0];
+    // Also the value right after the stub, before any boot phase: what an initrd without
+    // systemd-pcrphase (and a TPM quote taken that early) sees.
+    const stubOnly = (await predictPcr11(measuredInputs, { banks: [bank as PcrBank], measuredSections: measured, phases: [""] }))[bank][""];
     return {
         sha256: await sha256File(opts.out),
         size: fs.statSync(opts.out).size,
-        pcr11: signed.values[bank],
+        pcr11: { [PCR11_STUB_ONLY]: stubOnly, ...signed.values[bank] },
         pcr11Banks: signed.values,
         sections: ordered.map((s) => ({ name: s.name, size: fs.statSync(s.file).size })),
         measuredSections: measured.filter((n) => n !== ".pcrsig" && measuredInputs.some((s) => s.name === n)),

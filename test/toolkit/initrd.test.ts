@@ -191,6 +191,20 @@ describe("initrd", () => {
         assert.deepStrictEqual(inos, inos.map((_, i) => i + 1), "inodes count from 1 in archive order");
     });
 
+    it("keeps owners only when asked to", async () => {
+        const root = path.join(tmp, "owned");
+        await makeRootfs(root);
+        fs.chownSync(path.join(root, "etc/shadow"), 1000, 42);
+        const owner = async (opts: { owners?: "root" | "preserve" }) => {
+            const cpio = path.join(tmp, `owned-${opts.owners ?? "default"}.cpio`);
+            await writeCpio(root, cpio, opts);
+            const rec = parseNewc(fs.readFileSync(cpio)).find((r) => r.name === "etc/shadow")!;
+            return [rec.uid, rec.gid];
+        };
+        assert.deepStrictEqual(await owner({}), [0, 0]);
+        assert.deepStrictEqual(await owner({ owners: "preserve" }), [1000, 42]);
+    });
+
     it("extracts with cpio -i to the same tree", async () => {
         const cpio = path.join(tmp, "x.cpio");
         await writeCpio(rootA, cpio);

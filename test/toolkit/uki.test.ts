@@ -161,13 +161,19 @@ describe("uki", () => {
             await assembleUki({ stub: STUB, sections: [{ name: ".osrel", file: osrel }, { name: ".cmdline", file: f("c2", "quiet") }, { name: ".linux", file: kernel }], out: unsigned });
         });
 
-        it("computes the Authenticode digest sbsign signs", async () => {
-            const s = path.join(tmp, "sbsigned.efi");
-            await signEfi(unsigned, s, db.key, db.certificate, { signer: "sbsign" });
-            assert.ok(await verifyEfi(s, db.certificate));
-            const p7 = path.join(tmp, "sbsigned.p7");
-            await run(["sbattach", "--detach", p7, s]);
-            assert.ok(imageDigestOfSignature(fs.readFileSync(p7)).equals((await authenticodeDigest(unsigned)).digest));
+        it("computes the Authenticode digest sbsign signs (also for an image that needs padding)", async () => {
+            assert.notStrictEqual(fs.statSync(SDBOOT).size % 8, 0, "systemd-boot's size is not a multiple of 8");
+            for (const [i, image] of [unsigned, SDBOOT].entries()) {
+                const s = path.join(tmp, `sbsigned-${i}.efi`);
+                await signEfi(image, s, db.key, db.certificate, { signer: "sbsign" });
+                assert.ok(await verifyEfi(s, db.certificate));
+                const p7 = path.join(tmp, `sbsigned-${i}.p7`);
+                await run(["sbattach", "--detach", p7, s]);
+                assert.ok(imageDigestOfSignature(fs.readFileSync(p7)).equals((await authenticodeDigest(image)).digest), image);
+                const ours = path.join(tmp, `signed-${i}.efi`);
+                await signEfi(image, ours, db.key, db.certificate);
+                assert.ok(await verifyEfi(ours, db.certificate), image);
+            }
         });
 
         it("signs deterministically, verifies with the right certificate only", async () => {
