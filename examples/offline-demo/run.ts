@@ -9,7 +9,7 @@ import { buildTestOsRootfs, TEST_OS_MARKER } from "../../scripts/lib/test-os";
 import { bootMedia, freshVars } from "../../scripts/lib/qemu";
 import { demoProgram } from "./index";
 
-const OUT_DIR = path.join(REPO_ROOT, "out", "demo");
+const OUT_DIR = path.resolve(process.env.KAIROS_DEMO_OUT ?? path.join(REPO_ROOT, "out", "demo"));
 const TEST_OS_DIR = path.join(OUT_DIR, "test-os");
 // A fixed passphrase is fine for a local demo; real stacks take theirs from PULUMI_CONFIG_PASSPHRASE.
 const DEMO_PASSPHRASE = process.env.PULUMI_CONFIG_PASSPHRASE ?? "pulumi-kairos-demo";
@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     console.log(
         changes.length === 0
             ? `demo: no changes — everything in ${OUT_DIR} is up to date (up took ${upSeconds} s)`
-            : `demo: ${changes.map(([op, n]) => `${n} ${op}`).join(", ")} in ${upSeconds} s; outputs in out/demo/outputs.json`,
+            : `demo: ${changes.map(([op, n]) => `${n} ${op}`).join(", ")} in ${upSeconds} s; outputs in ${path.join(OUT_DIR, "outputs.json")}`,
     );
 
     const iso = outputs.iso.path as string;
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     const boot = await bootMedia({ media: iso, as: "cdrom", vars: freshVars(path.join(OUT_DIR, ".vars")), timeoutMs: BOOT_TIMEOUT_MS, marker: TEST_OS_MARKER, logFile: path.join(OUT_DIR, "boot.log") });
     console.log(`  keys enrolled by systemd-boot: ${boot.enrolled ? "yes" : "no"}`);
     console.log(`  marker: ${boot.booted ? boot.markerLine : "NOT SEEN"}`);
-    console.log(`  Secure Boot in the guest: ${boot.fields?.sb ?? "unknown"}; boot took ${boot.seconds.toFixed(1)} s; serial log in out/demo/boot.log`);
+    console.log(`  Secure Boot in the guest: ${boot.fields?.sb ?? "unknown"}; boot took ${boot.seconds.toFixed(1)} s; serial log in ${path.join(OUT_DIR, "boot.log")}`);
     console.log(`demo: total ${seconds(started)} s`);
     if (!boot.booted || boot.fields?.sb !== "enabled") process.exit(2);
 }

@@ -1,0 +1,124 @@
+// KairosUkiImage and BootMedia handlers called directly, on the test OS rootfs (no boot here: the
+// firmware tests are in test/boot).
+import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import { kairosUkiImageHandler as uki } from "../../provider/kairos-uki-image";
+import { bootMediaHandler as media } from "../../provider/boot-media";
+import { signingKeysHandler } from "../../provider/signing-keys";
+import { run } from "../../provider/toolkit/run";
+import { tempDir } from "../helpers/engine";
+import { buildTestOsRootfs } from "../helpers/test-os";
+
+describe("KairosUkiImage and BootMedia handlers", function () {
+    this.timeout(300000);
+    let work: string;
+    let rootfs: string;
+    let keys: any;
+    let base: Record<string, unknown>;
+
+    async function build(handler: typeof uki, news: Record<string, unknown>) {
+        const { inputs, failures } = await handler.check({}, news);
+        assert.deepStrictEqual(failures, []);
+        return (await handler.create(inputs)).outs;
+    }
+
+    before(async () => {
+        work = tempDir("uki-provider");
+        rootfs = path.join(work, "rootfs");
+        await buildTestOsRootfs(rootfs);
+        const k = await signingKeysHandler.check({}, { name: "uki-test", outputDir: path.join(work, "keys") });
+        keys = (await signingKeysHandler.create(k.inputs)).outs;
+        base = { source: { dir: rootfs }, signing: { key: keys.files.db.key, certificate: keys.files.db.pem }, pcrKey: keys.tpmPcrKeyFile };
+    });
+
+    it("makes norole.efi plus one UKI per extra command line and per single entry, each with its loader entry", async () => {
+        const outs = await build(uki, { ...base, outputDir: path.join(work, "a"), extraCmdlines: ["rd.debug"], singleEntries: [{ title: "Reset Node", cmdline: "kairos.reset" }] });
+        assert.deepStrictEqual(outs.ukis.map((u: any) => u.fileName), ["norole", "norole_install-mode_rd.debug", "reset_node"]);
+        assert.deepStrictEqual(fs.readdirSync(path.join(work, "a")).sort(), ["BOOTX64.EFI", "entries", "norole.efi", "norole_install-mode_rd.debug.efi", "reset_node.efi"]);
+        assert.strictEqual(outs.ukis[2].title, "Kairos (Reset Node)");
+        assert.match(outs.ukis[1].cmdline, / install-mode rd\.debug$/);
+        const entry = fs.readFileSync(outs.ukis[0].entryPath, "utf8");
+        assert.match(entry, /^title Kairos\nsort-key norole\nefi \/EFI\/kairos\/norole\.efi\n/);
+        for (const u of outs.ukis) await run(["sbverify", "--cert", keys.files.db.pem, u.path]);
+        await run(["sbverify", "--cert", keys.files.db.pem, outs.systemdBoot.path]);
+        assert.strictEqual(outs.kairosRelease, "v0.0.0-test");
+        assert.deepStrictEqual(Object.keys(outs.pcr11.norole), ["stub", "enter-initrd", "enter-initrd:leave-initrd", "enter-initrd:leave-initrd:sysinit", "enter-initrd:leave-initrd:sysinit:ready"]);
+    });
+
+    it("is reproducible: a second clean build gives the same UKI bytes", async () => {
+        const a = await build(uki, { ...base, outputDir: path.join(work, "r1") });
+        const b = await build(uki, { ...base, outputDir: path.join(work, "r2") });
+        assert.strictEqual(a.ukis[0].sha256, b.ukis[0].sha256);
+        assert.strictEqual(a.systemdBoot.sha256, b.systemdBoot.sha256);
+    });
+
+    it("fails over maxUkiSizeMB, naming the largest contributors, and leaves the previous build", async () => {
+        const out = path.join(work, "r1");
+        const before = fs.readFileSync(path.join(out, "norole.efi"));
+        const { inputs } = await uki.check({}, { ...base, outputDir: out, maxUkiSizeMB: 2 });
+        await assert.rejects(uki.create(inputs), (e: Error) => {
+            assert.match(e.message, /over maxUkiSizeMB \(2 MB\)/);
+            assert.match(e.message, /\.linux \(kernel\): \d+\.\d MB/);
+            assert.match(e.message, /Largest folders in the OS image .*:\n {2}\/usr\/bin: /);
+            return true;
+        });
+        assert.ok(fs.readFileSync(path.join(out, "norole.efi")).equals(before));
+    });
+
+    it("refuses a source that is not a UKI-flavour Kairos image, listing every broken contract", async () => {
+        const bad = path.join(work, "not-kairos");
+        fs.cpSync(rootfs, bad, { recursive: true, verbatimSymlinks: true });
+        fs.rmSync(path.join(bad, "etc", "kairos-release"));
+        fs.writeFileSync(path.join(bad, "etc", "os-release"), 'NAME="Debian"\nKAIROS_RELEASE=v1\n');
+        fs.rmSync(path.join(bad, "usr", "bin", "immucore"));
+        const { inputs } = await uki.check({}, { ...base, outputDir: path.join(work, "bad"), source: { dir: bad } });
+        await assert.rejects(uki.create(inputs), (e: Error) => {
+            assert.match(e.message, /is not a usable Kairos rootfs/);
+            assert.match(e.message, /KAIROS_RELEASE/);
+            assert.match(e.message, /immucore/);
+            return true;
+        });
+        assert.ok(!fs.existsSync(path.join(work, "bad")));
+    });
+
+    it("refuses extendCmdline together with extraCmdlines", async () => {
+        const { failures } = await uki.check({}, { ...base, outputDir: path.join(work, "x"), extendCmdline: "a", extraCmdlines: ["b"] });
+        assert.strictEqual(failures?.[0].property, "extendCmdline");
+    });
+
+    describe("BootMedia", () => {
+        let built: any;
+        let mediaBase: Record<string, unknown>;
+        before(async () => {
+            built = await build(uki, { ...base, outputDir: path.join(work, "m-uki") });
+            mediaBase = {
+                outputDir: path.join(work, "media"),
+                uki: { efiFiles: built.ukis.map((u: any) => u.path), loaderEntries: built.ukis.map((u: any) => u.entryPath), systemdBoot: built.systemdBoot.path },
+                enrollKeys: { PK: keys.files.PK.auth, KEK: keys.files.KEK.auth, db: keys.files.db.auth },
+            };
+        });
+
+        it("refuses secure-boot-enroll if-safe for a systemd-boot that does not know it", async () => {
+            const { failures } = await media.check({}, { ...mediaBase, name: "m" });
+            assert.strictEqual(failures?.length, 1);
+            assert.strictEqual(failures![0].property, "secureBootEnroll");
+            assert.match(failures![0].reason, /systemd-boot on these media is 252, which does not know "if-safe"/);
+        });
+
+        it("type dir writes the ESP tree with loader.conf and the enrolment keys", async () => {
+            const outs = await build(media, { ...mediaBase, name: "esp", type: "dir", secureBootEnroll: "manual", timeout: 3 });
+            assert.deepStrictEqual(outs.files, [
+                "EFI/BOOT/BOOTX64.EFI", "EFI/kairos/norole.efi", "loader/entries/norole.conf", "loader/keys/auto/KEK.auth", "loader/keys/auto/PK.auth", "loader/keys/auto/db.auth", "loader/loader.conf",
+            ]);
+            assert.strictEqual(fs.readFileSync(path.join(outs.path, "loader", "loader.conf"), "utf8"), "timeout 3\nconsole-mode max\neditor no\nsecure-boot-enroll manual\n");
+        });
+
+        it("builds the same ISO bytes twice", async () => {
+            const a = await build(media, { ...mediaBase, name: "twice-a", secureBootEnroll: "force" });
+            const b = await build(media, { ...mediaBase, name: "twice-b", secureBootEnroll: "force" });
+            assert.strictEqual(a.sha256, b.sha256);
+            console.log(`      ISO ${(a.size / 1e6).toFixed(1)} MB, UKI ${(built.ukis[0].size / 1e6).toFixed(1)} MB`);
+        });
+    });
+});
