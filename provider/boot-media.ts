@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
-import { BuildLog, BuildReport, updateReasons } from "./build-log";
+import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { stageThenMove, replaceDirectory } from "./store/staging";
@@ -90,12 +90,12 @@ export const bootMediaHandler: Handler = {
 
     async read(id, props: Outputs) {
         const now = props.type === "iso" ? await sha256FileIfExists(props.path) : fs.existsSync(props.path) ? await treeSha(props.path) : undefined;
-        return { id, props: { ...props, drift: now === props.sha256 ? [] : [`${path.basename(props.path)}: ${now ? "altered" : "missing"}`] } };
+        return { id, props: { ...props, drift: driftOf(props.path, props.sha256, now) } };
     },
 
     async update(_id, olds: Outputs, news: CheckedInputs) {
         const reasons = updateReasons(olds, news);
-        return { outs: await build(news, new BuildLog(`BootMedia ${news.name}`, reasons.every((r) => r.startsWith("drift:")) ? "restored" : "updated", reasons)) };
+        return { outs: await build(news, new BuildLog(`BootMedia ${news.name}`, updateAction(reasons), reasons)) };
     },
 
     async delete(_id, props: Outputs) {

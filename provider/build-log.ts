@@ -55,6 +55,17 @@ export function updateReasons(olds: { hashParts?: Record<string, string>; drift?
     return [...parts, ...(olds.drift ?? []).map((d) => `drift: ${d}`)];
 }
 
+/** "restored" when the only reasons are repaired drift, else "updated". */
+export function updateAction(reasons: string[]): "restored" | "updated" {
+    return reasons.length > 0 && reasons.every((r) => r.startsWith("drift:")) ? "restored" : "updated";
+}
+
+/** A drift entry for an artifact whose current digest is `now` (undefined: missing), or none. */
+export function driftOf(file: string, expected: string, now: string | undefined): string[] {
+    if (now === expected) return [];
+    return [`${file.split("/").pop()}: ${now === undefined ? "missing" : "altered"}`];
+}
+
 function round(s: number): number {
     return Math.round(s * 1000) / 1000;
 }

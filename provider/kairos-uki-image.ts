@@ -4,13 +4,13 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
-import { BuildLog, BuildReport, updateReasons } from "./build-log";
+import { Handler, absolutePath, checkInputs, lazyProvider, signingPairProblems, sourceProblems, resolveSource } from "./resource-kit";
+import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
-import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
-import { keyMatchesCertificate, readCertificate } from "./toolkit/openssl";
+import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
+import { readCertificate } from "./toolkit/openssl";
 import { replaceDirectory } from "./store/staging";
-import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/extension-source";
+import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
 import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
 import { buildInitrd } from "./toolkit/initrd";
 import { BootEntry, LoaderEntryKey, SingleEntry, loaderEntryFileName, planBootEntries, renderLoaderEntry } from "./toolkit/boot-entries";
@@ -108,16 +108,13 @@ export const kairosUkiImageHandler: Handler = {
     async read(id, props: Outputs) {
         const files = [...props.ukis.map((u) => ({ path: u.path, sha256: u.sha256 })), props.systemdBoot];
         const drift: string[] = [];
-        for (const f of files) {
-            const now = fs.existsSync(f.path) ? await sha256File(f.path) : undefined;
-            if (now !== f.sha256) drift.push(`${path.basename(f.path)}: ${now ? "altered" : "missing"}`);
-        }
+        for (const f of files) drift.push(...driftOf(f.path, f.sha256, await sha256FileIfExists(f.path)));
         return { id, props: { ...props, drift } };
     },
 
     async update(_id, olds: Outputs, news: CheckedInputs) {
         const reasons = updateReasons(olds, news);
-        return { outs: await build(news, new BuildLog("KairosUkiImage", reasons.every((r) => r.startsWith("drift:")) ? "restored" : "updated", reasons)) };
+        return { outs: await build(news, new BuildLog("KairosUkiImage", updateAction(reasons), reasons)) };
     },
 
     async delete(_id, props: Outputs) {
@@ -253,27 +250,20 @@ function sizeMessage(inputs: CheckedInputs, total: number, parts: { name: string
 
 function resolvePaths(i: CheckedInputs): void {
     i.outputDir = absolutePath(i.outputDir);
-    const s = { ...i.source };
-    for (const f of ["dir", "ociLayout", "dockerArchive"] as const) if (s[f]) s[f] = absolutePath(s[f]!);
-    i.source = s;
+    i.source = resolveSource(i.source);
     i.signing = { key: absolutePath(i.signing.key), certificate: absolutePath(i.signing.certificate) };
     i.pcrKey = absolutePath(i.pcrKey);
     if (i.splash) i.splash = absolutePath(i.splash);
 }
 
 function crossFieldProblems(i: CheckedInputs): InputProblem[] {
-    const problems: InputProblem[] = [];
-    const forms = sourceForms(i.source);
-    if (forms.length !== 1) problems.push({ property: "source", reason: forms.length === 0 ? "names no source; give one of dir, ociLayout, dockerArchive, image" : `names ${forms.join(" and ")}; give exactly one` });
-    for (const f of ["dir", "ociLayout", "dockerArchive"] as const) {
-        if (i.source[f] && !fs.existsSync(i.source[f]!)) problems.push({ property: `source.${f}`, reason: `${i.source[f]} does not exist` });
-    }
+    const problems: InputProblem[] = sourceProblems(i.source);
     if (i.extendCmdline && (i.extraCmdlines?.length ?? 0) > 0) {
         problems.push({ property: "extendCmdline", reason: "cannot be combined with extraCmdlines (as in auroraboot): extendCmdline changes the one norole.efi, extraCmdlines add more UKIs" });
     }
-    const missing = [i.signing.key, i.signing.certificate, i.pcrKey, i.splash].filter((f): f is string => !!f && !fs.existsSync(f));
-    if (missing.length > 0) problems.push({ property: "signing", reason: `${missing.join(", ")} not found` });
-    else if (!keyMatchesCertificate(i.signing.key, i.signing.certificate)) problems.push({ property: "signing", reason: `the key ${i.signing.key} does not match the certificate ${i.signing.certificate}` });
+    problems.push(...signingPairProblems("signing", i.signing));
+    const missing = [i.pcrKey, i.splash].filter((f): f is string => !!f && !fs.existsSync(f));
+    if (missing.length > 0) problems.push({ property: i.splash && missing.includes(i.splash) ? "splash" : "pcrKey", reason: `${missing.join(", ")} not found` });
     return problems;
 }
 

@@ -5,11 +5,11 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
-import { BuildLog, BuildReport, updateReasons } from "./build-log";
+import { Handler, absolutePath, checkInputs, lazyProvider, signingPairProblems } from "./resource-kit";
+import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
-import { keyMatchesCertificate, readCertificate } from "./toolkit/openssl";
+import { readCertificate } from "./toolkit/openssl";
 import { readPartitionTable, resignSysextImage, verifySysextImage } from "./toolkit/ddi";
 import { stageThenMove } from "./store/staging";
 
@@ -81,13 +81,12 @@ export const promotedArtifactHandler: Handler = {
     },
 
     async read(id, props: Outputs) {
-        const now = await sha256FileIfExists(props.path);
-        return { id, props: { ...props, drift: now === props.sha256 ? [] : [`${path.basename(props.path)}: ${now ? "altered" : "missing"}`] } };
+        return { id, props: { ...props, drift: driftOf(props.path, props.sha256, await sha256FileIfExists(props.path)) } };
     },
 
     async update(_id, olds: Outputs, news: CheckedInputs) {
         const reasons = updateReasons(olds, news);
-        const log = new BuildLog(`PromotedArtifact ${path.basename(news.source)}`, reasons.every((r) => r.startsWith("drift:")) ? "restored" : "updated", reasons);
+        const log = new BuildLog(`PromotedArtifact ${path.basename(news.source)}`, updateAction(reasons), reasons);
         return { outs: await promote(news, log) };
     },
 
@@ -155,11 +154,7 @@ function crossFieldProblems(i: CheckedInputs): InputProblem[] {
     const problems: InputProblem[] = [];
     if (!fs.existsSync(i.source)) problems.push({ property: "source", reason: `${i.source} does not exist` });
     if (i.resign && i.kind === "file") problems.push({ property: "resign", reason: "only sysext and confext images can be re-signed here; set kind" });
-    if (i.resign) {
-        const missing = [i.resign.key, i.resign.certificate].filter((f) => !fs.existsSync(f));
-        if (missing.length > 0) problems.push({ property: "resign", reason: `${missing.join(" and ")} not found` });
-        else if (!keyMatchesCertificate(i.resign.key, i.resign.certificate)) problems.push({ property: "resign", reason: "the key does not match the certificate" });
-    }
+    if (i.resign) problems.push(...signingPairProblems("resign", i.resign));
     return problems;
 }
 

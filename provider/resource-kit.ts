@@ -1,9 +1,12 @@
 // Shared plumbing for the dynamic resources. Pulumi serialises each resource's provider object into
 // the state and replays it in a separate process, so the provider we hand to Pulumi captures nothing
 // but a module path and an export name, and loads the real handler there at call time.
+import * as fs from "fs";
 import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
 import { InputProblem, UNKNOWN, inputDefaults, validateInputs } from "./validation/schema-validator";
+import { keyMatchesCertificate } from "./toolkit/openssl";
+import { ExtensionSourceSpec, sourceForms } from "./toolkit/extension-source";
 
 export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">>;
 
@@ -72,4 +75,35 @@ export async function checkInputs<T extends object>(token: string, olds: Record<
     const ruleProblems = steps.crossField(inputs);
     if (ruleProblems.length > 0) return result(ruleProblems);
     return result(await steps.derive(inputs, olds));
+}
+
+const LOCAL_SOURCE_FORMS = ["dir", "ociLayout", "dockerArchive"] as const;
+
+/** A source with its local paths made absolute. */
+export function resolveSource(source: ExtensionSourceSpec): ExtensionSourceSpec {
+    const s = { ...source };
+    for (const f of LOCAL_SOURCE_FORMS) if (s[f]) s[f] = absolutePath(s[f]!);
+    return s;
+}
+
+/** Exactly one source form, and local sources that exist. */
+export function sourceProblems(source: ExtensionSourceSpec): InputProblem[] {
+    const problems: InputProblem[] = [];
+    const forms = sourceForms(source);
+    if (forms.length !== 1) {
+        problems.push({ property: "source", reason: forms.length === 0 ? "names no source; give one of dir, ociLayout, dockerArchive, image" : `names ${forms.join(" and ")}; give exactly one` });
+    }
+    for (const f of LOCAL_SOURCE_FORMS) {
+        const p = source[f];
+        if (p && !fs.existsSync(p)) problems.push({ property: `source.${f}`, reason: `${p} does not exist` });
+    }
+    return problems;
+}
+
+/** A signing key and certificate that exist and belong together. */
+export function signingPairProblems(property: string, pair: { key: string; certificate: string }): InputProblem[] {
+    const missing = [pair.key, pair.certificate].filter((f) => !fs.existsSync(f));
+    if (missing.length > 0) return [{ property, reason: `${missing.join(" and ")} ${missing.length > 1 ? "do" : "does"} not exist` }];
+    if (!keyMatchesCertificate(pair.key, pair.certificate)) return [{ property, reason: `the key ${pair.key} does not match the certificate ${pair.certificate}` }];
+    return [];
 }

@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
-import { BuildLog, BuildReport, updateReasons } from "./build-log";
+import { BuildLog, BuildReport, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
 import { stageThenMove } from "./store/staging";
@@ -131,7 +131,7 @@ export const signingKeysHandler: Handler = {
                     `Keys are never regenerated silently: restore them from your backup, or raise \`rotation\` to make new keys.`,
             );
         }
-        const log = new BuildLog(`SigningKeys ${news.name}`, reasons.every((r) => r.startsWith("drift:")) ? "restored" : "updated", reasons);
+        const log = new BuildLog(`SigningKeys ${news.name}`, updateAction(reasons), reasons);
         const derived = await log.step("sign signature lists", () => stageThenMove(olds.keyDir, (staging) => deriveSignatureFiles(olds.keyDir, staging, news)));
         return { outs: await outputsFor(news, olds.keySource, derived, log) };
     },

@@ -4,11 +4,11 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
-import { BuildLog, BuildReport, updateReasons } from "./build-log";
+import { Handler, absolutePath, checkInputs, lazyProvider, resolveSource, signingPairProblems, sourceProblems } from "./resource-kit";
+import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
-import { keyMatchesCertificate, readCertificate } from "./toolkit/openssl";
+import { readCertificate } from "./toolkit/openssl";
 import { stageThenMove } from "./store/staging";
 import { DdiArchitecture, ExtensionKind, buildSysextImage, resignSysextImage } from "./toolkit/ddi";
 import { ensureExtensionRelease, ReleaseFields } from "./toolkit/extension-release";
@@ -113,9 +113,7 @@ export const systemExtensionHandler: Handler = {
     },
 
     async read(id, props: Outputs) {
-        const now = await sha256FileIfExists(props.path);
-        const drift = now === props.sha256 ? [] : [`${path.basename(props.path)}: ${now === undefined ? "missing" : "altered"}`];
-        return { id, props: { ...props, drift } };
+        return { id, props: { ...props, drift: driftOf(props.path, props.sha256, await sha256FileIfExists(props.path)) } };
     },
 
     async update(_id, olds: Outputs, news: CheckedInputs) {
@@ -124,8 +122,7 @@ export const systemExtensionHandler: Handler = {
         const reasons = updateReasons(olds, news);
         const label = `SystemExtension ${news.name}`;
         if (onlySigningChanged) return { outs: await resign(olds, news, new BuildLog(label, "re-signed", reasons)) };
-        const restoring = reasons.every((r) => r.startsWith("drift:"));
-        return { outs: await build(news, new BuildLog(label, restoring ? "restored" : "updated", reasons)) };
+        return { outs: await build(news, new BuildLog(label, updateAction(reasons), reasons)) };
     },
 
     async delete(_id, props: Outputs) {
@@ -235,33 +232,17 @@ function allowedPaths(inputs: CheckedInputs): string[] {
 
 function resolvePaths(inputs: CheckedInputs): void {
     inputs.outputDir = absolutePath(inputs.outputDir);
-    const s = { ...inputs.source };
-    for (const f of ["dir", "ociLayout", "dockerArchive"] as const) if (s[f]) s[f] = absolutePath(s[f]!);
-    inputs.source = s;
+    inputs.source = resolveSource(inputs.source);
     if (inputs.signing) inputs.signing = { key: absolutePath(inputs.signing.key), certificate: absolutePath(inputs.signing.certificate) };
 }
 
 function crossFieldProblems(inputs: CheckedInputs): InputProblem[] {
-    const problems: InputProblem[] = [];
-    const forms = sourceForms(inputs.source);
-    if (forms.length !== 1) {
-        problems.push({ property: "source", reason: forms.length === 0 ? "names no source; give one of dir, ociLayout, dockerArchive, image" : `names ${forms.join(" and ")}; give exactly one` });
-    }
-    for (const f of ["dir", "ociLayout", "dockerArchive"] as const) {
-        const p = inputs.source[f];
-        if (p && !fs.existsSync(p)) problems.push({ property: `source.${f}`, reason: `${p} does not exist` });
-    }
+    const problems: InputProblem[] = sourceProblems(inputs.source);
     if (inputs.source.dir && fs.existsSync(inputs.source.dir) && !fs.statSync(inputs.source.dir).isDirectory()) {
         problems.push({ property: "source.dir", reason: `${inputs.source.dir} is not a directory` });
     }
     if (inputs.kind === "confext" && inputs.withOpt) problems.push({ property: "withOpt", reason: "only a sysext can carry /opt; a confext holds /etc" });
-    if (inputs.signing) {
-        const missing = [inputs.signing.key, inputs.signing.certificate].filter((f) => !fs.existsSync(f));
-        if (missing.length > 0) problems.push({ property: "signing", reason: `${missing.join(" and ")} ${missing.length > 1 ? "do" : "does"} not exist` });
-        else if (!keyMatchesCertificate(inputs.signing.key, inputs.signing.certificate)) {
-            problems.push({ property: "signing", reason: `the key ${inputs.signing.key} does not match the certificate ${inputs.signing.certificate}` });
-        }
-    }
+    if (inputs.signing) problems.push(...signingPairProblems("signing", inputs.signing));
     return problems;
 }
 
