@@ -8,7 +8,7 @@ import { Handler, absolutePath, checkInputs, lazyProvider, signingPairProblems, 
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
-import { readCertificate } from "./toolkit/openssl";
+import { publicKeyPem, readCertificate } from "./toolkit/openssl";
 import { replaceDirectory } from "./store/staging";
 import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
 import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
@@ -49,6 +49,8 @@ export interface KairosUkiImageArgs {
     splash?: pulumi.Input<string>;
     /** @default 800 */
     maxUkiSizeMB?: pulumi.Input<number>;
+    /** zstd level of the initrd, 1-19. @default 19 */
+    initrdCompressionLevel?: pulumi.Input<number>;
 }
 
 interface CheckedInputs {
@@ -65,6 +67,7 @@ interface CheckedInputs {
     loaderEntryKey: "auto" | LoaderEntryKey;
     splash?: string;
     maxUkiSizeMB: number;
+    initrdCompressionLevel: number;
     sourceDigest: string;
     hashParts: Record<string, string>;
     inputHash: string;
@@ -128,15 +131,14 @@ async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
     } catch (e) {
         return [{ property: "source", reason: `cannot read the source: ${(e as Error).message}` }];
     }
-    const options = Object.fromEntries(
-        (["bootTitle", "extendCmdline", "extraCmdlines", "singleEntries", "includeVersionInConfig", "includeCmdlineInConfig", "loaderEntryKey", "maxUkiSizeMB"] as const).map((f) => [f, inputs[f] ?? null]),
-    );
+    const pick = (fields: readonly (keyof CheckedInputs)[]) => sha256Hex(canonicalJson(Object.fromEntries(fields.map((f) => [f, inputs[f] ?? null]))));
     inputs.hashParts = {
         source: inputs.sourceDigest,
-        cmdlines: sha256Hex(canonicalJson(options)),
+        cmdlines: pick(["bootTitle", "extendCmdline", "extraCmdlines", "singleEntries", "includeVersionInConfig", "includeCmdlineInConfig", "loaderEntryKey"]),
+        build: pick(["maxUkiSizeMB", "initrdCompressionLevel"]),
         splash: inputs.splash ? await sha256File(inputs.splash) : "none",
         signing: readCertificate(inputs.signing.certificate).sha256Fingerprint,
-        pcrKey: await sha256File(inputs.pcrKey),
+        pcrKey: sha256Hex(publicKeyPem(inputs.pcrKey)), // the public half: no digest of private key bytes in state
         hostEfi: await hostEfiDigest(),
         builder: BUILDER_VERSION,
     };
@@ -166,7 +168,7 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
         fs.copyFileSync(sdboot.path, path.join(work, "systemd-boot.efi"));
         prepareUkiRootfs(rootfs, { saveKernelTo: kernel, saveOsReleaseTo: osRelease });
         const initrd = path.join(work, "initrd.zst");
-        const initrdInfo = await log.step("build initrd", () => buildInitrd(rootfs, initrd));
+        const initrdInfo = await log.step("build initrd", () => buildInitrd(rootfs, initrd, { level: inputs.initrdCompressionLevel }));
         checkSize(inputs, rootfs, [{ name: ".linux (kernel)", bytes: fs.statSync(kernel).size }, { name: ".initrd", bytes: initrdInfo.size }, { name: "stub", bytes: fs.statSync(stub.path).size }]);
 
         const entries = planBootEntries({ extendCmdline: inputs.extendCmdline, extraCmdlines: inputs.extraCmdlines, singleEntries: inputs.singleEntries, bootTitle: inputs.bootTitle });
