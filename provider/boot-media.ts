@@ -5,7 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
+import { Handler, absolutePath, checkInputs, lazyProvider, replacedFields } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -79,7 +79,7 @@ export const bootMediaHandler: Handler = {
     check: (olds, news) => checkInputs<CheckedInputs>(BOOT_MEDIA_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
-        const replaces = (["name", "outputDir", "type"] as const).filter((f) => olds[f] !== news[f]);
+        const replaces = replacedFields(olds, news, ["name", "outputDir", "type"], ["outputDir"]);
         return { changes: replaces.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0, replaces };
     },
 

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider, signingPairProblems, sourceProblems, resolveSource } from "./resource-kit";
+import { Handler, absolutePath, checkInputs, lazyProvider, replacedFields, signingPairProblems, sourceProblems, resolveSource } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -26,6 +26,10 @@ const HOST_EFI_DIR = "/usr/lib/systemd/boot/efi";
 /** systemd-boot learned the `uki` entry key late; kairos-agent writes it only for >= 259. */
 const UKI_KEY_MIN_SYSTEMD_BOOT = 259;
 const MB = 1_000_000;
+/** Marks a folder as made (and so owned) by KairosUkiImage: only such a folder is ever replaced. */
+const OWNER_MARKER = ".kairos-uki-image";
+/** What a KairosUkiImage folder may hold; anything else is someone else's and stops a rebuild. */
+const OWN_ENTRY = /^(\.kairos-uki-image|BOOTX64\.EFI|entries|[^/]+\.efi)$/;
 
 export interface KairosUkiImageArgs {
     outputDir: pulumi.Input<string>;
@@ -99,7 +103,7 @@ export const kairosUkiImageHandler: Handler = {
         checkInputs<CheckedInputs>(KAIROS_UKI_IMAGE_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
-        const replaces = olds.outputDir !== news.outputDir ? ["outputDir"] : [];
+        const replaces = replacedFields(olds, news, ["outputDir"], ["outputDir"]);
         return { changes: replaces.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0, replaces };
     },
 
@@ -121,7 +125,12 @@ export const kairosUkiImageHandler: Handler = {
     },
 
     async delete(_id, props: Outputs) {
-        fs.rmSync(props.outputDir, { recursive: true, force: true });
+        // Only what this resource made; the folder goes only if that leaves it empty.
+        const own = [...props.ukis.flatMap((u) => [u.path, u.entryPath]), props.systemdBoot.path, path.join(props.outputDir, OWNER_MARKER)];
+        for (const f of own) fs.rmSync(f, { force: true });
+        for (const d of [path.join(props.outputDir, "entries"), props.outputDir]) {
+            if (fs.existsSync(d) && fs.readdirSync(d).length === 0) fs.rmdirSync(d);
+        }
     },
 };
 
@@ -175,7 +184,9 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
         const sdbootInfo = readLoaderInfo(path.join(work, "systemd-boot.efi"));
         const entryKey: LoaderEntryKey = inputs.loaderEntryKey !== "auto" ? inputs.loaderEntryKey : (sdbootInfo?.major ?? 0) >= UKI_KEY_MIN_SYSTEMD_BOOT ? "uki" : "efi";
 
+        refuseForeignFiles(inputs.outputDir);
         return await replaceDirectory(inputs.outputDir, async (staging) => {
+            fs.writeFileSync(path.join(staging, OWNER_MARKER), "This folder is rebuilt whole by pulumi-kairos' KairosUkiImage.\n");
             const ukis: UkiOutput[] = [];
             const pcr11: Outputs["pcr11"] = {};
             fs.mkdirSync(path.join(staging, "entries"));
@@ -215,6 +226,17 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
         });
     } finally {
         fs.rmSync(work, { recursive: true, force: true });
+    }
+}
+
+/** A rebuild replaces the whole folder: refuse if it holds anything KairosUkiImage did not make. */
+function refuseForeignFiles(dir: string): void {
+    if (!fs.existsSync(dir)) return;
+    const names = fs.readdirSync(dir);
+    if (names.length === 0) return;
+    const foreign = fs.existsSync(path.join(dir, OWNER_MARKER)) ? names.filter((n) => !OWN_ENTRY.test(n)) : names;
+    if (foreign.length > 0) {
+        throw new Error(`outputDir ${dir} holds files KairosUkiImage did not make (${foreign.slice(0, 5).join(", ")}${foreign.length > 5 ? ", …" : ""}); it rebuilds that folder whole, so give it an empty folder of its own`);
     }
 }
 
@@ -258,8 +280,11 @@ function resolvePaths(i: CheckedInputs): void {
     if (i.splash) i.splash = absolutePath(i.splash);
 }
 
-function crossFieldProblems(i: CheckedInputs): InputProblem[] {
+function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): InputProblem[] {
     const problems: InputProblem[] = sourceProblems(i.source);
+    if (olds.outputDir !== i.outputDir && fs.existsSync(i.outputDir) && fs.readdirSync(i.outputDir).length > 0 && !fs.existsSync(path.join(i.outputDir, OWNER_MARKER))) {
+        problems.push({ property: "outputDir", reason: `${i.outputDir} is not empty and was not made by KairosUkiImage; it rebuilds its folder whole, so give it an empty folder of its own` });
+    }
     if (i.extendCmdline && (i.extraCmdlines?.length ?? 0) > 0) {
         problems.push({ property: "extendCmdline", reason: "cannot be combined with extraCmdlines (as in auroraboot): extendCmdline changes the one norole.efi, extraCmdlines add more UKIs" });
     }

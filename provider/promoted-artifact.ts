@@ -5,7 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider, signingPairProblems } from "./resource-kit";
+import { Handler, absolutePath, checkInputs, containsUnknown, lazyProvider, replacedFields, signingPairProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -71,7 +71,8 @@ export const promotedArtifactHandler: Handler = {
         }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
-        const replaces = olds.outputDir !== news.outputDir || path.basename(olds.source) !== path.basename(news.source) ? ["outputDir"] : [];
+        const renamed = typeof news.source === "string" && !containsUnknown(news.source) && path.basename(olds.source) !== path.basename(news.source);
+        const replaces = [...replacedFields(olds, news, ["outputDir"], ["outputDir"]), ...(renamed ? ["source"] : [])];
         return { changes: replaces.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0, replaces };
     },
 

@@ -56,8 +56,8 @@ export function absolutePath(p: string): string {
 export interface CheckSteps<T> {
     /** Normalises accepted inputs (absolute paths and the like). */
     resolve(inputs: T): void;
-    /** Rules schema.json cannot express; all problems at once. */
-    crossField(inputs: T): InputProblem[];
+    /** Rules schema.json cannot express; all problems at once. `olds` are the previous inputs, if any. */
+    crossField(inputs: T, olds: Record<string, any>): InputProblem[];
     /** Computes what preview must know (content digests, input hashes); may find more problems. */
     derive(inputs: T, olds: Record<string, any>): Promise<InputProblem[]>;
 }
@@ -72,7 +72,7 @@ export async function checkInputs<T extends object>(token: string, olds: Record<
     const schemaProblems = validateInputs(token, inputs);
     if (schemaProblems.length > 0 || containsUnknown(inputs)) return result(schemaProblems);
     steps.resolve(inputs);
-    const ruleProblems = steps.crossField(inputs);
+    const ruleProblems = steps.crossField(inputs, olds);
     if (ruleProblems.length > 0) return result(ruleProblems);
     return result(await steps.derive(inputs, olds));
 }
@@ -106,4 +106,16 @@ export function signingPairProblems(property: string, pair: { key: string; certi
     if (missing.length > 0) return [{ property, reason: `${missing.join(" and ")} ${missing.length > 1 ? "do" : "does"} not exist` }];
     if (!keyMatchesCertificate(pair.key, pair.certificate)) return [{ property, reason: `the key ${pair.key} does not match the certificate ${pair.certificate}` }];
     return [];
+}
+
+/**
+ * The fields whose change means a new artifact (a replace). A field still unknown in a preview is not
+ * listed (the update decides once it is known), and paths are compared resolved, as check() stores them.
+ */
+export function replacedFields<T extends Record<string, any>>(olds: T, news: T, fields: (keyof T & string)[], pathFields: (keyof T & string)[] = []): string[] {
+    return fields.filter((f) => {
+        if (containsUnknown(news[f]) || news[f] === undefined) return false;
+        const next = pathFields.includes(f) && typeof news[f] === "string" ? absolutePath(news[f]) : news[f];
+        return olds[f] !== next;
+    });
 }

@@ -96,13 +96,7 @@ export const signingKeysHandler: Handler = {
     },
 
     async create(inputs: CheckedInputs) {
-        const existing = allKeySetFiles().filter((f) => fs.existsSync(path.join(inputs.outputDir, f)));
-        if (existing.length > 0) {
-            throw new Error(
-                `the key folder ${inputs.outputDir} already holds ${existing.join(", ")}; SigningKeys never overwrites keys. ` +
-                    `To adopt them, set import: { dir: "<a copy of that folder>" } with a new outputDir; otherwise choose an empty outputDir.`,
-            );
-        }
+        refuseFolderWithKeys(inputs.outputDir);
         const outs = await buildKeySet(inputs, new BuildLog(`SigningKeys ${inputs.name}`, "created", ["new"]));
         return { id: inputs.outputDir, outs };
     },
@@ -120,8 +114,14 @@ export const signingKeysHandler: Handler = {
         if (olds.keyMaterialHash !== news.keyMaterialHash) {
             // check() only lets this through when `rotation` was raised.
             const log = new BuildLog(`SigningKeys ${news.name}`, "updated", [`rotation ${olds.rotation} -> ${news.rotation}`, ...reasons]);
-            retireKeySet(olds.keyDir, olds.rotation);
-            return { outs: await buildKeySet(news, log) };
+            if (news.outputDir !== olds.keyDir) {
+                // New keys in a new folder: the old folder keeps the old keys as they are.
+                refuseFolderWithKeys(news.outputDir);
+                return { outs: await buildKeySet(news, log) };
+            }
+            // The new set is complete in staging before the old one is retired, so a failed or
+            // killed rotation leaves the current keys where they were.
+            return { outs: await buildKeySet(news, log, () => retireKeySet(olds.keyDir, olds.rotation)) };
         }
         const now = await digestKeySet(olds.keyDir);
         const damaged = KEY_MATERIAL_FILES.filter((f) => now[f] !== olds.fileDigests[f]);
@@ -148,12 +148,15 @@ export const signingKeysHandler: Handler = {
 
 /** Key-material and input hashes; a key-material change without a rotation is refused here, in preview. */
 async function deriveHashes(inputs: CheckedInputs, olds: Partial<CheckedInputs>): Promise<InputProblem[]> {
-    inputs.keyMaterialHash = sha256Hex(canonicalJson({
-        builder: BUILDER_VERSION,
-        rotation: inputs.rotation,
-        identity: Object.fromEntries(KEY_IDENTITY_FIELDS.map((f) => [f, inputs[f] ?? null])),
-        importedFiles: await importDigests(inputs),
-    }));
+    const sameKeys = olds.keyMaterialHash && importUnchanged(olds, inputs) && KEY_IDENTITY_FIELDS.every((f) => canonicalJson(olds[f] ?? null) === canonicalJson(inputs[f] ?? null)) && olds.rotation === inputs.rotation;
+    inputs.keyMaterialHash = sameKeys
+        ? olds.keyMaterialHash!
+        : sha256Hex(canonicalJson({
+              builder: BUILDER_VERSION,
+              rotation: inputs.rotation,
+              identity: Object.fromEntries(KEY_IDENTITY_FIELDS.map((f) => [f, inputs[f] ?? null])),
+              importedFiles: await importDigests(inputs),
+          }));
     inputs.hashParts = {
         keys: inputs.keyMaterialHash,
         signatureLists: sha256Hex(canonicalJson(await extraListDigests(inputs))),
@@ -165,11 +168,14 @@ async function deriveHashes(inputs: CheckedInputs, olds: Partial<CheckedInputs>)
     return [];
 }
 
-async function buildKeySet(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
+/** Makes (or imports) a complete key set in staging; `beforeMove` runs just before it is moved in. */
+async function buildKeySet(inputs: CheckedInputs, log: BuildLog, beforeMove?: () => void): Promise<Outputs> {
     const source = keySource(inputs);
     const derived = await stageThenMove(inputs.outputDir, async (staging) => {
         await log.step(source.kind === "import" ? "import keys" : "generate keys", () => createKeyMaterial(staging, source));
-        return log.step("sign signature lists", () => deriveSignatureFiles(staging, staging, inputs));
+        const summary = await log.step("sign signature lists", () => deriveSignatureFiles(staging, staging, inputs));
+        beforeMove?.();
+        return summary;
     });
     return outputsFor(inputs, source.kind === "import" ? "imported" : "generated", derived, log);
 }
@@ -239,9 +245,13 @@ function resolvePaths(inputs: CheckedInputs): void {
 }
 
 /** Rules schema.json cannot express, reported together with the schema problems. */
-function crossFieldProblems(inputs: CheckedInputs): InputProblem[] {
+function crossFieldProblems(inputs: CheckedInputs, olds: Partial<CheckedInputs>): InputProblem[] {
     const problems: InputProblem[] = [];
-    const imp = inputs.import;
+    if (olds.outputDir !== inputs.outputDir && keyFilesIn(inputs.outputDir).length > 0) {
+        problems.push({ property: "outputDir", reason: `${inputs.outputDir} already holds ${keyFilesIn(inputs.outputDir).join(", ")}; SigningKeys never overwrites keys (adopt them with import)` });
+    }
+    // Imported keys were copied into outputDir when the resource was made; the sources may be gone since.
+    const imp = importUnchanged(olds, inputs) ? undefined : inputs.import;
     if (imp) {
         const incomplete = KEY_ROLES.filter((r) => !imp[r] && !imp.dir);
         if (incomplete.length > 0) {
@@ -280,13 +290,36 @@ function rotationProblems(old: Partial<CheckedInputs>, next: CheckedInputs): Inp
     }];
 }
 
+/** Moves the current key set to retired/rotation-N/, never over files already retired there. */
 function retireKeySet(dir: string, rotation: number): void {
     const retired = path.join(dir, "retired", `rotation-${rotation}`);
-    fs.mkdirSync(retired, { recursive: true, mode: 0o700 });
-    for (const name of allKeySetFiles()) {
-        const file = path.join(dir, name);
-        if (fs.existsSync(file)) fs.renameSync(file, path.join(retired, name));
+    const present = allKeySetFiles().filter((name) => fs.existsSync(path.join(dir, name)));
+    const clash = present.filter((name) => fs.existsSync(path.join(retired, name)));
+    if (clash.length > 0) {
+        throw new Error(`cannot retire the keys of rotation ${rotation}: ${retired} already holds ${clash.join(", ")}; move that folder away first (nothing was changed)`);
     }
+    fs.mkdirSync(retired, { recursive: true, mode: 0o700 });
+    for (const name of present) fs.renameSync(path.join(dir, name), path.join(retired, name));
+}
+
+/** SigningKeys never writes over key files it did not make. */
+function refuseFolderWithKeys(dir: string): void {
+    const existing = keyFilesIn(dir);
+    if (existing.length > 0) {
+        throw new Error(
+            `the key folder ${dir} already holds ${existing.join(", ")}; SigningKeys never overwrites keys. ` +
+                `To adopt them, set import: { dir: "<that folder>" } with another, empty outputDir; otherwise choose an empty outputDir.`,
+        );
+    }
+}
+
+function keyFilesIn(dir: string): string[] {
+    return allKeySetFiles().filter((f) => fs.existsSync(path.join(dir, f)));
+}
+
+/** An import that names the same files as before (the keys were copied then; the sources are not re-read). */
+function importUnchanged(olds: Partial<CheckedInputs>, inputs: CheckedInputs): boolean {
+    return !!olds.import && canonicalJson(olds.import) === canonicalJson(inputs.import ?? null);
 }
 
 async function importDigests(inputs: CheckedInputs): Promise<Record<string, string> | null> {

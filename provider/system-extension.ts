@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider, resolveSource, signingPairProblems, sourceProblems } from "./resource-kit";
+import { Handler, absolutePath, checkInputs, lazyProvider, replacedFields, resolveSource, signingPairProblems, sourceProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -99,7 +99,7 @@ export const systemExtensionHandler: Handler = {
         checkInputs<CheckedInputs>(SYSTEM_EXTENSION_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
-        const moved = (["name", "kind", "outputDir"] as const).filter((f) => olds[f] !== news[f]);
+        const moved = replacedFields(olds, news, ["name", "kind", "outputDir"], ["outputDir"]);
         return {
             changes: moved.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0,
             // A new file name is a new artifact: build it, then delete the old one.

@@ -5,6 +5,7 @@
 # demo drive the engine through the Automation API with inline programs, which needs only the CLI.
 # Prints the bin directory on stdout.
 set -euo pipefail
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 
 PULUMI_VERSION="${PULUMI_VERSION:-3.248.0}"   # = @pulumi/pulumi in package.json: the newest SDK that runs on Node 20
 CACHE_ROOT="${PULUMI_KAIROS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pulumi-kairos}"

@@ -7,6 +7,17 @@ cd "$(dirname "$0")/.."
 # CI may run with a minimal environment; go and npm both need a home for their caches.
 export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 
+# Prerequisites this machine kind provides and Debian 12's own packages are too old for (Node 18, Go 1.19).
+need_version() {  # name, command printing a version, minimum major.minor, how to get it
+  local have; have="$($2 2>/dev/null | grep -oE '[0-9]+\.[0-9]+' | head -n 1)" || true
+  if [ -z "$have" ] || [ "$(printf '%s\n%s\n' "$3" "$have" | sort -V | head -n 1)" != "$3" ]; then
+    echo "setup: $1 >= $3 is required (found: ${have:-none}); $4" >&2
+    exit 1
+  fi
+}
+need_version node "node --version" 20.0 "install Node.js 20 or newer"
+need_version go "go version" 1.21 "install Go 1.21 or newer (it fetches the toolchain the Pulumi build pins through the module proxy)"
+
 # tool -> Debian package; the build steps name the package in their "missing tool" errors too.
 DEBIAN_PACKAGES=(
   openssl efitools sbsigntool         # keys, signature lists, Authenticode

@@ -180,12 +180,28 @@ function copyPrivate(from: string, to: string): void {
     fs.chmodSync(to, 0o600);
 }
 
-/** sha256 of each key-set file present in `dir`, by file name. */
+/**
+ * A digest of each key-set file present in `dir`, by file name. Private keys are identified by their
+ * public half ("pub:<sha256>"), so not even a digest of private key bytes reaches the state.
+ */
 export async function digestKeySet(dir: string): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
     for (const name of allKeySetFiles()) {
         const file = path.join(dir, name);
-        if (fs.existsSync(file)) out[name] = await sha256File(file);
+        if (!fs.existsSync(file)) continue;
+        out[name] = isPrivateKeyFile(name) ? privateKeyDigest(file) : await sha256File(file);
     }
     return out;
+}
+
+function isPrivateKeyFile(name: string): boolean {
+    return name.endsWith(".key") || name === TPM_PCR_KEY_FILE;
+}
+
+function privateKeyDigest(file: string): string {
+    try {
+        return `pub:${sha256Hex(publicKeyPem(file))}`;
+    } catch {
+        return "unreadable";
+    }
 }

@@ -5,7 +5,15 @@ import Ajv, { ErrorObject, ValidateFunction } from "ajv";
 import * as fs from "fs";
 import * as path from "path";
 
-export const SCHEMA_PATH = path.join(__dirname, "..", "..", "schema.json");
+/** schema.json at the package root: found by walking up, so it works from sources and from bin/. */
+export const SCHEMA_PATH = findPackageFile(__dirname, "schema.json");
+
+function findPackageFile(start: string, name: string): string {
+    for (let dir = start; ; dir = path.dirname(dir)) {
+        if (fs.existsSync(path.join(dir, name)) && fs.existsSync(path.join(dir, "package.json"))) return path.join(dir, name);
+        if (path.dirname(dir) === dir) throw new Error(`cannot find ${name} above ${start}`);
+    }
+}
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"; // pulumi's unknown-value sentinel in previews
 
 type Json = Record<string, any>;

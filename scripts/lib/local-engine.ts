@@ -33,10 +33,18 @@ export interface LocalStackOptions {
     passphrase: string;
     projectName: string;
     stackName: string;
+    /**
+     * The project folder: the dynamic providers' working directory, which relative paths in resource
+     * inputs resolve against. A stable one keeps those paths meaning the same on every run (the
+     * Automation API's default is a fresh temp dir). @default <backendDir>/workspace/<projectName>
+     */
+    workDir?: string;
 }
 
 export async function openLocalStack(program: InlineProgramArgs["program"], o: LocalStackOptions): Promise<Stack> {
     fs.mkdirSync(o.backendDir, { recursive: true });
+    const workDir = o.workDir ?? path.join(o.backendDir, "workspace", o.projectName);
+    fs.mkdirSync(workDir, { recursive: true });
     const envVars = engineEnv(o.backendDir, o.passphrase);
     const pulumiCommand = await PulumiCommand.get({ root: path.dirname(pulumiBinDir()) });
     return LocalWorkspace.createOrSelectStack(
@@ -44,6 +52,7 @@ export async function openLocalStack(program: InlineProgramArgs["program"], o: L
         {
             pulumiCommand,
             envVars,
+            workDir,
             projectSettings: { name: o.projectName, runtime: "nodejs", backend: { url: envVars.PULUMI_BACKEND_URL } },
         },
     );

@@ -35,7 +35,7 @@ describe("KairosUkiImage and BootMedia handlers", function () {
     it("makes norole.efi plus one UKI per extra command line and per single entry, each with its loader entry", async () => {
         const outs = await build(uki, { ...base, outputDir: path.join(work, "a"), extraCmdlines: ["rd.debug"], singleEntries: [{ title: "Reset Node", cmdline: "kairos.reset" }] });
         assert.deepStrictEqual(outs.ukis.map((u: any) => u.fileName), ["norole", "norole_install-mode_rd.debug", "reset_node"]);
-        assert.deepStrictEqual(fs.readdirSync(path.join(work, "a")).sort(), ["BOOTX64.EFI", "entries", "norole.efi", "norole_install-mode_rd.debug.efi", "reset_node.efi"]);
+        assert.deepStrictEqual(fs.readdirSync(path.join(work, "a")).sort(), [".kairos-uki-image", "BOOTX64.EFI", "entries", "norole.efi", "norole_install-mode_rd.debug.efi", "reset_node.efi"]);
         assert.strictEqual(outs.ukis[2].title, "Kairos (Reset Node)");
         assert.match(outs.ukis[1].cmdline, / install-mode rd\.debug$/);
         const entry = fs.readFileSync(outs.ukis[0].entryPath, "utf8");
@@ -80,6 +80,21 @@ describe("KairosUkiImage and BootMedia handlers", function () {
             return true;
         });
         assert.ok(!fs.existsSync(path.join(work, "bad")));
+    });
+
+    it("never takes over a folder with other files, and deletes only what it made", async () => {
+        const shared = path.join(work, "shared");
+        fs.mkdirSync(path.join(shared, "keys"), { recursive: true });
+        fs.writeFileSync(path.join(shared, "keys", "db.key"), "precious");
+        const { failures } = await uki.check({}, { ...base, outputDir: shared });
+        assert.deepStrictEqual(failures?.map((f) => f.property), ["outputDir"]);
+        const own = path.join(work, "own");
+        const outs = await build(uki, { ...base, outputDir: own });
+        fs.writeFileSync(path.join(own, "notes.txt"), "mine");
+        const again = await uki.check(outs, { ...base, outputDir: own, bootTitle: "Changed" });
+        await assert.rejects(uki.update!("id", outs, again.inputs), /holds files KairosUkiImage did not make \(notes\.txt\)/);
+        await uki.delete!("id", outs);
+        assert.deepStrictEqual(fs.readdirSync(own), ["notes.txt"]);
     });
 
     it("refuses extendCmdline together with extraCmdlines", async () => {

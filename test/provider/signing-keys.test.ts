@@ -55,8 +55,9 @@ describe("SigningKeys handler: bad input gets one clear error and writes nothing
         fs.mkdirSync(dir);
         fs.writeFileSync(path.join(dir, "PK.key"), "someone else's key");
         const checked = await handler.check({}, { name: "acme", outputDir: dir });
-        assert.deepStrictEqual(checked.failures, []);
-        await assert.rejects(handler.create(checked.inputs), /already holds PK\.key; SigningKeys never overwrites keys/);
+        assert.deepStrictEqual(checked.failures, [{ property: "outputDir", reason: `${dir} already holds PK.key; SigningKeys never overwrites keys (adopt them with import)` }]);
+        // create() guards too, for inputs that reach it anyway
+        await assert.rejects(handler.create({ ...checked.inputs, outputDir: dir }), /already holds PK\.key; SigningKeys never overwrites keys/);
         assert.deepStrictEqual(fs.readdirSync(root), ["k"]);
         assert.deepStrictEqual(fs.readdirSync(dir), ["PK.key"]);
         assert.strictEqual(fs.readFileSync(path.join(dir, "PK.key"), "utf8"), "someone else's key");
@@ -81,5 +82,32 @@ describe("SigningKeys handler: bad input gets one clear error and writes nothing
         assert.strictEqual(a.inputs.inputHash, b.inputs.inputHash);
         assert.notStrictEqual(a.inputs.inputHash, c.inputs.inputHash);
         assert.strictEqual(a.inputs.keyMaterialHash, c.inputs.keyMaterialHash);
+    });
+
+    it("keeps working after the import sources are gone (the keys were copied)", async () => {
+        const source = path.join(root, "aurora-keys");
+        const first = await handler.check({}, { name: "acme", outputDir: path.join(root, "made") });
+        await handler.create(first.inputs);
+        fs.cpSync(path.join(root, "made"), source, { recursive: true });
+        const news = { name: "acme", outputDir: path.join(root, "adopted"), import: { dir: source } };
+        const checked = await handler.check({}, news);
+        assert.deepStrictEqual(checked.failures, []);
+        const outs = (await handler.create(checked.inputs)).outs;
+        fs.rmSync(source, { recursive: true });
+        const again = await handler.check(checked.inputs, news);
+        assert.deepStrictEqual(again.failures, []);
+        assert.strictEqual(again.inputs.inputHash, outs.inputHash);
+        assert.strictEqual((await handler.diff("id", outs, again.inputs)).changes, false);
+    });
+
+    it("refuses, in preview, a rotation into another folder that already holds keys", async () => {
+        const a = await handler.check({}, { name: "acme", outputDir: path.join(root, "a") });
+        await handler.create(a.inputs);
+        const b = await handler.check({}, { name: "other", outputDir: path.join(root, "b") });
+        await handler.create(b.inputs);
+        const before = fs.readFileSync(path.join(root, "b", "db.key"));
+        const f = await checkFailures({ name: "acme", outputDir: path.join(root, "b"), rotation: 1 }, a.inputs);
+        assert.deepStrictEqual(f.map((x) => x.property), ["outputDir"]);
+        assert.ok(fs.readFileSync(path.join(root, "b", "db.key")).equals(before));
     });
 });
