@@ -18,7 +18,11 @@ interface Listed {
 
 async function list(src: ByteSource): Promise<Listed[]> {
     const out: Listed[] = [];
-    for await (const e of readTar(src)) out.push(await toListed(e));
+    try {
+        for await (const e of readTar(src)) out.push(await toListed(e));
+    } finally {
+        if (src instanceof FileSource) await src.close();
+    }
     return out;
 }
 
