@@ -265,7 +265,7 @@ describe("openImage", () => {
         let gzipLayout: string;
 
         before(async function () {
-            if (!(await run(["skopeo", "--version"]).catch(() => undefined))) this.skip();
+            // skopeo comes with the setup (scripts/setup.sh); a missing one fails here, it is not skipped.
             // docker-archive cannot hold zstd layers.
             gzipImage = await sampleImage("gzip");
             gzipLayout = path.join(tmp, "gzip-layout");
