@@ -59,6 +59,4 @@ export class EngineStack {
     }
 }
 
-export function tempDir(prefix: string): string {
-    return fs.mkdtempSync(path.join(os.tmpdir(), `kairos-${prefix}-`));
-}
+export { tempDir } from "./temp";
