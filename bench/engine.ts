@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { openLocalStack } from "../scripts/lib/local-engine";
 import { SigningKeys } from "../provider/signing-keys";
 import { SystemExtension } from "../provider/system-extension";
+import { median, timed } from "./timing";
 
 const RUNS = Number(process.argv[2] ?? 3);
 const COUNT = 10;
@@ -23,16 +24,6 @@ class Trivial extends pulumi.dynamic.Resource {
     constructor(name: string, n: number) {
         super(trivialProvider, name, { n }, {});
     }
-}
-
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-    const t = process.hrtime.bigint();
-    await fn();
-    return Number(process.hrtime.bigint() - t) / 1e9;
-}
-
-function median(xs: number[]): number {
-    return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 }
 
 async function main(): Promise<void> {

@@ -9,20 +9,10 @@ import * as os from "os";
 import * as path from "path";
 import { systemExtensionHandler as handler } from "../provider/system-extension";
 import { run } from "../provider/toolkit/run";
+import { median, timed } from "./timing";
 
 const RUNS = Number(process.argv[2] ?? 3);
 const PAYLOAD_BYTES = 70 * 1024 * 1024;
-
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-    const t = process.hrtime.bigint();
-    await fn();
-    return Number(process.hrtime.bigint() - t) / 1e9;
-}
-
-function median(xs: number[]): number {
-    const s = [...xs].sort((a, b) => a - b);
-    return s[Math.floor(s.length / 2)];
-}
 
 async function main(): Promise<void> {
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-bench-sysext-"));

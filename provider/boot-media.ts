@@ -9,7 +9,8 @@ import { Handler, absolutePath, checkInputs, lazyProvider, replacedFields } from
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
-import { stageThenMove, replaceDirectory } from "./store/staging";
+import { stageThenMove, replaceDirectory, withScratch } from "./store/staging";
+import { treeDigest, treeEntries } from "./toolkit/tree-digest";
 import { EspFile, buildEspImage } from "./toolkit/esp";
 import { buildIso, ISO_ESP_NAME, listIso } from "./toolkit/iso";
 import { SecureBootEnroll, renderLoaderConf } from "./toolkit/boot-entries";
@@ -89,7 +90,7 @@ export const bootMediaHandler: Handler = {
     },
 
     async read(id, props: Outputs) {
-        const now = props.type === "iso" ? await sha256FileIfExists(props.path) : fs.existsSync(props.path) ? await treeSha(props.path) : undefined;
+        const now = props.type === "iso" ? await sha256FileIfExists(props.path) : fs.existsSync(props.path) ? await treeDigest(props.path) : undefined;
         return { id, props: { ...props, drift: driftOf(props.path, props.sha256, now) } };
     },
 
@@ -124,9 +125,7 @@ function rootFiles(i: CheckedInputs): { isoPath: string; source: string }[] {
 }
 
 async function build(i: CheckedInputs, log: BuildLog): Promise<Outputs> {
-    fs.mkdirSync(i.outputDir, { recursive: true });
-    const work = fs.mkdtempSync(path.join(i.outputDir, `.${i.name}.work-`));
-    try {
+    return withScratch(i.outputDir, i.name, async (work) => {
         const loaderConf = path.join(work, "loader.conf");
         fs.writeFileSync(loaderConf, renderLoaderConf({ timeout: i.timeout, secureBootEnroll: i.secureBootEnroll, consoleMode: i.consoleMode as "max" }));
         const files = espFiles(i, loaderConf);
@@ -139,9 +138,7 @@ async function build(i: CheckedInputs, log: BuildLog): Promise<Outputs> {
         const target = path.join(i.outputDir, fileName);
         const listed = [...esp.files.map((f) => `${ISO_ESP_NAME}:${f}`), ...(await listIso(target))].sort();
         return { ...i, path: target, sha256: iso.sha256, size: iso.size, files: listed, drift: [], lastBuild: log.report() };
-    } finally {
-        fs.rmSync(work, { recursive: true, force: true });
-    }
+    });
 }
 
 /** type "dir": the ESP tree as a folder, with the ISO-root files beside it. */
@@ -156,20 +153,9 @@ async function buildDir(i: CheckedInputs, files: EspFile[], log: BuildLog): Prom
             }
         }),
     );
-    const listed = listFiles(target);
-    return { ...i, path: target, sha256: await treeSha(target), size: listed.reduce((a, f) => a + fs.statSync(path.join(target, f)).size, 0), files: listed, drift: [], lastBuild: log.report() };
-}
-
-function listFiles(root: string, rel = ""): string[] {
-    return fs.readdirSync(path.join(root, rel)).sort().flatMap((n) => {
-        const r = rel ? `${rel}/${n}` : n;
-        return fs.statSync(path.join(root, r)).isDirectory() ? listFiles(root, r) : [r];
-    });
-}
-
-async function treeSha(root: string): Promise<string> {
-    const parts = await Promise.all(listFiles(root).map(async (f) => `${f}:${await sha256File(path.join(root, f))}`));
-    return sha256Hex(parts.join("\n"));
+    const written = (await treeEntries(target)).filter((e) => e.type === "file");
+    const size = written.reduce((a, f) => a + fs.statSync(path.join(target, f.path)).size, 0);
+    return { ...i, path: target, sha256: await treeDigest(target), size, files: written.map((f) => f.path), drift: [], lastBuild: log.report() };
 }
 
 async function deriveHashes(i: CheckedInputs): Promise<InputProblem[]> {

@@ -9,7 +9,7 @@ import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./b
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { publicKeyPem, readCertificate } from "./toolkit/openssl";
-import { replaceDirectory } from "./store/staging";
+import { replaceDirectory, withScratch } from "./store/staging";
 import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
 import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
 import { buildInitrd } from "./toolkit/initrd";
@@ -162,9 +162,7 @@ async function hostEfiDigest(): Promise<string> {
 }
 
 async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
-    fs.mkdirSync(path.dirname(inputs.outputDir), { recursive: true });
-    const work = fs.mkdtempSync(path.join(path.dirname(inputs.outputDir), ".uki.work-"));
-    try {
+    return withScratch(inputs.outputDir, "uki", async (work) => {
         const rootfs = path.join(work, "rootfs");
         await log.step("read OS image", () => materializeSource(inputs.source, inputs.sourceDigest, rootfs, { layers: "all", arch: "amd64", workDir: work }));
         const info = inspectKairosRootfs(rootfs);
@@ -224,9 +222,7 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
                 lastBuild: log.report(),
             };
         });
-    } finally {
-        fs.rmSync(work, { recursive: true, force: true });
-    }
+    });
 }
 
 /** A rebuild replaces the whole folder: refuse if it holds anything KairosUkiImage did not make. */

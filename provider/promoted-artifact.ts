@@ -11,7 +11,7 @@ import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { readCertificate } from "./toolkit/openssl";
 import { readPartitionTable, resignSysextImage, verifySysextImage } from "./toolkit/ddi";
-import { stageThenMove } from "./store/staging";
+import { stageThenMove, withScratch } from "./store/staging";
 
 export const PROMOTED_ARTIFACT_TOKEN = "kairos:index:PromotedArtifact";
 const BUILDER_VERSION = "promoted-artifact/1";
@@ -107,8 +107,7 @@ async function promote(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
     }
     const isExtension = inputs.kind !== "file";
     const before = isExtension ? await readPartitionTable(inputs.source) : undefined;
-    const work = fs.mkdtempSync(path.join(path.dirname(inputs.outputDir), ".promote-"));
-    try {
+    return withScratch(inputs.outputDir, "promote", async (work) => {
         const result = await stageThenMove(
             inputs.outputDir,
             async (staging) => {
@@ -134,9 +133,7 @@ async function promote(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
             drift: [],
             lastBuild: log.report(),
         };
-    } finally {
-        fs.rmSync(work, { recursive: true, force: true });
-    }
+    });
 }
 
 /** Names the partitions whose bytes differ between the tested and the promoted image. */

@@ -9,7 +9,7 @@ import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./b
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { readCertificate } from "./toolkit/openssl";
-import { stageThenMove } from "./store/staging";
+import { stageThenMove, withScratch } from "./store/staging";
 import { DdiArchitecture, ExtensionKind, buildSysextImage, resignSysextImage } from "./toolkit/ddi";
 import { ensureExtensionRelease, ReleaseFields } from "./toolkit/extension-release";
 import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/extension-source";
@@ -156,16 +156,9 @@ async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
 /** Inputs that decide the image's content (everything but the signing key). */
 const CONTENT_FIELDS = ["name", "kind", "arch", "layers", "withOpt", "dropDisallowedPaths", "release", "compression", "sourceDateEpoch"] as const;
 
-/** Scratch space beside the output (same filesystem, so big trees are not copied across devices). */
-function makeWorkDir(inputs: CheckedInputs): string {
-    fs.mkdirSync(path.dirname(inputs.outputDir), { recursive: true });
-    return fs.mkdtempSync(path.join(path.dirname(inputs.outputDir), `.${inputs.name}.work-`));
-}
-
 async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
     const fileName = imageFileName(inputs.name, inputs.kind);
-    const work = makeWorkDir(inputs);
-    try {
+    return withScratch(inputs.outputDir, inputs.name, async (work) => {
         const tree = path.join(work, "tree");
         const { dropped } = await log.step("read source", () =>
             materializeSource(inputs.source, inputs.sourceDigest, tree, {
@@ -203,15 +196,12 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
             drift: [],
             lastBuild: log.report(),
         };
-    } finally {
-        fs.rmSync(work, { recursive: true, force: true });
-    }
+    });
 }
 
 /** A new signing key only rewrites the verity-signature partition; the root hash stays. */
 async function resign(olds: Outputs, news: CheckedInputs, log: BuildLog): Promise<Outputs> {
-    const work = makeWorkDir(news);
-    try {
+    return withScratch(news.outputDir, news.name, async (work) => {
         const image = await log.step("rewrite signature partition", () => stageThenMove(news.outputDir, (staging) =>
             resignSysextImage({ inFile: olds.path, outFile: path.join(staging, path.basename(olds.path)), workDir: work, signing: news.signing! }),
             ARTIFACT_DIR_MODE,
@@ -220,9 +210,7 @@ async function resign(olds: Outputs, news: CheckedInputs, log: BuildLog): Promis
             ...olds, ...news, sha256: image.sha256, size: image.size, rootHash: image.rootHash,
             certificateFingerprint: image.certificateFingerprint ?? null, drift: [], lastBuild: log.report(),
         };
-    } finally {
-        fs.rmSync(work, { recursive: true, force: true });
-    }
+    });
 }
 
 function allowedPaths(inputs: CheckedInputs): string[] {

@@ -48,3 +48,17 @@ export async function replaceDirectory<T>(targetDir: string, build: (staging: st
         if (old) fs.rmSync(old, { recursive: true, force: true });
     }
 }
+
+/**
+ * Runs `fn` with a scratch folder beside `outputDir` (same filesystem, so big trees are renamed, not
+ * copied across devices) and removes it afterwards, whatever happened.
+ */
+export async function withScratch<T>(outputDir: string, label: string, fn: (work: string) => Promise<T>): Promise<T> {
+    fs.mkdirSync(path.dirname(outputDir), { recursive: true });
+    const work = fs.mkdtempSync(path.join(path.dirname(outputDir), `.${label}.work-`));
+    try {
+        return await fn(work);
+    } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+    }
+}

@@ -212,3 +212,8 @@ export function parseSignaturePartition(content: Buffer): VeritySignature {
         signature: Buffer.from(signature, "base64"),
     };
 }
+
+/** The ARCHITECTURE= value of an extension-release file (quotes removed), or undefined when absent. */
+export function declaredArchitecture(releaseText: string): string | undefined {
+    return /^ARCHITECTURE=["']?([^"'\n]*)["']?\s*$/m.exec(releaseText)?.[1];
+}

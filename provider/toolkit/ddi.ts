@@ -8,12 +8,13 @@ import * as path from "path";
 import { pipeline } from "stream/promises";
 import { run, ToolFailedError } from "./run";
 import { sha256File } from "./files";
-import { keyMatchesCertificate, readCertificate } from "./openssl";
+import { OPENSSL_ENV, keyMatchesCertificate, readCertificate } from "./openssl";
 
 import {
     BuildSysextOptions,
     DdiArchitecture,
     DdiError,
+    declaredArchitecture,
     defaultSeed,
     ExtensionKind,
     extensionReleasePath,
@@ -40,8 +41,6 @@ export * from "./ddi-layout";
 
 /** 4 KiB verity blocks (modern repart), not v252's 512 B: 8x smaller hash tree, page-sized reads. */
 const VERITY_BLOCK_SIZE = 4096;
-/** Keeps the host's openssl.cnf from changing what is signed or how it is verified. */
-const OPENSSL_ENV = { OPENSSL_CONF: "/dev/null" };
 const COPY_CHUNK = 1 << 20;
 
 // ---------------------------------------------------------------------------------------------
@@ -110,7 +109,7 @@ export function checkExtensionRelease(sourceDir: string, name: string, kind: Ext
     if (!fs.existsSync(file)) {
         throw new DdiError(`${kind} '${name}' needs ${relative} in its tree (with ID=... or ID=_any); ${sourceDir} has none`);
     }
-    const declared = /^ARCHITECTURE=["']?([^"'\n]*)["']?\s*$/m.exec(fs.readFileSync(file, "utf8"))?.[1];
+    const declared = declaredArchitecture(fs.readFileSync(file, "utf8"));
     if (declared !== undefined && declared !== "_any" && declared !== arch) {
         throw new DdiError(`${relative} says ARCHITECTURE=${declared} but the image is built for ${arch}`);
     }

@@ -2,7 +2,7 @@
 // none, validated when it brings its own (name and architecture must agree with the image).
 import * as fs from "fs";
 import * as path from "path";
-import { DdiArchitecture, ExtensionKind, extensionReleasePath } from "./ddi";
+import { DdiArchitecture, ExtensionKind, declaredArchitecture, extensionReleasePath } from "./ddi";
 
 export interface ReleaseFields {
     /** ID= of the OS the extension is for; `_any` matches every OS. */
@@ -51,7 +51,7 @@ export function ensureExtensionRelease(tree: string, name: string, kind: Extensi
         if (fs.lstatSync(file).isSymbolicLink() || !fs.statSync(file).isFile()) problems.push(`${relative} must be a regular file`);
         else {
             const text = fs.readFileSync(file, "utf8");
-            const declared = /^ARCHITECTURE=["']?([^"'\n]*)["']?\s*$/m.exec(text)?.[1];
+            const declared = declaredArchitecture(text);
             if (declared !== undefined && declared !== "_any" && declared !== arch) {
                 problems.push(`${relative} says ARCHITECTURE=${declared}, but the extension is built for ${arch}`);
             }

@@ -5,7 +5,8 @@ import { X509Certificate, createPublicKey } from "crypto";
 import { run } from "./run";
 import { sha256Hex } from "./files";
 
-const OPENSSL_ENV = { OPENSSL_CONF: "/dev/null" };
+/** Keeps the host's openssl.cnf from changing what is generated, signed or verified. */
+export const OPENSSL_ENV = { OPENSSL_CONF: "/dev/null" };
 
 export interface CertificateRequest {
     commonName: string;

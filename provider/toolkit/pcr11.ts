@@ -14,6 +14,7 @@
 //   which is what newer stubs do. The exact systemd release that started measuring .uname/.sbat is not
 //   verified here; pass `measuredSections` explicitly when targeting a specific newer stub.
 // .pcrsig is never measured (it cannot sign itself).
+import { sha256Hex } from "./files";
 import { createHash, createPrivateKey, createPublicKey, sign as rsaSign, KeyObject } from "crypto";
 import * as fs from "fs";
 
@@ -228,7 +229,7 @@ export function pcrPublicKeyPem(key: KeyObject): string {
 /** systemd's key fingerprint: SHA-256 of the PKCS#1 RSAPublicKey DER. */
 export function publicKeyFingerprint(key: KeyObject): string {
     const der = createPublicKey(key).export({ type: "pkcs1", format: "der" });
-    return createHash("sha256").update(der).digest("hex");
+    return sha256Hex(der);
 }
 
 /**

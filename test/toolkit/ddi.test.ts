@@ -6,6 +6,8 @@ import * as os from "os";
 import * as path from "path";
 import { createHash } from "crypto";
 import { run } from "../../provider/toolkit/run";
+import { makeCertificate } from "../helpers/pki";
+import { partitionBytes, sfdiskJson } from "../helpers/ddi-inspect";
 import {
     BuildSysextOptions,
     DdiError,
@@ -29,16 +31,7 @@ const EPOCH = 1700000000;
 const OPENSSL_ENV = { OPENSSL_CONF: "/dev/null" };
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-interface KeyPair {
-    key: string;
-    certificate: string;
-}
-
-interface SfdiskTable {
-    id: string;
-    sectorsize: number;
-    partitions: { start: number; size: number; type: string; uuid: string; name: string; attrs?: string }[];
-}
+type KeyPair = Awaited<ReturnType<typeof makeCertificate>>;
 
 /** A small extension tree: a 0755 script, a symlink to it, a 0644 data file and the release file. */
 function makeTree(dir: string, opts: { arch?: string; reverse?: boolean; mtime?: number; kind?: "sysext" | "confext" } = {}): string {
@@ -112,38 +105,9 @@ function sha256(data: Buffer | string): string {
     return createHash("sha256").update(data).digest("hex");
 }
 
-async function makeKeyPair(dir: string, cn: string): Promise<KeyPair> {
-    const pair = { key: path.join(dir, `${cn}.key`), certificate: path.join(dir, `${cn}.crt`) };
-    await run(
-        [
-            "openssl", "req", "-new", "-x509",
-            "-newkey", "rsa:2048", "-nodes",
-            "-sha256",
-            "-days", "30",
-            "-subj", `/CN=${cn}/`,
-            "-keyout", pair.key,
-            "-out", pair.certificate,
-        ],
-        { env: OPENSSL_ENV },
-    );
-    return pair;
-}
-
-async function sfdiskJson(file: string): Promise<SfdiskTable> {
-    const table = JSON.parse((await run(["sfdisk", "--json", file])).stdout).partitiontable;
-    return {
-        ...table,
-        id: table.id.toLowerCase(),
-        partitions: table.partitions.map((p: SfdiskTable["partitions"][0]) => ({ ...p, type: p.type.toLowerCase(), uuid: p.uuid.toLowerCase() })),
-    };
-}
-
 /** Copies partition `index` (0-based, in table order) out of the image, using the image's own GPT. */
 async function cutPartition(image: string, index: number, out: string): Promise<string> {
-    const table = await sfdiskJson(image);
-    const p = table.partitions[index];
-    const bytes = fs.readFileSync(image).subarray(p.start * table.sectorsize, (p.start + p.size) * table.sectorsize);
-    fs.writeFileSync(out, bytes);
+    fs.writeFileSync(out, await partitionBytes(image, index));
     return out;
 }
 
@@ -183,7 +147,7 @@ describe("toolkit/ddi: signed sysext images", function () {
         tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ddi-test-"));
         fs.mkdirSync(path.join(tmp, "work"));
         fs.mkdirSync(path.join(tmp, "keys"));
-        [keyA, keyB] = await Promise.all([makeKeyPair(path.join(tmp, "keys"), "a"), makeKeyPair(path.join(tmp, "keys"), "b")]);
+        [keyA, keyB] = await Promise.all([makeCertificate(path.join(tmp, "keys"), "a"), makeCertificate(path.join(tmp, "keys"), "b")]);
         tree = makeTree(path.join(tmp, "tree"));
         const start = Date.now();
         built = await buildInto("a");
