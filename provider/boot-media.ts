@@ -1,7 +1,9 @@
 // BootMedia: media that enrol the Secure Boot keys and boot the signed UKI with Secure Boot enforced,
 // laid out as `auroraboot build-uki --output-type iso` does (efiboot.img, volume UKI_ISO_INSTALL,
 // EFI/kairos, loader/keys/auto), plus system extensions and a cloud-config at the ISO root. The ISO
-// is hybrid: it also boots when written raw to a USB disk.
+// is hybrid: it also boots when written raw to a USB disk. Extensions also go next to every UKI on the
+// ESP (EFI/kairos/<uki>.efi.extra.d/), where systemd-stub hands them to the booted system and measures
+// them into PCR 13 (predicted in the pcr13 output).
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
@@ -15,12 +17,17 @@ import { EspFile, buildEspImage } from "./toolkit/esp";
 import { buildIso, ISO_ESP_NAME, listIso } from "./toolkit/iso";
 import { SecureBootEnroll, renderLoaderConf } from "./toolkit/boot-entries";
 import { readLoaderInfo } from "./toolkit/uki";
+import { Pcr13Prediction, predictPcr13 } from "./toolkit/pcr13";
+import { readPartitionTable } from "./toolkit/ddi";
+import { extensionReleaseNames } from "./toolkit/erofs-reader";
 import type { KairosUkiImage } from "./kairos-uki-image";
 import type { SigningKeys } from "./signing-keys";
 import type { SystemExtension } from "./system-extension";
 
 export const BOOT_MEDIA_TOKEN = "kairos:index:BootMedia";
-const BUILDER_VERSION = "boot-media/1";
+const BUILDER_VERSION = "boot-media/2";
+/** NAME.sysext.raw / NAME.confext.raw: the names Kairos and systemd-stub pick up. */
+const EXTENSION_FILE = /^(.+)\.(sysext|confext)\.raw$/;
 /** Empty folders auroraboot's ESP map has (kairos-agent expects the tree). */
 const EMPTY_ESP_DIRS = ["EFI/tools", "loader/keys"];
 
@@ -38,6 +45,8 @@ export interface BootMediaArgs {
     signingKeys?: SigningKeys;
     /** Extension images for the ISO root (paths), or SystemExtension resources. */
     extensions?: (pulumi.Input<string> | SystemExtension)[];
+    /** Also put every extension in EFI/kairos/<uki>.efi.extra.d/ (systemd-stub loads them; PCR 13). @default true */
+    espExtensions?: pulumi.Input<boolean>;
     cloudConfig?: pulumi.Input<string>;
     overlayFiles?: pulumi.Input<pulumi.Input<{ source: pulumi.Input<string>; path: pulumi.Input<string> }>[]>;
     /** @default 5 */
@@ -57,6 +66,7 @@ interface CheckedInputs {
     uki: { efiFiles: string[]; loaderEntries: string[]; systemdBoot: string };
     enrollKeys: { PK: string; KEK: string; db: string };
     extensions?: string[];
+    espExtensions: boolean;
     cloudConfig?: string;
     overlayFiles?: { source: string; path: string }[];
     timeout: number;
@@ -72,6 +82,7 @@ interface Outputs extends CheckedInputs {
     sha256: string;
     size: number;
     files: string[];
+    pcr13: { sha256: string; sha1: string; extensions: string[] };
     drift: string[];
     lastBuild: BuildReport;
 }
@@ -104,11 +115,16 @@ export const bootMediaHandler: Handler = {
     },
 };
 
-/** The ESP's content: every file with its place, as auroraboot's imageFiles map has it. */
+/**
+ * The ESP's content: every file with its place, as auroraboot's imageFiles map has it, plus each
+ * extension in every UKI's .extra.d folder (systemd-stub looks next to the UKI it runs from).
+ */
 function espFiles(i: CheckedInputs, loaderConf: string): EspFile[] {
+    const onEsp = i.espExtensions ? i.extensions ?? [] : [];
     return [
         { espPath: "EFI/BOOT/BOOTX64.EFI", source: i.uki.systemdBoot },
         ...i.uki.efiFiles.map((f) => ({ espPath: `EFI/kairos/${path.basename(f)}`, source: f })),
+        ...i.uki.efiFiles.flatMap((f) => onEsp.map((e) => ({ espPath: `EFI/kairos/${path.basename(f)}.extra.d/${path.basename(e)}`, source: e }))),
         { espPath: "loader/loader.conf", source: loaderConf },
         ...i.uki.loaderEntries.map((f) => ({ espPath: `loader/entries/${path.basename(f)}`, source: f })),
         ...(["PK", "KEK", "db"] as const).map((k) => ({ espPath: `loader/keys/auto/${k}.auth`, source: i.enrollKeys[k] })),
@@ -124,12 +140,19 @@ function rootFiles(i: CheckedInputs): { isoPath: string; source: string }[] {
     ];
 }
 
+/** PCR 13 after the stub loaded this media's .extra.d extensions (the same set next to every UKI). */
+async function pcr13Of(i: CheckedInputs): Promise<Outputs["pcr13"]> {
+    const p: Pcr13Prediction = await predictPcr13((i.espExtensions ? i.extensions ?? [] : []).map((e) => ({ name: path.basename(e), source: e })));
+    return { sha256: p.values.sha256, sha1: p.values.sha1, extensions: p.extensions };
+}
+
 async function build(i: CheckedInputs, log: BuildLog): Promise<Outputs> {
+    const pcr13 = await log.step("predict PCR 13", () => pcr13Of(i));
     return withScratch(i.outputDir, i.name, async (work) => {
         const loaderConf = path.join(work, "loader.conf");
         fs.writeFileSync(loaderConf, renderLoaderConf({ timeout: i.timeout, secureBootEnroll: i.secureBootEnroll, consoleMode: i.consoleMode as "max" }));
         const files = espFiles(i, loaderConf);
-        if (i.type === "dir") return await buildDir(i, files, log);
+        if (i.type === "dir") return { ...(await buildDir(i, files, log)), pcr13 };
         const esp = await log.step("build ESP image", () => buildEspImage({ files, emptyDirs: EMPTY_ESP_DIRS, out: path.join(work, ISO_ESP_NAME), epoch: i.sourceDateEpoch }));
         const fileName = `${i.name}.iso`;
         const iso = await log.step("build hybrid ISO", () =>
@@ -137,12 +160,12 @@ async function build(i: CheckedInputs, log: BuildLog): Promise<Outputs> {
         );
         const target = path.join(i.outputDir, fileName);
         const listed = [...esp.files.map((f) => `${ISO_ESP_NAME}:${f}`), ...(await listIso(target))].sort();
-        return { ...i, path: target, sha256: iso.sha256, size: iso.size, files: listed, drift: [], lastBuild: log.report() };
+        return { ...i, path: target, sha256: iso.sha256, size: iso.size, files: listed, pcr13, drift: [], lastBuild: log.report() };
     });
 }
 
 /** type "dir": the ESP tree as a folder, with the ISO-root files beside it. */
-async function buildDir(i: CheckedInputs, files: EspFile[], log: BuildLog): Promise<Outputs> {
+async function buildDir(i: CheckedInputs, files: EspFile[], log: BuildLog): Promise<Omit<Outputs, "pcr13">> {
     const target = path.join(i.outputDir, i.name);
     await log.step("write ESP tree", () =>
         replaceDirectory(target, async (staging) => {
@@ -159,17 +182,46 @@ async function buildDir(i: CheckedInputs, files: EspFile[], log: BuildLog): Prom
 }
 
 async function deriveHashes(i: CheckedInputs): Promise<InputProblem[]> {
+    const misnamed = await misnamedExtensions(i.extensions ?? []);
+    if (misnamed.length > 0) return misnamed;
     const digest = async (files: string[]) => Promise.all(files.map(async (f) => `${path.basename(f)}:${await sha256File(f)}`));
     i.hashParts = {
         uki: sha256Hex(canonicalJson(await digest([i.uki.systemdBoot, ...i.uki.efiFiles, ...i.uki.loaderEntries]))),
         keys: sha256Hex(canonicalJson(await digest([i.enrollKeys.PK, i.enrollKeys.KEK, i.enrollKeys.db]))),
         extensions: sha256Hex(canonicalJson(await digest(i.extensions ?? []))),
         overlay: sha256Hex(canonicalJson({ cloudConfig: i.cloudConfig ? await sha256File(i.cloudConfig) : null, files: await Promise.all((i.overlayFiles ?? []).map(async (o) => [o.path, await sha256File(o.source)])) })),
-        options: sha256Hex(canonicalJson({ timeout: i.timeout, secureBootEnroll: i.secureBootEnroll, consoleMode: i.consoleMode, epoch: i.sourceDateEpoch })),
+        options: sha256Hex(canonicalJson({ timeout: i.timeout, secureBootEnroll: i.secureBootEnroll, consoleMode: i.consoleMode, epoch: i.sourceDateEpoch, espExtensions: i.espExtensions })),
         builder: BUILDER_VERSION,
     };
     i.inputHash = sha256Hex(canonicalJson(i.hashParts));
     return [];
+}
+
+/**
+ * systemd merges NAME.sysext.raw only if it carries extension-release.NAME; a renamed file would be
+ * refused on the booted machine, so it is refused here, before anything is built.
+ */
+async function misnamedExtensions(files: string[]): Promise<InputProblem[]> {
+    const problems: InputProblem[] = [];
+    for (const file of files) {
+        const m = path.basename(file).match(EXTENSION_FILE);
+        if (!m) continue; // crossFieldProblems reports names Kairos does not pick up
+        const [, name, kind] = m;
+        let carried: string[];
+        try {
+            const { partitions } = await readPartitionTable(file);
+            carried = await extensionReleaseNames(file, partitions.root.offset, kind as "sysext" | "confext");
+        } catch (e) {
+            problems.push({ property: "extensions", reason: `${file} is not a readable extension image: ${(e as Error).message}` });
+            continue;
+        }
+        if (!carried.includes(name)) {
+            const has = carried.length > 0 ? `carries ${carried.map((n) => `extension-release.${n}`).join(", ")}` : "carries no extension-release file";
+            const fix = carried.length === 1 ? `name the file ${carried[0]}.${kind}.raw, or rebuild the extension with name "${name}"` : `rebuild the extension with name "${name}"`;
+            problems.push({ property: "extensions", reason: `${file} ${has}; systemd merges ${path.basename(file)} only with extension-release.${name} inside: ${fix}` });
+        }
+    }
+    return problems;
 }
 
 function resolvePaths(i: CheckedInputs): void {
@@ -213,6 +265,8 @@ export class BootMedia extends pulumi.dynamic.Resource {
     declare readonly sha256: pulumi.Output<string>;
     declare readonly size: pulumi.Output<number>;
     declare readonly files: pulumi.Output<string[]>;
+    /** PCR 13 after systemd-stub loaded the ESP's extensions (bind TPM policies to an extension set). */
+    declare readonly pcr13: pulumi.Output<{ sha256: string; sha1: string; extensions: string[] }>;
     declare readonly inputHash: pulumi.Output<string>;
     declare readonly hashParts: pulumi.Output<Record<string, string>>;
     declare readonly lastBuild: pulumi.Output<BuildReport>;
@@ -230,7 +284,7 @@ export class BootMedia extends pulumi.dynamic.Resource {
                 })));
         const enrollKeys = rest.enrollKeys ?? signingKeys?.files.apply((f) => ({ PK: f.PK.auth, KEK: f.KEK.auth, db: f.db.auth }));
         const extensionPaths = extensions?.map((e) => (pulumi.Resource.isInstance(e) ? (e as SystemExtension).path : e));
-        const outputs = { path: undefined, sha256: undefined, size: undefined, files: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined };
+        const outputs = { path: undefined, sha256: undefined, size: undefined, files: undefined, pcr13: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined };
         super(lazyProvider(__filename, "bootMediaHandler"), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths }, opts, "kairos", "BootMedia");
     }
 }

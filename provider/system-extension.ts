@@ -10,8 +10,8 @@ import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { readCertificate } from "./toolkit/openssl";
 import { stageThenMove, withScratch } from "./store/staging";
-import { DdiArchitecture, ExtensionKind, buildSysextImage, resignSysextImage } from "./toolkit/ddi";
-import { ensureExtensionRelease, ReleaseFields } from "./toolkit/extension-release";
+import { DdiArchitecture, ExtensionKind, buildSysextImage, extensionReleasePath, resignSysextImage } from "./toolkit/ddi";
+import { ensureExtensionRelease, foreignReleaseFiles, releaseNameMismatch, ReleaseFields } from "./toolkit/extension-release";
 import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/extension-source";
 import type { SigningKeys } from "./signing-keys";
 
@@ -44,7 +44,7 @@ export interface SystemExtensionArgs {
     /** Drop files outside the allowed paths instead of failing. @default false */
     dropDisallowedPaths?: pulumi.Input<boolean>;
     /** Fields of the generated extension-release file. @default ID=_any */
-    release?: pulumi.Input<{ id?: pulumi.Input<string>; versionId?: pulumi.Input<string>; level?: pulumi.Input<string>; reloadManager?: pulumi.Input<boolean> }>;
+    release?: pulumi.Input<{ id?: pulumi.Input<string>; versionId?: pulumi.Input<string>; level?: pulumi.Input<string>; reloadManager?: pulumi.Input<boolean>; scope?: pulumi.Input<pulumi.Input<"system" | "initrd" | "portable">[]> }>;
     /** erofs compression. @default "lz4" */
     compression?: pulumi.Input<"none" | "lz4" | "lz4hc">;
     /** Key and certificate that sign the root hash. */
@@ -228,6 +228,10 @@ function crossFieldProblems(inputs: CheckedInputs): InputProblem[] {
     const problems: InputProblem[] = sourceProblems(inputs.source);
     if (inputs.source.dir && fs.existsSync(inputs.source.dir) && !fs.statSync(inputs.source.dir).isDirectory()) {
         problems.push({ property: "source.dir", reason: `${inputs.source.dir} is not a directory` });
+    } else if (inputs.source.dir && fs.existsSync(inputs.source.dir)) {
+        // An image source is only read at build time; a directory can be judged now, in preview.
+        const others = foreignReleaseFiles(inputs.source.dir, inputs.name, inputs.kind);
+        if (others.length > 0) problems.push({ property: "source.dir", reason: releaseNameMismatch(others, inputs.name, extensionReleasePath(inputs.kind, inputs.name)) });
     }
     if (inputs.kind === "confext" && inputs.withOpt) problems.push({ property: "withOpt", reason: "only a sysext can carry /opt; a confext holds /etc" });
     if (inputs.signing) problems.push(...signingPairProblems("signing", inputs.signing));

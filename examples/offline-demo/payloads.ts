@@ -1,21 +1,40 @@
-// Small payloads for the demo's extensions, written by the demo itself so it needs nothing but this
-// repo: a sysext with a tool under /usr and a confext with a configuration file under /etc.
+// The demo's extension payloads, written by the demo itself so it needs nothing but this repo:
+// - k3s, laid out as examples/k3s-sysext/Dockerfile lays it out (the blog's layout): the binary in
+//   /usr/local/bin, the example's own k3s.service in /usr/local/lib/systemd/system. k3s cannot be
+//   downloaded here, so the binary is a stand-in built from examples/k3s-sysext/standin (it tells
+//   systemd it is ready and listens on k3s' port, as `k3s server` does);
+// - demo-motd, a confext with a configuration file under /etc;
+// - the cloud-config whose boot stage starts k3s from the extension, as the blog's does.
 import * as fs from "fs";
 import * as path from "path";
+import { buildK3sStandin } from "../../scripts/lib/systemd-test-os";
 
-function write(root: string, rel: string, content: string, mode: number): void {
+const K3S_UNIT = path.resolve(__dirname, "..", "k3s-sysext", "k3s.service");
+
+function write(root: string, rel: string, content: string | Buffer, mode: number): string {
     const file = path.join(root, rel);
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
     // Only touch the file when its content differs, so a rerun leaves the tree digest unchanged.
-    if (!fs.existsSync(file) || fs.readFileSync(file, "utf8") !== content) fs.writeFileSync(file, content, { mode });
+    if (!fs.existsSync(file) || !fs.readFileSync(file).equals(Buffer.from(content))) fs.writeFileSync(file, content, { mode });
     fs.chmodSync(file, mode);
+    return file;
 }
 
-export function writeDemoPayloads(dir: string): { tool: string; config: string } {
-    const tool = path.join(dir, "kairos-hello");
-    write(tool, "usr/bin/kairos-hello", "#!/bin/sh\necho 'hello from a signed system extension'\n", 0o755);
-    write(tool, "usr/share/kairos-hello/README", "Installed by the pulumi-kairos offline demo.\n", 0o644);
+export const DEMO_CLOUD_CONFIG = `#cloud-config
+stages:
+  boot:
+    - name: "Start k3s from its system extension"
+      commands:
+        - systemctl enable k3s
+        - systemctl start k3s
+`;
+
+export async function writeDemoPayloads(dir: string): Promise<{ k3s: string; config: string; cloudConfig: string }> {
+    const k3s = path.join(dir, "k3s");
+    await buildK3sStandin(path.join(k3s, "usr/local/bin/k3s"));
+    write(k3s, "usr/local/lib/systemd/system/k3s.service", fs.readFileSync(K3S_UNIT), 0o644);
     const config = path.join(dir, "demo-motd");
     write(config, "etc/motd.d/pulumi-kairos", "This node was configured by a signed confext.\n", 0o644);
-    return { tool, config };
+    const cloudConfig = write(dir, "cloud-config.yaml", DEMO_CLOUD_CONFIG, 0o644);
+    return { k3s, config, cloudConfig };
 }

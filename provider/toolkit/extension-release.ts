@@ -12,6 +12,8 @@ export interface ReleaseFields {
     level?: string;
     /** EXTENSION_RELOAD_MANAGER=1: systemd reloads units after merging (auroraboot --service-reload). */
     reloadManager?: boolean;
+    /** SYSEXT_SCOPE= / CONFEXT_SCOPE=: "system", "initrd", "portable" (systemd's default: system portable). */
+    scope?: ("system" | "initrd" | "portable")[];
 }
 
 export class ExtensionReleaseError extends Error {
@@ -23,8 +25,17 @@ export function renderExtensionRelease(kind: ExtensionKind, arch: DdiArchitectur
     if (f.versionId) lines.push(`VERSION_ID=${f.versionId}`);
     if (f.level) lines.push(`${kind === "confext" ? "CONFEXT_LEVEL" : "SYSEXT_LEVEL"}=${f.level}`);
     lines.push(`ARCHITECTURE=${arch}`);
+    if (f.scope && f.scope.length > 0) lines.push(`${kind === "confext" ? "CONFEXT_SCOPE" : "SYSEXT_SCOPE"}=${f.scope.join(" ")}`);
     if (f.reloadManager) lines.push("EXTENSION_RELOAD_MANAGER=1");
     return lines.join("\n") + "\n";
+}
+
+/** extension-release.* files in `tree` that name another extension than `name` (systemd would refuse the image). */
+export function foreignReleaseFiles(tree: string, name: string, kind: ExtensionKind): string[] {
+    const relative = extensionReleasePath(kind, name);
+    const dir = path.join(tree, path.dirname(relative));
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) return [];
+    return fs.readdirSync(dir).filter((f) => f.startsWith("extension-release.") && f !== path.basename(relative)).map((f) => path.join(path.dirname(relative), f));
 }
 
 /**
@@ -36,6 +47,7 @@ export function ensureExtensionRelease(tree: string, name: string, kind: Extensi
     const file = path.join(tree, relative);
     const dir = path.dirname(file);
     const present = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith("extension-release.")) : [];
+    const others = foreignReleaseFiles(tree, name, kind);
     if (present.length === 0) {
         fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
         const text = renderExtensionRelease(kind, arch, fields);
@@ -43,10 +55,7 @@ export function ensureExtensionRelease(tree: string, name: string, kind: Extensi
         return text;
     }
     const problems: string[] = [];
-    const others = present.filter((f) => f !== path.basename(relative));
-    if (others.length > 0) {
-        problems.push(`the source has ${others.map((f) => path.join(path.dirname(relative), f)).join(", ")}, but this extension is named '${name}' (systemd needs ${relative})`);
-    }
+    if (others.length > 0) problems.push(releaseNameMismatch(others, name, relative));
     if (fs.existsSync(file)) {
         if (fs.lstatSync(file).isSymbolicLink() || !fs.statSync(file).isFile()) problems.push(`${relative} must be a regular file`);
         else {
@@ -60,4 +69,8 @@ export function ensureExtensionRelease(tree: string, name: string, kind: Extensi
         }
     }
     throw new ExtensionReleaseError(problems.join("; "));
+}
+
+export function releaseNameMismatch(others: string[], name: string, relative: string): string {
+    return `the source has ${others.join(", ")}, but this extension is named '${name}' (systemd needs ${relative})`;
 }

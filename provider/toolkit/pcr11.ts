@@ -10,9 +10,13 @@
 //   know .uname or .sbat (its section-name table holds only .linux .osrel .cmdline .initrd .splash .dtb
 //   .pcrsig .pcrpkey, and systemd-measure 252 has no --uname/--sbat). A UKI booted here with a .uname and
 //   the stub's own .sbat showed the PCR 11 that the 252 list predicts (probe-uki-iso-boot.md §3).
-// - go-ukify (AuroraBoot) measures .linux .osrel .cmdline .initrd .splash .dtb .uname .sbat .pcrpkey,
-//   which is what newer stubs do. The exact systemd release that started measuring .uname/.sbat is not
-//   verified here; pass `measuredSections` explicitly when targeting a specific newer stub.
+// - systemd-stub 254 and later also measure .uname and .sbat (systemd 254's NEWS); 257 (Debian 13, and
+//   what Kairos images ship) measures every section of its list but .pcrsig, in the list's order:
+//   .linux .osrel .cmdline .initrd .ucode .splash .dtb .uname .sbat .pcrpkey .profile .dtbauto .hwids
+//   (src/fundamental/uki.h, unified_section_measure). A UKI on Debian 13's 257 stub booted here under
+//   a vTPM showed the PCR 11 this list predicts (test/boot/sysext-merge.test.ts).
+// - go-ukify (AuroraBoot) measures .linux .osrel .cmdline .initrd .splash .dtb .uname .sbat .pcrpkey:
+//   the same order for the sections a Kairos UKI has.
 // .pcrsig is never measured (it cannot sign itself).
 import { sha256Hex } from "./files";
 import { createHash, createPrivateKey, createPublicKey, sign as rsaSign, KeyObject } from "crypto";
@@ -25,6 +29,11 @@ export const PCR_BANKS: readonly PcrBank[] = ["sha1", "sha256", "sha384", "sha51
 
 /** What systemd-stub 252 measures, in its measurement order. */
 export const SYSTEMD_252_MEASURED_SECTIONS: readonly string[] = [".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb", ".pcrpkey"];
+
+/** What systemd-stub 257 measures, in its order (every unified section but .pcrsig); 254-256 measure a prefix-compatible subset. */
+export const SYSTEMD_257_MEASURED_SECTIONS: readonly string[] = [
+    ".linux", ".osrel", ".cmdline", ".initrd", ".ucode", ".splash", ".dtb", ".uname", ".sbat", ".pcrpkey", ".profile", ".dtbauto", ".hwids",
+];
 
 /** go-ukify's OrderedSections (what AuroraBoot signs for), the list newer stubs measure. */
 export const GO_UKIFY_MEASURED_SECTIONS: readonly string[] = [

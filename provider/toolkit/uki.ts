@@ -19,7 +19,7 @@ import { PeError, type PeInfo, align, authenticodeDigest, normalizePeTimestamp, 
 import { authenticodeSignature } from "./authenticode";
 import {
     DEFAULT_PHASES,
-    GO_UKIFY_MEASURED_SECTIONS,
+    SYSTEMD_257_MEASURED_SECTIONS,
     PcrBank,
     Pcr11Values,
     SYSTEMD_252_MEASURED_SECTIONS,
@@ -236,15 +236,15 @@ export function readLoaderInfo(file: string): LoaderInfo | undefined {
 }
 
 /**
- * The sections a stub measures into PCR 11: systemd 252's list for stubs up to 252, go-ukify's (with
- * .uname and .sbat) for newer ones. Throws for a stub whose version cannot be read.
+ * The sections a stub measures into PCR 11: systemd 252's list for stubs before 254, 257's (which adds
+ * .uname and .sbat, measured since 254) for newer ones. Throws for a stub whose version cannot be read.
  */
 export function measuredSectionsForStub(stub: string): readonly string[] {
     const li = readLoaderInfo(stub);
     if (!li || li.component !== "systemd-stub" || !Number.isFinite(li.major)) {
         throw new UkiError(`${stub} has no systemd-stub version marker; pass measuredSections explicitly`);
     }
-    return li.major <= 252 ? SYSTEMD_252_MEASURED_SECTIONS : GO_UKIFY_MEASURED_SECTIONS;
+    return li.major < 254 ? SYSTEMD_252_MEASURED_SECTIONS : SYSTEMD_257_MEASURED_SECTIONS;
 }
 
 export interface BuildUkiOptions {

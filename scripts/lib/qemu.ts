@@ -21,6 +21,13 @@ export interface BootOptions {
     timeoutMs: number;
     /** The word that starts the test OS's report line. */
     marker: string;
+    /**
+     * A line that ends the run instead of the marker line (the systemd test OS's report end); the
+     * boot counts as booted when it is seen. @default the marker line ends the run
+     */
+    endMarker?: string;
+    /** Guest memory. @default 1024 */
+    memoryMB?: number;
     /** After "Access Denied", wait this long (for the log) before killing qemu. @default 3000 */
     refusalGraceMs?: number;
     /** Where to keep the serial log; default: a temp file that is removed. */
@@ -53,14 +60,14 @@ export function freshVars(dir: string, name = "OVMF_VARS.fd"): string {
     return file;
 }
 
-export function qemuArgs(o: { media: string; as: "cdrom" | "disk"; vars: string; tpmSocket?: string }): string[] {
+export function qemuArgs(o: { media: string; as: "cdrom" | "disk"; vars: string; tpmSocket?: string; memoryMB?: number }): string[] {
     return [
         "-machine", "q35,smm=on,accel=tcg",
         "-global", "driver=cfi.pflash01,property=secure,value=on",
         "-global", "ICH9-LPC.disable_s3=1",
         "-drive", `if=pflash,format=raw,unit=0,file=${OVMF_CODE_SECBOOT},readonly=on`,
         "-drive", `if=pflash,format=raw,unit=1,file=${o.vars}`,
-        "-m", "1024", "-smp", "1",
+        "-m", String(o.memoryMB ?? 1024), "-smp", "1",
         "-nographic", "-serial", "mon:stdio",
         "-no-user-config", "-nodefaults",
         // a raw disk / USB stick: writes go to a throwaway overlay, the medium is never changed
@@ -95,7 +102,7 @@ export async function bootMedia(o: BootOptions): Promise<BootResult> {
                 await new Promise((r) => setTimeout(r, 50));
             }
         }
-        return await runQemu(o, qemuArgs({ media: o.media, as: o.as, vars: o.vars, tpmSocket }));
+        return await runQemu(o, qemuArgs({ media: o.media, as: o.as, vars: o.vars, tpmSocket, memoryMB: o.memoryMB }));
     } finally {
         if (swtpm && swtpm.exitCode === null && swtpm.signalCode === null) {
             swtpm.kill("SIGKILL");
@@ -116,26 +123,31 @@ function runQemu(o: BootOptions, args: string[]): Promise<BootResult> {
         let accessDenied = false;
         let timedOut = false;
         let killTimer: NodeJS.Timeout | undefined;
+        let ended = false;
         const kill = () => {
             if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
         };
         const timeout = setTimeout(() => {
-            timedOut = markerLine === undefined;
+            timedOut = !ended;
             kill();
         }, o.timeoutMs);
         const scan = () => {
-            if (markerLine === undefined) {
+            if (markerLine === undefined && log.includes(o.marker)) {
                 const lines = log.split("\n");
                 lines.pop(); // only complete lines
                 const line = lines.find((l) => l.includes(o.marker) && /\bsb=/.test(l));
                 if (line !== undefined) {
                     markerLine = line.slice(line.indexOf(o.marker)).replace(/\s+$/, "");
-                    markerAt = Date.now();
-                    // the test OS powers off by itself; give it a moment, then make sure
-                    killTimer = setTimeout(kill, 5000);
+                    if (!o.endMarker) markerAt = Date.now();
                 }
             }
-            if (!accessDenied && markerLine === undefined && REFUSAL.test(log)) {
+            if (!ended && (o.endMarker ? completeLineHas(log, o.endMarker) : markerLine !== undefined)) {
+                ended = true;
+                markerAt = Date.now();
+                // the test OS powers off by itself; give it a moment, then make sure
+                killTimer = setTimeout(kill, 5000);
+            }
+            if (!accessDenied && !ended && REFUSAL.test(log)) {
                 accessDenied = true;
                 killTimer = setTimeout(kill, o.refusalGraceMs ?? 3000);
             }
@@ -155,12 +167,12 @@ function runQemu(o: BootOptions, args: string[]): Promise<BootResult> {
             clearTimeout(timeout);
             if (killTimer) clearTimeout(killTimer);
             const end = markerAt ?? Date.now();
-            if (markerLine === undefined && !timedOut && !accessDenied && signal === null && code !== 0) {
+            if (!ended && !timedOut && !accessDenied && signal === null && code !== 0) {
                 reject(new Error(`qemu exited with status ${code}: ${stderr.trim()}\n${log.slice(-2000)}`));
                 return;
             }
             resolve({
-                booted: markerLine !== undefined,
+                booted: ended,
                 markerLine,
                 fields: markerLine ? parseMarker(markerLine) : undefined,
                 accessDenied,
@@ -171,6 +183,11 @@ function runQemu(o: BootOptions, args: string[]): Promise<BootResult> {
             });
         });
     });
+}
+
+function completeLineHas(log: string, text: string): boolean {
+    const at = log.indexOf(text);
+    return at >= 0 && log.indexOf("\n", at) >= 0;
 }
 
 /** "MARKER sb=enabled pcr11=none cmdline=a b c" -> fields; cmdline is the rest of the line. */

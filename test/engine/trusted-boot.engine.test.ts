@@ -70,8 +70,9 @@ describe("trusted-boot pipeline through the Pulumi engine", function () {
         assert.deepStrictEqual((await stack.resourceOutputs("iso")).lastBuild.reasons, ["uki"]);
     });
 
-    it("a changed extension rebuilds that extension and the media; the UKI stays", async () => {
+    it("a changed extension rebuilds that extension and the media (new PCR 13); the UKI stays", async () => {
         const before = await digests();
+        const pcr13Before = (await stack.resourceOutputs("iso")).pcr13;
         writePayload("beta", "beta 2\n");
         const up = await stack.up();
         assert.deepStrictEqual(await changes(up.summary.resourceChanges), { update: 2 });
@@ -79,7 +80,10 @@ describe("trusted-boot pipeline through the Pulumi engine", function () {
         assert.deepStrictEqual([after.keys, after.alpha, after.uki], [before.keys, before.alpha, before.uki]);
         assert.notStrictEqual(after.beta, before.beta);
         assert.notStrictEqual(after.iso, before.iso);
-        assert.deepStrictEqual((await stack.resourceOutputs("iso")).lastBuild.reasons, ["extensions"]);
+        const iso = await stack.resourceOutputs("iso");
+        assert.deepStrictEqual(iso.lastBuild.reasons, ["extensions"]);
+        assert.deepStrictEqual(iso.pcr13.extensions, ["alpha.sysext.raw", "beta.sysext.raw"]);
+        assert.notStrictEqual(iso.pcr13.sha256, pcr13Before.sha256);
         assert.deepStrictEqual((await stack.up()).summary.resourceChanges, { same: 6 });
     });
 });

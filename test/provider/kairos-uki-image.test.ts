@@ -6,6 +6,8 @@ import * as path from "path";
 import { kairosUkiImageHandler as uki } from "../../provider/kairos-uki-image";
 import { bootMediaHandler as media } from "../../provider/boot-media";
 import { signingKeysHandler } from "../../provider/signing-keys";
+import { systemExtensionHandler } from "../../provider/system-extension";
+import { predictPcr13 } from "../../provider/toolkit/pcr13";
 import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/engine";
 import { buildTestOsRootfs } from "../helpers/test-os";
@@ -127,6 +129,59 @@ describe("KairosUkiImage and BootMedia handlers", function () {
                 "EFI/BOOT/BOOTX64.EFI", "EFI/kairos/norole.efi", "loader/entries/norole.conf", "loader/keys/auto/KEK.auth", "loader/keys/auto/PK.auth", "loader/keys/auto/db.auth", "loader/loader.conf",
             ]);
             assert.strictEqual(fs.readFileSync(path.join(outs.path, "loader", "loader.conf"), "utf8"), "timeout 3\nconsole-mode max\neditor no\nsecure-boot-enroll manual\n");
+        });
+
+        describe("with extensions", () => {
+            let k3s: any;
+            let motd: any;
+            before(async () => {
+                const ext = async (name: string, kind: string, rel: string) => {
+                    const src = path.join(work, `src-${name}`);
+                    fs.mkdirSync(path.dirname(path.join(src, rel)), { recursive: true });
+                    fs.writeFileSync(path.join(src, rel), `${name}\n`);
+                    return build(systemExtensionHandler as typeof uki, { name, kind, outputDir: path.join(work, "ext"), source: { dir: src }, signing: base.signing });
+                };
+                k3s = await ext("k3s", "sysext", "usr/local/bin/k3s");
+                motd = await ext("motd", "confext", "etc/motd");
+            });
+
+            it("puts every extension next to every UKI on the ESP (systemd-stub's .extra.d) and at the ISO root", async () => {
+                const outs = await build(media, { ...mediaBase, name: "ext", type: "dir", secureBootEnroll: "force", extensions: [k3s.path, motd.path] });
+                for (const f of ["EFI/kairos/norole.efi.extra.d/k3s.sysext.raw", "EFI/kairos/norole.efi.extra.d/motd.confext.raw", "k3s.sysext.raw", "motd.confext.raw"]) {
+                    assert.ok(outs.files.includes(f), `${f} in ${JSON.stringify(outs.files)}`);
+                }
+                assert.deepStrictEqual(fs.readFileSync(path.join(outs.path, "EFI/kairos/norole.efi.extra.d/k3s.sysext.raw")), fs.readFileSync(k3s.path));
+                // PCR 13 covers the sysext only (the stub measures confexts into PCR 12)
+                const expected = await predictPcr13([{ name: "k3s.sysext.raw", source: k3s.path }]);
+                assert.deepStrictEqual(outs.pcr13, { sha256: expected.values.sha256, sha1: expected.values.sha1, extensions: ["k3s.sysext.raw"] });
+            });
+
+            it("espExtensions: false keeps them off the ESP; PCR 13 then stays zero", async () => {
+                const outs = await build(media, { ...mediaBase, name: "iso-root-only", type: "dir", secureBootEnroll: "force", extensions: [k3s.path], espExtensions: false });
+                assert.ok(!outs.files.some((f: string) => f.includes(".extra.d")), JSON.stringify(outs.files));
+                assert.ok(outs.files.includes("k3s.sysext.raw"));
+                assert.deepStrictEqual(outs.pcr13, { sha256: "0".repeat(64), sha1: "0".repeat(40), extensions: [] });
+            });
+
+            it("refuses an extension whose file name does not match the extension-release inside, before building", async () => {
+                const renamed = path.join(work, "renamed", "k3s-v2.sysext.raw");
+                fs.mkdirSync(path.dirname(renamed), { recursive: true });
+                fs.copyFileSync(k3s.path, renamed);
+                const { failures } = await media.check({}, { ...mediaBase, name: "misnamed", secureBootEnroll: "force", extensions: [renamed] });
+                assert.strictEqual(failures?.length, 1, JSON.stringify(failures));
+                assert.strictEqual(failures![0].property, "extensions");
+                assert.match(failures![0].reason, /k3s-v2\.sysext\.raw carries extension-release\.k3s; systemd merges k3s-v2\.sysext\.raw only with extension-release\.k3s-v2 inside: name the file k3s\.sysext\.raw/);
+                assert.ok(!fs.existsSync(path.join(work, "media", "misnamed.iso")));
+            });
+
+            it("refuses a file that is not an extension image", async () => {
+                const junk = path.join(work, "junk", "junk.sysext.raw");
+                fs.mkdirSync(path.dirname(junk), { recursive: true });
+                fs.writeFileSync(junk, Buffer.alloc(8192, 1));
+                const { failures } = await media.check({}, { ...mediaBase, name: "junk", secureBootEnroll: "force", extensions: [junk] });
+                assert.strictEqual(failures?.[0].property, "extensions");
+                assert.match(failures![0].reason, /junk\.sysext\.raw is not a readable extension image/);
+            });
         });
 
         it("builds the same ISO bytes twice", async () => {

@@ -83,6 +83,18 @@ describe("SystemExtension handler", function () {
             assert.match(outs.sourceDigest, /^tree:sha256:[0-9a-f]{64}$/);
         });
 
+        it("writes SYSEXT_SCOPE and EXTENSION_RELOAD_MANAGER from release; systemd-dissect reads them back", async () => {
+            const scoped = await build({ name: "scoped", outputDir: path.join(work, "out-scoped"), source: { dir: src }, release: { scope: ["system", "initrd"], reloadManager: true } });
+            assert.strictEqual(scoped.extensionRelease, "ID=_any\nARCHITECTURE=x86-64\nSYSEXT_SCOPE=system initrd\nEXTENSION_RELOAD_MANAGER=1\n");
+            const asNamed = path.join(work, "scoped.raw");
+            fs.copyFileSync(scoped.path, asNamed);
+            assert.deepStrictEqual((await dissectJson(asNamed)).extensionRelease, ["ID=_any", "ARCHITECTURE=x86-64", "SYSEXT_SCOPE=system initrd", "EXTENSION_RELOAD_MANAGER=1"]);
+            const confext = await build({ name: "scoped-conf", kind: "confext", outputDir: path.join(work, "out-scoped"), source: { dir: payloadDir(path.join(work, "src-scoped-conf"), { "etc/x.conf": "x\n" }) }, release: { scope: ["system"] } });
+            assert.match(confext.extensionRelease, /^CONFEXT_SCOPE=system$/m);
+            const f = await failuresOf({ name: "scoped", outputDir: path.join(work, "out-scoped"), source: { dir: src }, release: { scope: ["host"] } });
+            assert.strictEqual(f[0].property, "release.scope[0]");
+        });
+
         it("signs the root hash with the db key: verifies with its certificate, not with another", async () => {
             const good = await veritySignatureVerifies(outs.path, signer.certificate, work);
             assert.ok(good.ok);
@@ -229,8 +241,9 @@ describe("SystemExtension handler", function () {
 
         it("an extension-release file for another name", async () => {
             const src = payloadDir(path.join(work, "src-misnamed"), { "usr/bin/x": "x\n", "usr/lib/extension-release.d/extension-release.other": "ID=_any\n" });
-            const inputs = await checked({ name: "bad", outputDir: out, source: { dir: src }, signing: signer });
-            await assert.rejects(handler.create(inputs), /extension-release\.other, but this extension is named 'bad'/);
+            const f = await failuresOf({ name: "bad", outputDir: out, source: { dir: src }, signing: signer });
+            assert.deepStrictEqual(f.map((p: any) => p.property), ["source.dir"]);
+            assert.match(f[0].reason, /extension-release\.other, but this extension is named 'bad' \(systemd needs usr\/lib\/extension-release\.d\/extension-release\.bad\)/);
         });
 
         it("an extension-release file for another architecture", async () => {

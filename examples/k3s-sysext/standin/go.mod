@@ -1,0 +1,3 @@
+module pulumi-kairos/k3s-standin
+
+go 1.21
