@@ -28,7 +28,8 @@ DEBIAN_PACKAGES=(
   ovmf qemu-system-x86 swtpm swtpm-tools  # firmware boot tests, vTPM
   libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tctildr0  # systemd-measure sign (tests cross-check .pcrsig)
   docker-registry skopeo              # a real OCI registry and a Docker-free client
-  busybox-static                      # the test OS's /init
+  busybox-static                      # the busybox test OS's /init
+  debootstrap                         # the systemd test OS (Debian trixie, built into the cache, never onto the host)
   squashfs-tools                      # benchmark only: systemd-repart 252 formats squashfs
 )
 
@@ -52,7 +53,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
-bash scripts/fetch-test-kernel.sh >/dev/null   # the boot tests' test OS kernel, cached outside the repo
+bash scripts/fetch-test-kernel.sh >/dev/null   # the busybox test OS's kernel, cached outside the repo
+bash scripts/build-systemd-test-os.sh >/dev/null   # the systemd test OS (trixie rootfs), cached outside the repo
 
 bash scripts/install-pulumi.sh > .pulumi-bin
 echo "setup: ok (pulumi: $(cat .pulumi-bin))" >&2

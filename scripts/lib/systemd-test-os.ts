@@ -123,7 +123,7 @@ awk '
     if (line ~ /^(- )?commands:/) { incmd = 1; keyindent = i + (line ~ /^- / ? 2 : 0); next }
     if (incmd && line ~ /^- /) {
       c = substr(line, 3); f = substr(c, 1, 1)
-      if ((f == "\"" || f == q) && substr(c, length(c), 1) == f) c = substr(c, 2, length(c) - 2)
+      if ((f == "\\"" || f == q) && substr(c, length(c), 1) == f) c = substr(c, 2, length(c) - 2)
       print c
     }
   }' "$CONFIG" > /run/kairos-boot-stage.commands
@@ -150,11 +150,11 @@ WantedBy=multi-user.target
 
 const REPORT = `#!/bin/sh
 # Writes what the tests read to the serial port, tries each image in the medium's refusal folder in a
-# merge of its own (under a separate --root, so the system's /usr is never touched, and with verity
-# device sharing off, so a forged copy of a merged image cannot borrow its verified device), then
-# powers off.
+# merge of its own, restores the boot's extensions, then powers off.
 set -u
 exec > /dev/ttyS0 2>&1
+# plain text for the serial log: no colours, links or UTF-8 bullets
+export LC_ALL=C SYSTEMD_COLORS=0 SYSTEMD_URLIFY=0 SYSTEMD_PAGER=
 POLICY='${IMAGE_POLICY}'
 section() { echo; echo "### $1"; }
 kmsg_mark() { dmesg | wc -l; }
@@ -191,29 +191,41 @@ section "journal: systemd-sysext kairos-stage-extensions kairos-boot-stage"
 journalctl -b --no-pager -o cat -u systemd-sysext.service -u systemd-confext.service -u kairos-stage-extensions.service -u kairos-boot-stage.service 2>&1 | tail -n 40
 section "kernel: verity"
 dmesg | grep -iE 'verity|platform|secureboot' | head -n 30
-for img in /run/initramfs/live/${REFUSALS_ISO_DIR}/*.sysext.raw; do
+# One folder per case, each holding an image under the name it claims (e.g. flipped/k3s.sysext.raw).
+# Each is tried the way an attacker's file would be met: it alone in /run/extensions, then the same
+# refresh the boot ran. Verity device sharing is off, so a forged copy of the merged image cannot borrow
+# the verified device that the running k3s still holds.
+tried=0
+for img in /run/initramfs/live/${REFUSALS_ISO_DIR}/*/*.sysext.raw; do
   [ -e "$img" ] || continue
-  file=\${img##*/}; name=\${file%.sysext.raw}
-  root=/run/kairos-trial/$name
-  mkdir -p "$root/usr/lib" "$root/run/extensions"
-  cp /usr/lib/os-release "$root/usr/lib/os-release"
-  cp "$img" "$root/run/extensions/$file"
+  tried=1
+  file=\${img##*/}; case=\${img%/*}; name=\${case##*/}
+  rm -f /run/extensions/*.raw
+  cp "$img" "/run/extensions/$file"
   mark=$(kmsg_mark)
   section "trial $name"
-  SYSTEMD_VERITY_SHARING=0 systemd-sysext merge --root="$root" --image-policy="$POLICY" > /run/kairos-trial/$name.log 2>&1
-  rc=$?
-  echo "merge-exit=$rc"
-  sed 's/^/merge: /' /run/kairos-trial/$name.log | head -n 20
-  if [ "$rc" -eq 0 ]; then
-    # verity checks data when it is read: read every file the image brought
-    errors=0
-    for f in $(find "$root/usr" -type f 2>/dev/null); do cat "$f" > /dev/null 2>> /run/kairos-trial/$name.read || errors=$((errors + 1)); done
-    echo "read-errors=$errors"
-    sed 's/^/read: /' /run/kairos-trial/$name.read 2>/dev/null | head -n 5
-    SYSTEMD_VERITY_SHARING=0 systemd-sysext unmerge --root="$root" > /dev/null 2>&1
-  fi
+  SYSTEMD_VERITY_SHARING=0 systemd-sysext refresh --image-policy="$POLICY" > /run/kairos-trial.log 2>&1
+  echo "merge-exit=$?"
+  sed 's/^/merge: /' /run/kairos-trial.log | head -n 20
+  files=0; errors=0
+  for f in $(find /usr/local -type f 2>/dev/null); do
+    files=$((files + 1))
+    sum=$(sha256sum "$f" 2>> /run/kairos-trial.read) || errors=$((errors + 1))
+    echo "read: $f \${sum%% *}"
+  done
+  echo "files-read=$files"
+  echo "read-errors=$errors"
+  sed 's/^/read: /' /run/kairos-trial.read 2>/dev/null | head -n 5; rm -f /run/kairos-trial.read
   kmsg_since "$mark" | sed 's/^/kernel: /'
 done
+if [ "$tried" = 1 ]; then
+  section "restored"
+  rm -f /run/extensions/*.raw
+  /usr/lib/kairos-test/stage-extensions > /dev/null
+  systemd-sysext refresh --image-policy="$POLICY" 2>&1
+  echo "refresh-exit=$?"
+  systemd-sysext status --no-pager
+fi
 echo
 echo "${SYSTEMD_REPORT_END}"
 systemctl poweroff --no-block
@@ -232,6 +244,12 @@ TTYPath=/dev/ttyS0
 [Install]
 WantedBy=multi-user.target
 `;
+
+/** The awk program of the boot-stage stand-in (it prints one command per line from a cloud-config). */
+export function bootStageAwkProgram(): string {
+    const start = BOOT_STAGE.indexOf("awk '") + "awk '".length;
+    return BOOT_STAGE.slice(start, BOOT_STAGE.indexOf("' \"$CONFIG\"", start));
+}
 
 /** The files this module adds on top of the base, relative path -> [content, mode]. */
 function kairosParts(): Record<string, [string, number]> {
