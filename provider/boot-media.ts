@@ -140,9 +140,14 @@ function rootFiles(i: CheckedInputs): { isoPath: string; source: string }[] {
     ];
 }
 
-/** PCR 13 after the stub loaded this media's .extra.d extensions (the same set next to every UKI). */
+/**
+ * PCR 13 after the stub loaded this media's .extra.d extensions (the same set next to every UKI). Which
+ * files count depends on the stub inside the UKI (an older one also measures confexts there).
+ */
 async function pcr13Of(i: CheckedInputs): Promise<Outputs["pcr13"]> {
-    const p: Pcr13Prediction = await predictPcr13((i.espExtensions ? i.extensions ?? [] : []).map((e) => ({ name: path.basename(e), source: e })));
+    const stubMajor = readLoaderInfo(i.uki.efiFiles[0])?.major;
+    const onEsp = (i.espExtensions ? i.extensions ?? [] : []).map((e) => ({ name: path.basename(e), source: e }));
+    const p: Pcr13Prediction = await predictPcr13(onEsp, { stubMajor: Number.isFinite(stubMajor) ? stubMajor : undefined });
     return { sha256: p.values.sha256, sha1: p.values.sha1, extensions: p.extensions };
 }
 

@@ -2,9 +2,10 @@
 // `<uki>.efi.extra.d/`, packs them into ONE cpio archive that the kernel unpacks as /.extra/sysext/,
 // and measures that archive's bytes into PCR 13 as a single EV_IPL event. Predicting PCR 13 therefore
 // means rebuilding that archive byte for byte (systemd 257 src/boot/cpio.c, pack_cpio):
-// - picked up: every regular file whose name ends in ".raw" (case-insensitively), except
-//   "*.confext.raw" (those go to PCR 12), except names starting with "." and non-ASCII or > 255
-//   character names; sorted by strcmp16 (code-unit order, case-sensitive);
+// - picked up: every regular file whose name ends in ".raw" (case-insensitively), except names
+//   starting with "." and non-ASCII or > 255 character names; sorted by strcmp16 (code-unit order,
+//   case-sensitive). systemd 257's stub leaves out "*.confext.raw" (it measures those into PCR 12);
+//   252's picks them up as sysexts (both read in their sources; the change came in between);
 // - newc records, inode numbers counting from 1: the directories ".extra" and ".extra/sysext" (0555),
 //   then each file as ".extra/sysext/NAME" (0444), uid/gid/mtime 0, nlink 1, every record and every
 //   file's data padded to 4 bytes; then the TRAILER!!! record;
@@ -30,12 +31,21 @@ const FILE_MODE = 0o444;
 const MAX_NAME = 255;
 const MAX_CPIO_FILE = 0xffffffff;
 
+/** The first systemd-stub release known to keep *.confext.raw out of /.extra/sysext (255's NEWS; 252 does not, 257 does). */
+export const STUB_CONFEXT_SPLIT_MAJOR = 255;
+
+export interface StubBehaviour {
+    /** The stub's systemd major version. @default a current stub (confexts are left out) */
+    stubMajor?: number;
+}
+
 /** Would systemd-stub put this file name into /.extra/sysext (and PCR 13)? */
-export function stubLoadsAsSysext(name: string): boolean {
+export function stubLoadsAsSysext(name: string, stub: StubBehaviour = {}): boolean {
     const lower = name.toLowerCase();
+    const confextsApart = (stub.stubMajor ?? STUB_CONFEXT_SPLIT_MAJOR) >= STUB_CONFEXT_SPLIT_MAJOR;
     return (
         lower.endsWith(".raw") &&
-        !lower.endsWith(".confext.raw") &&
+        !(confextsApart && lower.endsWith(".confext.raw")) &&
         !name.startsWith(".") &&
         /^[\x01-\x7f]*$/.test(name) &&
         name.length <= MAX_NAME
@@ -82,8 +92,8 @@ export interface Pcr13Prediction {
 }
 
 /** Streams the stub's archive for `files` through `sink` (no file is read into memory whole). */
-export async function writeStubSysextCpio(files: StubExtension[], sink: (chunk: Buffer) => void): Promise<string[]> {
-    const loaded = files.filter((f) => stubLoadsAsSysext(f.name)).sort((a, b) => byCodeUnit(a.name, b.name));
+export async function writeStubSysextCpio(files: StubExtension[], sink: (chunk: Buffer) => void, stub: StubBehaviour = {}): Promise<string[]> {
+    const loaded = files.filter((f) => stubLoadsAsSysext(f.name, stub)).sort((a, b) => byCodeUnit(a.name, b.name));
     const names = loaded.map((f) => f.name);
     const dup = names.find((n, i) => names.indexOf(n) !== i);
     if (dup !== undefined) throw new Pcr13Error(`${dup} is given twice; one folder cannot hold it twice`);
@@ -113,9 +123,9 @@ export function extendPcr(bank: PcrBank, pcr: Buffer, digest: Buffer): Buffer {
 }
 
 /** PCR 13 after systemd-stub loaded `files` from the booted UKI's .extra.d folder. */
-export async function predictPcr13(files: StubExtension[]): Promise<Pcr13Prediction> {
+export async function predictPcr13(files: StubExtension[], stub: StubBehaviour = {}): Promise<Pcr13Prediction> {
     const hashes = Object.fromEntries(PCR_BANKS.map((b) => [b, crypto.createHash(b)])) as Record<PcrBank, crypto.Hash>;
-    const extensions = await writeStubSysextCpio(files, (chunk) => PCR_BANKS.forEach((b) => hashes[b].update(chunk)));
+    const extensions = await writeStubSysextCpio(files, (chunk) => PCR_BANKS.forEach((b) => hashes[b].update(chunk)), stub);
     const zero = (b: PcrBank) => Buffer.alloc(b === "sha1" ? 20 : 32);
     if (extensions.length === 0) {
         return { values: Object.fromEntries(PCR_BANKS.map((b) => [b, zero(b).toString("hex")])) as Record<PcrBank, string>, extensions };

@@ -200,6 +200,8 @@ for img in /run/initramfs/live/${REFUSALS_ISO_DIR}/*/*.sysext.raw; do
   [ -e "$img" ] || continue
   tried=1
   file=\${img##*/}; case=\${img%/*}; name=\${case##*/}
+  # from a clean /usr: a failed refresh keeps what was merged before, which would hide the result
+  systemd-sysext unmerge > /dev/null 2>&1
   rm -f /run/extensions/*.raw
   cp "$img" "/run/extensions/$file"
   mark=$(kmsg_mark)

@@ -7,6 +7,7 @@
 // three forged k3s images from the ISO, each in a merge of its own: signed by a foreign key, unsigned,
 // and a copy of the real one with one flipped byte of data. One boot, ~2-3 min under TCG.
 import { strict as assert } from "assert";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { signingKeysHandler } from "../../provider/signing-keys";
@@ -25,6 +26,9 @@ import {
 import { DEMO_CLOUD_CONFIG } from "../../examples/offline-demo/payloads";
 
 const BOOT_TIMEOUT_MS = 480000;
+/** The forged k3s; its digest must never show up among the files the guest reads. */
+const EVIL_K3S = "#!/bin/sh\necho pwned\n";
+const EVIL_SHA256 = crypto.createHash("sha256").update(EVIL_K3S).digest("hex");
 const REPO = path.resolve(__dirname, "..", "..");
 
 async function make(handler: Handler, news: Record<string, unknown>): Promise<any> {
@@ -72,7 +76,7 @@ describe("a booted systemd OS merges the signed k3s extension and refuses forged
         // forgeries, each named k3s.sysext.raw (what an attacker would drop in), in folders of their own
         const evil = path.join(work, "src", "evil");
         fs.mkdirSync(path.join(evil, "usr/local/bin"), { recursive: true });
-        fs.writeFileSync(path.join(evil, "usr/local/bin/k3s"), "#!/bin/sh\necho pwned\n", { mode: 0o755 });
+        fs.writeFileSync(path.join(evil, "usr/local/bin/k3s"), EVIL_K3S, { mode: 0o755 });
         const refusal = (kind: string) => path.join(work, "refusals", kind);
         const foreignSigned = await make(systemExtensionHandler, { name: "k3s", outputDir: refusal("foreign"), source: { dir: evil }, signing: { key: foreign.files.db.key, certificate: foreign.files.db.pem } });
         const unsigned = await make(systemExtensionHandler, { name: "k3s", outputDir: refusal("unsigned"), source: { dir: evil } });
@@ -165,6 +169,7 @@ describe("a booted systemd OS merges the signed k3s extension and refuses forged
         assert.match(t, /merge-exit=[1-9]/);
         assert.match(t, /kernel: .*verity: Root hash verification failed \(-ENOKEY\)/);
         assert.match(t, /files-read=0\n/);
+        assert.ok(!t.includes(EVIL_SHA256));
     });
 
     it("refuses an unsigned k3s: it does not match the image policy; nothing of it appears", () => {
@@ -172,6 +177,7 @@ describe("a booted systemd OS merges the signed k3s extension and refuses forged
         assert.match(t, /merge-exit=[1-9]/);
         assert.match(t, /merge: .*does not match image policy/i);
         assert.match(t, /files-read=0\n/);
+        assert.ok(!t.includes(EVIL_SHA256));
     });
 
     it("refuses a k3s with one flipped data byte: verity fails the read, nothing forged is served", () => {

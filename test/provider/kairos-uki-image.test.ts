@@ -151,9 +151,11 @@ describe("KairosUkiImage and BootMedia handlers", function () {
                     assert.ok(outs.files.includes(f), `${f} in ${JSON.stringify(outs.files)}`);
                 }
                 assert.deepStrictEqual(fs.readFileSync(path.join(outs.path, "EFI/kairos/norole.efi.extra.d/k3s.sysext.raw")), fs.readFileSync(k3s.path));
-                // PCR 13 covers the sysext only (the stub measures confexts into PCR 12)
-                const expected = await predictPcr13([{ name: "k3s.sysext.raw", source: k3s.path }]);
-                assert.deepStrictEqual(outs.pcr13, { sha256: expected.values.sha256, sha1: expected.values.sha1, extensions: ["k3s.sysext.raw"] });
+                // this UKI runs Debian 12's systemd-stub 252, which loads the confext as a sysext too (257's leaves it to PCR 12)
+                const both = [{ name: "k3s.sysext.raw", source: k3s.path }, { name: "motd.confext.raw", source: motd.path }];
+                const expected = await predictPcr13(both, { stubMajor: 252 });
+                assert.deepStrictEqual(outs.pcr13, { sha256: expected.values.sha256, sha1: expected.values.sha1, extensions: ["k3s.sysext.raw", "motd.confext.raw"] });
+                assert.notStrictEqual(expected.values.sha256, (await predictPcr13(both, { stubMajor: 257 })).values.sha256);
             });
 
             it("espExtensions: false keeps them off the ESP; PCR 13 then stays zero", async () => {

@@ -29,6 +29,9 @@ describe("pcr13: what systemd-stub measures for .extra.d extensions", () => {
         assert.ok(!stubLoadsAsSysext("café.sysext.raw"));
         assert.ok(!stubLoadsAsSysext("notes.txt"));
         assert.ok(!stubLoadsAsSysext(`${"a".repeat(250)}.sysext.raw`));
+        // systemd 252's stub takes every *.raw, confexts included
+        assert.ok(stubLoadsAsSysext("motd.confext.raw", { stubMajor: 252 }));
+        assert.ok(!stubLoadsAsSysext("motd.confext.raw", { stubMajor: 257 }));
     });
 
     it("writes newc records GNU cpio reads back: dirs 0555, files 0444 under .extra/sysext, sorted, data intact", async () => {
