@@ -97,9 +97,9 @@ async function main(): Promise<void> {
     const pcr13 = outputs.pcr13 as { sha256: string };
     const pcr13Match = f.pcr13 === pcr13.sha256;
     console.log(`\n  PCR 13 (extensions) predicted ${pcr13.sha256}\n                     measured  ${f.pcr13} -> ${pcr13Match ? "equal" : "DIFFERENT"}`);
-    console.log(`  k3s.service: ${f["service k3s"]}; serial log in ${path.join(OUT_DIR, "boot.log")}`);
+    console.log(`  k3s.service: ${f["service k3s"]}; cloud-config boot stage: ${f["boot-stage-commands"]} commands, ${f["boot-stage-failed"]} failed; serial log in ${path.join(OUT_DIR, "boot.log")}`);
     console.log(`demo: total ${seconds(started)} s`);
-    if (f.sb !== "enabled" || f["service k3s"] !== "active" || !/\/usr\s+k3s/.test(report.sections["systemd-sysext status"] ?? "") || !pcr13Match) process.exit(2);
+    if (f.sb !== "enabled" || f["service k3s"] !== "active/enabled" || f["boot-stage-failed"] !== "0" || !/\/usr\s+k3s/.test(report.sections["systemd-sysext status"] ?? "") || !pcr13Match) process.exit(2);
 }
 
 /** The serial log of this run only. */

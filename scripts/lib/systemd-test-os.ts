@@ -82,16 +82,22 @@ ExecStart=/usr/lib/kairos-test/stage-extensions
 WantedBy=sysinit.target
 `;
 
-/** Kairos' 99_sysext drop-in, without its 10 s start timeout (the merge takes ~20 s under TCG). */
+/**
+ * Kairos' 99_sysext drop-in, without its 10 s start timeout (the merge takes ~20 s under TCG). A merged
+ * confext makes /etc read-only by default, and the boot stage's `systemctl enable` must still write
+ * there: confexts merge with --mutable=auto, and /var/lib/extensions.mutable/etc -> /etc routes writes
+ * back into the system's own /etc (systemd-sysext(8), "Mutability").
+ */
 function mergeDropIn(tool: "systemd-sysext" | "systemd-confext"): string {
+    const args = `refresh --image-policy=${IMAGE_POLICY}${tool === "systemd-confext" ? " --mutable=auto" : ""}`;
     return `[Unit]
 After=systemd-modules-load.service kairos-stage-extensions.service
 
 [Service]
 ExecStart=
-ExecStart=${tool} refresh --image-policy=${IMAGE_POLICY}
+ExecStart=${tool} ${args}
 ExecReload=
-ExecReload=${tool} refresh --image-policy=${IMAGE_POLICY}
+ExecReload=${tool} ${args}
 TimeoutStartSec=600
 `;
 }
@@ -127,9 +133,12 @@ awk '
       print c
     }
   }' "$CONFIG" > /run/kairos-boot-stage.commands
+: > /run/kairos-boot-stage.failed
 while IFS= read -r cmd; do
   echo "kairos-boot-stage: $cmd"
-  sh -c "$cmd"; echo "kairos-boot-stage: exit $?"
+  sh -c "$cmd" 2>&1; rc=$?
+  echo "kairos-boot-stage: exit $rc"
+  [ "$rc" -eq 0 ] || echo "$cmd (exit $rc)" >> /run/kairos-boot-stage.failed
 done < /run/kairos-boot-stage.commands
 `;
 
@@ -169,7 +178,9 @@ echo "systemd=$(systemctl --version | head -n 1 | awk '{print $2}')"
 echo "kernel=$(uname -r)"
 echo "sysext-service=$(systemctl is-active systemd-sysext.service)"
 echo "boot-stage=$(systemctl is-active kairos-boot-stage.service)"
-for unit in $(ls /usr/local/lib/systemd/system 2>/dev/null | grep '\\.service$'); do echo "service \${unit%.service}=$(systemctl is-active "$unit")"; done
+echo "boot-stage-commands=$(wc -l < /run/kairos-boot-stage.commands 2>/dev/null || echo 0)"
+echo "boot-stage-failed=$(wc -l < /run/kairos-boot-stage.failed 2>/dev/null || echo 0)"
+for unit in $(ls /usr/local/lib/systemd/system 2>/dev/null | grep '\\.service$'); do echo "service \${unit%.service}=$(systemctl is-active "$unit")/$(systemctl is-enabled "$unit")"; done
 echo "cmdline=$(cat /proc/cmdline)"
 section "systemd-sysext status"
 systemd-sysext status --no-pager
@@ -308,6 +319,8 @@ export async function buildSystemdTestOsRootfs(dir: string): Promise<SystemdTest
         fs.rmSync(path.join(wants, unit), { force: true });
         fs.symlinkSync(from, path.join(wants, unit));
     }
+    fs.mkdirSync(path.join(dir, "var/lib/extensions.mutable"), { recursive: true });
+    fs.symlinkSync("/etc", path.join(dir, "var/lib/extensions.mutable/etc"));
     for (const unit of MASKED) {
         fs.rmSync(path.join(dir, "etc/systemd/system", unit), { force: true });
         fs.symlinkSync("/dev/null", path.join(dir, "etc/systemd/system", unit));

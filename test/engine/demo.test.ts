@@ -24,7 +24,8 @@ describe("npm run demo (scripts/run-demo.sh)", function () {
         assert.match(stdout, /Secure Boot in the guest: enabled; systemd 257/);
         assert.match(stdout, /\$ systemd-sysext status\n\s+HIERARCHY\s+EXTENSIONS\s+SINCE\n(.*\n)*\s+\/usr\s+k3s\s/);
         assert.match(stdout, /\$ systemd-confext status\n(.*\n)*\s+\/etc\s+demo-motd\s/);
-        assert.match(stdout, /k3s\.service - Lightweight Kubernetes \(from the k3s system extension\)\n(.*\n)*\s+Active: active \(running\)/);
+        assert.match(stdout, /k3s\.service - Lightweight Kubernetes \(from the k3s system extension\)\n\s+Loaded: loaded \(\/usr\/local\/lib\/systemd\/system\/k3s\.service; enabled;.*\n\s+Active: active \(running\)/);
+        assert.match(stdout, /k3s\.service: active\/enabled; cloud-config boot stage: 2 commands, 0 failed/);
         assert.match(stdout, /PCR 13 \(extensions\) predicted ([0-9a-f]{64})\n\s+measured\s+\1 -> equal/);
         const outputs = JSON.parse(fs.readFileSync(path.join(out, "outputs.json"), "utf8"));
         assert.strictEqual(outputs.iso.path, path.join(out, "media", "kairos-demo.iso"));
