@@ -14,8 +14,10 @@
 //   (label UKI_ISO_INSTALL) at /run/initramfs/live, as immucore does, and runs the `commands` of the
 //   cloud-config's `stages.boot` entries (e.g. systemctl enable/start k3s);
 // - kairos-test-report.service prints what the tests read on the serial port (between
-//   SYSTEMD_REPORT_BEGIN and SYSTEMD_REPORT_END), tries every image under
-//   /run/initramfs/live/kairos-test/refusals/ in a merge of its own, then powers off.
+//   SYSTEMD_REPORT_BEGIN and SYSTEMD_REPORT_END), tries each image under
+//   /run/initramfs/live/kairos-test/refusals/<case>/ in a refresh of its own, restores the boot's
+//   extensions, then powers off.
+// Those guest files live as they are installed, in scripts/lib/systemd-test-os/guest/.
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
@@ -43,243 +45,37 @@ export function systemdTestOsBase(): Promise<string> {
     return basePromise;
 }
 
-const IMMUCORE = `#!/bin/sh
-# Test stand-in for immucore, the UKI's /init: Kairos' immucore prepares the initrd-rootfs and then
-# runs systemd in it as PID 1 (no switch-root); this one only does the last step.
-exec /usr/lib/systemd/systemd "$@"
-`;
+/** The guest's own files (scripts/lib/systemd-test-os/guest/, installed at the same paths). */
+const GUEST_DIR = path.join(__dirname, "systemd-test-os", "guest");
 
-const STAGE_EXTENSIONS = `#!/bin/sh
-# immucore's part of the extension hand-over: systemd-stub put the ESP's <uki>.efi.extra.d images in
-# /.extra; systemd-sysext reads /.extra only in an initrd, so link them where it looks in system mode.
-set -eu
-stage() {  # from-dir to-dir suffix
-  [ -d "$1" ] || return 0
-  mkdir -p "$2"
-  for f in "$1"/*"$3"; do
-    [ -e "$f" ] || continue
-    ln -sfn "$f" "$2/\${f##*/}"
-    echo "kairos-stage-extensions: staged \${f##*/} in $2"
-  done
-}
-stage /.extra/sysext /run/extensions .sysext.raw
-stage /.extra/confext /run/confexts .confext.raw
-`;
-
-const STAGE_UNIT = `[Unit]
-Description=Stage the boot loader's extensions for systemd-sysext (immucore stand-in)
-DefaultDependencies=no
-After=local-fs.target
-Before=systemd-sysext.service systemd-confext.service
-ConditionPathExists=/.extra
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/usr/lib/kairos-test/stage-extensions
-
-[Install]
-WantedBy=sysinit.target
-`;
-
-/**
- * Kairos' 99_sysext drop-in, without its 10 s start timeout (the merge takes ~20 s under TCG). A merged
- * confext makes /etc read-only by default, and the boot stage's `systemctl enable` must still write
- * there: confexts merge with --mutable=auto, and /var/lib/extensions.mutable/etc -> /etc routes writes
- * back into the system's own /etc (systemd-sysext(8), "Mutability").
- */
-function mergeDropIn(tool: "systemd-sysext" | "systemd-confext"): string {
-    const args = `refresh --image-policy=${IMAGE_POLICY}${tool === "systemd-confext" ? " --mutable=auto" : ""}`;
-    return `[Unit]
-After=systemd-modules-load.service kairos-stage-extensions.service
-
-[Service]
-ExecStart=
-ExecStart=${tool} ${args}
-ExecReload=
-ExecReload=${tool} ${args}
-TimeoutStartSec=600
-`;
+/** @NAME@ placeholders in the guest files, so the host and the guest share one value of each. */
+function placeholders(): Record<string, string> {
+    return { REPORT_BEGIN: SYSTEMD_REPORT_BEGIN, REPORT_END: SYSTEMD_REPORT_END, IMAGE_POLICY, REFUSALS_DIR: REFUSALS_ISO_DIR };
 }
 
-const BOOT_STAGE = `#!/bin/sh
-# Stand-in for kairos-agent's boot stage: find the install medium as immucore does (by its label),
-# mount it at /run/initramfs/live and run the commands of the cloud-config's stages.boot entries.
-# Only that shape of config.yaml is understood (a list of "- name/commands" items under stages.boot).
-set -u
-LIVE=/run/initramfs/live
-DEV=/dev/disk/by-label/UKI_ISO_INSTALL
-for i in $(seq 1 120); do [ -e "$DEV" ] && break; sleep 1; done
-if [ ! -e "$DEV" ]; then echo "kairos-boot-stage: no medium labelled UKI_ISO_INSTALL"; exit 0; fi
-mkdir -p "$LIVE"
-mountpoint -q "$LIVE" || mount -o ro "$DEV" "$LIVE"
-CONFIG="$LIVE/config.yaml"
-[ -f "$CONFIG" ] || { echo "kairos-boot-stage: no config.yaml on the medium"; exit 0; }
-awk '
-  BEGIN { q = sprintf("%c", 39) }
-  function indent(s) { match(s, /^ */); return RLENGTH }
-  /^[ \t]*(#|$)/ { next }
-  {
-    i = indent($0); line = substr($0, i + 1)
-    if (i == 0) { top = line; inboot = 0; incmd = 0; next }
-    if (top ~ /^stages:/ && line ~ /^boot:/) { inboot = 1; bootindent = i; next }
-    if (inboot && i <= bootindent) { inboot = 0; incmd = 0 }
-    if (!inboot) next
-    if (incmd && (i < keyindent || (i == keyindent && line !~ /^- /))) incmd = 0
-    if (line ~ /^(- )?commands:/) { incmd = 1; keyindent = i + (line ~ /^- / ? 2 : 0); next }
-    if (incmd && line ~ /^- /) {
-      c = substr(line, 3); f = substr(c, 1, 1)
-      if ((f == "\\"" || f == q) && substr(c, length(c), 1) == f) c = substr(c, 2, length(c) - 2)
-      print c
-    }
-  }' "$CONFIG" > /run/kairos-boot-stage.commands
-: > /run/kairos-boot-stage.failed
-while IFS= read -r cmd; do
-  echo "kairos-boot-stage: $cmd"
-  sh -c "$cmd" 2>&1; rc=$?
-  echo "kairos-boot-stage: exit $rc"
-  [ "$rc" -eq 0 ] || echo "$cmd (exit $rc)" >> /run/kairos-boot-stage.failed
-done < /run/kairos-boot-stage.commands
-`;
+/** A guest file's text with its placeholders filled in. */
+export function guestFile(rel: string): string {
+    const text = fs.readFileSync(path.join(GUEST_DIR, rel), "utf8");
+    const values = placeholders();
+    const filled = text.replace(/@([A-Z_]+)@/g, (whole, name: string) => {
+        if (!(name in values)) throw new Error(`${rel}: unknown placeholder ${whole}`);
+        return values[name];
+    });
+    return filled;
+}
 
-const BOOT_STAGE_UNIT = `[Unit]
-Description=Cloud-config boot stage from the install medium (kairos-agent stand-in)
-After=systemd-sysext.service systemd-confext.service systemd-udevd.service systemd-udev-trigger.service
-Wants=systemd-udev-trigger.service
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/usr/lib/kairos-test/boot-stage
-TimeoutStartSec=600
-
-[Install]
-WantedBy=multi-user.target
-`;
-
-const REPORT = `#!/bin/sh
-# Writes what the tests read to the serial port, tries each image in the medium's refusal folder in a
-# merge of its own, restores the boot's extensions, then powers off.
-set -u
-exec > /dev/ttyS0 2>&1
-# plain text for the serial log: no colours, links or UTF-8 bullets
-export LC_ALL=C SYSTEMD_COLORS=0 SYSTEMD_URLIFY=0 SYSTEMD_PAGER=
-POLICY='${IMAGE_POLICY}'
-section() { echo; echo "### $1"; }
-kmsg_mark() { dmesg | wc -l; }
-kmsg_since() { dmesg | tail -n +$(( $1 + 1 )) | grep -iE 'verity|device-mapper|erofs|overlay|loop[0-9]|EIO|I/O error|corrupt' | head -n 40; }
-echo "${SYSTEMD_REPORT_BEGIN}"
-section facts
-SB=unknown
-case "$(dmesg | grep -o 'secureboot: Secure boot [a-z]*' | head -n 1)" in *enabled) SB=enabled ;; *disabled) SB=disabled ;; esac
-echo "sb=$SB"
-for p in 11 13; do v=$(tr A-F a-f < /sys/class/tpm/tpm0/pcr-sha256/$p 2>/dev/null); echo "pcr$p=\${v:-none}"; done
-echo "systemd=$(systemctl --version | head -n 1 | awk '{print $2}')"
-echo "kernel=$(uname -r)"
-echo "sysext-service=$(systemctl is-active systemd-sysext.service)"
-echo "boot-stage=$(systemctl is-active kairos-boot-stage.service)"
-echo "boot-stage-commands=$(wc -l < /run/kairos-boot-stage.commands 2>/dev/null || echo 0)"
-echo "boot-stage-failed=$(wc -l < /run/kairos-boot-stage.failed 2>/dev/null || echo 0)"
-for unit in $(ls /usr/local/lib/systemd/system 2>/dev/null | grep '\\.service$'); do echo "service \${unit%.service}=$(systemctl is-active "$unit")/$(systemctl is-enabled "$unit")"; done
-echo "cmdline=$(cat /proc/cmdline)"
-section "systemd-sysext status"
-systemd-sysext status --no-pager
-section "systemd-confext status"
-systemd-confext status --no-pager
-section "ls /.extra/sysext /.extra/confext"
-ls -l /.extra/sysext /.extra/confext 2>&1
-section "ls /usr/local/bin /usr/local/lib/systemd/system"
-ls -l /usr/local/bin /usr/local/lib/systemd/system 2>&1
-section "extension services"
-for unit in $(ls /usr/local/lib/systemd/system 2>/dev/null | grep '\\.service$'); do systemctl status --no-pager --lines=5 "$unit"; done
-section "k3s --version"
-/usr/local/bin/k3s --version 2>&1
-section "dmsetup table"
-dmsetup table 2>&1
-section "keyctl show %:.platform"
-keyctl show %:.platform 2>&1
-section "journal: systemd-sysext kairos-stage-extensions kairos-boot-stage"
-journalctl -b --no-pager -o cat -u systemd-sysext.service -u systemd-confext.service -u kairos-stage-extensions.service -u kairos-boot-stage.service 2>&1 | tail -n 40
-section "kernel: verity"
-dmesg | grep -iE 'verity|platform|secureboot' | head -n 30
-# One folder per case, each holding an image under the name it claims (e.g. flipped/k3s.sysext.raw).
-# Each is tried the way an attacker's file would be met: it alone in /run/extensions, then the same
-# refresh the boot ran. Verity device sharing is off, so a forged copy of the merged image cannot borrow
-# the verified device that the running k3s still holds.
-tried=0
-for img in /run/initramfs/live/${REFUSALS_ISO_DIR}/*/*.sysext.raw; do
-  [ -e "$img" ] || continue
-  tried=1
-  file=\${img##*/}; case=\${img%/*}; name=\${case##*/}
-  # from a clean /usr: a failed refresh keeps what was merged before, which would hide the result
-  systemd-sysext unmerge > /dev/null 2>&1
-  rm -f /run/extensions/*.raw
-  cp "$img" "/run/extensions/$file"
-  mark=$(kmsg_mark)
-  section "trial $name"
-  SYSTEMD_VERITY_SHARING=0 systemd-sysext refresh --image-policy="$POLICY" > /run/kairos-trial.log 2>&1
-  echo "merge-exit=$?"
-  sed 's/^/merge: /' /run/kairos-trial.log | head -n 20
-  files=0; errors=0
-  for f in $(find /usr/local -type f 2>/dev/null); do
-    files=$((files + 1))
-    sum=$(sha256sum "$f" 2>> /run/kairos-trial.read) || errors=$((errors + 1))
-    echo "read: $f \${sum%% *}"
-  done
-  echo "files-read=$files"
-  echo "read-errors=$errors"
-  sed 's/^/read: /' /run/kairos-trial.read 2>/dev/null | head -n 5; rm -f /run/kairos-trial.read
-  kmsg_since "$mark" | sed 's/^/kernel: /'
-done
-if [ "$tried" = 1 ]; then
-  section "restored"
-  rm -f /run/extensions/*.raw
-  /usr/lib/kairos-test/stage-extensions > /dev/null
-  systemd-sysext refresh --image-policy="$POLICY" 2>&1
-  echo "refresh-exit=$?"
-  systemd-sysext status --no-pager
-fi
-echo
-echo "${SYSTEMD_REPORT_END}"
-systemctl poweroff --no-block
-`;
-
-const REPORT_UNIT = `[Unit]
-Description=Report the merged extensions on the serial port (test OS)
-After=kairos-boot-stage.service systemd-sysext.service
-
-[Service]
-Type=oneshot
-ExecStart=/usr/lib/kairos-test/report
-StandardOutput=tty
-TTYPath=/dev/ttyS0
-
-[Install]
-WantedBy=multi-user.target
-`;
+/** Relative paths of every guest file, sorted. */
+export function guestFiles(rel = ""): string[] {
+    return fs.readdirSync(path.join(GUEST_DIR, rel), { withFileTypes: true })
+        .flatMap((e) => (e.isDirectory() ? guestFiles(path.join(rel, e.name)) : [path.join(rel, e.name)]))
+        .sort();
+}
 
 /** The awk program of the boot-stage stand-in (it prints one command per line from a cloud-config). */
 export function bootStageAwkProgram(): string {
-    const start = BOOT_STAGE.indexOf("awk '") + "awk '".length;
-    return BOOT_STAGE.slice(start, BOOT_STAGE.indexOf("' \"$CONFIG\"", start));
-}
-
-/** The files this module adds on top of the base, relative path -> [content, mode]. */
-function kairosParts(): Record<string, [string, number]> {
-    return {
-        "etc/kairos-release": [kairosRelease(), 0o644],
-        "etc/os-release": [osRelease(), 0o644],
-        "usr/bin/immucore": [IMMUCORE, 0o755],
-        "usr/lib/kairos-test/stage-extensions": [STAGE_EXTENSIONS, 0o755],
-        "usr/lib/kairos-test/boot-stage": [BOOT_STAGE, 0o755],
-        "usr/lib/kairos-test/report": [REPORT, 0o755],
-        "etc/systemd/system/kairos-stage-extensions.service": [STAGE_UNIT, 0o644],
-        "etc/systemd/system/kairos-boot-stage.service": [BOOT_STAGE_UNIT, 0o644],
-        "etc/systemd/system/kairos-test-report.service": [REPORT_UNIT, 0o644],
-        "etc/systemd/system/systemd-sysext.service.d/10-kairos.conf": [mergeDropIn("systemd-sysext"), 0o644],
-        "etc/systemd/system/systemd-confext.service.d/10-kairos.conf": [mergeDropIn("systemd-confext"), 0o644],
-        "etc/modules-load.d/kairos-test.conf": ["loop\ndm_mod\ndm_verity\nerofs\noverlay\nefivarfs\n", 0o644],
-    };
+    const script = guestFile("usr/lib/kairos-test/boot-stage");
+    const start = script.indexOf("awk '") + "awk '".length;
+    return script.slice(start, script.indexOf("' \"$CONFIG\"", start));
 }
 
 /** unit -> target whose .wants/ links it (what `systemctl enable` would do). */
@@ -306,12 +102,16 @@ export async function buildSystemdTestOsRootfs(dir: string): Promise<SystemdTest
     if (fs.readdirSync(dir).length > 0) throw new Error(`${dir} is not empty`);
     await run(["cp", "-a", "--reflink=auto", `${base}/.`, dir], { timeoutMs: 300000 });
     fs.rmSync(path.join(dir, "etc/os-release"), { force: true }); // a symlink to ../usr/lib/os-release in Debian
-    for (const [rel, [content, mode]] of Object.entries(kairosParts())) {
+    const put = (rel: string, content: string, mode: number) => {
         const file = path.join(dir, rel);
         fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
         fs.writeFileSync(file, content, { mode });
         fs.chmodSync(file, mode);
-    }
+    };
+    put("etc/kairos-release", kairosRelease(), 0o644);
+    put("etc/os-release", osRelease(), 0o644);
+    // executable in the repo -> executable in the guest; git keeps the bit
+    for (const rel of guestFiles()) put(rel, guestFile(rel), fs.statSync(path.join(GUEST_DIR, rel)).mode & 0o111 ? 0o755 : 0o644);
     for (const [unit, target] of Object.entries(ENABLED)) {
         const wants = path.join(dir, "etc/systemd/system", `${target}.wants`);
         fs.mkdirSync(wants, { recursive: true });

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/engine";
-import { SYSTEMD_REPORT_BEGIN, SYSTEMD_REPORT_END, bootStageAwkProgram, parseSystemdReport } from "../../scripts/lib/systemd-test-os";
+import { IMAGE_POLICY, SYSTEMD_REPORT_BEGIN, SYSTEMD_REPORT_END, bootStageAwkProgram, guestFile, guestFiles, parseSystemdReport } from "../../scripts/lib/systemd-test-os";
 import { DEMO_CLOUD_CONFIG } from "../../examples/offline-demo/payloads";
 
 describe("systemd test OS stand-ins", () => {
@@ -49,6 +49,21 @@ describe("systemd test OS stand-ins", () => {
             "",
         ].join("\n");
         assert.deepEqual(await bootCommands(yaml), ["systemctl start a", "echo 'quoted inside'", "echo same-indent"]);
+    });
+
+    it("every guest shell script parses (dash -n, the guest's /bin/sh) and every placeholder is filled", async () => {
+        const files = guestFiles();
+        assert.ok(files.includes("usr/lib/kairos-test/report") && files.includes("usr/bin/immucore"), files.join(", "));
+        for (const rel of files) {
+            const text = guestFile(rel);
+            assert.doesNotMatch(text, /@[A-Z_]+@/, rel);
+            if (!text.startsWith("#!/bin/sh")) continue;
+            const copy = path.join(work, rel.replace(/\//g, "_"));
+            fs.writeFileSync(copy, text);
+            await run(["dash", "-n", copy]);
+        }
+        assert.match(guestFile("etc/systemd/system/systemd-sysext.service.d/10-kairos.conf"), new RegExp(`^ExecStart=systemd-sysext refresh --image-policy=${IMAGE_POLICY.replace(/\+/g, "\\+")}$`, "m"));
+        assert.match(guestFile("usr/lib/kairos-test/report"), new RegExp(`echo "${SYSTEMD_REPORT_END}"`));
     });
 
     it("parses the guest's report into facts and sections; no report without both markers", () => {
