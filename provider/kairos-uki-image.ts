@@ -12,7 +12,7 @@ import { publicKeyPem, readCertificate } from "./toolkit/openssl";
 import { replaceDirectory, withScratch } from "./store/staging";
 import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
 import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
-import { buildInitrd } from "./toolkit/initrd";
+import { buildInitrd, INITRD_EXCLUDES } from "./toolkit/initrd";
 import { BootEntry, LoaderEntryKey, SingleEntry, loaderEntryFileName, planBootEntries, renderLoaderEntry } from "./toolkit/boot-entries";
 import { buildUki, readLoaderInfo, signEfi, verifyEfi } from "./toolkit/uki";
 import { largestContributors } from "./toolkit/size-report";
@@ -26,6 +26,8 @@ const HOST_EFI_DIR = "/usr/lib/systemd/boot/efi";
 /** systemd-boot learned the `uki` entry key late; kairos-agent writes it only for >= 259. */
 const UKI_KEY_MIN_SYSTEMD_BOOT = 259;
 const MB = 1_000_000;
+/** Filled at boot and left out of the initrd: an OS directory's contents there are not even copied. */
+const RUNTIME_DIRS = INITRD_EXCLUDES.filter((d) => d !== "boot");
 /** Marks a folder as made (and so owned) by KairosUkiImage: only such a folder is ever replaced. */
 const OWNER_MARKER = ".kairos-uki-image";
 /** What a KairosUkiImage folder may hold; anything else is someone else's and stops a rebuild. */
@@ -164,7 +166,7 @@ async function hostEfiDigest(): Promise<string> {
 async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
     return withScratch(inputs.outputDir, "uki", async (work) => {
         const rootfs = path.join(work, "rootfs");
-        await log.step("read OS image", () => materializeSource(inputs.source, inputs.sourceDigest, rootfs, { layers: "all", arch: "amd64", workDir: work }));
+        await log.step("read OS image", () => materializeSource(inputs.source, inputs.sourceDigest, rootfs, { layers: "all", arch: "amd64", workDir: work, skipTop: RUNTIME_DIRS }));
         const info = inspectKairosRootfs(rootfs);
         const stub = pickEfiBinary(rootfs, STUB_IN_IMAGE, "linuxx64.efi.stub");
         const sdboot = pickEfiBinary(rootfs, SDBOOT_IN_IMAGE, "systemd-bootx64.efi");

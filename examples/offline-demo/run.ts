@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     console.log(`\nBooting ${path.relative(REPO_ROOT, iso)} in QEMU/OVMF (Secure Boot, blank key store, vTPM); under TCG this takes a few minutes...`);
     const boot = await bootMedia({
         media: iso, as: "cdrom", vars: freshVars(path.join(OUT_DIR, ".vars")), tpm: true, timeoutMs: BOOT_TIMEOUT_MS,
-        marker: SYSTEMD_REPORT_END, endMarker: SYSTEMD_REPORT_END, memoryMB: 1536, logFile: freshLog(path.join(OUT_DIR, "boot.log")),
+        endMarker: SYSTEMD_REPORT_END, memoryMB: 1536, logFile: freshLog(path.join(OUT_DIR, "boot.log")),
     });
     const report = parseSystemdReport(boot.log);
     console.log(`  keys enrolled by systemd-boot: ${boot.enrolled ? "yes" : "no"}`);

@@ -26,6 +26,11 @@ export interface MaterializeOptions {
     arch: string;
     /** Allowed top-level paths; none means the whole tree (an OS image). */
     filter?: LayerFilter;
+    /**
+     * Top-level folders of a directory source that are not copied at all (an OS tree's dev, proc, sys,
+     * run, tmp: filled at boot, never part of an image; a debootstrap tree has device nodes in dev).
+     */
+    skipTop?: readonly string[];
     /** Scratch space (registry pulls, zstd layers). */
     workDir: string;
 }
@@ -52,7 +57,7 @@ export interface MaterializedSource {
 
 /** Writes the source's files into `tree` (missing or empty), keeping only the allowed top-level paths. */
 export async function materializeSource(spec: ExtensionSourceSpec, digest: string, tree: string, o: MaterializeOptions): Promise<MaterializedSource> {
-    if (spec.dir) return copyDirectory(spec.dir, tree, o.filter);
+    if (spec.dir) return copyDirectory(spec.dir, tree, o.filter, o.skipTop);
     let imagePath = spec.ociLayout ?? spec.dockerArchive;
     if (spec.image) {
         imagePath = path.join(o.workDir, "pulled");
@@ -64,14 +69,34 @@ export async function materializeSource(spec: ExtensionSourceSpec, digest: strin
     return { dropped: summary.dropped };
 }
 
-/** A local directory is the user's own tree: copied as it is (modes, symlinks), filtered at the top. */
-function copyDirectory(dir: string, tree: string, filter?: LayerFilter): MaterializedSource {
+export class SpecialFileError extends Error {
+    readonly code = "SPECIAL_FILE";
+}
+
+const SHOWN_SPECIAL_FILES = 10;
+
+/**
+ * A local directory is the user's own tree: copied as it is (modes, symlinks), filtered at the top.
+ * Device nodes, FIFOs and sockets cannot go into an image: they are refused by name, all at once.
+ */
+function copyDirectory(dir: string, tree: string, filter?: LayerFilter, skipTop: readonly string[] = []): MaterializedSource {
     const allowed = new Set(filter ? filter.allow.map((p) => p.split("/")[0]) : fs.readdirSync(dir));
     const outside = fs.readdirSync(dir).filter((name) => !allowed.has(name)).sort();
     if (outside.length > 0 && filter?.onViolation === "error") throw new FilterViolationError(filter.allow, outside);
     fs.mkdirSync(tree, { recursive: true, mode: 0o755 });
-    for (const name of fs.readdirSync(dir).filter((n) => allowed.has(n))) {
-        fs.cpSync(path.join(dir, name), path.join(tree, name), { recursive: true, verbatimSymlinks: true, errorOnExist: true });
+    const special: string[] = [];
+    const notSpecial = (src: string) => {
+        const st = fs.lstatSync(src);
+        const ok = st.isFile() || st.isDirectory() || st.isSymbolicLink();
+        if (!ok) special.push(path.relative(dir, src));
+        return ok;
+    };
+    for (const name of fs.readdirSync(dir).filter((n) => allowed.has(n) && !skipTop.includes(n))) {
+        fs.cpSync(path.join(dir, name), path.join(tree, name), { recursive: true, verbatimSymlinks: true, errorOnExist: true, filter: notSpecial });
+    }
+    if (special.length > 0) {
+        const shown = special.sort().slice(0, SHOWN_SPECIAL_FILES).join(", ");
+        throw new SpecialFileError(`${dir} holds ${special.length} device node(s), FIFO(s) or socket(s), which an image cannot carry: ${shown}${special.length > SHOWN_SPECIAL_FILES ? ", …" : ""}`);
     }
     return { dropped: outside };
 }

@@ -19,8 +19,8 @@ export interface BootOptions {
     /** Attach a software TPM 2.0 (swtpm, tpm-tis). */
     tpm?: boolean;
     timeoutMs: number;
-    /** The word that starts the test OS's report line. */
-    marker: string;
+    /** The word that starts the busybox test OS's report line ("MARKER sb=… pcr11=… cmdline=…"). */
+    marker?: string;
     /**
      * A line that ends the run instead of the marker line (the systemd test OS's report end); the
      * boot counts as booted when it is seen. @default the marker line ends the run
@@ -83,6 +83,7 @@ const ENROLL = "Enrolling secure boot keys";
 
 export async function bootMedia(o: BootOptions): Promise<BootResult> {
     if (!(o.timeoutMs > 0)) throw new Error("bootMedia needs a timeout");
+    if (!o.marker && !o.endMarker) throw new Error("bootMedia needs a marker or an endMarker to know when the guest is done");
     for (const f of [o.media, o.vars, OVMF_CODE_SECBOOT]) if (!fs.existsSync(f)) throw new Error(`${f} does not exist`);
     const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-qemu-"));
     let swtpm: ChildProcess | undefined;
@@ -132,12 +133,13 @@ function runQemu(o: BootOptions, args: string[]): Promise<BootResult> {
             kill();
         }, o.timeoutMs);
         const scan = () => {
-            if (markerLine === undefined && log.includes(o.marker)) {
+            const marker = o.marker;
+            if (marker && markerLine === undefined && log.includes(marker)) {
                 const lines = log.split("\n");
                 lines.pop(); // only complete lines
-                const line = lines.find((l) => l.includes(o.marker) && /\bsb=/.test(l));
+                const line = lines.find((l) => l.includes(marker) && /\bsb=/.test(l));
                 if (line !== undefined) {
-                    markerLine = line.slice(line.indexOf(o.marker)).replace(/\s+$/, "");
+                    markerLine = line.slice(line.indexOf(marker)).replace(/\s+$/, "");
                     if (!o.endMarker) markerAt = Date.now();
                 }
             }

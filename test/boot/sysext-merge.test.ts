@@ -106,7 +106,7 @@ describe("a booted systemd OS merges the signed k3s extension and refuses forged
         const logFile = path.join(work, "serial.log");
         const boot = await bootMedia({
             media: media.path, as: "cdrom", vars: freshVars(path.join(work, "vars")), tpm: true, timeoutMs: BOOT_TIMEOUT_MS,
-            marker: SYSTEMD_REPORT_END, endMarker: SYSTEMD_REPORT_END, memoryMB: 1536, logFile,
+            endMarker: SYSTEMD_REPORT_END, memoryMB: 1536, logFile,
         });
         bootSeconds = boot.seconds;
         const parsed = parseSystemdReport(boot.log);

@@ -99,6 +99,17 @@ describe("KairosUkiImage and BootMedia handlers", function () {
         assert.deepStrictEqual(fs.readdirSync(own), ["notes.txt"]);
     });
 
+    it("takes an OS folder with device nodes or FIFOs in dev/run/tmp (left out, as from the initrd); refuses them elsewhere", async () => {
+        const os = path.join(work, "rootfs-with-fifos");
+        await run(["cp", "-a", rootfs, os]);
+        for (const d of ["dev", "run", "tmp"]) await run(["mkfifo", path.join(os, d, "fifo")]);
+        const outs = await build(uki, { ...base, source: { dir: os }, outputDir: path.join(work, "fifo-ok") });
+        assert.ok(fs.existsSync(outs.ukis[0].path));
+        await run(["mkfifo", path.join(os, "etc", "fifo")]);
+        const { inputs } = await uki.check({}, { ...base, source: { dir: os }, outputDir: path.join(work, "fifo-bad") });
+        await assert.rejects(uki.create(inputs), /holds 1 device node\(s\), FIFO\(s\) or socket\(s\), which an image cannot carry: etc\/fifo/);
+    });
+
     it("refuses extendCmdline together with extraCmdlines", async () => {
         const { failures } = await uki.check({}, { ...base, outputDir: path.join(work, "x"), extendCmdline: "a", extraCmdlines: ["b"] });
         assert.strictEqual(failures?.[0].property, "extendCmdline");

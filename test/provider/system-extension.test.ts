@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { systemExtensionHandler as handler } from "../../provider/system-extension";
 import { sha256File } from "../../provider/toolkit/files";
+import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/engine";
 import { makeCertificate } from "../helpers/pki";
 import { buildImage, makeLayer, TarSpec, writeDockerSave, writeOciLayout, tarDirectory } from "../helpers/oci-fixtures";
@@ -237,6 +238,13 @@ describe("SystemExtension handler", function () {
         it("two sources at once, or none", async () => {
             assert.deepStrictEqual(await failuresOf({ name: "bad", outputDir: out, source: { dir: work, image: "x:1" } }), [{ property: "source", reason: "names dir and image; give exactly one" }]);
             assert.strictEqual((await failuresOf({ name: "bad", outputDir: out, source: {} }))[0].reason, "names no source; give one of dir, ociLayout, dockerArchive, image");
+        });
+
+        it("a FIFO (or device node) in a directory source, named in the error", async () => {
+            const src = payloadDir(path.join(work, "src-fifo"), { "usr/bin/ok": "ok\n" });
+            await run(["mkfifo", path.join(src, "usr/bin/pipe")]);
+            const inputs = await checked({ name: "bad", outputDir: out, source: { dir: src }, signing: signer });
+            await assert.rejects(handler.create(inputs), /src-fifo holds 1 device node\(s\), FIFO\(s\) or socket\(s\), which an image cannot carry: usr\/bin\/pipe/);
         });
 
         it("an extension-release file for another name", async () => {
