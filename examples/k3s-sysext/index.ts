@@ -3,7 +3,8 @@
 // `pulumi config set prebuiltImageArchive k3s-sysext.tar` (a `docker save` of the image built
 // elsewhere) it needs neither.
 import * as pulumi from "@pulumi/pulumi";
-import { SigningKeys, SystemExtension, SysextFromDockerfile } from "../../index";
+import { SigningKeys, SystemExtension } from "../../index";
+import { SysextFromDockerfile } from "../../constructs/sysext-from-dockerfile"; // pulumi-kairos/docker
 
 const config = new pulumi.Config();
 const prebuilt = config.get("prebuiltImageArchive");

@@ -2,6 +2,7 @@
 // schema.json, README and LICENSE — no TypeScript sources, tests, scripts, examples or CI files — and
 // that compiled entry point loads in a plain Node process, without ts-node.
 import { strict as assert } from "assert";
+import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
 
@@ -29,6 +30,30 @@ describe("the npm package", function () {
         }
         assert.ok(!files.some((f) => /^bin\/(test|scripts|examples|bench)\//.test(f)), "no tests, scripts, examples or benchmarks");
         console.log(`      (npm pack: ${packed.entryCount} files, ${(packed.size / 1024).toFixed(0)} KiB packed, ${(packed.unpackedSize / 1024).toFixed(0)} KiB unpacked)`);
+    });
+
+    it("every subpath in exports points at a packed file", () => {
+        const pkg = JSON.parse(fs.readFileSync(path.join(REPO, "package.json"), "utf8"));
+        const targets = Object.values<string | Record<string, string>>(pkg.exports).flatMap((t) => (typeof t === "string" ? [t] : Object.values(t)));
+        assert.ok(targets.length >= 10, JSON.stringify(pkg.exports));
+        for (const t of targets) assert.ok(files.includes(t.replace(/^\.\//, "")), `${t} is packed`);
+        assert.deepEqual(Object.keys(pkg.exports).sort(), [".", "./aws", "./command", "./docker", "./package.json", "./schema.json"]);
+    });
+
+    it("the main entry loads none of @pulumi/aws, @pulumi/docker, @pulumi/command; each subpath loads its own", async () => {
+        const loaded = async (entry: string) => {
+            const probe = [
+                `require(${JSON.stringify(path.join(REPO, entry))});`,
+                `const names = ["@pulumi/aws", "@pulumi/docker", "@pulumi/command"];`,
+                `console.log(JSON.stringify(names.filter((n) => Object.keys(require.cache).some((p) => p.includes("/node_modules/" + n + "/")))));`,
+            ].join("\n");
+            return JSON.parse((await run(["node", "-e", probe], { cwd: REPO, timeoutMs: 120000 })).stdout);
+        };
+        assert.deepEqual(await loaded("bin/index.js"), []);
+        assert.deepEqual(await loaded("bin/constructs/s3-release.js"), ["@pulumi/aws"]);
+        // SysextFromDockerfile also runs a local command (@pulumi/command) around the docker image
+        assert.deepEqual(await loaded("bin/constructs/sysext-from-dockerfile.js"), ["@pulumi/docker", "@pulumi/command"]);
+        assert.deepEqual(await loaded("bin/constructs/auroraboot-build.js"), ["@pulumi/command"]);
     });
 
     it("the compiled entry point loads without ts-node and finds schema.json", async () => {
