@@ -17,7 +17,7 @@ import { EspFile, buildEspImage } from "./toolkit/esp";
 import { buildIso, ISO_ESP_NAME, listIso } from "./toolkit/iso";
 import { SecureBootEnroll, renderLoaderConf } from "./toolkit/boot-entries";
 import { readLoaderInfo } from "./toolkit/uki";
-import { Pcr13Prediction, predictPcr13 } from "./toolkit/pcr13";
+import { predictPcr13, stubExtensions } from "./toolkit/pcr13";
 import { readPartitionTable } from "./toolkit/ddi";
 import { extensionReleaseNames } from "./toolkit/erofs-reader";
 import type { KairosUkiImage } from "./kairos-uki-image";
@@ -120,7 +120,7 @@ export const bootMediaHandler: Handler = {
  * extension in every UKI's .extra.d folder (systemd-stub looks next to the UKI it runs from).
  */
 function espFiles(i: CheckedInputs, loaderConf: string): EspFile[] {
-    const onEsp = i.espExtensions ? i.extensions ?? [] : [];
+    const onEsp = extensionsOnEsp(i);
     return [
         { espPath: "EFI/BOOT/BOOTX64.EFI", source: i.uki.systemdBoot },
         ...i.uki.efiFiles.map((f) => ({ espPath: `EFI/kairos/${path.basename(f)}`, source: f })),
@@ -146,9 +146,13 @@ function rootFiles(i: CheckedInputs): { isoPath: string; source: string }[] {
  */
 async function pcr13Of(i: CheckedInputs): Promise<Outputs["pcr13"]> {
     const stubMajor = readLoaderInfo(i.uki.efiFiles[0])?.major;
-    const onEsp = (i.espExtensions ? i.extensions ?? [] : []).map((e) => ({ name: path.basename(e), source: e }));
-    const p: Pcr13Prediction = await predictPcr13(onEsp, { stubMajor: Number.isFinite(stubMajor) ? stubMajor : undefined });
+    const p = await predictPcr13(stubExtensions(extensionsOnEsp(i)), { stubMajor: Number.isFinite(stubMajor) ? stubMajor : undefined });
     return { sha256: p.values.sha256, sha1: p.values.sha1, extensions: p.extensions };
+}
+
+/** The extensions that go into each UKI's .extra.d folder. */
+function extensionsOnEsp(i: CheckedInputs): string[] {
+    return i.espExtensions ? i.extensions ?? [] : [];
 }
 
 async function build(i: CheckedInputs, log: BuildLog): Promise<Outputs> {
@@ -250,7 +254,7 @@ function crossFieldProblems(i: CheckedInputs): InputProblem[] {
     need("cloudConfig", i.cloudConfig ? [i.cloudConfig] : []);
     need("overlayFiles", (i.overlayFiles ?? []).map((o) => o.source));
     if (i.uki.efiFiles.length === 0) problems.push({ property: "uki.efiFiles", reason: "must name at least one UKI" });
-    const notExtensions = (i.extensions ?? []).filter((f) => !/\.(sysext|confext)\.raw$/.test(f));
+    const notExtensions = (i.extensions ?? []).filter((f) => !EXTENSION_FILE.test(path.basename(f)));
     if (notExtensions.length > 0) problems.push({ property: "extensions", reason: `${notExtensions.join(", ")}: Kairos picks up only NAME.sysext.raw / NAME.confext.raw` });
     const names = rootFiles(i).map((r) => r.isoPath.toLowerCase());
     const clash = names.filter((n, k) => names.indexOf(n) !== k || n === ISO_ESP_NAME || n === "boot.catalog");

@@ -64,7 +64,7 @@ in_root apt-get update -qq >&2
 kpkg="$(in_root apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1)"
 [ -n "$kpkg" ] || { echo "build-systemd-test-os: cannot resolve the kernel package behind linux-image-amd64 in $SUITE" >&2; exit 1; }
 mkdir -p "$root/tmp/kernel"
-(cd "$root/tmp/kernel" && in_root sh -c "cd /tmp/kernel && apt-get download -q -o APT::Sandbox::User=root $kpkg" >&2)
+in_root sh -c "cd /tmp/kernel && apt-get download -q -o APT::Sandbox::User=root $kpkg" >&2
 deb="$(find "$root/tmp/kernel" -maxdepth 1 -name '*.deb' | head -n 1)"
 [ -n "$deb" ] || { echo "build-systemd-test-os: apt-get download produced no .deb for $kpkg" >&2; exit 1; }
 dpkg-deb -x "$deb" "$root/tmp/kernel/x"

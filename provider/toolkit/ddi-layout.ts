@@ -171,9 +171,13 @@ export function partitionNames(arch: DdiArchitecture): PartitionTypes {
 }
 
 /** Where systemd-sysext / systemd-confext look for the image's release file. */
+/** Where systemd looks for an extension's release file, relative to the image root. */
+export function extensionReleaseDir(kind: ExtensionKind): string {
+    return kind === "sysext" ? "usr/lib/extension-release.d" : "etc/extension-release.d";
+}
+
 export function extensionReleasePath(kind: ExtensionKind, name: string): string {
-    const dir = kind === "sysext" ? "usr/lib/extension-release.d" : "etc/extension-release.d";
-    return `${dir}/extension-release.${name}`;
+    return `${extensionReleaseDir(kind)}/extension-release.${name}`;
 }
 
 /** The content of the signature partition, as repart writes it: compact JSON, zero-padded to 16 KiB. */

@@ -4,7 +4,7 @@
 // filesystem at an offset inside a GPT image. The image is untrusted: every offset is bounds-checked
 // against the filesystem, every read is small and positional, and every loop has a fixed bound.
 import * as fs from "fs";
-import type { ExtensionKind } from "./ddi-layout";
+import { ExtensionKind, extensionReleaseDir } from "./ddi-layout";
 
 export class ErofsError extends Error {
     readonly code = "EROFS";
@@ -62,10 +62,6 @@ const FILE_TYPES: Record<number, ErofsEntryType> = { 1: "file", 2: "dir", 7: "sy
 const MAX_DIRECTORY_BYTES = 16 << 20;
 const MAX_PATH_COMPONENTS = 64;
 
-const RELEASE_DIRECTORIES: Record<ExtensionKind, string> = {
-    sysext: "usr/lib/extension-release.d",
-    confext: "etc/extension-release.d",
-};
 const RELEASE_PREFIX = "extension-release.";
 
 // ---------------------------------------------------------------------------------------------
@@ -95,7 +91,7 @@ export async function listErofsDirectory(file: string, offset: number, dirPath: 
 
 /** NAME of every `extension-release.NAME` file or symlink the image's release folder holds, sorted; [] without the folder. */
 export async function extensionReleaseNames(image: string, rootPartitionOffset: number, kind: ExtensionKind): Promise<string[]> {
-    const entries = (await listErofsDirectory(image, rootPartitionOffset, RELEASE_DIRECTORIES[kind])) ?? [];
+    const entries = (await listErofsDirectory(image, rootPartitionOffset, extensionReleaseDir(kind))) ?? [];
     return entries
         .filter((e) => (e.type === "file" || e.type === "symlink") && e.name.startsWith(RELEASE_PREFIX) && e.name.length > RELEASE_PREFIX.length)
         .map((e) => e.name.slice(RELEASE_PREFIX.length));

@@ -2,7 +2,7 @@
 // none, validated when it brings its own (name and architecture must agree with the image).
 import * as fs from "fs";
 import * as path from "path";
-import { DdiArchitecture, ExtensionKind, declaredArchitecture, extensionReleasePath } from "./ddi";
+import { DdiArchitecture, ExtensionKind, declaredArchitecture, extensionReleaseDir, extensionReleasePath } from "./ddi";
 
 export interface ReleaseFields {
     /** ID= of the OS the extension is for; `_any` matches every OS. */
@@ -32,10 +32,11 @@ export function renderExtensionRelease(kind: ExtensionKind, arch: DdiArchitectur
 
 /** extension-release.* files in `tree` that name another extension than `name` (systemd would refuse the image). */
 export function foreignReleaseFiles(tree: string, name: string, kind: ExtensionKind): string[] {
-    const relative = extensionReleasePath(kind, name);
-    const dir = path.join(tree, path.dirname(relative));
+    const releaseDir = extensionReleaseDir(kind);
+    const dir = path.join(tree, releaseDir);
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) return [];
-    return fs.readdirSync(dir).filter((f) => f.startsWith("extension-release.") && f !== path.basename(relative)).map((f) => path.join(path.dirname(relative), f));
+    const own = path.basename(extensionReleasePath(kind, name));
+    return fs.readdirSync(dir).filter((f) => f.startsWith("extension-release.") && f !== own).map((f) => `${releaseDir}/${f}`);
 }
 
 /**
@@ -45,11 +46,9 @@ export function foreignReleaseFiles(tree: string, name: string, kind: ExtensionK
 export function ensureExtensionRelease(tree: string, name: string, kind: ExtensionKind, arch: DdiArchitecture, fields: ReleaseFields): string {
     const relative = extensionReleasePath(kind, name);
     const file = path.join(tree, relative);
-    const dir = path.dirname(file);
-    const present = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith("extension-release.")) : [];
     const others = foreignReleaseFiles(tree, name, kind);
-    if (present.length === 0) {
-        fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    if (others.length === 0 && !fs.existsSync(file)) {
+        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
         const text = renderExtensionRelease(kind, arch, fields);
         fs.writeFileSync(file, text, { mode: 0o644 });
         return text;

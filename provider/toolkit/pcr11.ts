@@ -114,7 +114,8 @@ function phaseWords(phase: string): string[] {
     return phase.split(":").filter((w) => w !== "");
 }
 
-function extend(bank: PcrBank, pcr: Buffer, digest: Buffer): Buffer {
+/** extend(PCR, digest) = H(PCR || digest), what the TPM does for every measurement. */
+export function extendPcr(bank: PcrBank, pcr: Buffer, digest: Buffer): Buffer {
     return createHash(bank).update(pcr).update(digest).digest();
 }
 
@@ -165,8 +166,8 @@ export async function measureSections(sections: SectionContent[], opts: Pcr11Opt
         if (size === 0) continue;
         for (const bank of banks) {
             const nameDigest = createHash(bank).update(Buffer.from(`${name}\0`, "latin1")).digest();
-            let pcr = extend(bank, pcrs.get(bank)!, nameDigest);
-            pcr = extend(bank, pcr, digests.get(bank)!);
+            let pcr = extendPcr(bank, pcrs.get(bank)!, nameDigest);
+            pcr = extendPcr(bank, pcr, digests.get(bank)!);
             pcrs.set(bank, pcr);
         }
     }
@@ -180,7 +181,7 @@ export function extendPhases(base: Map<PcrBank, Buffer>, phases: readonly string
         const perPhase = new Map<string, Buffer>();
         for (const phase of phases) {
             let pcr = start;
-            for (const word of phaseWords(phase)) pcr = extend(bank, pcr, createHash(bank).update(word, "utf8").digest());
+            for (const word of phaseWords(phase)) pcr = extendPcr(bank, pcr, createHash(bank).update(word, "utf8").digest());
             perPhase.set(phase, pcr);
         }
         out.set(bank, perPhase);

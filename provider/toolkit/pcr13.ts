@@ -14,9 +14,10 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { PcrBank, extendPcr } from "./pcr11";
 
-export type PcrBank = "sha1" | "sha256";
-export const PCR_BANKS: readonly PcrBank[] = ["sha1", "sha256"];
+export type Pcr13Bank = Extract<PcrBank, "sha1" | "sha256">;
+const PCR13_BANKS: readonly Pcr13Bank[] = ["sha1", "sha256"];
 
 export class Pcr13Error extends Error {
     readonly code = "PCR13";
@@ -84,11 +85,11 @@ export interface StubExtension {
 
 export interface Pcr13Prediction {
     /** Hex PCR 13 per bank after the stub ran (all zeros when no extension is loaded). */
-    values: Record<PcrBank, string>;
+    values: Record<Pcr13Bank, string>;
     /** The files the stub measures, in its order. */
     extensions: string[];
     /** Digest of the archive per bank (the event's digest); undefined when nothing is measured. */
-    eventDigests?: Record<PcrBank, string>;
+    eventDigests?: Record<Pcr13Bank, string>;
 }
 
 /** Streams the stub's archive for `files` through `sink` (no file is read into memory whole). */
@@ -117,25 +118,15 @@ export async function writeStubSysextCpio(files: StubExtension[], sink: (chunk: 
     return names;
 }
 
-/** extend(PCR, digest) = H(PCR || digest) */
-export function extendPcr(bank: PcrBank, pcr: Buffer, digest: Buffer): Buffer {
-    return crypto.createHash(bank).update(pcr).update(digest).digest();
-}
-
 /** PCR 13 after systemd-stub loaded `files` from the booted UKI's .extra.d folder. */
 export async function predictPcr13(files: StubExtension[], stub: StubBehaviour = {}): Promise<Pcr13Prediction> {
-    const hashes = Object.fromEntries(PCR_BANKS.map((b) => [b, crypto.createHash(b)])) as Record<PcrBank, crypto.Hash>;
-    const extensions = await writeStubSysextCpio(files, (chunk) => PCR_BANKS.forEach((b) => hashes[b].update(chunk)), stub);
-    const zero = (b: PcrBank) => Buffer.alloc(b === "sha1" ? 20 : 32);
-    if (extensions.length === 0) {
-        return { values: Object.fromEntries(PCR_BANKS.map((b) => [b, zero(b).toString("hex")])) as Record<PcrBank, string>, extensions };
-    }
-    const eventDigests = Object.fromEntries(PCR_BANKS.map((b) => [b, hashes[b].digest()])) as Record<PcrBank, Buffer>;
-    return {
-        values: Object.fromEntries(PCR_BANKS.map((b) => [b, extendPcr(b, zero(b), eventDigests[b]).toString("hex")])) as Record<PcrBank, string>,
-        extensions,
-        eventDigests: Object.fromEntries(PCR_BANKS.map((b) => [b, eventDigests[b].toString("hex")])) as Record<PcrBank, string>,
-    };
+    const hashes = new Map(PCR13_BANKS.map((b) => [b, crypto.createHash(b)]));
+    const extensions = await writeStubSysextCpio(files, (chunk) => hashes.forEach((h) => h.update(chunk)), stub);
+    const perBank = (value: (b: Pcr13Bank) => Buffer) => Object.fromEntries(PCR13_BANKS.map((b) => [b, value(b).toString("hex")])) as Record<Pcr13Bank, string>;
+    const zero = (b: Pcr13Bank) => Buffer.alloc(b === "sha1" ? 20 : 32);
+    if (extensions.length === 0) return { values: perBank(zero), extensions };
+    const event = new Map(PCR13_BANKS.map((b) => [b, hashes.get(b)!.digest()]));
+    return { values: perBank((b) => extendPcr(b, zero(b), event.get(b)!)), extensions, eventDigests: perBank((b) => event.get(b)!) };
 }
 
 /** The extensions as the stub will see them in one .extra.d folder: file name = the file's own name. */

@@ -140,7 +140,6 @@ function runQemu(o: BootOptions, args: string[]): Promise<BootResult> {
                 const line = lines.find((l) => l.includes(marker) && /\bsb=/.test(l));
                 if (line !== undefined) {
                     markerLine = line.slice(line.indexOf(marker)).replace(/\s+$/, "");
-                    if (!o.endMarker) markerAt = Date.now();
                 }
             }
             if (!ended && (o.endMarker ? completeLineHas(log, o.endMarker) : markerLine !== undefined)) {

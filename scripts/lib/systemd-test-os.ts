@@ -57,11 +57,10 @@ function placeholders(): Record<string, string> {
 export function guestFile(rel: string): string {
     const text = fs.readFileSync(path.join(GUEST_DIR, rel), "utf8");
     const values = placeholders();
-    const filled = text.replace(/@([A-Z_]+)@/g, (whole, name: string) => {
+    return text.replace(/@([A-Z_]+)@/g, (whole, name: string) => {
         if (!(name in values)) throw new Error(`${rel}: unknown placeholder ${whole}`);
         return values[name];
     });
-    return filled;
 }
 
 /** Relative paths of every guest file, sorted. */
@@ -89,14 +88,8 @@ const ENABLED: Record<string, string> = {
 /** Gettys on the serial port swallow the test output (a hangup); nothing logs in here. */
 const MASKED = ["serial-getty@ttyS0.service", "getty@tty1.service", "console-getty.service", "systemd-firstboot.service"];
 
-export interface SystemdTestOs {
-    dir: string;
-    /** The trixie kernel version inside. */
-    kernelVersion: string;
-}
-
 /** Writes the systemd test OS into `dir` (created; must be empty or missing). */
-export async function buildSystemdTestOsRootfs(dir: string): Promise<SystemdTestOs> {
+export async function buildSystemdTestOsRootfs(dir: string): Promise<void> {
     const base = await systemdTestOsBase();
     fs.mkdirSync(dir, { recursive: true });
     if (fs.readdirSync(dir).length > 0) throw new Error(`${dir} is not empty`);
@@ -125,8 +118,6 @@ export async function buildSystemdTestOsRootfs(dir: string): Promise<SystemdTest
         fs.rmSync(path.join(dir, "etc/systemd/system", unit), { force: true });
         fs.symlinkSync("/dev/null", path.join(dir, "etc/systemd/system", unit));
     }
-    const kernelVersion = fs.readlinkSync(path.join(dir, "boot/vmlinuz")).replace(/^vmlinuz-/, "");
-    return { dir, kernelVersion };
 }
 
 /** The report's sections ("facts", "systemd-sysext status", "trial NAME", …) from a serial log. */

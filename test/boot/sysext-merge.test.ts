@@ -17,8 +17,8 @@ import { bootMediaHandler } from "../../provider/boot-media";
 import { readPartitionTable } from "../../provider/toolkit/ddi";
 import { measuredSectionsForStub } from "../../provider/toolkit/uki";
 import { SYSTEMD_257_MEASURED_SECTIONS } from "../../provider/toolkit/pcr11";
-import { Handler } from "../../provider/resource-kit";
 import { tempDir } from "../helpers/engine";
+import { createVia } from "../helpers/handlers";
 import { bootMedia, freshVars } from "../helpers/qemu";
 import {
     REFUSALS_ISO_DIR, SYSTEMD_REPORT_END, SYSTEMD_TEST_OS_CMDLINE, buildK3sStandin, buildSystemdTestOsRootfs, parseSystemdReport, systemdTestOsBase,
@@ -30,12 +30,6 @@ const BOOT_TIMEOUT_MS = 480000;
 const EVIL_K3S = "#!/bin/sh\necho pwned\n";
 const EVIL_SHA256 = crypto.createHash("sha256").update(EVIL_K3S).digest("hex");
 const REPO = path.resolve(__dirname, "..", "..");
-
-async function make(handler: Handler, news: Record<string, unknown>): Promise<any> {
-    const { inputs, failures } = await handler.check({}, news);
-    assert.deepEqual(failures, [], JSON.stringify(failures));
-    return (await handler.create(inputs)).outs;
-}
 
 /** A copy of `image` with one byte flipped in the middle of its erofs filesystem's blocks (file data). */
 async function flipDataByte(image: string, out: string): Promise<number> {
@@ -62,8 +56,8 @@ describe("a booted systemd OS merges the signed k3s extension and refuses forged
     before(async function () {
         this.timeout(900000);
         work = tempDir("sysext-merge");
-        keys = await make(signingKeysHandler, { name: "merge-test", outputDir: path.join(work, "keys") });
-        const foreign = await make(signingKeysHandler, { name: "attacker", outputDir: path.join(work, "foreign-keys") });
+        keys = await createVia(signingKeysHandler, { name: "merge-test", outputDir: path.join(work, "keys") });
+        const foreign = await createVia(signingKeysHandler, { name: "attacker", outputDir: path.join(work, "foreign-keys") });
         const db = { key: keys.files.db.key, certificate: keys.files.db.pem };
 
         // k3s as the blog lays it out, from the example's Dockerfile-equivalent tree
@@ -71,27 +65,27 @@ describe("a booted systemd OS merges the signed k3s extension and refuses forged
         await buildK3sStandin(path.join(src, "usr/local/bin/k3s"));
         fs.mkdirSync(path.join(src, "usr/local/lib/systemd/system"), { recursive: true });
         fs.copyFileSync(path.join(REPO, "examples/k3s-sysext/k3s.service"), path.join(src, "usr/local/lib/systemd/system/k3s.service"));
-        k3s = await make(systemExtensionHandler, { name: "k3s", outputDir: path.join(work, "extensions"), source: { dir: src }, signing: db, release: { reloadManager: true } });
+        k3s = await createVia(systemExtensionHandler, { name: "k3s", outputDir: path.join(work, "extensions"), source: { dir: src }, signing: db, release: { reloadManager: true } });
 
         // forgeries, each named k3s.sysext.raw (what an attacker would drop in), in folders of their own
         const evil = path.join(work, "src", "evil");
         fs.mkdirSync(path.join(evil, "usr/local/bin"), { recursive: true });
         fs.writeFileSync(path.join(evil, "usr/local/bin/k3s"), EVIL_K3S, { mode: 0o755 });
         const refusal = (kind: string) => path.join(work, "refusals", kind);
-        const foreignSigned = await make(systemExtensionHandler, { name: "k3s", outputDir: refusal("foreign"), source: { dir: evil }, signing: { key: foreign.files.db.key, certificate: foreign.files.db.pem } });
-        const unsigned = await make(systemExtensionHandler, { name: "k3s", outputDir: refusal("unsigned"), source: { dir: evil } });
+        const foreignSigned = await createVia(systemExtensionHandler, { name: "k3s", outputDir: refusal("foreign"), source: { dir: evil }, signing: { key: foreign.files.db.key, certificate: foreign.files.db.pem } });
+        const unsigned = await createVia(systemExtensionHandler, { name: "k3s", outputDir: refusal("unsigned"), source: { dir: evil } });
         fs.mkdirSync(refusal("flipped"), { recursive: true });
         await flipDataByte(k3s.path, path.join(refusal("flipped"), "k3s.sysext.raw"));
 
         const rootfs = path.join(work, "os");
         await buildSystemdTestOsRootfs(rootfs);
-        uki = await make(kairosUkiImageHandler, {
+        uki = await createVia(kairosUkiImageHandler, {
             outputDir: path.join(work, "uki"), source: { dir: rootfs }, signing: db, pcrKey: keys.tpmPcrKeyFile,
             extendCmdline: SYSTEMD_TEST_OS_CMDLINE, initrdCompressionLevel: 3,
         });
         const cloudConfig = path.join(work, "cloud-config.yaml");
         fs.writeFileSync(cloudConfig, DEMO_CLOUD_CONFIG);
-        media = await make(bootMediaHandler, {
+        media = await createVia(bootMediaHandler, {
             name: "merge-test", outputDir: path.join(work, "media"), timeout: 0,
             uki: { efiFiles: uki.ukis.map((u: any) => u.path), loaderEntries: uki.ukis.map((u: any) => u.entryPath), systemdBoot: uki.systemdBoot.path },
             enrollKeys: { PK: keys.files.PK.auth, KEK: keys.files.KEK.auth, db: keys.files.db.auth },

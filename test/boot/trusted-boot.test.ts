@@ -12,19 +12,13 @@ import { kairosUkiImageHandler } from "../../provider/kairos-uki-image";
 import { bootMediaHandler } from "../../provider/boot-media";
 import { readPeSections } from "../../provider/toolkit/pe";
 import { run } from "../../provider/toolkit/run";
-import { Handler } from "../../provider/resource-kit";
 import { tempDir } from "../helpers/engine";
+import { createVia } from "../helpers/handlers";
 import { makeCertificate } from "../helpers/pki";
 import { TEST_OS_MARKER, buildTestOsRootfs, packTestOsImage } from "../helpers/test-os";
 import { bootMedia, freshVars } from "../helpers/qemu";
 
 const BOOT_TIMEOUT_MS = 120000;
-
-async function make(handler: Handler, news: Record<string, unknown>): Promise<any> {
-    const { inputs, failures } = await handler.check({}, news);
-    assert.deepEqual(failures, [], JSON.stringify(failures));
-    return (await handler.create(inputs)).outs;
-}
 
 describe("trusted boot in firmware: keys + extensions + UKI + ISO under OVMF Secure Boot", function () {
     this.timeout(BOOT_TIMEOUT_MS + 60000);
@@ -41,7 +35,7 @@ describe("trusted boot in firmware: keys + extensions + UKI + ISO under OVMF Sec
         fs.mkdirSync(dir, { recursive: true });
         const copy = path.join(dir, "norole.efi");
         fs.copyFileSync(efi, copy);
-        const outs = await make(bootMediaHandler, {
+        const outs = await createVia(bootMediaHandler, {
             name: `neg-${label}`, outputDir: path.join(work, "media"), timeout: 0, secureBootEnroll: "force",
             uki: { efiFiles: [copy], loaderEntries: uki.ukis.map((u: any) => u.entryPath), systemdBoot: uki.systemdBoot.path },
             enrollKeys: { PK: keys.files.PK.auth, KEK: keys.files.KEK.auth, db: keys.files.db.auth },
@@ -52,20 +46,20 @@ describe("trusted boot in firmware: keys + extensions + UKI + ISO under OVMF Sec
     before(async function () {
         this.timeout(600000);
         work = tempDir("trusted-boot");
-        keys = await make(signingKeysHandler, { name: "boot-test", outputDir: path.join(work, "keys") });
+        keys = await createVia(signingKeysHandler, { name: "boot-test", outputDir: path.join(work, "keys") });
         const signing = { key: keys.files.db.key, certificate: keys.files.db.pem };
         for (const name of ["tools", "extras"]) {
             const src = path.join(work, "src", name, "usr", "bin");
             fs.mkdirSync(src, { recursive: true });
             fs.writeFileSync(path.join(src, name), `${name}\n`, { mode: 0o755 });
-            ext.push(await make(systemExtensionHandler, { name, outputDir: path.join(work, "extensions"), source: { dir: path.dirname(path.dirname(src)) }, signing }));
+            ext.push(await createVia(systemExtensionHandler, { name, outputDir: path.join(work, "extensions"), source: { dir: path.dirname(path.dirname(src)) }, signing }));
         }
         const rootfs = path.join(work, "test-os");
         await buildTestOsRootfs(rootfs);
         const layout = path.join(work, "test-os.oci");
         await packTestOsImage(rootfs, layout);
-        uki = await make(kairosUkiImageHandler, { outputDir: path.join(work, "uki"), source: { ociLayout: layout }, signing, pcrKey: keys.tpmPcrKeyFile });
-        media = await make(bootMediaHandler, {
+        uki = await createVia(kairosUkiImageHandler, { outputDir: path.join(work, "uki"), source: { ociLayout: layout }, signing, pcrKey: keys.tpmPcrKeyFile });
+        media = await createVia(bootMediaHandler, {
             name: "kairos-test", outputDir: path.join(work, "media"), timeout: 0, secureBootEnroll: "force",
             uki: { efiFiles: uki.ukis.map((u: any) => u.path), loaderEntries: uki.ukis.map((u: any) => u.entryPath), systemdBoot: uki.systemdBoot.path },
             enrollKeys: { PK: keys.files.PK.auth, KEK: keys.files.KEK.auth, db: keys.files.db.auth },

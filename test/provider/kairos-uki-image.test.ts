@@ -10,6 +10,7 @@ import { systemExtensionHandler } from "../../provider/system-extension";
 import { predictPcr13 } from "../../provider/toolkit/pcr13";
 import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/engine";
+import { createVia } from "../helpers/handlers";
 import { buildTestOsRootfs } from "../helpers/test-os";
 
 describe("KairosUkiImage and BootMedia handlers", function () {
@@ -18,12 +19,6 @@ describe("KairosUkiImage and BootMedia handlers", function () {
     let rootfs: string;
     let keys: any;
     let base: Record<string, unknown>;
-
-    async function build(handler: typeof uki, news: Record<string, unknown>) {
-        const { inputs, failures } = await handler.check({}, news);
-        assert.deepStrictEqual(failures, []);
-        return (await handler.create(inputs)).outs;
-    }
 
     before(async () => {
         work = tempDir("uki-provider");
@@ -35,7 +30,7 @@ describe("KairosUkiImage and BootMedia handlers", function () {
     });
 
     it("makes norole.efi plus one UKI per extra command line and per single entry, each with its loader entry", async () => {
-        const outs = await build(uki, { ...base, outputDir: path.join(work, "a"), extraCmdlines: ["rd.debug"], singleEntries: [{ title: "Reset Node", cmdline: "kairos.reset" }] });
+        const outs = await createVia(uki, { ...base, outputDir: path.join(work, "a"), extraCmdlines: ["rd.debug"], singleEntries: [{ title: "Reset Node", cmdline: "kairos.reset" }] });
         assert.deepStrictEqual(outs.ukis.map((u: any) => u.fileName), ["norole", "norole_install-mode_rd.debug", "reset_node"]);
         assert.deepStrictEqual(fs.readdirSync(path.join(work, "a")).sort(), [".kairos-uki-image", "BOOTX64.EFI", "entries", "norole.efi", "norole_install-mode_rd.debug.efi", "reset_node.efi"]);
         assert.strictEqual(outs.ukis[2].title, "Kairos (Reset Node)");
@@ -49,8 +44,8 @@ describe("KairosUkiImage and BootMedia handlers", function () {
     });
 
     it("is reproducible: a second clean build gives the same UKI bytes", async () => {
-        const a = await build(uki, { ...base, outputDir: path.join(work, "r1") });
-        const b = await build(uki, { ...base, outputDir: path.join(work, "r2") });
+        const a = await createVia(uki, { ...base, outputDir: path.join(work, "r1") });
+        const b = await createVia(uki, { ...base, outputDir: path.join(work, "r2") });
         assert.strictEqual(a.ukis[0].sha256, b.ukis[0].sha256);
         assert.strictEqual(a.systemdBoot.sha256, b.systemdBoot.sha256);
     });
@@ -91,7 +86,7 @@ describe("KairosUkiImage and BootMedia handlers", function () {
         const { failures } = await uki.check({}, { ...base, outputDir: shared });
         assert.deepStrictEqual(failures?.map((f) => f.property), ["outputDir"]);
         const own = path.join(work, "own");
-        const outs = await build(uki, { ...base, outputDir: own });
+        const outs = await createVia(uki, { ...base, outputDir: own });
         fs.writeFileSync(path.join(own, "notes.txt"), "mine");
         const again = await uki.check(outs, { ...base, outputDir: own, bootTitle: "Changed" });
         await assert.rejects(uki.update!("id", outs, again.inputs), /holds files KairosUkiImage did not make \(notes\.txt\)/);
@@ -103,7 +98,7 @@ describe("KairosUkiImage and BootMedia handlers", function () {
         const os = path.join(work, "rootfs-with-fifos");
         await run(["cp", "-a", rootfs, os]);
         for (const d of ["dev", "run", "tmp"]) await run(["mkfifo", path.join(os, d, "fifo")]);
-        const outs = await build(uki, { ...base, source: { dir: os }, outputDir: path.join(work, "fifo-ok") });
+        const outs = await createVia(uki, { ...base, source: { dir: os }, outputDir: path.join(work, "fifo-ok") });
         assert.ok(fs.existsSync(outs.ukis[0].path));
         await run(["mkfifo", path.join(os, "etc", "fifo")]);
         const { inputs } = await uki.check({}, { ...base, source: { dir: os }, outputDir: path.join(work, "fifo-bad") });
@@ -119,7 +114,7 @@ describe("KairosUkiImage and BootMedia handlers", function () {
         let built: any;
         let mediaBase: Record<string, unknown>;
         before(async () => {
-            built = await build(uki, { ...base, outputDir: path.join(work, "m-uki") });
+            built = await createVia(uki, { ...base, outputDir: path.join(work, "m-uki") });
             mediaBase = {
                 outputDir: path.join(work, "media"),
                 uki: { efiFiles: built.ukis.map((u: any) => u.path), loaderEntries: built.ukis.map((u: any) => u.entryPath), systemdBoot: built.systemdBoot.path },
@@ -135,7 +130,7 @@ describe("KairosUkiImage and BootMedia handlers", function () {
         });
 
         it("type dir writes the ESP tree with loader.conf and the enrolment keys", async () => {
-            const outs = await build(media, { ...mediaBase, name: "esp", type: "dir", secureBootEnroll: "manual", timeout: 3 });
+            const outs = await createVia(media, { ...mediaBase, name: "esp", type: "dir", secureBootEnroll: "manual", timeout: 3 });
             assert.deepStrictEqual(outs.files, [
                 "EFI/BOOT/BOOTX64.EFI", "EFI/kairos/norole.efi", "loader/entries/norole.conf", "loader/keys/auto/KEK.auth", "loader/keys/auto/PK.auth", "loader/keys/auto/db.auth", "loader/loader.conf",
             ]);
@@ -150,14 +145,14 @@ describe("KairosUkiImage and BootMedia handlers", function () {
                     const src = path.join(work, `src-${name}`);
                     fs.mkdirSync(path.dirname(path.join(src, rel)), { recursive: true });
                     fs.writeFileSync(path.join(src, rel), `${name}\n`);
-                    return build(systemExtensionHandler as typeof uki, { name, kind, outputDir: path.join(work, "ext"), source: { dir: src }, signing: base.signing });
+                    return createVia(systemExtensionHandler, { name, kind, outputDir: path.join(work, "ext"), source: { dir: src }, signing: base.signing });
                 };
                 k3s = await ext("k3s", "sysext", "usr/local/bin/k3s");
                 motd = await ext("motd", "confext", "etc/motd");
             });
 
             it("puts every extension next to every UKI on the ESP (systemd-stub's .extra.d) and at the ISO root", async () => {
-                const outs = await build(media, { ...mediaBase, name: "ext", type: "dir", secureBootEnroll: "force", extensions: [k3s.path, motd.path] });
+                const outs = await createVia(media, { ...mediaBase, name: "ext", type: "dir", secureBootEnroll: "force", extensions: [k3s.path, motd.path] });
                 for (const f of ["EFI/kairos/norole.efi.extra.d/k3s.sysext.raw", "EFI/kairos/norole.efi.extra.d/motd.confext.raw", "k3s.sysext.raw", "motd.confext.raw"]) {
                     assert.ok(outs.files.includes(f), `${f} in ${JSON.stringify(outs.files)}`);
                 }
@@ -170,7 +165,7 @@ describe("KairosUkiImage and BootMedia handlers", function () {
             });
 
             it("espExtensions: false keeps them off the ESP; PCR 13 then stays zero", async () => {
-                const outs = await build(media, { ...mediaBase, name: "iso-root-only", type: "dir", secureBootEnroll: "force", extensions: [k3s.path], espExtensions: false });
+                const outs = await createVia(media, { ...mediaBase, name: "iso-root-only", type: "dir", secureBootEnroll: "force", extensions: [k3s.path], espExtensions: false });
                 assert.ok(!outs.files.some((f: string) => f.includes(".extra.d")), JSON.stringify(outs.files));
                 assert.ok(outs.files.includes("k3s.sysext.raw"));
                 assert.deepStrictEqual(outs.pcr13, { sha256: "0".repeat(64), sha1: "0".repeat(40), extensions: [] });
@@ -198,8 +193,8 @@ describe("KairosUkiImage and BootMedia handlers", function () {
         });
 
         it("builds the same ISO bytes twice", async () => {
-            const a = await build(media, { ...mediaBase, name: "twice-a", secureBootEnroll: "force" });
-            const b = await build(media, { ...mediaBase, name: "twice-b", secureBootEnroll: "force" });
+            const a = await createVia(media, { ...mediaBase, name: "twice-a", secureBootEnroll: "force" });
+            const b = await createVia(media, { ...mediaBase, name: "twice-b", secureBootEnroll: "force" });
             assert.strictEqual(a.sha256, b.sha256);
             console.log(`      ISO ${(a.size / 1e6).toFixed(1)} MB, UKI ${(built.ukis[0].size / 1e6).toFixed(1)} MB`);
         });
