@@ -7,7 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider, replacedFields } from "./resource-kit";
+import { Handler, checkInputs, packageProvider, replacedFields } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -88,7 +88,7 @@ interface Outputs extends CheckedInputs {
 }
 
 export const bootMediaHandler: Handler = {
-    check: (olds, news) => checkInputs<CheckedInputs>(BOOT_MEDIA_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
+    check: (olds, news) => checkInputs<CheckedInputs>(BOOT_MEDIA_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
         const replaces = replacedFields(olds, news, ["name", "outputDir", "type"], ["outputDir"]);
@@ -233,15 +233,6 @@ async function misnamedExtensions(files: string[]): Promise<InputProblem[]> {
     return problems;
 }
 
-function resolvePaths(i: CheckedInputs): void {
-    i.outputDir = absolutePath(i.outputDir);
-    i.uki = { efiFiles: i.uki.efiFiles.map(absolutePath), loaderEntries: i.uki.loaderEntries.map(absolutePath), systemdBoot: absolutePath(i.uki.systemdBoot) };
-    i.enrollKeys = { PK: absolutePath(i.enrollKeys.PK), KEK: absolutePath(i.enrollKeys.KEK), db: absolutePath(i.enrollKeys.db) };
-    if (i.extensions) i.extensions = i.extensions.map(absolutePath);
-    if (i.cloudConfig) i.cloudConfig = absolutePath(i.cloudConfig);
-    if (i.overlayFiles) i.overlayFiles = i.overlayFiles.map((o) => ({ source: absolutePath(o.source), path: o.path }));
-}
-
 function crossFieldProblems(i: CheckedInputs): InputProblem[] {
     const problems: InputProblem[] = [];
     const need = (property: string, files: string[]) => {
@@ -281,6 +272,9 @@ export class BootMedia extends pulumi.dynamic.Resource {
     declare readonly lastBuild: pulumi.Output<BuildReport>;
     declare readonly drift: pulumi.Output<string[]>;
 
+    /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
+    declare readonly stateVersion: pulumi.Output<number>;
+
     constructor(name: string, args: BootMediaArgs, opts?: pulumi.CustomResourceOptions) {
         const { ukiImage, signingKeys, extensions, ...rest } = args;
         const uki =
@@ -293,7 +287,7 @@ export class BootMedia extends pulumi.dynamic.Resource {
                 })));
         const enrollKeys = rest.enrollKeys ?? signingKeys?.files.apply((f) => ({ PK: f.PK.auth, KEK: f.KEK.auth, db: f.db.auth }));
         const extensionPaths = extensions?.map((e) => (pulumi.Resource.isInstance(e) ? (e as SystemExtension).path : e));
-        const outputs = { path: undefined, sha256: undefined, size: undefined, files: undefined, pcr13: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined };
-        super(lazyProvider(__filename, "bootMediaHandler"), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths }, opts, "kairos", "BootMedia");
+        const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, size: undefined, files: undefined, pcr13: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined };
+        super(packageProvider(BOOT_MEDIA_TOKEN), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths }, opts, "kairos", "BootMedia");
     }
 }

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider, replacedFields, signingPairProblems, sourceProblems, resolveSource } from "./resource-kit";
+import { Handler, checkInputs, packageProvider, replacedFields, samePath, signingPairProblems, sourceProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -102,7 +102,7 @@ interface Outputs extends CheckedInputs {
 
 export const kairosUkiImageHandler: Handler = {
     check: (olds, news) =>
-        checkInputs<CheckedInputs>(KAIROS_UKI_IMAGE_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
+        checkInputs<CheckedInputs>(KAIROS_UKI_IMAGE_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
         const replaces = replacedFields(olds, news, ["outputDir"], ["outputDir"]);
@@ -270,17 +270,9 @@ function sizeMessage(inputs: CheckedInputs, total: number, parts: { name: string
     );
 }
 
-function resolvePaths(i: CheckedInputs): void {
-    i.outputDir = absolutePath(i.outputDir);
-    i.source = resolveSource(i.source);
-    i.signing = { key: absolutePath(i.signing.key), certificate: absolutePath(i.signing.certificate) };
-    i.pcrKey = absolutePath(i.pcrKey);
-    if (i.splash) i.splash = absolutePath(i.splash);
-}
-
 function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): InputProblem[] {
     const problems: InputProblem[] = sourceProblems(i.source);
-    if (olds.outputDir !== i.outputDir && fs.existsSync(i.outputDir) && fs.readdirSync(i.outputDir).length > 0 && !fs.existsSync(path.join(i.outputDir, OWNER_MARKER))) {
+    if (!samePath(olds.outputDir, i.outputDir) && fs.existsSync(i.outputDir) && fs.readdirSync(i.outputDir).length > 0 && !fs.existsSync(path.join(i.outputDir, OWNER_MARKER))) {
         problems.push({ property: "outputDir", reason: `${i.outputDir} is not empty and was not made by KairosUkiImage; it rebuilds its folder whole, so give it an empty folder of its own` });
     }
     if (i.extendCmdline && (i.extraCmdlines?.length ?? 0) > 0) {
@@ -306,14 +298,18 @@ export class KairosUkiImage extends pulumi.dynamic.Resource {
     declare readonly lastBuild: pulumi.Output<BuildReport>;
     declare readonly drift: pulumi.Output<string[]>;
 
+    /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
+    declare readonly stateVersion: pulumi.Output<number>;
+
     constructor(name: string, args: KairosUkiImageArgs, opts?: pulumi.CustomResourceOptions) {
         const { signingKeys, ...rest } = args;
         const signing = rest.signing ?? signingKeys?.files.apply((f) => ({ key: f.db.key, certificate: f.db.pem }));
         const pcrKey = rest.pcrKey ?? signingKeys?.tpmPcrKeyFile;
         const outputs = {
+            stateVersion: undefined,
             ukis: undefined, systemdBoot: undefined, stubOrigin: undefined, pcr11: undefined, kairosRelease: undefined, entryKey: undefined,
             sourceDigest: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined,
         };
-        super(lazyProvider(__filename, "kairosUkiImageHandler"), name, { ...outputs, ...rest, signing, pcrKey }, opts, "kairos", "KairosUkiImage");
+        super(packageProvider(KAIROS_UKI_IMAGE_TOKEN), name, { ...outputs, ...rest, signing, pcrKey }, opts, "kairos", "KairosUkiImage");
     }
 }

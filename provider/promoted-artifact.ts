@@ -5,7 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, containsUnknown, lazyProvider, replacedFields, signingPairProblems } from "./resource-kit";
+import { Handler, checkInputs, containsUnknown, packageProvider, replacedFields, signingPairProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -51,11 +51,6 @@ interface Outputs extends CheckedInputs {
 export const promotedArtifactHandler: Handler = {
     check: (olds, news) =>
         checkInputs<CheckedInputs>(PROMOTED_ARTIFACT_TOKEN, olds, news, {
-            resolve(i) {
-                i.source = absolutePath(i.source);
-                i.outputDir = absolutePath(i.outputDir);
-                if (i.resign) i.resign = { key: absolutePath(i.resign.key), certificate: absolutePath(i.resign.certificate) };
-            },
             crossField: crossFieldProblems,
             async derive(i) {
                 // The promised bytes are named by the recorded sha256, not by the file's current state:
@@ -65,7 +60,7 @@ export const promotedArtifactHandler: Handler = {
                     signing: i.resign ? readCertificate(i.resign.certificate).sha256Fingerprint : "as-tested",
                     builder: BUILDER_VERSION,
                 };
-                i.inputHash = sha256Hex(canonicalJson({ ...i.hashParts, outputDir: i.outputDir, kind: i.kind }));
+                i.inputHash = sha256Hex(canonicalJson({ ...i.hashParts, kind: i.kind }));
                 return [];
             },
         }),
@@ -165,8 +160,11 @@ export class PromotedArtifact extends pulumi.dynamic.Resource {
     declare readonly changes: pulumi.Output<string[]>;
     declare readonly lastBuild: pulumi.Output<BuildReport>;
 
+    /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
+    declare readonly stateVersion: pulumi.Output<number>;
+
     constructor(name: string, args: PromotedArtifactArgs, opts?: pulumi.CustomResourceOptions) {
-        const outputs = { path: undefined, sha256: undefined, sourceSha256: undefined, rootHash: undefined, changes: undefined, drift: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined };
-        super(lazyProvider(__filename, "promotedArtifactHandler"), name, { ...outputs, ...args }, opts, "kairos", "PromotedArtifact");
+        const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, sourceSha256: undefined, rootHash: undefined, changes: undefined, drift: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined };
+        super(packageProvider(PROMOTED_ARTIFACT_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "PromotedArtifact");
     }
 }

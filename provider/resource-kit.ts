@@ -1,6 +1,8 @@
 // Shared plumbing for the dynamic resources. Pulumi serialises each resource's provider object into
-// the state and replays it in a separate process, so the provider we hand to Pulumi captures nothing
-// but a module path and an export name, and loads the real handler there at call time.
+// the state and replays it in a separate process (for refresh and destroy: the one the old state holds),
+// maybe on another machine, in another folder, with a newer pulumi-kairos. So the provider we hand to
+// Pulumi captures two strings, the package name and the resource token, and finds the handler at call
+// time in the pulumi-kairos the Pulumi project has installed (see handlers.ts for old state).
 import * as fs from "fs";
 import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
@@ -10,20 +12,43 @@ import { ExtensionSourceSpec, sourceForms } from "./toolkit/extension-source";
 
 export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">>;
 
-/** A provider whose serialised form is two strings; `modulePath` must export `exportName`: Handler. */
-export function lazyProvider(modulePath: string, exportName: string): pulumi.dynamic.ResourceProvider {
+/**
+ * Development override of the handler module (a .ts file runs through ts-node): the repo's tests and
+ * demo set it so the provider process runs the source they test. Users never need it.
+ */
+export const HANDLERS_MODULE_ENV = "PULUMI_KAIROS_HANDLERS";
+
+/**
+ * The provider for one resource type. Its serialised form names the package and the token only; the
+ * handler is `require("pulumi-kairos/handlers").handlerFor(token)`, resolved from the provider process's
+ * working directory, which Pulumi sets to the project folder.
+ */
+export function packageProvider(token: string): pulumi.dynamic.ResourceProvider {
     const load = (): Handler => {
-        if (modulePath.endsWith(".ts")) {
-            // Running from source (tests, examples): compile on the fly in the provider process too.
+        const override = process.env.PULUMI_KAIROS_HANDLERS;
+        let entry: string;
+        if (override) {
+            entry = override;
+        } else {
+            try {
+                entry = require.resolve("pulumi-kairos/handlers", { paths: [process.cwd()] });
+            } catch (e) {
+                throw new Error(
+                    `${token}: this stack's state is served by the npm package pulumi-kairos, which is not installed for the Pulumi project in ${process.cwd()}. ` +
+                        `Run \`npm install pulumi-kairos\` there (${(e as Error).message.split("\n")[0]})`,
+                );
+            }
+        }
+        if (entry.endsWith(".ts")) {
             const flag = Symbol.for("pulumi-kairos.ts-node");
             const g = globalThis as any;
             if (!g[flag]) {
-                const tsNode = require(require.resolve("ts-node", { paths: [modulePath] }));
+                const tsNode = require(require.resolve("ts-node", { paths: [entry] }));
                 tsNode.register({ transpileOnly: true, skipProject: true, compilerOptions: { module: "commonjs", target: "es2022", esModuleInterop: true } });
                 g[flag] = true;
             }
         }
-        return require(modulePath)[exportName];
+        return require(entry).handlerFor(token);
     };
     return {
         check: (olds, news) => load().check(olds, news),
@@ -48,14 +73,17 @@ export function userInputs<T extends Record<string, any>>(raw: T): T {
     return Object.fromEntries(Object.entries(raw).filter(([k, v]) => !k.startsWith("__") && v !== undefined)) as T;
 }
 
-/** Resolves a user path against the Pulumi project directory (the provider's working directory). */
-export function absolutePath(p: string): string {
-    return path.resolve(p);
+/**
+ * Whether two user paths name the same place. State keeps paths as the user wrote them; a relative one
+ * resolves against the Pulumi project folder (the provider process's working directory), so the same
+ * project checked out elsewhere has the same state.
+ */
+export function samePath(a: string | undefined, b: string | undefined): boolean {
+    if (a === undefined || b === undefined) return a === b;
+    return path.resolve(a) === path.resolve(b);
 }
 
 export interface CheckSteps<T> {
-    /** Normalises accepted inputs (absolute paths and the like). */
-    resolve(inputs: T): void;
     /** Rules schema.json cannot express; all problems at once. `olds` are the previous inputs, if any. */
     crossField(inputs: T, olds: Record<string, any>): InputProblem[];
     /** Computes what preview must know (content digests, input hashes); may find more problems. */
@@ -64,27 +92,19 @@ export interface CheckSteps<T> {
 
 /**
  * The shared shape of every resource's check(): schema defaults and validation from schema.json,
- * then (only once every value is known and valid) normalisation, cross-field rules and derived hashes.
+ * then (only once every value is known and valid) cross-field rules and derived hashes.
  */
 export async function checkInputs<T extends object>(token: string, olds: Record<string, any>, news: Record<string, any>, steps: CheckSteps<T>) {
     const inputs = { ...inputDefaults(token), ...userInputs(news) } as T;
     const result = (failures: InputProblem[]) => ({ inputs: { ...news, ...inputs }, failures });
     const schemaProblems = validateInputs(token, inputs);
     if (schemaProblems.length > 0 || containsUnknown(inputs)) return result(schemaProblems);
-    steps.resolve(inputs);
     const ruleProblems = steps.crossField(inputs, olds);
     if (ruleProblems.length > 0) return result(ruleProblems);
     return result(await steps.derive(inputs, olds));
 }
 
 const LOCAL_SOURCE_FORMS = ["dir", "ociLayout", "dockerArchive"] as const;
-
-/** A source with its local paths made absolute. */
-export function resolveSource(source: ExtensionSourceSpec): ExtensionSourceSpec {
-    const s = { ...source };
-    for (const f of LOCAL_SOURCE_FORMS) if (s[f]) s[f] = absolutePath(s[f]!);
-    return s;
-}
 
 /** Exactly one source form, and local sources that exist. */
 export function sourceProblems(source: ExtensionSourceSpec): InputProblem[] {
@@ -110,12 +130,12 @@ export function signingPairProblems(property: string, pair: { key: string; certi
 
 /**
  * The fields whose change means a new artifact (a replace). A field still unknown in a preview is not
- * listed (the update decides once it is known), and paths are compared resolved, as check() stores them.
+ * listed (the update decides once it is known), and paths are compared by the place they name.
  */
 export function replacedFields<T extends Record<string, any>>(olds: T, news: T, fields: (keyof T & string)[], pathFields: (keyof T & string)[] = []): string[] {
     return fields.filter((f) => {
         if (containsUnknown(news[f]) || news[f] === undefined) return false;
-        const next = pathFields.includes(f) && typeof news[f] === "string" ? absolutePath(news[f]) : news[f];
-        return olds[f] !== next;
+        if (pathFields.includes(f) && typeof news[f] === "string") return !samePath(olds[f], news[f]);
+        return olds[f] !== news[f];
     });
 }

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider } from "./resource-kit";
+import { Handler, checkInputs, packageProvider, samePath } from "./resource-kit";
 import { BuildLog, BuildReport, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
@@ -85,7 +85,7 @@ const KEY_IDENTITY_FIELDS = ["outputDir", "name", "keySize", "validityDays", "im
 
 export const signingKeysHandler: Handler = {
     check: (olds, news) =>
-        checkInputs<CheckedInputs>(SIGNING_KEYS_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
+        checkInputs<CheckedInputs>(SIGNING_KEYS_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
         const changes =
@@ -114,7 +114,7 @@ export const signingKeysHandler: Handler = {
         if (olds.keyMaterialHash !== news.keyMaterialHash) {
             // check() only lets this through when `rotation` was raised.
             const log = new BuildLog(`SigningKeys ${news.name}`, "updated", [`rotation ${olds.rotation} -> ${news.rotation}`, ...reasons]);
-            if (news.outputDir !== olds.keyDir) {
+            if (!samePath(news.outputDir, olds.keyDir)) {
                 // New keys in a new folder: the old folder keeps the old keys as they are.
                 refuseFolderWithKeys(news.outputDir);
                 return { outs: await buildKeySet(news, log) };
@@ -225,29 +225,10 @@ function importTpmKey(imp: NonNullable<CheckedInputs["import"]>): string | undef
     return inDir && fs.existsSync(inDir) ? inDir : undefined;
 }
 
-function resolvePaths(inputs: CheckedInputs): void {
-    inputs.outputDir = absolutePath(inputs.outputDir);
-    if (inputs.import) {
-        const imp = { ...inputs.import };
-        if (imp.dir) imp.dir = absolutePath(imp.dir);
-        for (const r of KEY_ROLES) {
-            const pair = imp[r];
-            if (pair) imp[r] = { key: absolutePath(pair.key), certificate: absolutePath(pair.certificate) };
-        }
-        if (imp.tpmPcrKey) imp.tpmPcrKey = absolutePath(imp.tpmPcrKey);
-        inputs.import = imp;
-    }
-    if (inputs.extraSignatureLists) {
-        inputs.extraSignatureLists = Object.fromEntries(
-            Object.entries(inputs.extraSignatureLists).map(([role, files]) => [role, (files ?? []).map(absolutePath)]),
-        );
-    }
-}
-
 /** Rules schema.json cannot express, reported together with the schema problems. */
 function crossFieldProblems(inputs: CheckedInputs, olds: Partial<CheckedInputs>): InputProblem[] {
     const problems: InputProblem[] = [];
-    if (olds.outputDir !== inputs.outputDir && keyFilesIn(inputs.outputDir).length > 0) {
+    if (!samePath(olds.outputDir, inputs.outputDir) && keyFilesIn(inputs.outputDir).length > 0) {
         problems.push({ property: "outputDir", reason: `${inputs.outputDir} already holds ${keyFilesIn(inputs.outputDir).join(", ")}; SigningKeys never overwrites keys (adopt them with import)` });
     }
     // Imported keys were copied into outputDir when the resource was made; the sources may be gone since.
@@ -261,7 +242,7 @@ function crossFieldProblems(inputs: CheckedInputs, olds: Partial<CheckedInputs>)
                 ...checkImport({ kind: "import", pairs: importPairs(imp), tpmPcrKey: imp.tpmPcrKey }).map((reason) => ({ property: "import", reason })),
             );
         }
-        if (imp.dir && path.resolve(imp.dir) === inputs.outputDir) {
+        if (imp.dir && samePath(imp.dir, inputs.outputDir)) {
             problems.push({ property: "import.dir", reason: "must differ from outputDir: imported keys are copied into outputDir, and outputDir's derived files are rewritten" });
         }
     }
@@ -319,7 +300,17 @@ function keyFilesIn(dir: string): string[] {
 
 /** An import that names the same files as before (the keys were copied then; the sources are not re-read). */
 function importUnchanged(olds: Partial<CheckedInputs>, inputs: CheckedInputs): boolean {
-    return !!olds.import && canonicalJson(olds.import) === canonicalJson(inputs.import ?? null);
+    return !!olds.import && !!inputs.import && canonicalJson(importPlaces(olds.import)) === canonicalJson(importPlaces(inputs.import));
+}
+
+/** The import's files as the places they name ("keys/db.key" and "./keys/db.key" are one import). */
+function importPlaces(imp: NonNullable<CheckedInputs["import"]>): Record<string, unknown> {
+    const place = (p?: string) => (p === undefined ? null : path.resolve(p));
+    return {
+        dir: place(imp.dir),
+        tpmPcrKey: place(imp.tpmPcrKey),
+        ...Object.fromEntries(KEY_ROLES.map((r) => [r, imp[r] ? { key: place(imp[r]!.key), certificate: place(imp[r]!.certificate) } : null])),
+    };
 }
 
 async function importDigests(inputs: CheckedInputs): Promise<Record<string, string> | null> {
@@ -358,12 +349,16 @@ export class SigningKeys extends pulumi.dynamic.Resource {
     declare readonly hashParts: pulumi.Output<Record<string, string>>;
     declare readonly lastBuild: pulumi.Output<BuildReport>;
 
+    /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
+    declare readonly stateVersion: pulumi.Output<number>;
+
     constructor(name: string, args: SigningKeysArgs, opts?: pulumi.CustomResourceOptions) {
         const outputs = {
+            stateVersion: undefined,
             keyDir: undefined, keySource: undefined, files: undefined, tpmPcrKeyFile: undefined, tpmPcrPublicKeyPem: undefined,
             certificates: undefined, signatureLists: undefined, fileDigests: undefined, drift: undefined,
             inputHash: undefined, keyMaterialHash: undefined, hashParts: undefined, lastBuild: undefined,
         };
-        super(lazyProvider(__filename, "signingKeysHandler"), name, { ...outputs, ...args }, opts, "kairos", "SigningKeys");
+        super(packageProvider(SIGNING_KEYS_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "SigningKeys");
     }
 }

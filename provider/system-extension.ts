@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, absolutePath, checkInputs, lazyProvider, replacedFields, resolveSource, signingPairProblems, sourceProblems } from "./resource-kit";
+import { Handler, checkInputs, packageProvider, replacedFields, signingPairProblems, sourceProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -96,7 +96,7 @@ export function imageFileName(name: string, kind: ExtensionKind): string {
 
 export const systemExtensionHandler: Handler = {
     check: (olds, news) =>
-        checkInputs<CheckedInputs>(SYSTEM_EXTENSION_TOKEN, olds, news, { resolve: resolvePaths, crossField: crossFieldProblems, derive: deriveHashes }),
+        checkInputs<CheckedInputs>(SYSTEM_EXTENSION_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
         const moved = replacedFields(olds, news, ["name", "kind", "outputDir"], ["outputDir"]);
@@ -218,12 +218,6 @@ function allowedPaths(inputs: CheckedInputs): string[] {
     return inputs.withOpt ? ["usr", "opt"] : ["usr"];
 }
 
-function resolvePaths(inputs: CheckedInputs): void {
-    inputs.outputDir = absolutePath(inputs.outputDir);
-    inputs.source = resolveSource(inputs.source);
-    if (inputs.signing) inputs.signing = { key: absolutePath(inputs.signing.key), certificate: absolutePath(inputs.signing.certificate) };
-}
-
 function crossFieldProblems(inputs: CheckedInputs): InputProblem[] {
     const problems: InputProblem[] = sourceProblems(inputs.source);
     if (inputs.source.dir && fs.existsSync(inputs.source.dir) && !fs.statSync(inputs.source.dir).isDirectory()) {
@@ -254,14 +248,18 @@ export class SystemExtension extends pulumi.dynamic.Resource {
     declare readonly hashParts: pulumi.Output<Record<string, string>>;
     declare readonly lastBuild: pulumi.Output<BuildReport>;
 
+    /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
+    declare readonly stateVersion: pulumi.Output<number>;
+
     constructor(name: string, args: SystemExtensionArgs, opts?: pulumi.CustomResourceOptions) {
         const { signingKeys, ...rest } = args;
         const signing = rest.signing ?? (signingKeys ? signingKeys.files.apply((f) => ({ key: f.db.key, certificate: f.db.pem })) : undefined);
         const outputs = {
+            stateVersion: undefined,
             path: undefined, sha256: undefined, size: undefined, rootHash: undefined, certificateFingerprint: undefined,
             extensionRelease: undefined, sourceDigest: undefined, droppedPaths: undefined, inputHash: undefined,
             contentHash: undefined, drift: undefined, hashParts: undefined, lastBuild: undefined,
         };
-        super(lazyProvider(__filename, "systemExtensionHandler"), name, { ...outputs, ...rest, signing }, opts, "kairos", "SystemExtension");
+        super(packageProvider(SYSTEM_EXTENSION_TOKEN), name, { ...outputs, ...rest, signing }, opts, "kairos", "SystemExtension");
     }
 }

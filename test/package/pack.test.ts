@@ -37,7 +37,7 @@ describe("the npm package", function () {
         const targets = Object.values<string | Record<string, string>>(pkg.exports).flatMap((t) => (typeof t === "string" ? [t] : Object.values(t)));
         assert.ok(targets.length >= 10, JSON.stringify(pkg.exports));
         for (const t of targets) assert.ok(files.includes(t.replace(/^\.\//, "")), `${t} is packed`);
-        assert.deepEqual(Object.keys(pkg.exports).sort(), [".", "./aws", "./command", "./docker", "./package.json", "./schema.json"]);
+        assert.deepEqual(Object.keys(pkg.exports).sort(), [".", "./aws", "./command", "./docker", "./handlers", "./package.json", "./schema.json"]);
     });
 
     it("the main entry loads none of @pulumi/aws, @pulumi/docker, @pulumi/command; each subpath loads its own", async () => {

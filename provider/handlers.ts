@@ -1,0 +1,81 @@
+// The provider side of the package, by resource token: what a stack's serialised provider loads
+// (`pulumi-kairos/handlers`) in the Pulumi project's installed pulumi-kairos. State therefore outlives
+// the checkout, the machine and the package version that wrote it, and this module decides what an
+// installed version does with state another version wrote.
+//
+// State versions (the `stateVersion` output of every resource):
+//   1  pulumi-kairos 0.1.x: the serialised provider names a module file by absolute path, and every
+//      input path was made absolute. No `stateVersion` output.
+//   2  this contract: the provider names the package and the token; paths are kept as written, and a
+//      relative one resolves against the Pulumi project folder.
+// An older version is served as it stands (refresh and destroy work), and the next `up` updates each
+// such resource in place: its build runs again, which gives byte-identical artifacts (keys are never
+// regenerated: SigningKeys only re-checks and re-records them), and the state is rewritten at this
+// version. A newer version than this package knows is refused: install that pulumi-kairos or newer.
+import type { Handler } from "./resource-kit";
+import { SIGNING_KEYS_TOKEN, signingKeysHandler } from "./signing-keys";
+import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler } from "./system-extension";
+import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler } from "./kairos-uki-image";
+import { BOOT_MEDIA_TOKEN, bootMediaHandler } from "./boot-media";
+import { PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler } from "./promoted-artifact";
+
+export const STATE_VERSION = 2;
+/** What state without a `stateVersion` output is: written by pulumi-kairos 0.1.x. */
+const UNVERSIONED_STATE = 1;
+
+const HANDLERS: Record<string, Handler> = {
+    [SIGNING_KEYS_TOKEN]: signingKeysHandler,
+    [SYSTEM_EXTENSION_TOKEN]: systemExtensionHandler,
+    [KAIROS_UKI_IMAGE_TOKEN]: kairosUkiImageHandler,
+    [BOOT_MEDIA_TOKEN]: bootMediaHandler,
+    [PROMOTED_ARTIFACT_TOKEN]: promotedArtifactHandler,
+};
+
+export const RESOURCE_TOKENS = Object.keys(HANDLERS);
+
+/** The handler for `token`, wrapped with the state-version rules above. */
+export function handlerFor(token: string): Handler {
+    const handler = HANDLERS[token];
+    if (!handler) throw new Error(`pulumi-kairos has no resource type ${token}; it knows ${RESOURCE_TOKENS.join(", ")}`);
+    return versioned(token, handler);
+}
+
+export function stateVersionOf(props: Record<string, any>): number {
+    return typeof props?.stateVersion === "number" ? props.stateVersion : UNVERSIONED_STATE;
+}
+
+function versioned(token: string, h: Handler): Handler {
+    const refuseNewer = (props: Record<string, any>) => {
+        const v = stateVersionOf(props);
+        if (v > STATE_VERSION) {
+            throw new Error(
+                `${token}: this state was written by a newer pulumi-kairos (state version ${v}); the installed one knows up to ${STATE_VERSION}. ` +
+                    `Install the pulumi-kairos version the stack was last updated with, or a newer one.`,
+            );
+        }
+    };
+    const stamp = <T extends { outs?: any }>(result: T): T => ({ ...result, outs: { ...result.outs, stateVersion: STATE_VERSION } });
+    return {
+        check: h.check,
+        async diff(id, olds, news) {
+            refuseNewer(olds);
+            const result = await h.diff(id, olds, news);
+            // Only an update rewrites the serialised provider kept with the outputs, so old state must update.
+            return stateVersionOf(olds) < STATE_VERSION ? { ...result, changes: true } : result;
+        },
+        create: async (inputs) => stamp(await h.create(inputs)),
+        // A refresh keeps the version it found: the outputs still carry the provider that wrote them.
+        async read(id, props) {
+            refuseNewer(props);
+            return h.read(id, props);
+        },
+        async update(id, olds, news) {
+            refuseNewer(olds);
+            return stamp(await h.update(id, olds, news));
+        },
+        async delete(id, props) {
+            refuseNewer(props);
+            return h.delete(id, props);
+        },
+    };
+}
