@@ -121,7 +121,7 @@ export const bootMediaHandler: Handler = {
  */
 function espFiles(i: CheckedInputs, loaderConf: string): EspFile[] {
     const onEsp = extensionsOnEsp(i);
-    return [
+    const files: EspFile[] = [
         { espPath: "EFI/BOOT/BOOTX64.EFI", source: i.uki.systemdBoot },
         ...i.uki.efiFiles.map((f) => ({ espPath: `EFI/kairos/${path.basename(f)}`, source: f })),
         ...i.uki.efiFiles.flatMap((f) => onEsp.map((e) => ({ espPath: `EFI/kairos/${path.basename(f)}.extra.d/${path.basename(e)}`, source: e }))),
@@ -129,6 +129,7 @@ function espFiles(i: CheckedInputs, loaderConf: string): EspFile[] {
         ...i.uki.loaderEntries.map((f) => ({ espPath: `loader/entries/${path.basename(f)}`, source: f })),
         ...(["PK", "KEK", "db"] as const).map((k) => ({ espPath: `loader/keys/auto/${k}.auth`, source: i.enrollKeys[k] })),
     ];
+    return files.map((f) => ({ ...f, source: path.resolve(f.source) })); // the image builders take absolute paths
 }
 
 /** Files for the ISO root: extensions by name, the cloud-config as config.yaml, overlay files. */
@@ -137,7 +138,7 @@ function rootFiles(i: CheckedInputs): { isoPath: string; source: string }[] {
         ...(i.extensions ?? []).map((f) => ({ isoPath: path.basename(f), source: f })),
         ...(i.cloudConfig ? [{ isoPath: "config.yaml", source: i.cloudConfig }] : []),
         ...(i.overlayFiles ?? []).map((o) => ({ isoPath: o.path, source: o.source })),
-    ];
+    ].map((f) => ({ ...f, source: path.resolve(f.source) }));
 }
 
 /**

@@ -148,7 +148,9 @@ export const signingKeysHandler: Handler = {
 
 /** Key-material and input hashes; a key-material change without a rotation is refused here, in preview. */
 async function deriveHashes(inputs: CheckedInputs, olds: Partial<CheckedInputs>): Promise<InputProblem[]> {
-    const sameKeys = olds.keyMaterialHash && importUnchanged(olds, inputs) && KEY_IDENTITY_FIELDS.every((f) => canonicalJson(olds[f] ?? null) === canonicalJson(inputs[f] ?? null)) && olds.rotation === inputs.rotation;
+    // Same identity (paths by the place they name), same rotation: the same keys, whatever hash formula
+    // the version that made them used, and without re-reading import sources that may be gone by now.
+    const sameKeys = olds.keyMaterialHash && changedIdentity(olds, inputs).length === 0 && olds.rotation === inputs.rotation;
     inputs.keyMaterialHash = sameKeys
         ? olds.keyMaterialHash!
         : sha256Hex(canonicalJson({
@@ -258,7 +260,7 @@ function rotationProblems(old: Partial<CheckedInputs>, next: CheckedInputs): Inp
     const oldRotation = old.rotation ?? 0;
     if (next.rotation > oldRotation) return [];
     if (next.rotation < oldRotation) return [{ property: "rotation", reason: `cannot go down (from ${oldRotation} to ${next.rotation}); rotated-out keys stay retired` }];
-    const changed = KEY_IDENTITY_FIELDS.filter((f) => canonicalJson(old[f] ?? null) !== canonicalJson(next[f] ?? null));
+    const changed = changedIdentity(old, next);
     const what = changed.length > 0
         ? changed.map((f) => `${f} (${JSON.stringify(old[f] ?? null)} -> ${JSON.stringify(next[f] ?? null)})`).join(", ")
         : "the imported key files' contents";
@@ -296,6 +298,16 @@ function refuseFolderWithKeys(dir: string): void {
 
 function keyFilesIn(dir: string): string[] {
     return allKeySetFiles().filter((f) => fs.existsSync(path.join(dir, f)));
+}
+
+/** The key-defining inputs that differ; paths count as changed only when they name another place. */
+function changedIdentity(old: Partial<CheckedInputs>, next: CheckedInputs): (typeof KEY_IDENTITY_FIELDS)[number][] {
+    const placeOf = (i: Partial<CheckedInputs>, f: (typeof KEY_IDENTITY_FIELDS)[number]) => {
+        if (f === "outputDir") return i.outputDir === undefined ? null : path.resolve(i.outputDir);
+        if (f === "import") return i.import ? importPlaces(i.import) : null;
+        return i[f] ?? null;
+    };
+    return KEY_IDENTITY_FIELDS.filter((f) => canonicalJson(placeOf(old, f)) !== canonicalJson(placeOf(next, f)));
 }
 
 /** An import that names the same files as before (the keys were copied then; the sources are not re-read). */

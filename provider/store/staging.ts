@@ -11,7 +11,7 @@ import * as path from "path";
  */
 export async function stageThenMove<T>(targetDir: string, build: (staging: string) => Promise<T>, newDirMode = 0o700): Promise<T> {
     fs.mkdirSync(path.dirname(targetDir), { recursive: true });
-    const staging = fs.mkdtempSync(path.join(path.dirname(targetDir), `.${path.basename(targetDir)}.staging-`));
+    const staging = makeBeside(targetDir, `.${path.basename(targetDir)}.staging-`);
     try {
         const result = await build(staging);
         if (!fs.existsSync(targetDir)) {
@@ -32,7 +32,7 @@ export async function stageThenMove<T>(targetDir: string, build: (staging: strin
  */
 export async function replaceDirectory<T>(targetDir: string, build: (staging: string) => Promise<T>, newDirMode = 0o755): Promise<T> {
     fs.mkdirSync(path.dirname(targetDir), { recursive: true });
-    const staging = fs.mkdtempSync(path.join(path.dirname(targetDir), `.${path.basename(targetDir)}.staging-`));
+    const staging = makeBeside(targetDir, `.${path.basename(targetDir)}.staging-`);
     let old: string | undefined;
     try {
         const result = await build(staging);
@@ -55,10 +55,18 @@ export async function replaceDirectory<T>(targetDir: string, build: (staging: st
  */
 export async function withScratch<T>(outputDir: string, label: string, fn: (work: string) => Promise<T>): Promise<T> {
     fs.mkdirSync(path.dirname(outputDir), { recursive: true });
-    const work = fs.mkdtempSync(path.join(path.dirname(outputDir), `.${label}.work-`));
+    const work = makeBeside(outputDir, `.${label}.work-`);
     try {
         return await fn(work);
     } finally {
         fs.rmSync(work, { recursive: true, force: true });
     }
+}
+
+/**
+ * A fresh folder next to `target`, as an absolute path: `target` may be relative to the project
+ * folder, and the tools that get these paths must not depend on the working directory.
+ */
+function makeBeside(target: string, prefix: string): string {
+    return path.resolve(fs.mkdtempSync(path.join(path.dirname(target), prefix)));
 }

@@ -1,0 +1,186 @@
+// pulumi-kairos as a user gets it: `npm pack`, installed into a project folder outside the repository
+// (plain JavaScript, no ts-node), a real stack of keys + extension + UKI + ISO through the engine. Then
+// the state outlives its folder (project and backend moved, the original deleted) and the package
+// version that wrote it (a stack made by 0.1.0 is refreshed and updated by this one).
+import { strict as assert } from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import { run } from "../../provider/toolkit/run";
+import { sha256File } from "../../provider/toolkit/files";
+import { pulumiBinDir } from "../../scripts/lib/local-engine";
+import { buildTestOsRootfs } from "../helpers/test-os";
+import { tempDir } from "../helpers/temp";
+
+const REPO = path.resolve(__dirname, "..", "..");
+const TEMPLATE = path.join(__dirname, "consumer");
+/** pulumi-kairos 0.1.0 as `npm pack` made it from commit 54d38dd, the last version with per-file providers. */
+const PREVIOUS_RELEASE = path.join(REPO, "test", "fixtures", "pulumi-kairos-0.1.0.tgz");
+const SDK_VERSION: string = JSON.parse(fs.readFileSync(path.join(REPO, "package.json"), "utf8")).devDependencies["@pulumi/pulumi"];
+const ARTIFACTS = ["out/keys/db.auth", "out/keys/db.key", "out/extensions/hello.sysext.raw", "out/uki/norole.efi", "out/media/kairos.iso"];
+/** The stack itself and the four resources. */
+const RESOURCES = 5;
+
+/** `npm pack` of this checkout (prepack builds bin/ first); returns the tarball's path. */
+async function packRepo(): Promise<string> {
+    const dest = tempDir("pack");
+    const { stdout } = await run(["npm", "pack", "--json", "--pack-destination", dest], { cwd: REPO, timeoutMs: 300000 });
+    const [info] = JSON.parse(stdout.slice(stdout.indexOf("[")));
+    return path.join(dest, info.filename);
+}
+
+/** A project folder as a user would have it: the template program, a payload, an OS folder, `npm install`. */
+async function makeProject(dir: string, tarball: string): Promise<void> {
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of fs.readdirSync(TEMPLATE)) fs.copyFileSync(path.join(TEMPLATE, f), path.join(dir, f));
+    fs.writeFileSync(
+        path.join(dir, "package.json"),
+        JSON.stringify({ name: "kairos-consumer", private: true, dependencies: { "@pulumi/pulumi": SDK_VERSION, "pulumi-kairos": `file:${tarball}` } }, null, 2),
+    );
+    fs.mkdirSync(path.join(dir, "payload/hello/usr/bin"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "payload/hello/usr/bin/hello"), "#!/bin/sh\necho hello from a system extension\n", { mode: 0o755 });
+    await buildTestOsRootfs(path.join(dir, "os"));
+    await npmInstall(dir);
+}
+
+function npmInstall(dir: string, ...packages: string[]) {
+    return run(["npm", "install", "--no-audit", "--no-fund", "--prefer-offline", ...packages], { cwd: dir, timeoutMs: 600000 });
+}
+
+/** Runs `node stack.js <operation>` in the project, with nothing from this checkout in its environment. */
+async function stackOp(dir: string, operation: "up" | "preview" | "refresh" | "destroy" | "export"): Promise<any> {
+    const env = { PULUMI_KAIROS_BIN: pulumiBinDir(), PULUMI_KAIROS_HANDLERS: undefined, PULUMI_NODEJS_DYNAMIC_PROVIDER: undefined, NODE_OPTIONS: undefined };
+    const { stdout } = await run(["node", "stack.js", operation], { cwd: dir, env, timeoutMs: 900000 });
+    return JSON.parse(stdout.trim().split("\n").pop()!);
+}
+
+async function artifactDigests(dir: string): Promise<Record<string, string>> {
+    return Object.fromEntries(await Promise.all(ARTIFACTS.map(async (f) => [f, await sha256File(path.join(dir, f))] as const)));
+}
+
+/** The state's custom resources of this package (not the stack or Pulumi's default provider). */
+function kairosResources(deployment: any): any[] {
+    return (deployment.deployment.resources ?? []).filter((r: any) => r.custom && r.inputs?.__provider);
+}
+
+/** The state without Pulumi's own `sourcePosition` notes (where the program registered each resource). */
+function stateWithoutSourcePositions(deployment: any): string {
+    return JSON.stringify(deployment, (k, v) => (k === "sourcePosition" ? undefined : v));
+}
+
+describe("the package installed from its tarball into a project outside the repository", function () {
+    this.timeout(1800000);
+    let parent: string;
+    let tarball: string;
+    let projectA: string;
+    let built: Record<string, string>;
+
+    before(async function () {
+        this.timeout(900000);
+        const started = Date.now();
+        tarball = await packRepo();
+        parent = tempDir("consumer");
+        projectA = path.join(parent, "a");
+        await makeProject(projectA, tarball);
+        console.log(`      (npm pack + project set-up with npm install: ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+    });
+
+    it("installs compiled JavaScript only: no TypeScript sources, no ts-node, nothing from the checkout", async () => {
+        assert.ok(path.relative(REPO, projectA).startsWith(".."), "the project is outside the repository");
+        const resolve = async (request: string) =>
+            (await run(["node", "-e", `try { console.log(require.resolve(${JSON.stringify(request)})) } catch { console.log("not found") }`], { cwd: projectA })).stdout.trim();
+        assert.equal(await resolve("pulumi-kairos"), path.join(projectA, "node_modules/pulumi-kairos/bin/index.js"));
+        assert.equal(await resolve("pulumi-kairos/handlers"), path.join(projectA, "node_modules/pulumi-kairos/bin/provider/handlers.js"));
+        assert.equal(await resolve("ts-node"), "not found");
+        const installed = path.join(projectA, "node_modules/pulumi-kairos");
+        const sources = (fs.readdirSync(installed, { recursive: true }) as string[]).filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts"));
+        assert.deepEqual(sources, []);
+    });
+
+    it("up builds keys, extension, UKI and ISO with relative paths; a second up changes nothing", async () => {
+        const started = Date.now();
+        const first = await stackOp(projectA, "up");
+        const upSeconds = (Date.now() - started) / 1000;
+        assert.deepEqual(first.changes, { create: RESOURCES });
+        assert.equal(first.outputs.iso, "out/media/kairos.iso");
+        assert.equal(first.outputs.extension, "out/extensions/hello.sysext.raw");
+        assert.equal(first.outputs.keyDir, "out/keys");
+        built = await artifactDigests(projectA);
+        assert.equal(built["out/media/kairos.iso"], first.outputs.isoSha256);
+        const again = await stackOp(projectA, "up");
+        assert.deepEqual(again.changes, { same: RESOURCES });
+        console.log(`      (first up ${upSeconds.toFixed(0)} s)`);
+    });
+
+    it("the state names the package and the resource token, and holds no path of this machine", async () => {
+        const state = await stackOp(projectA, "export");
+        const resources = kairosResources(state);
+        assert.equal(resources.length, 4);
+        const tokens = resources.map((r) => {
+            assert.match(r.inputs.__provider, /require\.resolve\("pulumi-kairos\/handlers"/, r.urn);
+            assert.equal(r.outputs.stateVersion, 2, r.urn);
+            return /token: "(kairos:index:\w+)"/.exec(r.inputs.__provider)?.[1];
+        });
+        assert.deepEqual(tokens.sort(), ["kairos:index:BootMedia", "kairos:index:KairosUkiImage", "kairos:index:SigningKeys", "kairos:index:SystemExtension"]);
+        const text = stateWithoutSourcePositions(state);
+        for (const place of [projectA, REPO, parent]) assert.ok(!text.includes(place), `the state mentions ${place}`);
+    });
+
+    it("moved with its state to another folder, the original deleted: no changes, refresh and destroy work", async () => {
+        const projectB = path.join(parent, "b");
+        await run(["cp", "-a", projectA, projectB]);
+        fs.rmSync(projectA, { recursive: true, force: true });
+
+        const preview = await stackOp(projectB, "preview");
+        assert.deepEqual(preview.changes, { same: RESOURCES }, preview.stdout);
+        const refresh = await stackOp(projectB, "refresh");
+        assert.deepEqual(refresh.changes, { same: RESOURCES });
+        for (const r of kairosResources(await stackOp(projectB, "export"))) assert.deepEqual(r.outputs.drift ?? [], [], r.urn);
+        assert.deepEqual(await artifactDigests(projectB), built);
+
+        const destroy = await stackOp(projectB, "destroy");
+        assert.deepEqual(destroy.changes, { delete: RESOURCES });
+        for (const f of ["out/extensions/hello.sysext.raw", "out/uki/norole.efi", "out/media/kairos.iso"]) assert.ok(!fs.existsSync(path.join(projectB, f)), `${f} removed`);
+        // SigningKeys' documented default: destroy forgets the keys but leaves them on disk
+        assert.ok(fs.existsSync(path.join(projectB, "out/keys/db.key")));
+    });
+
+    describe("a stack made by pulumi-kairos 0.1.0, then upgraded in place", function () {
+        let projectU: string;
+        let before010: Record<string, string>;
+
+        before(async function () {
+            this.timeout(900000);
+            projectU = path.join(parent, "upgrade");
+            await makeProject(projectU, PREVIOUS_RELEASE);
+            const made = await stackOp(projectU, "up");
+            assert.deepEqual(made.changes, { create: RESOURCES });
+            before010 = await artifactDigests(projectU);
+        });
+
+        it("0.1.0's state is the kind this version replaces: absolute module paths, no stateVersion", async () => {
+            for (const r of kairosResources(await stackOp(projectU, "export"))) {
+                assert.ok(r.inputs.__provider.includes(path.join(projectU, "node_modules/pulumi-kairos/bin/provider/")), r.urn);
+                assert.equal(r.outputs.stateVersion, undefined);
+            }
+        });
+
+        it("after npm install of this version, refresh works on the old state and finds no drift", async () => {
+            await npmInstall(projectU, `pulumi-kairos@file:${tarball}`);
+            const refresh = await stackOp(projectU, "refresh");
+            assert.deepEqual(refresh.changes, { same: RESOURCES });
+        });
+
+        it("the next up updates each resource in place to byte-identical artifacts and portable state; then nothing changes", async () => {
+            const preview = await stackOp(projectU, "preview");
+            assert.deepEqual(preview.changes, { update: 4, same: 1 }, preview.stdout);
+            const up = await stackOp(projectU, "up");
+            assert.deepEqual(up.changes, { update: 4, same: 1 });
+            assert.deepEqual(await artifactDigests(projectU), before010);
+            const state = await stackOp(projectU, "export");
+            for (const r of kairosResources(state)) assert.equal(r.outputs.stateVersion, 2, r.urn);
+            assert.ok(!stateWithoutSourcePositions(state).includes(path.join(projectU, "node_modules")), "no module path left in the state");
+            assert.deepEqual((await stackOp(projectU, "up")).changes, { same: RESOURCES });
+            assert.deepEqual((await stackOp(projectU, "destroy")).changes, { delete: RESOURCES });
+        });
+    });
+});
