@@ -37,14 +37,15 @@ export const RESOURCE_TOKENS = Object.keys(HANDLERS);
 export function handlerFor(token: string): Handler {
     const handler = HANDLERS[token];
     if (!handler) throw new Error(`pulumi-kairos has no resource type ${token}; it knows ${RESOURCE_TOKENS.join(", ")}`);
-    return versioned(token, handler);
+    return versionedHandler(token, handler);
 }
 
 export function stateVersionOf(props: Record<string, any>): number {
     return typeof props?.stateVersion === "number" ? props.stateVersion : UNVERSIONED_STATE;
 }
 
-function versioned(token: string, h: Handler): Handler {
+/** `h` under the state-version rules: refuse newer state, update older state, stamp what it writes. */
+export function versionedHandler(token: string, h: Handler): Handler {
     const refuseNewer = (props: Record<string, any>) => {
         const v = stateVersionOf(props);
         if (v > STATE_VERSION) {

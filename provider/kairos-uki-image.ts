@@ -8,6 +8,7 @@ import { Handler, checkInputs, packageProvider, replacedFields, samePath, signin
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
+import { HOST_EFI_DIR } from "./toolkit/tools";
 import { publicKeyPem, readCertificate } from "./toolkit/openssl";
 import { replaceDirectory, withScratch } from "./store/staging";
 import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
@@ -22,7 +23,6 @@ export const KAIROS_UKI_IMAGE_TOKEN = "kairos:index:KairosUkiImage";
 const BUILDER_VERSION = "kairos-uki-image/1";
 const STUB_IN_IMAGE = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 const SDBOOT_IN_IMAGE = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
-const HOST_EFI_DIR = "/usr/lib/systemd/boot/efi";
 /** systemd-boot learned the `uki` entry key late; kairos-agent writes it only for >= 259. */
 const UKI_KEY_MIN_SYSTEMD_BOOT = 259;
 const MB = 1_000_000;

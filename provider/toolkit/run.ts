@@ -1,40 +1,7 @@
 // The one process runner for every external tool: argv arrays, no shell, and errors that carry the
 // command line, the exit status and the tail of stderr.
 import { spawn } from "child_process";
-
-/** Debian package that provides each tool, so a missing tool can be named with its fix. */
-export const TOOL_PACKAGES: Record<string, string> = {
-    openssl: "openssl",
-    "cert-to-efi-sig-list": "efitools",
-    "sign-efi-sig-list": "efitools",
-    "sig-list-to-certs": "efitools",
-    "mkfs.erofs": "erofs-utils",
-    "fsck.erofs": "erofs-utils",
-    veritysetup: "cryptsetup-bin",
-    sfdisk: "fdisk",
-    sgdisk: "gdisk",
-    "systemd-dissect": "systemd-container",
-    sbsign: "sbsigntool",
-    sbverify: "sbsigntool",
-    sbattach: "sbsigntool",
-    objdump: "binutils",
-    objcopy: "binutils",
-    zstd: "zstd",
-    cpio: "cpio",
-    xorriso: "xorriso",
-    mformat: "mtools",
-    mcopy: "mtools",
-    mmd: "mtools",
-    mdir: "mtools",
-    minfo: "mtools",
-    "fsck.fat": "dosfstools",
-    "mkfs.vfat": "dosfstools",
-    "qemu-system-x86_64": "qemu-system-x86",
-    swtpm: "swtpm",
-    swtpm_setup: "swtpm-tools",
-    skopeo: "skopeo",
-    "docker-registry": "docker-registry",
-};
+import { installHint } from "./tools";
 
 export interface RunOptions {
     cwd?: string;
@@ -56,8 +23,8 @@ const STDERR_TAIL_LINES = 20;
 export class ToolNotFoundError extends Error {
     readonly code = "TOOL_NOT_FOUND";
     constructor(readonly tool: string) {
-        const pkg = TOOL_PACKAGES[tool];
-        super(`could not find \`${tool}\` on PATH${pkg ? `; install the Debian package '${pkg}' (npm run setup does)` : ""}`);
+        const hint = installHint(tool);
+        super(`could not find \`${tool}\` on PATH${hint ? `; ${hint}` : ""}. \`npx pulumi-kairos doctor\` checks every tool the resources need.`);
     }
 }
 

@@ -96,6 +96,16 @@ describe("the package installed from its tarball into a project outside the repo
         assert.deepEqual(sources, []);
     });
 
+    it("its bin `pulumi-kairos doctor` checks the tools: all found here; with only node on PATH, exit 1 naming packages", async () => {
+        const doctor = path.join(projectA, "node_modules/.bin/pulumi-kairos");
+        const ok = await run([doctor, "doctor"], { cwd: projectA });
+        assert.match(ok.stdout, /every tool the resources always need is here/);
+        const onlyNode = tempDir("only-node");
+        fs.symlinkSync(process.execPath, path.join(onlyNode, "node"));
+        const bad = await run([doctor, "doctor"], { cwd: projectA, env: { PATH: onlyNode }, okCodes: [1] });
+        assert.match(bad.stdout, /mkfs\.erofs\s+MISSING\s+apt-get install erofs-utils\s+\|\s+dnf install erofs-utils/);
+    });
+
     it("up builds keys, extension, UKI and ISO with relative paths; a second up changes nothing", async () => {
         const started = Date.now();
         const first = await stackOp(projectA, "up");

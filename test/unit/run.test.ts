@@ -17,11 +17,12 @@ describe("process runner", () => {
         assert.doesNotMatch(err.message, /line10\n/); // only the tail
     });
 
-    it("names the Debian package of a missing tool", async () => {
+    it("names the Debian and Fedora packages of a missing tool, and the doctor", async () => {
         const err = await run(["veritysetup-not-here"]).catch((e) => e);
         assert.ok(err instanceof ToolNotFoundError);
-        const known = new ToolNotFoundError("mkfs.erofs");
-        assert.match(known.message, /install the Debian package 'erofs-utils'/);
+        assert.match(err.message, /could not find `veritysetup-not-here` on PATH\. `npx pulumi-kairos doctor` checks/);
+        const known = new ToolNotFoundError("veritysetup");
+        assert.match(known.message, /install it with `apt-get install cryptsetup-bin` \(Debian, Ubuntu\) or `dnf install cryptsetup` \(Fedora\)/);
     });
 
     it("quotes arguments so the printed command can be pasted", () => {

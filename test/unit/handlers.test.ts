@@ -1,0 +1,58 @@
+// The state-version rules every resource's handler runs under (provider/handlers.ts). The inner handler
+// here records its calls and answers "no changes", so what is asserted is the wrapper's own decision.
+import { strict as assert } from "assert";
+import { RESOURCE_TOKENS, STATE_VERSION, handlerFor, stateVersionOf, versionedHandler } from "../../provider/handlers";
+import type { Handler } from "../../provider/resource-kit";
+
+function recordingHandler(calls: string[]): Handler {
+    return {
+        check: async (_olds, news) => (calls.push("check"), { inputs: news }),
+        diff: async () => (calls.push("diff"), { changes: false, replaces: [] }),
+        create: async (inputs) => (calls.push("create"), { id: "x", outs: { ...inputs, built: true } }),
+        read: async (id, props) => (calls.push("read"), { id, props }),
+        update: async (_id, _olds, news) => (calls.push("update"), { outs: { ...news, built: true } }),
+        delete: async () => void calls.push("delete"),
+    };
+}
+
+describe("handler registry and state versions", () => {
+    it("has a handler for each of the five resource tokens, and names them when asked for another", () => {
+        assert.deepEqual([...RESOURCE_TOKENS].sort(), ["BootMedia", "KairosUkiImage", "PromotedArtifact", "SigningKeys", "SystemExtension"].map((t) => `kairos:index:${t}`));
+        for (const t of RESOURCE_TOKENS) assert.equal(typeof handlerFor(t).diff, "function");
+        assert.throws(() => handlerFor("kairos:index:Nope"), /no resource type kairos:index:Nope; it knows kairos:index:SigningKeys/);
+    });
+
+    it("state without stateVersion is version 1 (pulumi-kairos 0.1.x)", () => {
+        assert.equal(stateVersionOf({ path: "x" }), 1);
+        assert.equal(stateVersionOf({ stateVersion: 2 }), 2);
+    });
+
+    it("create and update stamp the current version on what they write", async () => {
+        const h = versionedHandler("kairos:index:Test", recordingHandler([]));
+        assert.equal((await h.create({ a: 1 })).outs.stateVersion, STATE_VERSION);
+        assert.equal((await h.update("x", { stateVersion: 1 }, { a: 1 })).outs?.stateVersion, STATE_VERSION);
+    });
+
+    it("diff turns 'no changes' into an update for older state, and leaves current state alone", async () => {
+        const calls: string[] = [];
+        const h = versionedHandler("kairos:index:Test", recordingHandler(calls));
+        assert.equal((await h.diff("x", { path: "p" }, {})).changes, true);
+        assert.equal((await h.diff("x", { stateVersion: STATE_VERSION }, {})).changes, false);
+        assert.deepEqual(calls, ["diff", "diff"]);
+    });
+
+    it("refresh keeps the version it found (only an update rewrites the stored provider)", async () => {
+        const h = versionedHandler("kairos:index:Test", recordingHandler([]));
+        assert.equal((await h.read("x", { path: "p" })).props?.stateVersion, undefined);
+    });
+
+    it("refuses state from a newer package before touching anything", async () => {
+        const calls: string[] = [];
+        const h = versionedHandler("kairos:index:Test", recordingHandler(calls));
+        const newer = { stateVersion: STATE_VERSION + 1 };
+        for (const attempt of [() => h.diff("x", newer, {}), () => h.read("x", newer), () => h.update("x", newer, {}), () => h.delete("x", newer)]) {
+            await assert.rejects(attempt, new RegExp(`written by a newer pulumi-kairos \\(state version ${STATE_VERSION + 1}\\); the installed one knows up to ${STATE_VERSION}`));
+        }
+        assert.deepEqual(calls, []);
+    });
+});
