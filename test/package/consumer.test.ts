@@ -13,6 +13,7 @@ import { tempDir } from "../helpers/temp";
 
 const REPO = path.resolve(__dirname, "..", "..");
 const TEMPLATE = path.join(__dirname, "consumer");
+const TSC = path.join(REPO, "node_modules", "typescript", "bin", "tsc");
 /** pulumi-kairos 0.1.0 as `npm pack` made it from commit 54d38dd, the last version with per-file providers. */
 const PREVIOUS_RELEASE = path.join(REPO, "test", "fixtures", "pulumi-kairos-0.1.0.tgz");
 const SDK_VERSION: string = JSON.parse(fs.readFileSync(path.join(REPO, "package.json"), "utf8")).devDependencies["@pulumi/pulumi"];
@@ -104,6 +105,29 @@ describe("the package installed from its tarball into a project outside the repo
         fs.symlinkSync(process.execPath, path.join(onlyNode, "node"));
         const bad = await run([doctor, "doctor"], { cwd: projectA, env: { PATH: onlyNode }, okCodes: [1] });
         assert.match(bad.stdout, /mkfs\.erofs\s+MISSING\s+apt-get install erofs-utils\s+\|\s+dnf install erofs-utils/);
+    });
+
+    it("every TypeScript block in the README type-checks against the installed package (and a wrong one does not)", async () => {
+        const blocks = [...fs.readFileSync(path.join(REPO, "README.md"), "utf8").matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+        assert.ok(blocks.length >= 2, `${blocks.length} TypeScript blocks in the README`);
+        const check = async (name: string, sources: string[]) => {
+            const dir = path.join(parent, name);
+            fs.mkdirSync(dir);
+            // the project's node_modules, so "pulumi-kairos" resolves to the installed package as in a user's program
+            const files = sources.map((src, i) => {
+                fs.writeFileSync(path.join(dir, `block-${i + 1}.ts`), `${src}\nexport {};\n`);
+                return `block-${i + 1}.ts`;
+            });
+            const compilerOptions = { strict: true, noEmit: true, module: "node16", moduleResolution: "node16", target: "es2022", types: [], skipLibCheck: true };
+            fs.writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions, files }));
+            const link = path.join(dir, "node_modules");
+            fs.symlinkSync(path.join(projectA, "node_modules"), link);
+            return run(["node", TSC, "-p", dir], { cwd: dir, timeoutMs: 120000 });
+        };
+        await check("readme-blocks", blocks);
+        const wrong = blocks[0].replace("outputDir:", "outputDirectory:");
+        assert.notEqual(wrong, blocks[0]);
+        await assert.rejects(check("readme-wrong", [wrong]), /outputDirectory/);
     });
 
     it("up builds keys, extension, UKI and ISO with relative paths; a second up changes nothing", async () => {

@@ -32,12 +32,14 @@ describe("the npm package", function () {
         console.log(`      (npm pack: ${packed.entryCount} files, ${(packed.size / 1024).toFixed(0)} KiB packed, ${(packed.unpackedSize / 1024).toFixed(0)} KiB unpacked)`);
     });
 
-    it("every subpath in exports points at a packed file", () => {
+    it("every subpath in exports and the bin point at packed files", () => {
         const pkg = JSON.parse(fs.readFileSync(path.join(REPO, "package.json"), "utf8"));
         const targets = Object.values<string | Record<string, string>>(pkg.exports).flatMap((t) => (typeof t === "string" ? [t] : Object.values(t)));
         assert.ok(targets.length >= 10, JSON.stringify(pkg.exports));
         for (const t of targets) assert.ok(files.includes(t.replace(/^\.\//, "")), `${t} is packed`);
         assert.deepEqual(Object.keys(pkg.exports).sort(), [".", "./aws", "./command", "./docker", "./handlers", "./package.json", "./schema.json"]);
+        for (const target of Object.values<string>(pkg.bin)) assert.ok(files.includes(target), `bin ${target} is packed`);
+        assert.match(fs.readFileSync(path.join(REPO, pkg.bin["pulumi-kairos"]), "utf8"), /^#!\/usr\/bin\/env node\n/);
     });
 
     it("the main entry loads none of @pulumi/aws, @pulumi/docker, @pulumi/command; each subpath loads its own", async () => {
