@@ -13,8 +13,9 @@ import { ExtensionSourceSpec, sourceForms } from "./toolkit/extension-source";
 export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">>;
 
 /**
- * Development override of the handler module (a .ts file runs through ts-node): the repo's tests and
- * demo set it so the provider process runs the source they test. Users never need it.
+ * Development override of the handler module (a .ts file runs through ts-node; a relative path means
+ * the project folder): the repo's tests and demo set it so the provider process runs the source they
+ * test. Users never need it.
  */
 export const HANDLERS_MODULE_ENV = "PULUMI_KAIROS_HANDLERS";
 
@@ -28,7 +29,7 @@ export function packageProvider(token: string): pulumi.dynamic.ResourceProvider 
         const override = process.env.PULUMI_KAIROS_HANDLERS;
         let entry: string;
         if (override) {
-            entry = override;
+            entry = require("path").resolve(override);
         } else {
             try {
                 entry = require.resolve("pulumi-kairos/handlers", { paths: [process.cwd()] });
