@@ -278,14 +278,7 @@ export class BootMedia extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: BootMediaArgs, opts?: pulumi.CustomResourceOptions) {
         const { ukiImage, signingKeys, extensions, ...rest } = args;
-        const uki =
-            rest.uki ??
-            (ukiImage &&
-                pulumi.all([ukiImage.ukis, ukiImage.systemdBoot]).apply(([ukis, sdboot]) => ({
-                    efiFiles: ukis.map((u) => u.path),
-                    loaderEntries: ukis.map((u) => u.entryPath),
-                    systemdBoot: sdboot.path,
-                })));
+        const uki = rest.uki ?? ukiImage?.bootFiles;
         const enrollKeys = rest.enrollKeys ?? signingKeys?.files.apply((f) => ({ PK: f.PK.auth, KEK: f.KEK.auth, db: f.db.auth }));
         const extensionPaths = extensions?.map((e) => (pulumi.Resource.isInstance(e) ? (e as SystemExtension).path : e));
         const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, size: undefined, files: undefined, pcr13: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined };

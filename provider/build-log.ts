@@ -1,7 +1,40 @@
-// What happened, and why. Dynamic providers have no log channel to the engine (pulumi/pulumi#6065):
-// what a provider writes to stderr reaches `pulumi up` as a message on the stack, not on the
-// resource. So each build says what it does there, prefixed with the resource, and also keeps a
-// small report in the resource's outputs (action, reasons, timed steps) for tools to read.
+// What happened, and why. Each build says what it does, step by step, prefixed with the resource, and
+// keeps a small report in the resource's outputs (action, reasons, timed steps) for tools to read.
+// Where the lines go is the transport's choice (a LogSink for the current call): the plugin puts them
+// on the resource's row in `pulumi up`; a dynamic provider has no resource URN (pulumi/pulumi#6065),
+// so there they are engine messages on the stack, or stderr when no engine is reachable.
+import { AsyncLocalStorage } from "async_hooks";
+
+export interface LogSink {
+    /** A line to keep (shown with the resource and under Diagnostics). */
+    info(message: string): void;
+    /** A live status line (a step running now), replaced by the next one. */
+    progress(message: string): void;
+}
+
+const stderrSink: LogSink = {
+    info: (m) => void process.stderr.write(`[kairos] ${m}\n`),
+    progress: (m) => void process.stderr.write(`[kairos] ${m}\n`),
+};
+
+/**
+ * Engine messages on the stack, for a dynamic provider whose process knows the engine's address
+ * (the set-up's dynamic-provider wrapper exports it; Pulumi's stock one does not, hence stderr then).
+ */
+function engineSink(): LogSink | undefined {
+    if (!process.env.PULUMI_NODEJS_ENGINE) return undefined;
+    const log: typeof import("@pulumi/pulumi").log = require("@pulumi/pulumi").log;
+    return { info: (m) => void log.info(m).catch(() => undefined), progress: (m) => void log.info(m).catch(() => undefined) };
+}
+
+const currentSink = new AsyncLocalStorage<LogSink>();
+let defaultSink: LogSink | undefined;
+const sink = (): LogSink => currentSink.getStore() ?? (defaultSink ??= engineSink() ?? stderrSink);
+
+/** Runs `fn` with every BuildLog inside it writing to `sink`. */
+export function withLogSink<T>(sink: LogSink, fn: () => Promise<T>): Promise<T> {
+    return currentSink.run(sink, fn);
+}
 export interface BuildReport {
     action: "created" | "updated" | "re-signed" | "restored";
     /** Which parts of the input hash changed (or "new", or the drift that was repaired). */
@@ -23,13 +56,13 @@ export class BuildLog {
     }
 
     say(message: string): void {
-        process.stderr.write(`[kairos] ${this.label}: ${message}\n`);
+        sink().info(`${this.label}: ${message}`);
     }
 
-    /** Runs one named build step, timing it and saying when it starts and ends. */
+    /** Runs one named build step, timing it; its start is live progress, its end a kept line. */
     async step<T>(name: string, fn: () => Promise<T>): Promise<T> {
         const t = process.hrtime.bigint();
-        this.say(`${name}...`);
+        sink().progress(`${this.label}: ${name}...`);
         const result = await fn();
         const seconds = Number(process.hrtime.bigint() - t) / 1e9;
         this.steps.push({ step: name, seconds: round(seconds) });

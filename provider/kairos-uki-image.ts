@@ -92,6 +92,8 @@ export interface UkiOutput {
 interface Outputs extends CheckedInputs {
     ukis: UkiOutput[];
     systemdBoot: { path: string; sha256: string; version: string; origin: "image" | "host" };
+    /** The files BootMedia's `uki` input takes, in its shape (YAML programs pass `${os.bootFiles}`). */
+    bootFiles: { efiFiles: string[]; loaderEntries: string[]; systemdBoot: string };
     stubOrigin: "image" | "host";
     pcr11: Record<string, Record<string, string>>;
     kairosRelease: string;
@@ -212,10 +214,12 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
                 await signEfi(path.join(work, "systemd-boot.efi"), bootx64, inputs.signing.key, inputs.signing.certificate);
                 if (!(await verifyEfi(bootx64, inputs.signing.certificate))) throw new Error(`sbverify refused the signed systemd-boot ${bootx64}`);
             });
+            const systemdBootPath = path.join(inputs.outputDir, "BOOTX64.EFI");
             return {
                 ...inputs,
                 ukis,
-                systemdBoot: { path: path.join(inputs.outputDir, "BOOTX64.EFI"), sha256: await sha256File(bootx64), version: sdbootInfo?.version ?? "unknown", origin: sdboot.origin },
+                systemdBoot: { path: systemdBootPath, sha256: await sha256File(bootx64), version: sdbootInfo?.version ?? "unknown", origin: sdboot.origin },
+                bootFiles: { efiFiles: ukis.map((u) => u.path), loaderEntries: ukis.map((u) => u.entryPath), systemdBoot: systemdBootPath },
                 stubOrigin: stub.origin,
                 pcr11,
                 kairosRelease: info.kairosRelease,
@@ -289,9 +293,11 @@ export class KairosUkiImage extends pulumi.dynamic.Resource {
     declare readonly outputDir: pulumi.Output<string>;
     declare readonly ukis: pulumi.Output<UkiOutput[]>;
     declare readonly systemdBoot: pulumi.Output<Outputs["systemdBoot"]>;
+    declare readonly bootFiles: pulumi.Output<Outputs["bootFiles"]>;
     declare readonly stubOrigin: pulumi.Output<string>;
     declare readonly pcr11: pulumi.Output<Outputs["pcr11"]>;
     declare readonly kairosRelease: pulumi.Output<string>;
+    declare readonly sourceDigest: pulumi.Output<string>;
     declare readonly entryKey: pulumi.Output<string>;
     declare readonly inputHash: pulumi.Output<string>;
     declare readonly hashParts: pulumi.Output<Record<string, string>>;
@@ -306,8 +312,8 @@ export class KairosUkiImage extends pulumi.dynamic.Resource {
         const signing = rest.signing ?? signingKeys?.files.apply((f) => ({ key: f.db.key, certificate: f.db.pem }));
         const pcrKey = rest.pcrKey ?? signingKeys?.tpmPcrKeyFile;
         const outputs = {
-            stateVersion: undefined,
-            ukis: undefined, systemdBoot: undefined, stubOrigin: undefined, pcr11: undefined, kairosRelease: undefined, entryKey: undefined,
+            stateVersion: undefined, outputDir: undefined,
+            ukis: undefined, systemdBoot: undefined, bootFiles: undefined, stubOrigin: undefined, pcr11: undefined, kairosRelease: undefined, entryKey: undefined,
             sourceDigest: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined,
         };
         super(packageProvider(KAIROS_UKI_IMAGE_TOKEN), name, { ...outputs, ...rest, signing, pcrKey }, opts, "kairos", "KairosUkiImage");

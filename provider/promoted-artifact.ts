@@ -159,6 +159,9 @@ export class PromotedArtifact extends pulumi.dynamic.Resource {
     declare readonly rootHash: pulumi.Output<string | null>;
     declare readonly changes: pulumi.Output<string[]>;
     declare readonly lastBuild: pulumi.Output<BuildReport>;
+    declare readonly drift: pulumi.Output<string[]>;
+    declare readonly hashParts: pulumi.Output<Record<string, string>>;
+    declare readonly inputHash: pulumi.Output<string>;
 
     /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
     declare readonly stateVersion: pulumi.Output<number>;

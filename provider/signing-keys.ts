@@ -366,7 +366,7 @@ export class SigningKeys extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: SigningKeysArgs, opts?: pulumi.CustomResourceOptions) {
         const outputs = {
-            stateVersion: undefined,
+            stateVersion: undefined, ownerGuid: undefined, authTimestamp: undefined,
             keyDir: undefined, keySource: undefined, files: undefined, tpmPcrKeyFile: undefined, tpmPcrPublicKeyPem: undefined,
             certificates: undefined, signatureLists: undefined, fileDigests: undefined, drift: undefined,
             inputHash: undefined, keyMaterialHash: undefined, hashParts: undefined, lastBuild: undefined,

@@ -12,7 +12,24 @@ CACHE_ROOT="${PULUMI_KAIROS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pulumi-kairos
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 BIN_DIR="$CACHE_ROOT/pulumi-v$PULUMI_VERSION/bin"
 
+# The engine launches dynamic providers through this plugin; the CLI release ships it as a tiny
+# script next to the binary, so we write the same thing, plus one line: the engine passes its address
+# as the last argument, and exporting it lets pulumi.log in a dynamic provider reach the engine (the
+# stock script does not, so such messages only reach stderr). Rewritten on every run: cheap, and a
+# cached CLI picks up changes to it.
+write_dynamic_provider_wrapper() {
+  cat > "$1/pulumi-resource-pulumi-nodejs.tmp" <<'SH'
+#!/bin/sh
+for arg in "$@"; do case "$arg" in -*) ;; *) PULUMI_NODEJS_ENGINE="$arg" ;; esac; done
+export PULUMI_NODEJS_ENGINE
+exec node "${PULUMI_NODEJS_DYNAMIC_PROVIDER:-./node_modules/@pulumi/pulumi/cmd/dynamic-provider}" "$@"
+SH
+  chmod 0755 "$1/pulumi-resource-pulumi-nodejs.tmp"
+  mv "$1/pulumi-resource-pulumi-nodejs.tmp" "$1/pulumi-resource-pulumi-nodejs"
+}
+
 if [ -x "$BIN_DIR/pulumi" ] && "$BIN_DIR/pulumi" version 2>/dev/null | grep -qx "v$PULUMI_VERSION"; then
+  write_dynamic_provider_wrapper "$BIN_DIR"
   echo "$BIN_DIR"
   exit 0
 fi
@@ -55,13 +72,7 @@ start=$(date +%s)
     github.com/pulumi/pulumi/pkg/v3/cmd/pulumi >&2
 )
 
-# The engine launches dynamic providers through this plugin; the CLI release ships it as a tiny
-# script next to the binary, so we write the same thing.
-cat > "$work/bin/pulumi-resource-pulumi-nodejs" <<'SH'
-#!/bin/sh
-exec node "${PULUMI_NODEJS_DYNAMIC_PROVIDER:-./node_modules/@pulumi/pulumi/cmd/dynamic-provider}" "$@"
-SH
-chmod 0755 "$work/bin/pulumi-resource-pulumi-nodejs"
+write_dynamic_provider_wrapper "$work/bin"
 
 mkdir -p "$(dirname "$BIN_DIR")"
 rm -rf "$BIN_DIR"

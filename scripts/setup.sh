@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up for a fresh Debian 12 machine: the Debian tools the build steps and the
-# tests use, the npm dependencies, and the Pulumi CLI built from Go modules. Safe to rerun: every step
+# tests use, the npm dependencies, and the Pulumi CLI and its YAML language host built from Go modules. Safe to rerun: every step
 # skips what is already there. Writes the Pulumi bin dir to .pulumi-bin for the test and demo runners.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,4 +57,5 @@ bash scripts/fetch-test-kernel.sh >/dev/null   # the busybox test OS's kernel, c
 bash scripts/build-systemd-test-os.sh >/dev/null   # the systemd test OS (trixie rootfs), cached outside the repo
 
 bash scripts/install-pulumi.sh > .pulumi-bin
+bash scripts/install-pulumi-yaml.sh "$(cat .pulumi-bin)"   # `runtime: yaml` projects (test/cli)
 echo "setup: ok (pulumi: $(cat .pulumi-bin))" >&2

@@ -7,51 +7,25 @@ import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
 import { sha256File } from "../../provider/toolkit/files";
-import { pulumiBinDir } from "../../scripts/lib/local-engine";
 import { buildTestOsRootfs } from "../helpers/test-os";
 import { tempDir } from "../helpers/temp";
+import { CONSUMER_TEMPLATE, REPO, installTarball, npmInstall, packedTarball, stackOp } from "../helpers/packed";
 
-const REPO = path.resolve(__dirname, "..", "..");
-const TEMPLATE = path.join(__dirname, "consumer");
 const TSC = path.join(REPO, "node_modules", "typescript", "bin", "tsc");
 /** pulumi-kairos 0.1.0 as `npm pack` made it from commit 54d38dd, the last version with per-file providers. */
 const PREVIOUS_RELEASE = path.join(REPO, "test", "fixtures", "pulumi-kairos-0.1.0.tgz");
-const SDK_VERSION: string = JSON.parse(fs.readFileSync(path.join(REPO, "package.json"), "utf8")).devDependencies["@pulumi/pulumi"];
 const ARTIFACTS = ["out/keys/db.auth", "out/keys/db.key", "out/extensions/hello.sysext.raw", "out/uki/norole.efi", "out/media/kairos.iso"];
 /** The stack itself and the four resources. */
 const RESOURCES = 5;
 
-/** `npm pack` of this checkout (prepack builds bin/ first); returns the tarball's path. */
-async function packRepo(): Promise<string> {
-    const dest = tempDir("pack");
-    const { stdout } = await run(["npm", "pack", "--json", "--pack-destination", dest], { cwd: REPO, timeoutMs: 300000 });
-    const [info] = JSON.parse(stdout.slice(stdout.indexOf("[")));
-    return path.join(dest, info.filename);
-}
-
 /** A project folder as a user would have it: the template program, a payload, an OS folder, `npm install`. */
 async function makeProject(dir: string, tarball: string): Promise<void> {
     fs.mkdirSync(dir, { recursive: true });
-    for (const f of fs.readdirSync(TEMPLATE)) fs.copyFileSync(path.join(TEMPLATE, f), path.join(dir, f));
-    fs.writeFileSync(
-        path.join(dir, "package.json"),
-        JSON.stringify({ name: "kairos-consumer", private: true, dependencies: { "@pulumi/pulumi": SDK_VERSION, "pulumi-kairos": `file:${tarball}` } }, null, 2),
-    );
+    for (const f of fs.readdirSync(CONSUMER_TEMPLATE)) fs.copyFileSync(path.join(CONSUMER_TEMPLATE, f), path.join(dir, f));
     fs.mkdirSync(path.join(dir, "payload/hello/usr/bin"), { recursive: true });
     fs.writeFileSync(path.join(dir, "payload/hello/usr/bin/hello"), "#!/bin/sh\necho hello from a system extension\n", { mode: 0o755 });
     await buildTestOsRootfs(path.join(dir, "os"));
-    await npmInstall(dir);
-}
-
-function npmInstall(dir: string, ...packages: string[]) {
-    return run(["npm", "install", "--no-audit", "--no-fund", "--prefer-offline", ...packages], { cwd: dir, timeoutMs: 600000 });
-}
-
-/** Runs `node stack.js <operation>` in the project, with nothing from this checkout in its environment. */
-async function stackOp(dir: string, operation: "up" | "preview" | "refresh" | "destroy" | "export"): Promise<any> {
-    const env = { PULUMI_KAIROS_BIN: pulumiBinDir(), PULUMI_KAIROS_HANDLERS: undefined, PULUMI_NODEJS_DYNAMIC_PROVIDER: undefined, NODE_OPTIONS: undefined };
-    const { stdout } = await run(["node", "stack.js", operation], { cwd: dir, env, timeoutMs: 900000 });
-    return JSON.parse(stdout.trim().split("\n").pop()!);
+    await installTarball(dir, tarball);
 }
 
 async function artifactDigests(dir: string): Promise<Record<string, string>> {
@@ -78,7 +52,7 @@ describe("the package installed from its tarball into a project outside the repo
     before(async function () {
         this.timeout(900000);
         const started = Date.now();
-        tarball = await packRepo();
+        tarball = await packedTarball();
         parent = tempDir("consumer");
         projectA = path.join(parent, "a");
         await makeProject(projectA, tarball);

@@ -1,0 +1,149 @@
+// `pulumi up` in a project folder, as users type it: the real CLI in examples/seed-yaml (a
+// `runtime: yaml` program, run by the YAML language host the set-up builds), with the kairos resource
+// plugin installed from the packed package by its own `pulumi-kairos install-plugin`. Then the same
+// inputs through the dynamic providers (a JavaScript program with the same package) give the same bytes.
+import { strict as assert } from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import { run } from "../../provider/toolkit/run";
+import { sha256File } from "../../provider/toolkit/files";
+import { pulumiBinDir } from "../../scripts/lib/local-engine";
+import { buildTestOsRootfs } from "../helpers/test-os";
+import { tempDir } from "../helpers/temp";
+import { CONSUMER_TEMPLATE, REPO, installTarball, packedTarball, stackOp } from "../helpers/packed";
+
+const EXAMPLE = path.join(REPO, "examples", "seed-yaml");
+const ARTIFACTS = ["out/keys/db.key", "out/keys/db.auth", "out/extensions/k3s.sysext.raw", "out/uki/norole.efi", "out/uki/BOOTX64.EFI", "out/media/kairos.iso"];
+const RESOURCES = 5; // the stack and four resources
+
+/** The k3s payload: what examples/k3s-sysext's Dockerfile lays out, with a script for the binary. */
+function writeK3sTree(root: string, version: string): void {
+    fs.mkdirSync(path.join(root, "usr/local/bin"), { recursive: true });
+    fs.mkdirSync(path.join(root, "usr/local/lib/systemd/system"), { recursive: true });
+    fs.writeFileSync(path.join(root, "usr/local/bin/k3s"), `#!/bin/sh\necho "k3s ${version} (stand-in)"\n`, { mode: 0o755 });
+    fs.copyFileSync(path.join(REPO, "examples/k3s-sysext/k3s.service"), path.join(root, "usr/local/lib/systemd/system/k3s.service"));
+}
+
+async function digests(dir: string): Promise<Record<string, string>> {
+    return Object.fromEntries(await Promise.all(ARTIFACTS.map(async (f) => [f, await sha256File(path.join(dir, f))] as const)));
+}
+
+describe("a runtime: yaml project with the kairos plugin, through the pulumi CLI", function () {
+    this.timeout(1800000);
+    let tools: string;
+    let project: string;
+    let env: Record<string, string | undefined>;
+    let built: Record<string, string>;
+    const timings: Record<string, number> = {};
+
+    const pulumi = async (args: string[], opts: { okCodes?: number[] } = {}) => {
+        const started = Date.now();
+        const r = await run(["pulumi", ...args, "--non-interactive", "--color", "never"], { cwd: project, env, timeoutMs: 900000, okCodes: opts.okCodes });
+        return { ...r, seconds: (Date.now() - started) / 1000 };
+    };
+
+    before(async function () {
+        this.timeout(900000);
+        tools = tempDir("plugin-tools");
+        await installTarball(tools, await packedTarball(), "kairos-tools");
+        const home = tempDir("pulumi-home");
+        env = {
+            PULUMI_HOME: home,
+            PULUMI_BACKEND_URL: `file://${tempDir("yaml-backend")}`,
+            PULUMI_CONFIG_PASSPHRASE: "yaml-seed-test",
+            PULUMI_SKIP_UPDATE_CHECK: "true",
+            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+            PATH: `${pulumiBinDir()}:${process.env.PATH}`,
+            PULUMI_KAIROS_HANDLERS: undefined,
+        };
+        const started = Date.now();
+        const installed = await run([path.join(tools, "node_modules/.bin/pulumi-kairos"), "install-plugin"], { env, timeoutMs: 180000 });
+        timings.installPlugin = (Date.now() - started) / 1000;
+        assert.match(installed.stdout, /installed resource plugin kairos v\d+\.\d+\.\d+ \(runs .*node_modules\/pulumi-kairos\/bin\/provider\/plugin\.js\)/);
+
+        project = tempDir("yaml-seed");
+        fs.copyFileSync(path.join(EXAMPLE, "Pulumi.yaml"), path.join(project, "Pulumi.yaml"));
+        writeK3sTree(path.join(project, "k3s-tree"), "v1.31.2");
+        await buildTestOsRootfs(path.join(project, "kairos-os"));
+        await pulumi(["stack", "init", "dev"]);
+    });
+
+    after(() => console.log(`      (timings, s: ${JSON.stringify(timings)})`));
+
+    it("up builds the four resources, each build step logged on its resource's row; a second up changes nothing", async () => {
+        const up = await pulumi(["up", "--yes"]);
+        timings.firstUp = up.seconds;
+        assert.match(up.stdout, /\+ 5 created/, up.stdout);
+        // the plugin's build-log lines land on the resource they belong to
+        assert.match(up.stdout, /kairos:index:SystemExtension\s+k3s\s+created[^\n]*\n(?:[^\n]*\n)*?[^\n]*SystemExtension k3s: build and verify image done/, up.stdout);
+        assert.match(up.stdout, /BootMedia kairos: build hybrid ISO done \(\d+\.\d\d s\)/, up.stdout);
+        built = await digests(project);
+        const again = await pulumi(["up", "--yes"]);
+        timings.noOpUp = again.seconds;
+        assert.match(again.stdout, /5 unchanged/, again.stdout);
+        assert.doesNotMatch(again.stdout, /created|updated|replaced/);
+    });
+
+    it("a changed k3s payload: preview --diff names the changed hash part, and only k3s and the media change", async () => {
+        writeK3sTree(path.join(project, "k3s-tree"), "v1.31.3");
+        const preview = await pulumi(["preview", "--diff"]);
+        assert.match(preview.stdout, /~ kairos:index:SystemExtension: \(update\)[\s\S]*?~ hashParts\s*: \{[\s\S]*?~ source\s*:/, preview.stdout);
+        assert.match(preview.stdout, /~ kairos:index:BootMedia: \(update\)/, preview.stdout);
+        assert.doesNotMatch(preview.stdout, /kairos:index:(SigningKeys|KairosUkiImage): \(update\)/);
+        assert.match(preview.stdout, /~ 2 to update/, preview.stdout);
+        const up = await pulumi(["up", "--yes"]);
+        assert.match(up.stdout, /~ 2 updated/, up.stdout);
+        const now = await digests(project);
+        assert.notEqual(now["out/extensions/k3s.sysext.raw"], built["out/extensions/k3s.sysext.raw"]);
+        assert.equal(now["out/uki/norole.efi"], built["out/uki/norole.efi"]);
+        assert.equal(now["out/keys/db.auth"], built["out/keys/db.auth"]);
+        built = now;
+    });
+
+    it("a tampered ISO: refresh shows the drift, the next up restores the same bytes", async () => {
+        fs.appendFileSync(path.join(project, "out/media/kairos.iso"), "tampered");
+        const refresh = await pulumi(["refresh", "--yes", "--diff"]);
+        assert.match(refresh.stdout, /kairos\.iso: altered/, refresh.stdout);
+        const up = await pulumi(["up", "--yes"]);
+        assert.match(up.stdout, /BootMedia kairos: restored: drift: kairos\.iso: altered/, up.stdout);
+        assert.equal(await sha256File(path.join(project, "out/media/kairos.iso")), built["out/media/kairos.iso"]);
+    });
+
+    it("the same inputs through the dynamic providers give byte-identical artifacts", async () => {
+        const other = path.join(tempDir("dynamic-twin"), "project");
+        fs.mkdirSync(other);
+        fs.copyFileSync(path.join(CONSUMER_TEMPLATE, "stack.js"), path.join(other, "stack.js"));
+        fs.copyFileSync(path.join(CONSUMER_TEMPLATE, "Pulumi.yaml"), path.join(other, "Pulumi.yaml"));
+        // examples/seed-yaml/Pulumi.yaml, word for word in TypeScript-package form
+        fs.writeFileSync(path.join(other, "program.js"), [
+            `const { SigningKeys, SystemExtension, KairosUkiImage, BootMedia } = require("pulumi-kairos");`,
+            `module.exports = async () => {`,
+            // keys are random: this twin adopts the YAML stack's key files (import copies them into out/keys)
+            `    const keys = new SigningKeys("keys", { name: "Acme Corp", outputDir: "out/keys", import: { dir: "keys-import" } });`,
+            `    const k3s = new SystemExtension("k3s", { name: "k3s", outputDir: "out/extensions", source: { dir: "k3s-tree" }, release: { reloadManager: true }, signingKeys: keys });`,
+            `    const os = new KairosUkiImage("os", { outputDir: "out/uki", source: { dir: "kairos-os" }, signingKeys: keys });`,
+            `    const media = new BootMedia("media", { name: "kairos", outputDir: "out/media", ukiImage: os, signingKeys: keys, extensions: [k3s], secureBootEnroll: "force" });`,
+            `    return { iso: media.path };`,
+            `};`,
+        ].join("\n"));
+        for (const key of ["PK", "KEK", "db"]) {
+            for (const ext of ["key", "pem"]) fs.cpSync(path.join(project, `out/keys/${key}.${ext}`), path.join(other, `keys-import/${key}.${ext}`));
+        }
+        fs.cpSync(path.join(project, "out/keys/tpm2-pcr-private.pem"), path.join(other, "keys-import/tpm2-pcr-private.pem"));
+        for (const tree of ["k3s-tree", "kairos-os"]) fs.cpSync(path.join(project, tree), path.join(other, tree), { recursive: true, verbatimSymlinks: true });
+        fs.symlinkSync(path.join(tools, "node_modules"), path.join(other, "node_modules"));
+        const started = Date.now();
+        const up = await stackOp(other, "up");
+        assert.deepEqual(up.changes, { create: RESOURCES });
+        timings.dynamicUp = (Date.now() - started) / 1000;
+        assert.deepEqual(await digests(other), built);
+    });
+
+    it("destroy removes what the resources made and keeps the keys (the documented default)", async () => {
+        const destroy = await pulumi(["destroy", "--yes"]);
+        assert.match(destroy.stdout, /- 5 deleted/, destroy.stdout);
+        assert.ok(!fs.existsSync(path.join(project, "out/media/kairos.iso")));
+        assert.ok(!fs.existsSync(path.join(project, "out/extensions/k3s.sysext.raw")));
+        assert.ok(fs.existsSync(path.join(project, "out/keys/db.key")));
+    });
+});
