@@ -31,6 +31,7 @@ DEBIAN_PACKAGES=(
   busybox-static                      # the busybox test OS's /init
   debootstrap                         # the systemd test OS (Debian trixie, built into the cache, never onto the host)
   squashfs-tools                      # benchmark only: systemd-repart 252 formats squashfs
+  python3                             # byte-compiles the generated Python SDK (test/cli)
 )
 
 missing=()

@@ -24,7 +24,7 @@ async function main(operation) {
     switch (operation) {
         case "up": {
             const r = await stack.up(opts);
-            return { changes: r.summary.resourceChanges, outputs: Object.fromEntries(Object.entries(r.outputs).map(([k, v]) => [k, v.value])) };
+            return { changes: r.summary.resourceChanges, outputs: Object.fromEntries(Object.entries(r.outputs).map(([k, v]) => [k, v.value])), stdout: r.stdout };
         }
         case "preview": {
             const r = await stack.preview({ ...opts, diff: true });
