@@ -36,7 +36,7 @@ export function withLogSink<T>(sink: LogSink, fn: () => Promise<T>): Promise<T> 
     return currentSink.run(sink, fn);
 }
 export interface BuildReport {
-    action: "created" | "updated" | "re-signed" | "restored";
+    action: "created" | "updated" | "re-signed" | "restored" | "adopted";
     /** Which parts of the input hash changed (or "new", or the drift that was repaired). */
     reasons: string[];
     steps: { step: string; seconds: number }[];

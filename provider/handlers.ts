@@ -66,9 +66,12 @@ export function versionedHandler(token: string, h: Handler): Handler {
         },
         create: async (inputs) => stamp(await h.create(inputs)),
         // A refresh keeps the version it found: the outputs still carry the provider that wrote them.
+        // An import (`pulumi import`: no props yet) writes state in this version's form.
         async read(id, props) {
             refuseNewer(props);
-            return h.read(id, props);
+            const result = await h.read(id, props);
+            const importing = Object.keys(props ?? {}).length === 0;
+            return importing ? { ...result, props: { ...result.props, stateVersion: STATE_VERSION } } : result;
         },
         async update(id, olds, news) {
             refuseNewer(olds);

@@ -46,6 +46,21 @@ export function kairosProvider(): provider.Provider {
     };
 }
 
+/**
+ * `pulumi import` sends a ReadRequest with no properties (only the id), and @pulumi/pulumi's provider
+ * server (3.248) calls `getProperties().toJavaScript()` on it unguarded. Reading an absent Struct as an
+ * empty one lets the handler see `{}`, which is what an import is.
+ */
+export function readEmptyPropertiesOnImport(): void {
+    const sdkRoot = require.resolve("@pulumi/pulumi");
+    const provproto = require(require.resolve("@pulumi/pulumi/proto/provider_pb", { paths: [sdkRoot] }));
+    const structproto = require(require.resolve("google-protobuf/google/protobuf/struct_pb", { paths: [sdkRoot] }));
+    const original = provproto.ReadRequest.prototype.getProperties;
+    provproto.ReadRequest.prototype.getProperties = function (this: unknown) {
+        return original.call(this) ?? new structproto.Struct();
+    };
+}
+
 /** The engine starts a plugin with flags and, last, the engine's address. */
 export function engineAddress(args: string[]): string | undefined {
     return args.filter((a) => !a.startsWith("-")).pop();
@@ -56,6 +71,7 @@ if (require.main === module) {
     // provider.main keeps the engine address to itself; pulumi.log finds the engine through this variable.
     const engine = engineAddress(args);
     if (engine) process.env.PULUMI_NODEJS_ENGINE = engine;
+    readEmptyPropertiesOnImport();
     provider.main(kairosProvider(), args).catch((e: unknown) => {
         console.error(e instanceof Error ? e.stack ?? e.message : String(e));
         process.exit(1);

@@ -8,6 +8,7 @@ import { Handler, checkInputs, packageProvider, samePath } from "./resource-kit"
 import { BuildLog, BuildReport, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
+import { readExistingKeySet } from "./toolkit/key-set-reader";
 import { stageThenMove } from "./store/staging";
 import {
     KEY_ROLES, KeyPairPaths, KeyRole, KeySource, TPM_PCR_KEY_FILE,
@@ -67,7 +68,7 @@ interface CheckedInputs {
 
 interface Outputs extends CheckedInputs {
     keyDir: string;
-    keySource: "generated" | "imported";
+    keySource: "generated" | "imported" | "adopted";
     files: Record<KeyRole, ReturnType<typeof keyFileNames>>;
     tpmPcrKeyFile: string;
     tpmPcrPublicKeyPem: string;
@@ -76,6 +77,8 @@ interface Outputs extends CheckedInputs {
     ownerGuid: string;
     authTimestamp: string;
     fileDigests: Record<string, string>;
+    /** Lists an adopted set's .esl holds beyond its own certificate, which no input names (by role). */
+    adoptedExtraLists: Record<string, number>;
     drift: string[];
     lastBuild: BuildReport;
 }
@@ -92,6 +95,7 @@ export const signingKeysHandler: Handler = {
             olds.inputHash !== news.inputHash ||
             olds.deleteOnDestroy !== news.deleteOnDestroy ||
             (olds.drift ?? []).length > 0;
+        if (olds.inputHash !== news.inputHash) refuseToDropAdoptedLists(olds);
         return { changes, replaces: [] };
     },
 
@@ -102,6 +106,7 @@ export const signingKeysHandler: Handler = {
     },
 
     async read(id, props: Outputs) {
+        if (props.keyDir === undefined) return adoptKeySet(id); // `pulumi import`: only the id is known
         const now = await digestKeySet(props.keyDir);
         const drift = Object.entries(props.fileDigests ?? {})
             .filter(([name, digest]) => now[name] !== digest)
@@ -205,9 +210,47 @@ async function outputsFor(inputs: CheckedInputs, keySource: Outputs["keySource"]
         ownerGuid: d.ownerGuid,
         authTimestamp: d.authTimestamp,
         fileDigests: await digestKeySet(dir),
+        adoptedExtraLists: {},
         drift: [],
         lastBuild: log.report(),
     };
+}
+
+/**
+ * `pulumi import kairos:index:SigningKeys <name> <folder>`: takes a key folder made elsewhere (auroraboot
+ * genkey's layout) as it is. The inputs are read back from the files (name from the certificates'
+ * CN=<name>-PK, key size, validity, and the owner GUID and timestamp signed into the .auth files), so
+ * the next `up` finds nothing to change and touches no file.
+ */
+async function adoptKeySet(dir: string) {
+    const found = readExistingKeySet(dir);
+    const inputs = {
+        name: found.name,
+        outputDir: dir,
+        keySize: found.keySize,
+        validityDays: found.validityDays,
+        ownerGuid: found.summary.ownerGuid,
+        authTimestamp: found.summary.authTimestamp,
+    };
+    const checked = await signingKeysHandler.check(inputs, inputs);
+    if (checked.failures && checked.failures.length > 0) {
+        throw new Error(`cannot adopt the key set in ${dir}: ${checked.failures.map((f) => `${f.property}: ${f.reason}`).join("; ")}`);
+    }
+    const log = new BuildLog(`SigningKeys ${found.name}`, "adopted", [`import of ${dir}`]);
+    const props = { ...(await outputsFor(checked.inputs as CheckedInputs, "adopted", found.summary, log)), adoptedExtraLists: found.extraLists };
+    return { id: dir, props, inputs };
+}
+
+/** Re-signing an adopted set rebuilds KEK.esl/db.esl from inputs, which would lose lists no input names. */
+function refuseToDropAdoptedLists(olds: Outputs): void {
+    const kept = Object.entries(olds.adoptedExtraLists ?? {}).filter(([, n]) => n > 0);
+    if (kept.length === 0) return;
+    throw new Error(
+        `SigningKeys ${olds.name}: the key set in ${olds.keyDir} was imported with signature lists no input names ` +
+            `(${kept.map(([role, n]) => `${n} after the own certificate in ${role}.esl`).join(", ")}; auroraboot genkey adds Microsoft's UEFI CAs there). ` +
+            `Re-signing would drop them from what firmware enrols. Keep the inputs as they were imported, or save those lists as .esl files, ` +
+            `name them in extraSignatureLists and import the folder again. Nothing was changed.`,
+    );
 }
 
 function keySource(inputs: CheckedInputs): KeySource {
@@ -347,6 +390,7 @@ async function extraListDigests(inputs: CheckedInputs): Promise<Record<string, s
 export class SigningKeys extends pulumi.dynamic.Resource {
     declare readonly keyDir: pulumi.Output<string>;
     declare readonly keySource: pulumi.Output<string>;
+    declare readonly adoptedExtraLists: pulumi.Output<Record<string, number>>;
     declare readonly files: pulumi.Output<Outputs["files"]>;
     declare readonly tpmPcrKeyFile: pulumi.Output<string>;
     declare readonly tpmPcrPublicKeyPem: pulumi.Output<string>;
@@ -367,7 +411,7 @@ export class SigningKeys extends pulumi.dynamic.Resource {
     constructor(name: string, args: SigningKeysArgs, opts?: pulumi.CustomResourceOptions) {
         const outputs = {
             stateVersion: undefined, ownerGuid: undefined, authTimestamp: undefined,
-            keyDir: undefined, keySource: undefined, files: undefined, tpmPcrKeyFile: undefined, tpmPcrPublicKeyPem: undefined,
+            keyDir: undefined, keySource: undefined, adoptedExtraLists: undefined, files: undefined, tpmPcrKeyFile: undefined, tpmPcrPublicKeyPem: undefined,
             certificates: undefined, signatureLists: undefined, fileDigests: undefined, drift: undefined,
             inputHash: undefined, keyMaterialHash: undefined, hashParts: undefined, lastBuild: undefined,
         };

@@ -9,6 +9,8 @@ export interface SignatureEntry {
     owner: string;
     /** For X509 lists: the certificate's subject; for hashes: the hex digest. */
     description: string;
+    /** The signature data itself (a DER certificate, a hash). */
+    data: Buffer;
 }
 
 export interface SignatureList {
@@ -43,7 +45,7 @@ export function parseSignatureLists(data: Buffer): SignatureList[] {
         for (let p = offset + 28 + headerSize; p < end; p += signatureSize) {
             const owner = guidFromBytes(data.subarray(p, p + 16));
             const body = data.subarray(p + 16, p + signatureSize);
-            entries.push({ owner, description: describeEntry(typeGuid, body, p) });
+            entries.push({ owner, description: describeEntry(typeGuid, body, p), data: Buffer.from(body) });
         }
         lists.push({ type: typeName(typeGuid), entries });
         offset = end;

@@ -10,6 +10,7 @@ import { sha256File } from "../../provider/toolkit/files";
 import { pulumiBinDir } from "../../scripts/lib/local-engine";
 import { buildTestOsRootfs } from "../helpers/test-os";
 import { tempDir } from "../helpers/temp";
+import { makeGenkeyFolder } from "../helpers/genkey";
 import { CONSUMER_TEMPLATE, REPO, installTarball, packedTarball, stackOp } from "../helpers/packed";
 
 const EXAMPLE = path.join(REPO, "examples", "seed-yaml");
@@ -22,6 +23,11 @@ function writeK3sTree(root: string, version: string): void {
     fs.mkdirSync(path.join(root, "usr/local/lib/systemd/system"), { recursive: true });
     fs.writeFileSync(path.join(root, "usr/local/bin/k3s"), `#!/bin/sh\necho "k3s ${version} (stand-in)"\n`, { mode: 0o755 });
     fs.copyFileSync(path.join(REPO, "examples/k3s-sysext/k3s.service"), path.join(root, "usr/local/lib/systemd/system/k3s.service"));
+}
+
+/** Every file in a folder with its sha256 (a key folder must come out of an adopting `up` untouched). */
+function folderDigests(dir: string): Record<string, string> {
+    return Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, require("crypto").createHash("sha256").update(fs.readFileSync(path.join(dir, f))).digest("hex")]));
 }
 
 async function digests(dir: string): Promise<Record<string, string>> {
@@ -143,11 +149,37 @@ describe("a runtime: yaml project with the kairos plugin, through the pulumi CLI
         assert.deepEqual(await digests(other), built);
     });
 
+    it("pulumi import adopts a genkey key folder: the next up changes nothing and touches no file; a re-sign that would drop its Microsoft lists is refused", async () => {
+        const legacy = path.join(project, "legacy-keys");
+        await makeGenkeyFolder(legacy, "Acme Legacy", { timestamp: "2026-11-30 10:00:00" });
+        const before = folderDigests(legacy);
+        const imported = await pulumi(["import", "kairos:index:SigningKeys", "legacy", "legacy-keys", "--yes", "--protect=false", "--out", "imported.yaml"]);
+        assert.match(imported.stdout, /= 1 imported/, imported.stdout);
+        const generated = fs.readFileSync(path.join(project, "imported.yaml"), "utf8");
+        assert.match(generated, /type: kairos:(index:)?SigningKeys/);
+        assert.match(generated, /name: Acme Legacy/);
+        assert.match(generated, /authTimestamp: 2026-11-30T10:00:00Z/);
+        // the generated resource goes into the program, as a user would paste it
+        const program = fs.readFileSync(path.join(project, "Pulumi.yaml"), "utf8");
+        const resourceLines = generated.slice(generated.indexOf("resources:") + "resources:".length).replace(/\n+$/, "");
+        fs.writeFileSync(path.join(project, "Pulumi.yaml"), program.replace("\nresources:", `\nresources:${resourceLines}\n`));
+        const up = await pulumi(["up", "--yes"]);
+        assert.match(up.stdout, /6 unchanged/, up.stdout);
+        assert.deepEqual(folderDigests(legacy), before);
+
+        fs.writeFileSync(path.join(project, "Pulumi.yaml"), fs.readFileSync(path.join(project, "Pulumi.yaml"), "utf8").replace("authTimestamp: 2026-11-30T10:00:00Z", "authTimestamp: 2027-01-01T00:00:00Z"));
+        const refused = await pulumi(["preview"], { okCodes: [1] });
+        assert.match(refused.stdout + refused.stderr, /imported with signature lists no input names \(1 after the own certificate in KEK\.esl, 1 after the own certificate in db\.esl/);
+        assert.deepEqual(folderDigests(legacy), before);
+        fs.writeFileSync(path.join(project, "Pulumi.yaml"), program.replace("\nresources:", `\nresources:${resourceLines}\n`));
+    });
+
     it("destroy removes what the resources made and keeps the keys (the documented default)", async () => {
         const destroy = await pulumi(["destroy", "--yes"]);
-        assert.match(destroy.stdout, /- 5 deleted/, destroy.stdout);
+        assert.match(destroy.stdout, /- 6 deleted/, destroy.stdout);
         assert.ok(!fs.existsSync(path.join(project, "out/media/kairos.iso")));
         assert.ok(!fs.existsSync(path.join(project, "out/extensions/k3s.sysext.raw")));
         assert.ok(fs.existsSync(path.join(project, "out/keys/db.key")));
+        assert.ok(fs.existsSync(path.join(project, "legacy-keys/db.key")), "an adopted key folder stays too");
     });
 });
