@@ -147,6 +147,9 @@ describe("a runtime: yaml project with the kairos plugin, through the pulumi CLI
         assert.doesNotMatch(up.stdout, /\[kairos\]/, "no raw stderr lines");
         timings.dynamicUp = (Date.now() - started) / 1000;
         assert.deepEqual(await digests(other), built);
+        const noOpStarted = Date.now();
+        assert.deepEqual((await stackOp(other, "up")).changes, { same: RESOURCES });
+        timings.dynamicNoOpUp = (Date.now() - noOpStarted) / 1000;
     });
 
     it("pulumi import adopts a genkey key folder: the next up changes nothing and touches no file; a re-sign that would drop its Microsoft lists is refused", async () => {
