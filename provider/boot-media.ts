@@ -7,7 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, checkInputs, packageProvider, replacedFields } from "./resource-kit";
+import { Handler, checkInputs, packageProvider, replacedFields, samePath } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -181,8 +181,11 @@ async function buildDir(i: CheckedInputs, files: EspFile[], log: BuildLog): Prom
         replaceDirectory(target, async (staging) => {
             for (const d of EMPTY_ESP_DIRS) fs.mkdirSync(path.join(staging, d), { recursive: true });
             for (const f of [...files.map((f) => ({ to: f.espPath, from: f.source })), ...rootFiles(i).map((r) => ({ to: r.isoPath, from: r.source }))]) {
-                fs.mkdirSync(path.dirname(path.join(staging, f.to)), { recursive: true });
-                fs.copyFileSync(f.from, path.join(staging, f.to));
+                const to = path.join(staging, f.to);
+                // check() refuses such paths already; this keeps any caller from writing outside the media
+                if (path.relative(staging, to).startsWith("..") || path.isAbsolute(path.relative(staging, to))) throw new Error(`${f.to}: outside the media folder`);
+                fs.mkdirSync(path.dirname(to), { recursive: true });
+                fs.copyFileSync(f.from, to);
             }
         }),
     );
@@ -234,8 +237,17 @@ async function misnamedExtensions(files: string[]): Promise<InputProblem[]> {
     return problems;
 }
 
-function crossFieldProblems(i: CheckedInputs): InputProblem[] {
+function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): InputProblem[] {
     const problems: InputProblem[] = [];
+    (i.overlayFiles ?? []).forEach((o, k) => {
+        const why = unsafeMediaPath(o.path);
+        if (why) problems.push({ property: `overlayFiles[${k}].path`, reason: `"${o.path}" ${why}; give a path inside the media, such as "config/extra.yaml"` });
+    });
+    const target = path.join(i.outputDir, i.name);
+    const ours = olds.type === "dir" && olds.outputDir !== undefined && olds.name !== undefined && samePath(path.join(olds.outputDir, olds.name), target);
+    if (i.type === "dir" && !ours && fs.existsSync(target) && fs.readdirSync(target).length > 0) {
+        problems.push({ property: "name", reason: `${target} already exists and was not made by this BootMedia; type "dir" replaces its folder whole, so give a name or outputDir of its own` });
+    }
     const need = (property: string, files: string[]) => {
         const missing = files.filter((f) => !fs.existsSync(f));
         if (missing.length > 0) problems.push({ property, reason: `${missing.join(", ")} not found` });
@@ -258,6 +270,13 @@ function crossFieldProblems(i: CheckedInputs): InputProblem[] {
         }
     }
     return problems;
+}
+
+/** Why a media path would land outside the media (absolute, or a ".." component), or undefined. */
+export function unsafeMediaPath(p: string): string | undefined {
+    if (p.startsWith("/")) return "is absolute";
+    if (p.split("/").includes("..")) return "climbs out with '..'";
+    return undefined;
 }
 
 /** Secure Boot install media for a KairosUkiImage; see schema.json. */

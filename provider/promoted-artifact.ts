@@ -111,7 +111,14 @@ async function promote(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
                     const image = await log.step("re-sign verity signature", () => resignSysextImage({ inFile: inputs.source, outFile: out, workDir: work, signing: inputs.resign! }));
                     return { rootHash: image.rootHash, changes: await changedRegions(inputs.source, out, before!) };
                 }
-                await log.step("copy", async () => fs.copyFileSync(inputs.source, out));
+                await log.step("copy", async () => {
+                    fs.copyFileSync(inputs.source, out);
+                    // the source was verified before the copy; the copy is what ships, so it is verified too
+                    const copied = await sha256File(out);
+                    if (copied !== inputs.expectedSha256) {
+                        throw new Error(`the copy of ${inputs.source} has sha256 ${copied}, not the tested ${inputs.expectedSha256} (the file changed while it was copied, or the disk is failing); nothing was promoted`);
+                    }
+                });
                 const rootHash = isExtension ? (await verifySysextImage(out, { workDir: work })).rootHash : null;
                 return { rootHash, changes: [] as string[] };
             },

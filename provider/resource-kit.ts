@@ -92,17 +92,31 @@ export interface CheckSteps<T> {
 }
 
 /**
- * The shared shape of every resource's check(): schema defaults and validation from schema.json,
- * then (only once every value is known and valid) cross-field rules and derived hashes.
+ * The shared shape of every resource's check(): schema defaults and validation from schema.json and
+ * the cross-field rules, reported together so one round of fixes is enough; then (only once every
+ * value is known and valid) the derived hashes.
  */
 export async function checkInputs<T extends object>(token: string, olds: Record<string, any>, news: Record<string, any>, steps: CheckSteps<T>) {
     const inputs = { ...inputDefaults(token), ...userInputs(news) } as T;
     const result = (failures: InputProblem[]) => ({ inputs: { ...news, ...inputs }, failures });
     const schemaProblems = validateInputs(token, inputs);
-    if (schemaProblems.length > 0 || containsUnknown(inputs)) return result(schemaProblems);
+    if (containsUnknown(inputs)) return result(schemaProblems);
+    if (schemaProblems.length > 0) {
+        const flagged = new Set(schemaProblems.map((p) => p.property));
+        return result([...schemaProblems, ...rulesOnMalformedInputs(() => steps.crossField(inputs, olds)).filter((p) => !flagged.has(p.property))]);
+    }
     const ruleProblems = steps.crossField(inputs, olds);
     if (ruleProblems.length > 0) return result(ruleProblems);
     return result(await steps.derive(inputs, olds));
+}
+
+/** The rules' findings on inputs the schema already refused; a rule that cannot judge such inputs says nothing. */
+function rulesOnMalformedInputs(rules: () => InputProblem[]): InputProblem[] {
+    try {
+        return rules();
+    } catch {
+        return [];
+    }
 }
 
 const LOCAL_SOURCE_FORMS = ["dir", "ociLayout", "dockerArchive"] as const;

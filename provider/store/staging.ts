@@ -65,8 +65,35 @@ export async function withScratch<T>(outputDir: string, label: string, fn: (work
 
 /**
  * A fresh folder next to `target`, as an absolute path: `target` may be relative to the project
- * folder, and the tools that get these paths must not depend on the working directory.
+ * folder, and the tools that get these paths must not depend on the working directory. Its name
+ * carries this process's id, so the leftovers of a killed build (a staged key set holds private keys)
+ * are recognised as dead and removed by the next build beside the same target.
  */
 function makeBeside(target: string, prefix: string): string {
-    return path.resolve(fs.mkdtempSync(path.join(path.dirname(target), prefix)));
+    const dir = path.dirname(target);
+    sweepDeadLeftovers(dir, prefix);
+    return path.resolve(fs.mkdtempSync(path.join(dir, `${prefix}${process.pid}-`)));
+}
+
+/** Removes `<prefix><pid>-*` folders in `dir` whose process is gone (a live one may be another build's). */
+export function sweepDeadLeftovers(dir: string, prefix: string): string[] {
+    if (!fs.existsSync(dir)) return [];
+    const removed: string[] = [];
+    for (const name of fs.readdirSync(dir)) {
+        if (!name.startsWith(prefix)) continue;
+        const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
+        if (!pid || processAlive(pid)) continue;
+        fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+        removed.push(name);
+    }
+    return removed;
+}
+
+function processAlive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch (e) {
+        return (e as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
+    }
 }

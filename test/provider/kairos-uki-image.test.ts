@@ -137,6 +137,36 @@ describe("KairosUkiImage and BootMedia handlers", function () {
             assert.strictEqual(fs.readFileSync(path.join(outs.path, "loader", "loader.conf"), "utf8"), "timeout 3\nconsole-mode max\neditor no\nsecure-boot-enroll manual\n");
         });
 
+        it("refuses overlay paths that would land outside the media, in preview and in the build itself", async () => {
+            const extra = path.join(work, "extra.txt");
+            fs.writeFileSync(extra, "extra\n");
+            const hostile = { ...mediaBase, name: "hostile", type: "dir", secureBootEnroll: "force", overlayFiles: [{ source: extra, path: "../../escaped.txt" }, { source: extra, path: "/etc/escaped.txt" }] };
+            const { failures } = await media.check({}, hostile);
+            // the schema's pattern refuses the absolute one, the cross-field rule the climbing one: both in one report
+            const byProperty = Object.fromEntries((failures ?? []).map((f) => [f.property, f.reason]));
+            assert.deepStrictEqual(Object.keys(byProperty).sort(), ["overlayFiles[0].path", "overlayFiles[1].path"]);
+            assert.match(byProperty["overlayFiles[0].path"], /"\.\.\/\.\.\/escaped\.txt" climbs out with '\.\.'/);
+            assert.match(byProperty["overlayFiles[1].path"], /\/etc\/escaped\.txt/);
+            // a build handed such a path anyway (check bypassed) refuses before copying
+            const { inputs } = await media.check({}, { ...hostile, overlayFiles: [{ source: extra, path: "inside.txt" }] });
+            await assert.rejects(media.create({ ...inputs, overlayFiles: [{ source: extra, path: "../../escaped.txt" }] }), /\.\.\/\.\.\/escaped\.txt: outside the media folder/);
+            assert.ok(!fs.existsSync(path.join(work, "escaped.txt")) && !fs.existsSync(path.join(work, "media", "escaped.txt")));
+        });
+
+        it("type dir never replaces a folder it did not make", async () => {
+            const foreign = path.join(work, "media", "foreign");
+            fs.mkdirSync(foreign, { recursive: true });
+            fs.writeFileSync(path.join(foreign, "keep.txt"), "not ours\n");
+            const { failures } = await media.check({}, { ...mediaBase, name: "foreign", type: "dir", secureBootEnroll: "force" });
+            assert.strictEqual(failures?.[0]?.property, "name");
+            assert.match(failures![0].reason, /foreign already exists and was not made by this BootMedia/);
+            assert.strictEqual(fs.readFileSync(path.join(foreign, "keep.txt"), "utf8"), "not ours\n");
+            // its own folder, on an update, is fine
+            const own = { ...mediaBase, name: "own", type: "dir", secureBootEnroll: "force" };
+            await createVia(media, own);
+            assert.deepStrictEqual((await media.check(own, own)).failures ?? [], []);
+        });
+
         describe("with extensions", () => {
             let k3s: any;
             let motd: any;

@@ -23,6 +23,13 @@ describe("SigningKeys handler: bad input gets one clear error and writes nothing
         nothingWritten();
     });
 
+    it("reports schema problems and cross-field problems in one round", async () => {
+        const f = await checkFailures({ name: "acme", outputDir: path.join(root, "k"), keySize: 1024, extraSignatureLists: { db: [path.join(root, "missing.esl")] } });
+        assert.deepStrictEqual(f.map((p) => p.property).sort(), ["extraSignatureLists.db[0]", "keySize"]);
+        assert.match(f.find((p) => p.property === "extraSignatureLists.db[0]")!.reason, /missing\.esl does not exist/);
+        nothingWritten();
+    });
+
     it("fails on an empty or invalid name", async () => {
         assert.deepStrictEqual(await checkFailures({ name: "", outputDir: path.join(root, "k") }), [{ property: "name", reason: "must not be empty" }]);
         const f = await checkFailures({ name: "acme/../x", outputDir: path.join(root, "k") });

