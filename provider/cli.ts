@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // The package's command line (`npx pulumi-kairos …`).
 import { examine, formatReport } from "./doctor";
-import { installPlugin } from "./plugin-install";
 
 const USAGE = [
     "usage: pulumi-kairos <command>",
@@ -17,6 +16,7 @@ async function main(args: string[]): Promise<number> {
             return report.missingRequired.length > 0 ? 1 : 0;
         }
         case "install-plugin": {
+            const { installPlugin } = await import("./plugin-install"); // loads @pulumi/pulumi; doctor does not need it
             const p = await installPlugin();
             console.log(`installed resource plugin ${p.name} v${p.version} (runs ${p.entry})`);
             return 0;

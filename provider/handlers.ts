@@ -66,12 +66,15 @@ export function versionedHandler(token: string, h: Handler): Handler {
         },
         create: async (inputs) => stamp(await h.create(inputs)),
         // A refresh keeps the version it found: the outputs still carry the provider that wrote them.
-        // An import (`pulumi import`: no props yet) writes state in this version's form.
+        // An import (`pulumi import`: only the id, no props yet) adopts what is there, in this version's form.
         async read(id, props) {
+            if (Object.keys(props ?? {}).length === 0) {
+                if (!h.adopt) throw new Error(`${token} cannot be imported: only kairos:index:SigningKeys adopts what already exists (a key folder)`);
+                const adopted = await h.adopt(id);
+                return { ...adopted, props: { ...adopted.props, stateVersion: STATE_VERSION } };
+            }
             refuseNewer(props);
-            const result = await h.read(id, props);
-            const importing = Object.keys(props ?? {}).length === 0;
-            return importing ? { ...result, props: { ...result.props, stateVersion: STATE_VERSION } } : result;
+            return h.read(id, props);
         },
         async update(id, olds, news) {
             refuseNewer(olds);

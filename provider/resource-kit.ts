@@ -10,7 +10,10 @@ import { InputProblem, UNKNOWN, inputDefaults, validateInputs } from "./validati
 import { keyMatchesCertificate } from "./toolkit/openssl";
 import { ExtensionSourceSpec, sourceForms } from "./toolkit/extension-source";
 
-export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">>;
+export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">> & {
+    /** `pulumi import`: take what exists at `id` as it is; returns its outputs and the inputs that describe it. */
+    adopt?(id: string): Promise<{ id: string; props: Record<string, any>; inputs: Record<string, any> }>;
+};
 
 /**
  * Development override of the handler module (a .ts file runs through ts-node; a relative path means

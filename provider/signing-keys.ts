@@ -105,8 +105,9 @@ export const signingKeysHandler: Handler = {
         return { id: inputs.outputDir, outs };
     },
 
+    adopt: (id) => adoptKeySet(id),
+
     async read(id, props: Outputs) {
-        if (props.keyDir === undefined) return adoptKeySet(id); // `pulumi import`: only the id is known
         const now = await digestKeySet(props.keyDir);
         const drift = Object.entries(props.fileDigests ?? {})
             .filter(([name, digest]) => now[name] !== digest)

@@ -59,7 +59,6 @@ export function readExistingKeySet(dir: string): ExistingKeySet {
     }
     const keySizes = KEY_ROLES.map((r) => crypto.createPrivateKey(fs.readFileSync(file(keyFileNames(r).key))).asymmetricKeyDetails?.modulusLength);
     if (keySizes.some((s) => s !== keySizes[0])) problems.push(`the keys differ in size (${keySizes.join(", ")} bits)`);
-    const validity = KEY_ROLES.map((r) => Math.round((Date.parse(certificates[r].notAfter) - Date.parse(certificates[r].notBefore)) / DAY_MS));
 
     let ownerGuid: string | undefined;
     let authTimestamp: string | undefined;
@@ -94,7 +93,7 @@ export function readExistingKeySet(dir: string): ExistingKeySet {
     return {
         name,
         keySize: keySizes[0]!,
-        validityDays: validity[0],
+        validityDays: Math.round((Date.parse(certificates.PK.notAfter) - Date.parse(certificates.PK.notBefore)) / DAY_MS),
         extraLists,
         summary: { certificates, ownerGuid: ownerGuid!, authTimestamp: authTimestamp!, signatureLists, tpmPcrPublicKeyPem: publicKeyPem(file(TPM_PCR_KEY_FILE)) },
     };

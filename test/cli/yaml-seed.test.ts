@@ -11,7 +11,7 @@ import { pulumiBinDir } from "../../scripts/lib/local-engine";
 import { buildTestOsRootfs } from "../helpers/test-os";
 import { tempDir } from "../helpers/temp";
 import { makeGenkeyFolder } from "../helpers/genkey";
-import { CONSUMER_TEMPLATE, REPO, installTarball, packedTarball, stackOp } from "../helpers/packed";
+import { CONSUMER_TEMPLATE, REPO, fileDigests, installTarball, packedTarball, stackOp } from "../helpers/packed";
 
 const EXAMPLE = path.join(REPO, "examples", "seed-yaml");
 const ARTIFACTS = ["out/keys/db.key", "out/keys/db.auth", "out/extensions/k3s.sysext.raw", "out/uki/norole.efi", "out/uki/BOOTX64.EFI", "out/media/kairos.iso"];
@@ -26,13 +26,11 @@ function writeK3sTree(root: string, version: string): void {
 }
 
 /** Every file in a folder with its sha256 (a key folder must come out of an adopting `up` untouched). */
-function folderDigests(dir: string): Record<string, string> {
-    return Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, require("crypto").createHash("sha256").update(fs.readFileSync(path.join(dir, f))).digest("hex")]));
+function folderDigests(dir: string): Promise<Record<string, string>> {
+    return fileDigests(dir, fs.readdirSync(dir).sort());
 }
 
-async function digests(dir: string): Promise<Record<string, string>> {
-    return Object.fromEntries(await Promise.all(ARTIFACTS.map(async (f) => [f, await sha256File(path.join(dir, f))] as const)));
-}
+const digests = (dir: string) => fileDigests(dir, ARTIFACTS);
 
 describe("a runtime: yaml project with the kairos plugin, through the pulumi CLI", function () {
     this.timeout(1800000);
@@ -155,7 +153,7 @@ describe("a runtime: yaml project with the kairos plugin, through the pulumi CLI
     it("pulumi import adopts a genkey key folder: the next up changes nothing and touches no file; a re-sign that would drop its Microsoft lists is refused", async () => {
         const legacy = path.join(project, "legacy-keys");
         await makeGenkeyFolder(legacy, "Acme Legacy", { timestamp: "2026-11-30 10:00:00" });
-        const before = folderDigests(legacy);
+        const before = await folderDigests(legacy);
         const imported = await pulumi(["import", "kairos:index:SigningKeys", "legacy", "legacy-keys", "--yes", "--protect=false", "--out", "imported.yaml"]);
         assert.match(imported.stdout, /= 1 imported/, imported.stdout);
         const generated = fs.readFileSync(path.join(project, "imported.yaml"), "utf8");
@@ -168,12 +166,12 @@ describe("a runtime: yaml project with the kairos plugin, through the pulumi CLI
         fs.writeFileSync(path.join(project, "Pulumi.yaml"), program.replace("\nresources:", `\nresources:${resourceLines}\n`));
         const up = await pulumi(["up", "--yes"]);
         assert.match(up.stdout, /6 unchanged/, up.stdout);
-        assert.deepEqual(folderDigests(legacy), before);
+        assert.deepEqual(await folderDigests(legacy), before);
 
         fs.writeFileSync(path.join(project, "Pulumi.yaml"), fs.readFileSync(path.join(project, "Pulumi.yaml"), "utf8").replace("authTimestamp: 2026-11-30T10:00:00Z", "authTimestamp: 2027-01-01T00:00:00Z"));
         const refused = await pulumi(["preview"], { okCodes: [1] });
         assert.match(refused.stdout + refused.stderr, /imported with signature lists no input names \(1 after the own certificate in KEK\.esl, 1 after the own certificate in db\.esl/);
-        assert.deepEqual(folderDigests(legacy), before);
+        assert.deepEqual(await folderDigests(legacy), before);
         fs.writeFileSync(path.join(project, "Pulumi.yaml"), program.replace("\nresources:", `\nresources:${resourceLines}\n`));
     });
 

@@ -7,10 +7,10 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
+import { OPENSSL_ENV } from "../../provider/toolkit/openssl";
 
 const MICROSOFT_OWNER_GUID = "77fa9abd-0359-4d32-bd60-28f4e78f784b";
 const SIGNER = { PK: "PK", KEK: "PK", db: "KEK" } as const;
-const OPENSSL_ENV = { OPENSSL_CONF: "/dev/null" };
 
 export interface GenkeyOptions {
     days?: number;

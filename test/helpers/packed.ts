@@ -3,6 +3,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
+import { sha256File } from "../../provider/toolkit/files";
 import { pulumiBinDir } from "../../scripts/lib/local-engine";
 import { tempDir } from "./temp";
 
@@ -34,6 +35,11 @@ export async function installTarball(dir: string, tarball: string, name = "kairo
         JSON.stringify({ name, private: true, dependencies: { "@pulumi/pulumi": SDK_VERSION, "pulumi-kairos": `file:${tarball}` } }, null, 2),
     );
     await npmInstall(dir);
+}
+
+/** sha256 of each of `files` (relative to `dir`), by name: artifacts must come out byte-identical. */
+export async function fileDigests(dir: string, files: string[]): Promise<Record<string, string>> {
+    return Object.fromEntries(await Promise.all(files.map(async (f) => [f, await sha256File(path.join(dir, f))] as const)));
 }
 
 export function npmInstall(dir: string, ...packages: string[]) {

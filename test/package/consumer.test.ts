@@ -6,10 +6,9 @@ import { strict as assert } from "assert";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
-import { sha256File } from "../../provider/toolkit/files";
 import { buildTestOsRootfs } from "../helpers/test-os";
 import { tempDir } from "../helpers/temp";
-import { CONSUMER_TEMPLATE, REPO, installTarball, npmInstall, packedTarball, stackOp } from "../helpers/packed";
+import { CONSUMER_TEMPLATE, REPO, fileDigests, installTarball, npmInstall, packedTarball, stackOp } from "../helpers/packed";
 
 const TSC = path.join(REPO, "node_modules", "typescript", "bin", "tsc");
 /** pulumi-kairos 0.1.0 as `npm pack` made it from commit 54d38dd, the last version with per-file providers. */
@@ -28,9 +27,7 @@ async function makeProject(dir: string, tarball: string): Promise<void> {
     await installTarball(dir, tarball);
 }
 
-async function artifactDigests(dir: string): Promise<Record<string, string>> {
-    return Object.fromEntries(await Promise.all(ARTIFACTS.map(async (f) => [f, await sha256File(path.join(dir, f))] as const)));
-}
+const artifactDigests = (dir: string) => fileDigests(dir, ARTIFACTS);
 
 /** The state's custom resources of this package (not the stack or Pulumi's default provider). */
 function kairosResources(deployment: any): any[] {

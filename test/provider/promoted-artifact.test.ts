@@ -1,10 +1,10 @@
 // PromotedArtifact ships only the tested bytes: the source is hashed before the copy and the copy is
 // hashed again before it is moved into place, so a file that changes mid-copy is never promoted.
 import { strict as assert } from "assert";
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { promotedArtifactHandler as handler } from "../../provider/promoted-artifact";
+import { sha256File } from "../../provider/toolkit/files";
 import { createVia } from "../helpers/handlers";
 import { tempDir } from "../helpers/temp";
 
@@ -16,7 +16,7 @@ describe("PromotedArtifact handler: the copy is checked, not only the source", f
         const source = path.join(root, "tested", "cloud-config.yaml");
         fs.mkdirSync(path.dirname(source));
         fs.writeFileSync(source, "#cloud-config\nhostname: edge\n");
-        const expectedSha256 = crypto.createHash("sha256").update(fs.readFileSync(source)).digest("hex");
+        const expectedSha256 = await sha256File(source);
         const good = await createVia(handler, { source, expectedSha256, outputDir: path.join(root, "prod-a"), kind: "file" });
         assert.equal(good.sha256, expectedSha256);
 
@@ -36,6 +36,6 @@ describe("PromotedArtifact handler: the copy is checked, not only the source", f
         }
         assert.ok(!fs.existsSync(path.join(root, "prod-b", "cloud-config.yaml")), "nothing promoted");
         assert.deepEqual(fs.existsSync(path.join(root, "prod-b")) ? fs.readdirSync(path.join(root, "prod-b")) : [], []);
-        assert.equal(crypto.createHash("sha256").update(fs.readFileSync(good.path)).digest("hex"), expectedSha256, "the earlier promotion is intact");
+        assert.equal(await sha256File(good.path), expectedSha256, "the earlier promotion is intact");
     });
 });

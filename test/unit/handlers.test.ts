@@ -46,6 +46,15 @@ describe("handler registry and state versions", () => {
         assert.equal((await h.read("x", { path: "p" })).props?.stateVersion, undefined);
     });
 
+    it("an import (a read with no props) goes to adopt, stamped with this version; a type without adopt is refused", async () => {
+        const calls: string[] = [];
+        const adopting = { ...recordingHandler(calls), adopt: async (id: string) => ({ id, props: { found: id }, inputs: { outputDir: id } }) };
+        const r = await versionedHandler("kairos:index:SigningKeys", adopting).read("keys", {});
+        assert.deepEqual(r, { id: "keys", props: { found: "keys", stateVersion: STATE_VERSION }, inputs: { outputDir: "keys" } });
+        await assert.rejects(versionedHandler("kairos:index:BootMedia", recordingHandler(calls)).read("media", {}), /kairos:index:BootMedia cannot be imported/);
+        assert.deepEqual(calls, []);
+    });
+
     it("refuses state from a newer package before touching anything", async () => {
         const calls: string[] = [];
         const h = versionedHandler("kairos:index:Test", recordingHandler(calls));
