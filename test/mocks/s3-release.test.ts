@@ -1,11 +1,17 @@
 // S3Release under Pulumi mocks: bucket handling, object keys, content types and sources, the
-// manifest's exact bytes, and collected validation errors; plus the pure manifest function.
+// manifest's exact bytes, and collected validation errors; plus the pure manifest function. The
+// extension and the key set it publishes are real (built by their handlers); only AWS is mocked.
 import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { S3Release, contentTypeFor, extensionArtifact, releaseManifest } from "../../constructs/s3-release";
 import { SigningKeys } from "../../provider/signing-keys";
 import { SystemExtension } from "../../provider/system-extension";
-import { Recorder, TYPES, createdResource, errorOf, fakeHex, installMocks, promiseOf } from "./harness";
+import { sha256File } from "../../provider/toolkit/files";
+import { run } from "../../provider/toolkit/run";
+import { tempDir } from "../helpers/temp";
+import { Recorder, TYPES, createdResource, errorOf, installMocks, promiseOf, realSigningKeys } from "./harness";
 
 const ISO_SHA = "a".repeat(64);
 const ISO_TYPE = "application/x-iso9660-image";
@@ -60,13 +66,29 @@ describe("releaseManifest", () => {
     });
 });
 
+/** A certificate's SHA-256 fingerprint as openssl computes it (lowercase hex, no colons). */
+async function opensslFingerprint(pem: string): Promise<string> {
+    const out = (await run(["openssl", "x509", "-in", pem, "-noout", "-fingerprint", "-sha256"], { env: { OPENSSL_CONF: "/dev/null" } })).stdout;
+    return out.trim().replace(/^.*=/, "").replace(/:/g, "").toLowerCase();
+}
+
 describe("S3Release", () => {
-    before(installMocks);
+    let keys: SigningKeys;
+
+    before(async () => {
+        await installMocks();
+        keys = realSigningKeys("relkeys");
+        await promiseOf(keys.keyDir);
+    });
 
     it("creates a bucket and uploads each artifact and the manifest under releases/<version>/", async () => {
+        // A real extension from a payload folder, built by the SystemExtension handler.
+        const work = tempDir("mock-rel");
+        const src = path.join(work, "k3s-src");
+        fs.mkdirSync(path.join(src, "usr/local/bin"), { recursive: true });
+        fs.writeFileSync(path.join(src, "usr/local/bin/k3s"), "#!/bin/sh\necho k3s\n", { mode: 0o755 });
         const rec = new Recorder();
-        const keys = new SigningKeys("relkeys", { name: "acme", outputDir: "/srv/keys" });
-        const k3s = new SystemExtension("relk3s", { name: "k3s", outputDir: "/srv/ext", source: { dir: "/src/k3s" } });
+        const k3s = new SystemExtension("relk3s", { name: "k3s", outputDir: path.join(work, "ext"), source: { dir: src } });
         const release = new S3Release("rel", {
             version: "v1.0.0",
             artifacts: [
@@ -89,7 +111,9 @@ describe("S3Release", () => {
         assert.deepStrictEqual(rec.dependsOn("rel-manifest"), [release.objects["kairos.iso"], release.objects["k3s.sysext.raw"]]);
         assert.strictEqual(createdResource("rel-bucket").inputs.forceDestroy, false);
 
-        const bucket = "rel-bucket-20260826";
+        // The bucket's name is the mocked AWS's answer; every object goes into it.
+        const bucket: string = createdResource("rel-bucket").state.bucket;
+        assert.strictEqual(await promiseOf(release.bucketName), bucket);
         const iso = createdResource("rel-artifact-kairos.iso").inputs;
         assert.strictEqual(iso.bucket, bucket);
         assert.strictEqual(iso.key, "releases/v1.0.0/kairos.iso");
@@ -98,12 +122,20 @@ describe("S3Release", () => {
         assert.strictEqual(iso.sourceHash, ISO_SHA);
         assert.deepStrictEqual(iso.metadata, { sha256: ISO_SHA });
 
+        // The extension object uploads the file the handler built, keyed by that file's digest.
+        const extFile = path.join(work, "ext", "k3s.sysext.raw");
+        const extSha = await sha256File(extFile);
         const ext = createdResource("rel-artifact-k3s.sysext.raw").inputs;
+        assert.strictEqual(ext.bucket, bucket);
         assert.strictEqual(ext.key, "releases/v1.0.0/k3s.sysext.raw");
         assert.strictEqual(ext.contentType, "application/octet-stream");
-        assert.strictEqual(await ext.source.path, "/srv/ext/k3s.sysext.raw");
-        assert.strictEqual(ext.sourceHash, fakeHex("sha256:relk3s"));
+        assert.strictEqual(await ext.source.path, extFile);
+        assert.strictEqual(ext.sourceHash, extSha);
+        assert.deepStrictEqual(ext.metadata, { sha256: extSha });
 
+        const extInputHash = await promiseOf(k3s.inputHash);
+        assert.match(extInputHash, /^[0-9a-f]{64}$/);
+        const keyDir = await promiseOf(keys.keyDir);
         const manifestObject = createdResource("rel-manifest").inputs;
         assert.strictEqual(manifestObject.bucket, bucket);
         assert.strictEqual(manifestObject.key, "releases/v1.0.0/manifest.json");
@@ -114,17 +146,21 @@ describe("S3Release", () => {
             version: "v1.0.0",
             artifacts: [
                 {
-                    name: "k3s.sysext.raw", key: "releases/v1.0.0/k3s.sysext.raw", sha256: fakeHex("sha256:relk3s"),
-                    contentType: "application/octet-stream", size: 4096, inputHash: fakeHex("input:relk3s"),
+                    name: "k3s.sysext.raw", key: "releases/v1.0.0/k3s.sysext.raw", sha256: extSha,
+                    contentType: "application/octet-stream", size: fs.statSync(extFile).size, inputHash: extInputHash,
                 },
                 { name: "kairos.iso", key: "releases/v1.0.0/kairos.iso", sha256: ISO_SHA, contentType: ISO_TYPE, size: 734003200 },
             ],
-            certificateFingerprints: { PK: fakeHex("cert:relkeys:PK"), KEK: fakeHex("cert:relkeys:KEK"), db: fakeHex("cert:relkeys:db") },
+            // The fingerprints of the certificates in the key folder, as openssl reads them.
+            certificateFingerprints: {
+                PK: await opensslFingerprint(path.join(keyDir, "PK.pem")),
+                KEK: await opensslFingerprint(path.join(keyDir, "KEK.pem")),
+                db: await opensslFingerprint(path.join(keyDir, "db.pem")),
+            },
             inputHashes: { osImage: "sha256:" + "9".repeat(64) },
         });
         assert.ok(manifestObject.content.startsWith('{"artifacts":[{"contentType":'), "canonical: keys sorted");
 
-        assert.strictEqual(await promiseOf(release.bucketName), bucket);
         assert.strictEqual(release.manifestKey, "releases/v1.0.0/manifest.json");
         assert.deepStrictEqual(release.objectKeys, { "kairos.iso": "releases/v1.0.0/kairos.iso", "k3s.sysext.raw": "releases/v1.0.0/k3s.sysext.raw" });
     });
@@ -151,7 +187,6 @@ describe("S3Release", () => {
     });
 
     it("fails with every problem at once, each with its property path", () => {
-        const keys = new SigningKeys("s3badkeys", { name: "acme", outputDir: "/srv/keys" });
         const err = errorOf(() => new S3Release("bad", {
             version: "v1/evil",
             bucket: "b",

@@ -1,18 +1,38 @@
 // SysextFromDockerfile under Pulumi mocks: the docker build's inputs, the pinned image digest and
 // `layers: "last"` reaching SystemExtension, the local-only path through `docker save`, and
-// collected validation errors.
+// collected validation errors. The key set is real (built by the SigningKeys handler). A pushed
+// image's SystemExtension cannot be built here (no registry behind the mocked digest), so those
+// tests assert only the inputs it received; the local-only test hands the real SystemExtension
+// handler a docker-save archive written where the (mocked) `docker save` would write it, and
+// checks the component's outputs against the image that was built.
 import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { SysextFromDockerfile } from "../../constructs/sysext-from-dockerfile";
 import { SigningKeys } from "../../provider/signing-keys";
-import { Recorder, TYPES, createdResource, errorOf, fakeHex, installMocks, promiseOf } from "./harness";
+import { sha256File } from "../../provider/toolkit/files";
+import { extractRootTree, listTree } from "../helpers/ddi-inspect";
+import { TarSpec, buildImage, makeLayer, writeDockerSave } from "../helpers/oci-fixtures";
+import { tempDir } from "../helpers/temp";
+import { Recorder, TYPES, createdResource, errorOf, inputsOnly, installMocks, promiseOf, realSigningKeys } from "./harness";
+
+const dir = (name: string): TarSpec => ({ name: `${name}/`, type: "dir", mode: 0o755 });
+const file = (name: string, content: string, mode = 0o644): TarSpec => ({ name, content, mode });
 
 describe("SysextFromDockerfile", () => {
-    before(installMocks);
+    let keys: SigningKeys;
+    let keyDir: string;
+
+    before(async () => {
+        await installMocks();
+        keys = realSigningKeys("sxkeys");
+        keyDir = await promiseOf(keys.keyDir);
+    });
 
     it("builds and pushes the image, then feeds its repo digest to SystemExtension with layers 'last'", async () => {
+        inputsOnly("k3s-extension"); // its source is the mocked registry's digest: nothing to pull
         const rec = new Recorder();
-        const keys = new SigningKeys("sxkeys", { name: "acme", outputDir: "/srv/keys" });
         const k3s = new SysextFromDockerfile("k3s", {
             context: "/src/k3s",
             imageName: "registry.local:5000/kairos/k3s-sysext:v1.32",
@@ -43,24 +63,29 @@ describe("SysextFromDockerfile", () => {
         assert.strictEqual(image.registry[pulumi.runtime.specialSigKey], pulumi.runtime.specialSecretSig);
         assert.deepStrictEqual(image.registry.value, { server: "registry.local:5000", username: "ci", password: "pw" });
 
-        const digest = `sha256:${fakeHex("image:k3s-image")}`;
+        // The mocked registry's answer (a made-up digest) is what reaches SystemExtension, pinned.
+        const repoDigest: string = createdResource("k3s-image").state.repoDigest;
+        const digest = await promiseOf(k3s.imageDigest);
+        assert.match(digest, /^sha256:[0-9a-f]{64}$/);
+        assert.strictEqual(repoDigest, `registry.local:5000/kairos/k3s-sysext@${digest}`);
+        assert.strictEqual(await promiseOf(k3s.imageRef), repoDigest);
+        assert.strictEqual(await promiseOf(k3s.imageName), "registry.local:5000/kairos/k3s-sysext:v1.32");
+
         const ext = createdResource("k3s-extension").inputs;
-        assert.deepStrictEqual(ext.source, { image: `registry.local:5000/kairos/k3s-sysext@${digest}`, insecureRegistry: true });
+        assert.deepStrictEqual(ext.source, { image: repoDigest, insecureRegistry: true });
         assert.strictEqual(ext.layers, "last");
         assert.strictEqual(ext.name, "k3s");
         assert.strictEqual(ext.outputDir, "/srv/extensions");
         assert.strictEqual(ext.arch, "amd64");
-        assert.deepStrictEqual(ext.signing, { key: "/srv/keys/db.key", certificate: "/srv/keys/db.pem" });
-
-        assert.strictEqual(await promiseOf(k3s.imageName), "registry.local:5000/kairos/k3s-sysext:v1.32");
-        assert.strictEqual(await promiseOf(k3s.imageRef), `registry.local:5000/kairos/k3s-sysext@${digest}`);
-        assert.strictEqual(await promiseOf(k3s.imageDigest), digest);
-        assert.strictEqual(await promiseOf(k3s.path), "/srv/extensions/k3s.sysext.raw");
-        assert.strictEqual(await promiseOf(k3s.sha256), fakeHex("sha256:k3s-extension"));
-        assert.strictEqual(await promiseOf(k3s.rootHash), fakeHex("root:k3s-extension"));
+        // Signed with the real key set's db pair (not PK's or KEK's), as its `files` output names them.
+        const db = (await promiseOf(keys.files)).db;
+        assert.deepStrictEqual(ext.signing, { key: path.join(keyDir, "db.key"), certificate: path.join(keyDir, "db.pem") });
+        assert.deepStrictEqual(ext.signing, { key: db.key, certificate: db.pem });
+        for (const f of Object.values(ext.signing) as string[]) assert.ok(fs.statSync(f).size > 0, `${f} was generated`);
     });
 
     it("passes platform, Dockerfile, build args, target and the extension options through", async () => {
+        inputsOnly("tools-arm-extension"); // pulls the mocked registry's digest
         const rec = new Recorder();
         new SysextFromDockerfile("tools-arm", {
             context: "/src/tools",
@@ -89,9 +114,17 @@ describe("SysextFromDockerfile", () => {
     });
 
     it("local only: keeps the image in the daemon and hands SystemExtension a docker save archive", async () => {
+        // Where `docker save` (mocked) would write the archive, the image it would hold: the base layer
+        // is the builder's (files no sysext may carry), the last layer the extension's files.
+        const out = tempDir("mock-localext");
+        const archive = path.join(out, "localext.docker-save.tar");
+        const base = await makeLayer([dir("etc"), file("etc/os-release", "ID=builder\n"), dir("usr"), dir("usr/bin"), file("usr/bin/cc", "cc\n", 0o755)]);
+        const last = await makeLayer([dir("usr"), dir("usr/local"), dir("usr/local/bin"), file("usr/local/bin/k3s", "#!/bin/sh\necho k3s\n", 0o755)]);
+        writeDockerSave(archive, [{ image: buildImage({ layers: [base, last] }), repoTags: ["k3s-sysext:dev"] }]);
+
         const rec = new Recorder();
         const local = new SysextFromDockerfile("localext", {
-            context: "/src/k3s", imageName: "k3s-sysext:dev", push: false, outputDir: "/srv/extensions",
+            context: "/src/k3s", imageName: "k3s-sysext:dev", push: false, outputDir: out,
         }, rec.opts());
         await rec.settle();
         assert.deepStrictEqual(rec.children(local), [
@@ -101,21 +134,31 @@ describe("SysextFromDockerfile", () => {
         ]);
         assert.strictEqual(createdResource("localext-image").inputs.skipPush, true);
         assert.strictEqual(createdResource("localext-image").inputs.registry, undefined);
-        const imageId = `sha256:${fakeHex("image:localext-image")}`;
+        // The mocked daemon's image ID is what docker save is given, and what reruns it.
+        const imageId: string = createdResource("localext-image").state.repoDigest;
         const save = createdResource("localext-save").inputs;
-        assert.strictEqual(save.create, `docker save --output /srv/extensions/localext.docker-save.tar ${imageId}`);
+        assert.strictEqual(save.create, `docker save --output ${archive} ${imageId}`);
         assert.deepStrictEqual(save.triggers, [imageId]);
         assert.deepStrictEqual(rec.dependsOn("localext-save"), [local.image]);
         assert.deepStrictEqual(rec.dependsOn("localext-extension"), [local.image, local.save]);
         const ext = createdResource("localext-extension").inputs;
-        assert.deepStrictEqual(ext.source, { dockerArchive: "/srv/extensions/localext.docker-save.tar" });
+        assert.deepStrictEqual(ext.source, { dockerArchive: archive });
         assert.strictEqual(ext.layers, "last");
         assert.strictEqual(await promiseOf(local.imageDigest), imageId);
         assert.strictEqual(await promiseOf(local.imageRef), "k3s-sysext:dev", "the tag the local daemon knows");
+
+        // The real SystemExtension handler built the image; the component's outputs are its outputs.
+        const image = path.join(out, "localext.sysext.raw");
+        assert.strictEqual(await promiseOf(local.path), image);
+        assert.strictEqual(await promiseOf(local.sha256), await sha256File(image));
+        assert.match(await promiseOf(local.rootHash), /^[0-9a-f]{64}$/);
+        assert.strictEqual(await promiseOf(local.rootHash), await promiseOf(local.extension.rootHash));
+        // Only the last layer went in (with "all", the builder's /etc would have failed the build).
+        const tree = await extractRootTree(image, path.join(out, "tree"));
+        assert.deepStrictEqual(listTree(tree), ["usr/lib/extension-release.d/extension-release.localext", "usr/local/bin/k3s"]);
     });
 
     it("fails with every problem at once, each with its property path", () => {
-        const keys = new SigningKeys("badkeys", { name: "acme", outputDir: "/srv/keys" });
         const err = errorOf(() => new SysextFromDockerfile("k3s_bad", {
             context: "",
             imageName: "registry.local/k3s@sha256:" + "0".repeat(64),
