@@ -11,7 +11,7 @@ import { Handler, checkInputs, packageProvider, replacedFields, samePath } from 
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
-import { stageThenMove, replaceDirectory, withScratch } from "./store/staging";
+import { stageThenMove, replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/staging";
 import { treeDigest, treeEntries } from "./toolkit/tree-digest";
 import { EspFile, buildEspImage } from "./toolkit/esp";
 import { buildIso, ISO_ESP_NAME, listIso } from "./toolkit/iso";
@@ -88,6 +88,7 @@ interface Outputs extends CheckedInputs {
 }
 
 export const bootMediaHandler: Handler = {
+    writes: (p) => [path.join(p.outputDir, p.name)],
     check: (olds, news) => checkInputs<CheckedInputs>(BOOT_MEDIA_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
@@ -101,6 +102,7 @@ export const bootMediaHandler: Handler = {
     },
 
     async read(id, props: Outputs) {
+        if (props.type === "dir") restoreInterruptedSwap(props.path);
         const now = props.type === "iso" ? await sha256FileIfExists(props.path) : fs.existsSync(props.path) ? await treeDigest(props.path) : undefined;
         return { id, props: { ...props, drift: driftOf(props.path, props.sha256, now) } };
     },

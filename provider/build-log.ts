@@ -4,6 +4,9 @@
 // on the resource's row in `pulumi up`; a dynamic provider has no resource URN (pulumi/pulumi#6065),
 // so there they are engine messages on the stack, or stderr when no engine is reachable.
 import { AsyncLocalStorage } from "async_hooks";
+import * as fs from "fs";
+import * as path from "path";
+import { faultPoint } from "./fault-points";
 
 export interface LogSink {
     /** A line to keep (shown with the resource and under Diagnostics). */
@@ -35,6 +38,11 @@ const sink = (): LogSink => currentSink.getStore() ?? (defaultSink ??= engineSin
 export function withLogSink<T>(sink: LogSink, fn: () => Promise<T>): Promise<T> {
     return currentSink.run(sink, fn);
 }
+/** A kept line outside any build (e.g. waiting for another build's lock). */
+export function logLine(message: string): void {
+    sink().info(message);
+}
+
 export interface BuildReport {
     action: "created" | "updated" | "re-signed" | "restored" | "adopted";
     /** Which parts of the input hash changed (or "new", or the drift that was repaired). */
@@ -63,7 +71,14 @@ export class BuildLog {
     async step<T>(name: string, fn: () => Promise<T>): Promise<T> {
         const t = process.hrtime.bigint();
         sink().progress(`${this.label}: ${name}...`);
-        const result = await fn();
+        faultPoint(`${this.label}: ${name} (start)`);
+        let result: T;
+        try {
+            result = await fn();
+        } catch (e) {
+            throw stepFailure(this.label, name, e);
+        }
+        faultPoint(`${this.label}: ${name} (end)`);
         const seconds = Number(process.hrtime.bigint() - t) / 1e9;
         this.steps.push({ step: name, seconds: round(seconds) });
         this.say(`${name} done (${seconds.toFixed(2)} s)`);
@@ -98,6 +113,51 @@ export function driftOf(file: string, expected: string, now: string | undefined)
     if (now === expected) return [];
     return [`${file.split("/").pop()}: ${now === undefined ? "missing" : "altered"}`];
 }
+
+/**
+ * The error of a failed step, named by resource and step (the error keeps its class: callers and tests
+ * tell failures apart by it). A full disk gets said in plain words: tools word ENOSPC differently.
+ */
+export function stepFailure(label: string, step: string, e: unknown): Error {
+    const error = e instanceof Error ? e : new Error(String(e));
+    const noSpace = (error as NodeJS.ErrnoException).code === "ENOSPC" || /no space left on device|ENOSPC|disk full|not enough space/i.test(error.message);
+    const prefix = `${label}: step "${step}" failed${noSpace ? " because the disk is full (no space left on device)" : ""}: `;
+    if (!error.message.startsWith(`${label}: step `)) error.message = prefix + error.message;
+    if (noSpace && !error.message.includes(NO_SPACE_HINT)) error.message += ` ${NO_SPACE_HINT}`;
+    return error;
+}
+
+/**
+ * Some tools do not check their writes (efitools' cert-to-efi-sig-list leaves an empty file on a full
+ * disk and exits 0), so a later step fails on the damage instead. When a build failed and the disk
+ * under one of its folders is (nearly) full, the error says so.
+ */
+export function explainFullDisk(e: unknown, dirs: string[]): unknown {
+    if (!(e instanceof Error) || e.message.includes(NO_SPACE_HINT)) return e;
+    for (const dir of dirs) {
+        const free = freeBytes(dir);
+        if (free !== undefined && free < NEARLY_FULL_BYTES) {
+            e.message += ` The disk holding ${dir} is full (${free} bytes free), which is the likely cause. ${NO_SPACE_HINT}`;
+            break;
+        }
+    }
+    return e;
+}
+
+const NEARLY_FULL_BYTES = 1 << 20;
+
+function freeBytes(dir: string): number | undefined {
+    for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+        try {
+            const s = fs.statfsSync(d);
+            return s.bavail * s.bsize;
+        } catch {
+            if (d === path.dirname(d)) return undefined;
+        }
+    }
+}
+
+const NO_SPACE_HINT = "Free space where outputDir is, or point outputDir at a bigger disk; the previous artifacts are untouched and nothing partial was kept.";
 
 function round(s: number): number {
     return Math.round(s * 1000) / 1000;

@@ -13,6 +13,9 @@
 // regenerated: SigningKeys only re-checks and re-records them), and the state is rewritten at this
 // version. A newer version than this package knows is refused: install that pulumi-kairos or newer.
 import type { Handler } from "./resource-kit";
+import { withOutputLock } from "./store/output-lock";
+import * as path from "path";
+import { explainFullDisk, logLine } from "./build-log";
 import { SIGNING_KEYS_TOKEN, signingKeysHandler } from "./signing-keys";
 import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler } from "./system-extension";
 import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler } from "./kairos-uki-image";
@@ -56,6 +59,14 @@ export function versionedHandler(token: string, h: Handler): Handler {
         }
     };
     const stamp = <T extends { outs?: any }>(result: T): T => ({ ...result, outs: { ...result.outs, stateVersion: STATE_VERSION } });
+    // One writer per artifact across processes (two stacks on one output folder): see store/output-lock.ts.
+    const locked = <T>(props: Record<string, any>[], fn: () => Promise<T>): Promise<T> => {
+        const targets = props.flatMap((p) => h.writes?.(p) ?? []);
+        const owner = `${token.split(":").pop()} ${props[props.length - 1]?.name ?? ""}`.trim();
+        return withOutputLock(targets, owner, fn, (m) => logLine(`${owner}: ${m}`)).catch((e) => {
+            throw explainFullDisk(e, targets.map((t) => path.dirname(path.resolve(t))));
+        });
+    };
     return {
         check: h.check,
         async diff(id, olds, news) {
@@ -64,7 +75,7 @@ export function versionedHandler(token: string, h: Handler): Handler {
             // Only an update rewrites the serialised provider kept with the outputs, so old state must update.
             return stateVersionOf(olds) < STATE_VERSION ? { ...result, changes: true } : result;
         },
-        create: async (inputs) => stamp(await h.create(inputs)),
+        create: (inputs) => locked([inputs], async () => stamp(await h.create(inputs))),
         // A refresh keeps the version it found: the outputs still carry the provider that wrote them.
         // An import (`pulumi import`: only the id, no props yet) adopts what is there, in this version's form.
         async read(id, props) {
@@ -78,11 +89,11 @@ export function versionedHandler(token: string, h: Handler): Handler {
         },
         async update(id, olds, news) {
             refuseNewer(olds);
-            return stamp(await h.update(id, olds, news));
+            return locked([olds, news], async () => stamp(await h.update(id, olds, news)));
         },
         async delete(id, props) {
             refuseNewer(props);
-            return h.delete(id, props);
+            return locked([props], () => h.delete(id, props));
         },
     };
 }

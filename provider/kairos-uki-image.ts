@@ -10,7 +10,7 @@ import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { HOST_EFI_DIR } from "./toolkit/tools";
 import { publicKeyPem, readCertificate } from "./toolkit/openssl";
-import { replaceDirectory, withScratch } from "./store/staging";
+import { replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/staging";
 import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
 import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
 import { buildInitrd, INITRD_EXCLUDES } from "./toolkit/initrd";
@@ -103,6 +103,7 @@ interface Outputs extends CheckedInputs {
 }
 
 export const kairosUkiImageHandler: Handler = {
+    writes: (p) => [p.outputDir],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(KAIROS_UKI_IMAGE_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
@@ -117,6 +118,7 @@ export const kairosUkiImageHandler: Handler = {
     },
 
     async read(id, props: Outputs) {
+        restoreInterruptedSwap(props.outputDir);
         const files = [...props.ukis.map((u) => ({ path: u.path, sha256: u.sha256 })), props.systemdBoot];
         const drift: string[] = [];
         for (const f of files) drift.push(...driftOf(f.path, f.sha256, await sha256FileIfExists(f.path)));

@@ -49,6 +49,7 @@ interface Outputs extends CheckedInputs {
 }
 
 export const promotedArtifactHandler: Handler = {
+    writes: (p) => [path.join(p.outputDir, path.basename(p.source))],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(PROMOTED_ARTIFACT_TOKEN, olds, news, {
             crossField: crossFieldProblems,

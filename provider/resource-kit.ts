@@ -13,6 +13,8 @@ import { ExtensionSourceSpec, sourceForms } from "./toolkit/extension-source";
 export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">> & {
     /** `pulumi import`: take what exists at `id` as it is; returns its outputs and the inputs that describe it. */
     adopt?(id: string): Promise<{ id: string; props: Record<string, any>; inputs: Record<string, any> }>;
+    /** What a create/update/delete with these inputs or outputs writes (artifact files or owned folders), for the output lock. */
+    writes?(props: Record<string, any>): string[];
 };
 
 /**

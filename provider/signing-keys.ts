@@ -5,11 +5,12 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler, checkInputs, packageProvider, samePath } from "./resource-kit";
-import { BuildLog, BuildReport, updateAction, updateReasons } from "./build-log";
+import { BuildLog, BuildReport, logLine, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
 import { readExistingKeySet } from "./toolkit/key-set-reader";
 import { stageThenMove } from "./store/staging";
+import { faultPoint } from "./fault-points";
 import {
     KEY_ROLES, KeyPairPaths, KeyRole, KeySource, TPM_PCR_KEY_FILE,
     allKeySetFiles, checkImport, createKeyMaterial, deriveSignatureFiles, digestKeySet, keyFileNames,
@@ -87,6 +88,7 @@ interface Outputs extends CheckedInputs {
 const KEY_IDENTITY_FIELDS = ["outputDir", "name", "keySize", "validityDays", "import"] as const;
 
 export const signingKeysHandler: Handler = {
+    writes: (p) => [p.keyDir ?? p.outputDir],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(SIGNING_KEYS_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
@@ -100,6 +102,13 @@ export const signingKeysHandler: Handler = {
     },
 
     async create(inputs: CheckedInputs) {
+        if (madeByAnInterruptedCreate(inputs)) {
+            // A run killed after the new set was moved in but before the engine recorded it: these
+            // are the keys this create makes, so they are taken as they are, never made twice.
+            const log = new BuildLog(`SigningKeys ${inputs.name}`, "created", ["new", `resumed: ${inputs.outputDir} holds the key set an interrupted run made`]);
+            const derived = await log.step("sign signature lists", () => stageThenMove(inputs.outputDir, (staging) => deriveSignatureFiles(inputs.outputDir, staging, inputs)));
+            return { id: inputs.outputDir, outs: await outputsFor(inputs, keySource(inputs).kind === "import" ? "imported" : "generated", derived, log) };
+        }
         refuseFolderWithKeys(inputs.outputDir);
         const outs = await buildKeySet(inputs, new BuildLog(`SigningKeys ${inputs.name}`, "created", ["new"]));
         return { id: inputs.outputDir, outs };
@@ -108,6 +117,7 @@ export const signingKeysHandler: Handler = {
     adopt: (id) => adoptKeySet(id),
 
     async read(id, props: Outputs) {
+        await rollBackInterruptedRotation(props);
         const now = await digestKeySet(props.keyDir);
         const drift = Object.entries(props.fileDigests ?? {})
             .filter(([name, digest]) => now[name] !== digest)
@@ -116,6 +126,7 @@ export const signingKeysHandler: Handler = {
     },
 
     async update(_id, olds: Outputs, news: CheckedInputs) {
+        await rollBackInterruptedRotation(olds);
         const reasons = updateReasons(olds, news);
         if (olds.keyMaterialHash !== news.keyMaterialHash) {
             // check() only lets this through when `rotation` was raised.
@@ -172,6 +183,11 @@ async function deriveHashes(inputs: CheckedInputs, olds: Partial<CheckedInputs>)
         builder: BUILDER_VERSION,
     };
     inputs.inputHash = sha256Hex(canonicalJson(inputs.hashParts));
+    // Known only with the key-material hash: a folder holding the keys of this very create, made by a
+    // run killed before the engine recorded it, is resumed rather than refused.
+    if (!samePath(olds.outputDir, inputs.outputDir) && keyFilesIn(inputs.outputDir).length > 0 && !madeByAnInterruptedCreate(inputs)) {
+        return [{ property: "outputDir", reason: `${inputs.outputDir} already holds ${keyFilesIn(inputs.outputDir).join(", ")}; SigningKeys never overwrites keys (adopt them with import)` }];
+    }
     if (olds.keyMaterialHash && olds.keyMaterialHash !== inputs.keyMaterialHash) return rotationProblems(olds, inputs);
     return [];
 }
@@ -181,6 +197,7 @@ async function buildKeySet(inputs: CheckedInputs, log: BuildLog, beforeMove?: ()
     const source = keySource(inputs);
     const derived = await stageThenMove(inputs.outputDir, async (staging) => {
         await log.step(source.kind === "import" ? "import keys" : "generate keys", () => createKeyMaterial(staging, source));
+        fs.writeFileSync(path.join(staging, KEY_SET_STAMP), `${JSON.stringify({ keyMaterialHash: inputs.keyMaterialHash, rotation: inputs.rotation })}\n`);
         const summary = await log.step("sign signature lists", () => deriveSignatureFiles(staging, staging, inputs));
         beforeMove?.();
         return summary;
@@ -274,9 +291,6 @@ function importTpmKey(imp: NonNullable<CheckedInputs["import"]>): string | undef
 /** Rules schema.json cannot express, reported together with the schema problems. */
 function crossFieldProblems(inputs: CheckedInputs, olds: Partial<CheckedInputs>): InputProblem[] {
     const problems: InputProblem[] = [];
-    if (!samePath(olds.outputDir, inputs.outputDir) && keyFilesIn(inputs.outputDir).length > 0) {
-        problems.push({ property: "outputDir", reason: `${inputs.outputDir} already holds ${keyFilesIn(inputs.outputDir).join(", ")}; SigningKeys never overwrites keys (adopt them with import)` });
-    }
     // Imported keys were copied into outputDir when the resource was made; the sources may be gone since.
     const imp = importUnchanged(olds, inputs) ? undefined : inputs.import;
     if (imp) {
@@ -326,7 +340,45 @@ function retireKeySet(dir: string, rotation: number): void {
         throw new Error(`cannot retire the keys of rotation ${rotation}: ${retired} already holds ${clash.join(", ")}; move that folder away first (nothing was changed)`);
     }
     fs.mkdirSync(retired, { recursive: true, mode: 0o700 });
-    for (const name of present) fs.renameSync(path.join(dir, name), path.join(retired, name));
+    for (const name of present) {
+        fs.renameSync(path.join(dir, name), path.join(retired, name));
+        faultPoint(`retired ${name}`);
+    }
+}
+
+/**
+ * Which key material a folder holds, written with the set and moved in with it: lets a create that was
+ * killed after its move (before the engine recorded it) recognise its own keys on the next run.
+ */
+const KEY_SET_STAMP = ".kairos-keyset.json";
+
+function madeByAnInterruptedCreate(inputs: CheckedInputs): boolean {
+    try {
+        const stamp = JSON.parse(fs.readFileSync(path.join(inputs.outputDir, KEY_SET_STAMP), "utf8"));
+        return stamp.keyMaterialHash === inputs.keyMaterialHash && KEY_MATERIAL_FILES.every((f) => fs.existsSync(path.join(inputs.outputDir, f)));
+    } catch {
+        return false;
+    }
+}
+
+/**
+ * An in-place rotation retires the recorded set into retired/rotation-<n> file by file, then moves the
+ * new set in file by file. Killed in between, the folder mixes the two. The state still records rotation
+ * n, and the retired folder holding exactly its files is the proof: they are moved back and the
+ * unrecorded new files removed, so the folder holds the recorded set complete again. The rotation runs
+ * afresh on the next up.
+ */
+async function rollBackInterruptedRotation(props: Outputs): Promise<void> {
+    const retired = path.join(props.keyDir, "retired", `rotation-${props.rotation}`);
+    const recorded = Object.entries(props.fileDigests ?? {});
+    const parked = recorded.filter(([name]) => fs.existsSync(path.join(retired, name)));
+    if (parked.length === 0) return;
+    const parkedDigests = await digestKeySet(retired);
+    if (parked.some(([name, digest]) => parkedDigests[name] !== digest)) return; // not the recorded set: leave it to the user
+    for (const [name] of parked) fs.renameSync(path.join(retired, name), path.join(props.keyDir, name));
+    for (const name of keyFilesIn(props.keyDir)) if (!props.fileDigests[name]) fs.rmSync(path.join(props.keyDir, name));
+    for (const dir of [retired, path.dirname(retired)]) if (fs.existsSync(dir) && fs.readdirSync(dir).length === 0) fs.rmdirSync(dir);
+    logLine(`SigningKeys ${props.name}: rolled back a rotation that was interrupted: ${props.keyDir} holds the recorded key set (rotation ${props.rotation}) again`);
 }
 
 /** SigningKeys never writes over key files it did not make. */

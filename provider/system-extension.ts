@@ -95,6 +95,7 @@ export function imageFileName(name: string, kind: ExtensionKind): string {
 }
 
 export const systemExtensionHandler: Handler = {
+    writes: (p) => [path.join(p.outputDir, p.name)],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(SYSTEM_EXTENSION_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 

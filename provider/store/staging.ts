@@ -2,6 +2,7 @@
 // renamed into place only when it succeeded, so a failed or killed build leaves the previous files.
 import * as fs from "fs";
 import * as path from "path";
+import { faultPoint } from "../fault-points";
 
 /**
  * Runs `build(staging)`; on success moves everything it wrote into `targetDir` (the whole directory
@@ -17,8 +18,12 @@ export async function stageThenMove<T>(targetDir: string, build: (staging: strin
         if (!fs.existsSync(targetDir)) {
             fs.chmodSync(staging, newDirMode);
             fs.renameSync(staging, targetDir);
+            faultPoint(`moved into place: ${path.basename(targetDir)}`);
         } else {
-            for (const entry of fs.readdirSync(staging)) fs.renameSync(path.join(staging, entry), path.join(targetDir, entry));
+            for (const entry of fs.readdirSync(staging).sort()) {
+                fs.renameSync(path.join(staging, entry), path.join(targetDir, entry));
+                faultPoint(`moved into ${path.basename(targetDir)}: ${entry}`);
+            }
         }
         return result;
     } finally {
@@ -40,8 +45,10 @@ export async function replaceDirectory<T>(targetDir: string, build: (staging: st
         if (fs.existsSync(targetDir)) {
             old = `${staging}.old`;
             fs.renameSync(targetDir, old);
+            faultPoint(`set aside ${path.basename(targetDir)}`);
         }
         fs.renameSync(staging, targetDir);
+        faultPoint(`moved into place: ${path.basename(targetDir)}`);
         return result;
     } finally {
         fs.rmSync(staging, { recursive: true, force: true });
@@ -71,8 +78,25 @@ export async function withScratch<T>(outputDir: string, label: string, fn: (work
  */
 function makeBeside(target: string, prefix: string): string {
     const dir = path.dirname(target);
+    restoreInterruptedSwap(target);
     sweepDeadLeftovers(dir, prefix);
     return path.resolve(fs.mkdtempSync(path.join(dir, `${prefix}${process.pid}-`)));
+}
+
+/**
+ * replaceDirectory swaps with two renames (old tree aside, new tree in); a build killed between them
+ * leaves no `targetDir`, and the previous tree under `.<name>.staging-<pid>-XXXXXX.old`. This puts that
+ * tree back, so what the state records is there again. Resources call it before reading their folder;
+ * every build beside the target calls it before sweeping.
+ */
+export function restoreInterruptedSwap(targetDir: string): boolean {
+    const dir = path.dirname(targetDir);
+    const prefix = `.${path.basename(targetDir)}.staging-`;
+    if (fs.existsSync(targetDir) || !fs.existsSync(dir)) return false;
+    const aside = fs.readdirSync(dir).find((name) => name.startsWith(prefix) && name.endsWith(".old") && !processAlive(Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1])));
+    if (!aside) return false;
+    fs.renameSync(path.join(dir, aside), targetDir);
+    return true;
 }
 
 /** Removes `<prefix><pid>-*` folders in `dir` whose process is gone (a live one may be another build's). */
