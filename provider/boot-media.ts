@@ -262,8 +262,11 @@ function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): Inp
     if (i.uki.efiFiles.length === 0) problems.push({ property: "uki.efiFiles", reason: "must name at least one UKI" });
     const notExtensions = (i.extensions ?? []).filter((f) => !EXTENSION_FILE.test(path.basename(f)));
     if (notExtensions.length > 0) problems.push({ property: "extensions", reason: `${notExtensions.join(", ")}: Kairos picks up only NAME.sysext.raw / NAME.confext.raw` });
+    const extensionNames = (i.extensions ?? []).map((f) => path.basename(f).toLowerCase());
+    const twice = [...new Set(extensionNames.filter((n, k) => extensionNames.indexOf(n) !== k))];
+    if (twice.length > 0) problems.push({ property: "extensions", reason: `more than one extension named ${twice.join(", ")}: the media hold one file per name, and systemd merges one extension per name` });
     const names = rootFiles(i).map((r) => r.isoPath.toLowerCase());
-    const clash = names.filter((n, k) => names.indexOf(n) !== k || n === ISO_ESP_NAME || n === "boot.catalog");
+    const clash = names.filter((n, k) => (names.indexOf(n) !== k && !twice.includes(n)) || n === ISO_ESP_NAME || n === "boot.catalog");
     if (clash.length > 0) problems.push({ property: "overlayFiles", reason: `more than one file for ${[...new Set(clash)].join(", ")} at the ISO root (efiboot.img and boot.catalog are reserved)` });
     if (i.secureBootEnroll === "if-safe" && fs.existsSync(i.uki.systemdBoot)) {
         const major = readLoaderInfo(i.uki.systemdBoot)?.major;

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, checkInputs, packageProvider, replacedFields, samePath, signingPairProblems, sourceProblems } from "./resource-kit";
+import { Handler, checkInputs, packageProvider, privateKeyProblems, replacedFields, samePath, signingPairProblems, sourceProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -287,6 +287,11 @@ function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): Inp
     problems.push(...signingPairProblems("signing", i.signing));
     const missing = [i.pcrKey, i.splash].filter((f): f is string => !!f && !fs.existsSync(f));
     if (missing.length > 0) problems.push({ property: i.splash && missing.includes(i.splash) ? "splash" : "pcrKey", reason: `${missing.join(", ")} not found` });
+    else problems.push(...privateKeyProblems("pcrKey", i.pcrKey));
+    // A line break would end the loader entry's line and start another one of the user's making.
+    for (const [property, value] of [["extendCmdline", i.extendCmdline], ["bootTitle", i.bootTitle], ...(i.extraCmdlines ?? []).map((c, n) => [`extraCmdlines[${n}]`, c])]) {
+        if (typeof value === "string" && /[\0\n\r]/.test(value)) problems.push({ property: property!, reason: "contains a NUL or a line break; a command line and a title are one line" });
+    }
     return problems;
 }
 

@@ -5,6 +5,7 @@
 // time in the pulumi-kairos the Pulumi project has installed (see handlers.ts for old state).
 import * as fs from "fs";
 import * as path from "path";
+import { X509Certificate, createPrivateKey } from "crypto";
 import type * as pulumi from "@pulumi/pulumi";
 import { InputProblem, UNKNOWN, inputDefaults, validateInputs } from "./validation/schema-validator";
 import { keyMatchesCertificate } from "./toolkit/openssl";
@@ -144,8 +145,35 @@ export function sourceProblems(source: ExtensionSourceSpec): InputProblem[] {
 export function signingPairProblems(property: string, pair: { key: string; certificate: string }): InputProblem[] {
     const missing = [pair.key, pair.certificate].filter((f) => !fs.existsSync(f));
     if (missing.length > 0) return [{ property, reason: `${missing.join(" and ")} ${missing.length > 1 ? "do" : "does"} not exist` }];
+    const unreadable = [...privateKeyProblems(property, pair.key), ...certificateProblems(property, pair.certificate)];
+    if (unreadable.length > 0) return unreadable.slice(0, 1);
     if (!keyMatchesCertificate(pair.key, pair.certificate)) return [{ property, reason: `the key ${pair.key} does not match the certificate ${pair.certificate}` }];
     return [];
+}
+
+/** `file` holds a private key openssl can use (PEM or DER); a certificate or garbage is named as such. */
+export function privateKeyProblems(property: string, file: string): InputProblem[] {
+    try {
+        createPrivateKey(fs.readFileSync(file));
+        return [];
+    } catch (e) {
+        return [{ property, reason: `${file} is not a private key (${readableCryptoError(e)})` }];
+    }
+}
+
+function certificateProblems(property: string, file: string): InputProblem[] {
+    try {
+        new X509Certificate(fs.readFileSync(file));
+        return [];
+    } catch (e) {
+        return [{ property, reason: `${file} is not an X.509 certificate (${readableCryptoError(e)})` }];
+    }
+}
+
+/** "error:0480006C:PEM routines::no start line" -> "PEM routines: no start line"; EISDIR and the like as they are. */
+function readableCryptoError(e: unknown): string {
+    const m = (e as Error).message;
+    return m.replace(/^error:[0-9A-F]+:/, "").replace(/::/, ": ");
 }
 
 /**

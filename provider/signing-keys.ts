@@ -295,7 +295,9 @@ function crossFieldProblems(inputs: CheckedInputs, olds: Partial<CheckedInputs>)
     const imp = importUnchanged(olds, inputs) ? undefined : inputs.import;
     if (imp) {
         const incomplete = KEY_ROLES.filter((r) => !imp[r] && !imp.dir);
-        if (incomplete.length > 0) {
+        if (imp.dir && !fs.existsSync(imp.dir)) {
+            problems.push({ property: "import.dir", reason: `${imp.dir} does not exist` });
+        } else if (incomplete.length > 0) {
             problems.push({ property: "import", reason: `names no files for ${incomplete.join(", ")}; give import.dir or a key/certificate pair for each` });
         } else {
             problems.push(

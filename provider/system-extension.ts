@@ -10,6 +10,7 @@ import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { readCertificate } from "./toolkit/openssl";
 import { stageThenMove, withScratch } from "./store/staging";
+import { FilterViolationError } from "./toolkit/layer-extract";
 import { DdiArchitecture, ExtensionKind, buildSysextImage, extensionReleasePath, resignSysextImage } from "./toolkit/ddi";
 import { ensureExtensionRelease, foreignReleaseFiles, releaseNameMismatch, ReleaseFields } from "./toolkit/extension-release";
 import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/extension-source";
@@ -167,6 +168,11 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
                 arch: inputs.arch,
                 filter: { allow: allowedPaths(inputs), onViolation: inputs.dropDisallowedPaths ? "drop" : "error" },
                 workDir: work,
+            }).catch((e) => {
+                if (e instanceof FilterViolationError) {
+                    e.message = `source: ${e.message}\nA ${inputs.kind} holds only ${allowedPaths(inputs).map((p) => `/${p}`).join(" and ")}: set dropDisallowedPaths: true to leave the rest out${inputs.withOpt ? "" : ", or withOpt: true to keep /opt"}`;
+                }
+                throw e;
             }),
         );
         fs.chmodSync(tree, 0o755); // the tree's mode becomes the image root's mode

@@ -1,0 +1,259 @@
+// The bad-input table: every resource driven through the inputs users get wrong (wrong types, values out
+// of range, missing and unreadable files, mismatched keys, hostile archives, paths that climb out,
+// wrong architectures, duplicate and mismatched extension names, an oversize UKI). For each: one clear
+// error naming the property, nothing written, the previous artifacts and outputs (the state) intact.
+// Most are refused by check (the preview); the rest by the build, before anything is moved into place.
+import * as assert from "assert";
+import { createHash } from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { handlerFor } from "../../provider/handlers";
+import { SIGNING_KEYS_TOKEN } from "../../provider/signing-keys";
+import { SYSTEM_EXTENSION_TOKEN } from "../../provider/system-extension";
+import { KAIROS_UKI_IMAGE_TOKEN } from "../../provider/kairos-uki-image";
+import { BOOT_MEDIA_TOKEN } from "../../provider/boot-media";
+import { PROMOTED_ARTIFACT_TOKEN } from "../../provider/promoted-artifact";
+import { sha256File } from "../../provider/toolkit/files";
+import { makeCertificate } from "../helpers/pki";
+import { tempDir } from "../helpers/temp";
+import { engineStack } from "../helpers/engine";
+import { SystemExtension } from "../../provider/system-extension";
+import { buildTestOsRootfs } from "../helpers/test-os";
+import { buildImage, buildTar, makeLayer, TarSpec, writeOciLayout } from "../helpers/oci-fixtures";
+
+type Inputs = Record<string, any>;
+interface BadInput {
+    what: string;
+    /** The bad inputs, made from the good ones. */
+    inputs: (good: Inputs) => Inputs | Promise<Inputs>;
+    /** The property the error must name: check's failure property, or a build error's message. */
+    names: RegExp;
+    /** Refused by the build rather than by check (it needs the files' contents): documents the table only. */
+    atBuild?: boolean;
+}
+
+/** Every file and folder under `dir` (hidden ones too) with a digest of each file. */
+function snapshot(dir: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    const walk = (rel: string) => {
+        for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+            const r = path.join(rel, e.name);
+            if (e.isSymbolicLink()) out[r] = `-> ${fs.readlinkSync(path.join(dir, r))}`;
+            else if (e.isDirectory()) {
+                out[`${r}/`] = "dir";
+                walk(r);
+            } else out[r] = createHash("sha256").update(fs.readFileSync(path.join(dir, r))).digest("hex");
+        }
+    };
+    walk("");
+    return out;
+}
+
+describe("the bad-input table", function () {
+    this.timeout(600000);
+    let work: string;
+    let out: string;
+    const good: Record<string, Inputs> = {};
+    const built: Record<string, Inputs> = {};
+    let signer: { key: string; certificate: string };
+    let stranger: { key: string; certificate: string };
+    let counted = 0;
+
+    const f = (...p: string[]) => path.join(work, ...p);
+    const payload = (name: string, files: Record<string, string>) => {
+        for (const [rel, content] of Object.entries(files)) {
+            fs.mkdirSync(path.dirname(f(name, rel)), { recursive: true });
+            fs.writeFileSync(f(name, rel), content);
+        }
+        return f(name);
+    };
+    const layout = async (name: string, entries: TarSpec[], arch = "amd64") => {
+        writeOciLayout(f(name), [{ image: buildImage({ layers: [await makeLayer(entries)], arch }), name: "latest" }]);
+        return f(name);
+    };
+
+    before(async function () {
+        this.timeout(300000);
+        work = tempDir("bad-input");
+        out = f("out");
+        signer = await makeCertificate(work, "db");
+        stranger = await makeCertificate(work, "stranger");
+        fs.writeFileSync(f("garbage"), "not a certificate, a key, a list or an image\n");
+        fs.mkdirSync(f("a-folder"));
+        payload("ext-src", { "usr/bin/tool": "tool 1\n" });
+        const rootfs = path.join(tempDir("bad-input-os"), "rootfs"); // outside `work`, which every case snapshots
+        await buildTestOsRootfs(rootfs);
+
+        good.SigningKeys = { name: "table", outputDir: path.join(out, "keys") };
+        good.SystemExtension = { name: "tool", outputDir: path.join(out, "extensions"), source: { dir: f("ext-src") }, signing: signer };
+        for (const [token, name] of [[SIGNING_KEYS_TOKEN, "SigningKeys"], [SYSTEM_EXTENSION_TOKEN, "SystemExtension"]]) built[name] = await create(token, good[name]);
+        const keys = built.SigningKeys;
+        good.KairosUkiImage = { outputDir: path.join(out, "uki"), source: { dir: rootfs }, signing: { key: keys.files.db.key, certificate: keys.files.db.pem }, pcrKey: keys.tpmPcrKeyFile };
+        built.KairosUkiImage = await create(KAIROS_UKI_IMAGE_TOKEN, good.KairosUkiImage);
+        const enrollKeys = { PK: keys.files.PK.auth, KEK: keys.files.KEK.auth, db: keys.files.db.auth };
+        good.BootMedia = { name: "media", outputDir: path.join(out, "media"), type: "dir", secureBootEnroll: "force", uki: built.KairosUkiImage.bootFiles, enrollKeys, extensions: [built.SystemExtension.path] };
+        built.BootMedia = await create(BOOT_MEDIA_TOKEN, good.BootMedia);
+        good.PromotedArtifact = { source: built.SystemExtension.path, expectedSha256: built.SystemExtension.sha256, outputDir: path.join(out, "prod") };
+        built.PromotedArtifact = await create(PROMOTED_ARTIFACT_TOKEN, good.PromotedArtifact);
+    });
+
+    after(() => console.log(`      bad inputs run: ${counted}`));
+
+    async function create(token: string, inputs: Inputs): Promise<Inputs> {
+        const h = handlerFor(token);
+        const { inputs: checked, failures } = await h.check({}, inputs);
+        assert.deepStrictEqual(failures ?? [], []);
+        return (await h.create(checked)).outs;
+    }
+
+    const TABLE: Record<string, [string, BadInput[]]> = {
+        SigningKeys: [SIGNING_KEYS_TOKEN, [
+            { what: "name of the wrong type", inputs: (g) => ({ ...g, name: 42 }), names: /^name$/ },
+            { what: "an RSA key size not offered", inputs: (g) => ({ ...g, keySize: 1024 }), names: /^keySize$/ },
+            { what: "zero days of validity", inputs: (g) => ({ ...g, validityDays: 0 }), names: /^validityDays$/ },
+            { what: "validity as text", inputs: (g) => ({ ...g, validityDays: "ten" }), names: /^validityDays$/ },
+            { what: "a negative rotation", inputs: (g) => ({ ...g, rotation: -1 }), names: /^rotation$/ },
+            { what: "a fractional rotation", inputs: (g) => ({ ...g, rotation: 1.5 }), names: /^rotation$/ },
+            { what: "an owner GUID that is not a GUID", inputs: (g) => ({ ...g, ownerGuid: "not-a-guid" }), names: /^ownerGuid$/ },
+            { what: "a timestamp that is not a time", inputs: (g) => ({ ...g, authTimestamp: "yesterday" }), names: /^authTimestamp$/ },
+            { what: "a bigger key without a rotation (new keys must be asked for)", inputs: (g) => ({ ...g, keySize: 3072 }), names: /^(rotation|keySize)$/ },
+            { what: "an unknown property", inputs: (g) => ({ ...g, colour: "red" }), names: /colour/ },
+            { what: "a new key folder that already holds someone's keys", inputs: (g) => ({ ...g, outputDir: fs.mkdirSync(f("foreign"), { recursive: true }) && (fs.copyFileSync(signer.key, f("foreign", "db.key")), f("foreign")) }), names: /^outputDir$/ },
+            { what: "import from a folder that does not exist", inputs: (g) => ({ ...g, outputDir: f("new-keys-1"), import: { dir: f("no-such-folder") } }), names: /^import/ },
+            { what: "import of a key that does not match its certificate", inputs: (g) => ({ ...g, outputDir: f("new-keys-2"), import: { PK: { key: stranger.key, certificate: signer.certificate }, KEK: signer, db: signer } }), names: /^import/ },
+            { what: "import of a folder where a key file should be", inputs: (g) => ({ ...g, outputDir: f("new-keys-3"), import: { PK: { key: f("a-folder"), certificate: signer.certificate }, KEK: signer, db: signer } }), names: /^import/ },
+            { what: "an extra signature list that is not one", inputs: (g) => ({ ...g, extraSignatureLists: { db: [f("garbage")] } }), names: /extraSignatureLists\.db: .* is not an EFI signature list/, atBuild: true },
+        ]],
+        SystemExtension: [SYSTEM_EXTENSION_TOKEN, [
+            { what: "a name that climbs out of the folder", inputs: (g) => ({ ...g, name: "../evil" }), names: /^name$/ },
+            { what: "an empty name", inputs: (g) => ({ ...g, name: "" }), names: /^name$/ },
+            { what: "an unknown kind", inputs: (g) => ({ ...g, kind: "bogus" }), names: /^kind$/ },
+            { what: "an unknown architecture", inputs: (g) => ({ ...g, arch: "sparc" }), names: /^arch$/ },
+            { what: "an unknown compression", inputs: (g) => ({ ...g, compression: "zip" }), names: /^compression$/ },
+            { what: "a negative source date", inputs: (g) => ({ ...g, sourceDateEpoch: -5 }), names: /^sourceDateEpoch$/ },
+            { what: "an unknown layer selection", inputs: (g) => ({ ...g, layers: "some" }), names: /^layers$/ },
+            { what: "a source with no form", inputs: (g) => ({ ...g, source: {} }), names: /^source/ },
+            { what: "a source with two forms", inputs: (g) => ({ ...g, source: { dir: f("ext-src"), ociLayout: f("ext-src") } }), names: /^source/ },
+            { what: "a source folder that does not exist", inputs: (g) => ({ ...g, source: { dir: f("nope") } }), names: /^source/ },
+            { what: "a source folder that is a file", inputs: (g) => ({ ...g, source: { dir: f("garbage") } }), names: /^source/ },
+            { what: "a signing key that does not match its certificate", inputs: (g) => ({ ...g, signing: { key: stranger.key, certificate: signer.certificate } }), names: /^signing/ },
+            { what: "a signing certificate that is garbage", inputs: (g) => ({ ...g, signing: { key: signer.key, certificate: f("garbage") } }), names: /^signing/ },
+            { what: "a missing signing key", inputs: (g) => ({ ...g, signing: { key: f("nope.key"), certificate: signer.certificate } }), names: /^signing/ },
+            { what: "a payload with a file outside /usr and /opt", inputs: (g) => ({ ...g, source: { dir: payload("etc-src", { "usr/bin/x": "x\n", "etc/passwd": "root\n" }) } }), names: /^SystemExtension tool: step "read source" failed: source: .*\n {2}etc\n.*dropDisallowedPaths/s, atBuild: true },
+            { what: "an extension-release file of another name", inputs: (g) => ({ ...g, source: { dir: payload("rel-src", { "usr/bin/x": "x\n", "usr/lib/extension-release.d/extension-release.other": "ID=_any\n" }) } }), names: /^source/ },
+            { what: "an image layer with an entry that climbs out", inputs: async (g) => ({ ...g, source: { ociLayout: await layout("evil-layout", [{ name: "usr", type: "dir" }, { name: "usr/../../../etc/evil", content: "x" }]) } }), names: /\.\.\/|climbs|unsafe|outside/i, atBuild: true },
+            { what: "an image layer with a symlink that points out, then a file through it", inputs: async (g) => ({ ...g, source: { ociLayout: await layout("link-layout", [{ name: "usr", type: "dir" }, { name: "usr/lib", type: "symlink", linkname: "/etc" }, { name: "usr/lib/evil", content: "x" }]) } }), names: /usr\/lib|symlink|link|outside|unsafe/i, atBuild: true },
+            { what: "an image for another architecture", inputs: async (g) => ({ ...g, source: { ociLayout: await layout("arm-layout", [{ name: "usr", type: "dir" }, { name: "usr/bin", type: "dir" }, { name: "usr/bin/x", content: "x" }], "arm64") } }), names: /^source$/ },
+            { what: "an OCI layout whose index.json is not JSON", inputs: (g) => ({ ...g, source: { ociLayout: (fs.mkdirSync(f("bad-index"), { recursive: true }), fs.writeFileSync(f("bad-index", "oci-layout"), '{"imageLayoutVersion":"1.0.0"}'), fs.writeFileSync(f("bad-index", "index.json"), "{nope"), f("bad-index")) } }), names: /^source$/ },
+            { what: "a docker save archive whose manifest points outside it", inputs: (g) => ({ ...g, source: { dockerArchive: hostileDockerSave() } }), names: /^source$/ },
+        ]],
+        KairosUkiImage: [KAIROS_UKI_IMAGE_TOKEN, [
+            { what: "an initrd compression level out of range", inputs: (g) => ({ ...g, initrdCompressionLevel: 99 }), names: /^initrdCompressionLevel$/ },
+            { what: "a size limit of zero", inputs: (g) => ({ ...g, maxUkiSizeMB: 0 }), names: /^maxUkiSizeMB$/ },
+            { what: "a UKI over the size limit (oversize EFI)", inputs: (g) => ({ ...g, maxUkiSizeMB: 1 }), names: /maxUkiSizeMB/, atBuild: true },
+            { what: "a PCR key that does not exist", inputs: (g) => ({ ...g, pcrKey: f("nope.pem") }), names: /^pcrKey$/ },
+            { what: "a PCR key that is a certificate", inputs: (g) => ({ ...g, pcrKey: signer.certificate }), names: /^pcrKey$/ },
+            { what: "a splash image that does not exist", inputs: (g) => ({ ...g, splash: f("nope.bmp") }), names: /^splash$/ },
+            { what: "a command line with a line break", inputs: (g) => ({ ...g, extendCmdline: "quiet\ninit=/bin/sh" }), names: /^extendCmdline$/ },
+            { what: "an unknown loader entry key", inputs: (g) => ({ ...g, loaderEntryKey: "bogus" }), names: /^loaderEntryKey$/ },
+            { what: "a signing key for another certificate", inputs: (g) => ({ ...g, signing: { key: stranger.key, certificate: signer.certificate } }), names: /^signing/ },
+            { what: "an OS image for another architecture", inputs: async (g) => ({ ...g, source: { ociLayout: await layout("arm-os", [{ name: "etc", type: "dir" }, { name: "etc/os-release", content: "ID=x\n" }], "arm64") } }), names: /^source$/ },
+        ]],
+        BootMedia: [BOOT_MEDIA_TOKEN, [
+            { what: "an unknown media type", inputs: (g) => ({ ...g, type: "floppy" }), names: /^type$/ },
+            { what: "an overlay file that climbs out of the media", inputs: (g) => ({ ...g, overlayFiles: [{ source: f("garbage"), path: "../../etc/x" }] }), names: /^overlayFiles/ },
+            { what: "an overlay source that does not exist", inputs: (g) => ({ ...g, overlayFiles: [{ source: f("nope"), path: "x.txt" }] }), names: /^overlayFiles/ },
+            { what: "an extension that does not exist", inputs: (g) => ({ ...g, extensions: [f("nope.sysext.raw")] }), names: /^extensions/ },
+            { what: "the same extension twice (duplicate names)", inputs: (g) => ({ ...g, extensions: [g.extensions[0], g.extensions[0]] }), names: /^extensions/ },
+            { what: "an extension that is not an image", inputs: (g) => ({ ...g, extensions: [(fs.copyFileSync(f("garbage"), f("fake.sysext.raw")), f("fake.sysext.raw"))] }), names: /^extensions|fake\.sysext\.raw/ },
+            { what: "an unknown enrolment mode", inputs: (g) => ({ ...g, secureBootEnroll: "always" }), names: /^secureBootEnroll$/ },
+            { what: "a negative menu timeout", inputs: (g) => ({ ...g, timeout: -1 }), names: /^timeout$/ },
+            { what: "an enrolment .auth that does not exist", inputs: (g) => ({ ...g, enrollKeys: { ...g.enrollKeys, db: f("nope.auth") } }), names: /^enrollKeys/ },
+            { what: "a UKI file that does not exist", inputs: (g) => ({ ...g, uki: { ...g.uki, efiFiles: [f("nope.efi")] } }), names: /^uki/ },
+        ]],
+        PromotedArtifact: [PROMOTED_ARTIFACT_TOKEN, [
+            { what: "a tested digest that is not a sha256", inputs: (g) => ({ ...g, expectedSha256: "abc" }), names: /^expectedSha256$/ },
+            { what: "an artifact that is not the tested one", inputs: (g) => ({ ...g, expectedSha256: "0".repeat(64) }), names: /expectedSha256|not the artifact that was tested/ },
+            { what: "a source that does not exist", inputs: (g) => ({ ...g, source: f("nope.raw") }), names: /^source$/ },
+            { what: "an unknown artifact kind", inputs: (g) => ({ ...g, kind: "blob" }), names: /^kind$/ },
+            { what: "a re-signing key for another certificate", inputs: (g) => ({ ...g, kind: "sysext", resign: { key: stranger.key, certificate: signer.certificate } }), names: /^resign/ },
+        ]],
+    };
+
+    /** A docker save archive whose manifest.json names a layer path that climbs out of the archive. */
+    function hostileDockerSave(): string {
+        const file = f("hostile.tar");
+        if (!fs.existsSync(file)) {
+            const manifest = JSON.stringify([{ Config: "config.json", RepoTags: ["x:latest"], Layers: ["../../../etc/shadow"] }]);
+            fs.writeFileSync(file, buildTar([{ name: "manifest.json", content: manifest }, { name: "config.json", content: JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [`sha256:${"0".repeat(64)}`] } }) }]));
+        }
+        return file;
+    }
+
+    it("holds at least 40 bad inputs, for every resource", () => {
+        const perResource = Object.values(TABLE).map(([, cases]) => cases.length);
+        assert.ok(perResource.reduce((a, b) => a + b) >= 40 && perResource.every((n) => n >= 5), String(perResource));
+    });
+
+    for (const [resource, [token, cases]] of Object.entries(TABLE)) {
+        describe(resource, () => {
+            for (const c of cases) {
+                it(c.what, async () => {
+                    counted++;
+                    const h = handlerFor(token);
+                    const olds = built[resource];
+                    const stateBefore = JSON.stringify(olds);
+                    const before = snapshot(work);
+                    const news = await c.inputs(good[resource]);
+                    const fresh = news.outputDir !== good[resource].outputDir;
+                    const afterSetup = snapshot(work); // the case's own fixture files are not the resource's writing
+                    const { inputs, failures } = await h.check(fresh ? {} : olds, news);
+                    if (failures && failures.length > 0) {
+                        assert.strictEqual(failures.length, 1, `one error, not ${JSON.stringify(failures)}`);
+                        assert.match(failures[0].property, c.names, JSON.stringify(failures[0]));
+                        assert.ok(failures[0].reason.length > 10, failures[0].reason);
+                    } else {
+                        const attempt = fresh ? h.create(inputs) : h.update(olds.id ?? "id", olds, inputs);
+                        await assert.rejects(attempt, (e: Error) => {
+                            assert.match(e.message, c.names, e.message);
+                            return true;
+                        });
+                    }
+                    assert.deepStrictEqual(snapshot(work), afterSetup, "nothing was written, nothing changed");
+                    assert.ok(Object.keys(before).every((k) => afterSetup[k] === before[k]), "the case only added its own fixtures");
+                    assert.strictEqual(JSON.stringify(olds), stateBefore, "the previous outputs are untouched");
+                    for (const file of [olds.path, ...(olds.ukis ?? []).map((u: any) => u.path)].filter(Boolean)) {
+                        if (resource === "BootMedia") continue; // a folder: covered by the snapshot
+                        assert.strictEqual(await sha256File(file), (olds.ukis ?? []).find((u: any) => u.path === file)?.sha256 ?? olds.sha256);
+                    }
+                });
+            }
+        });
+    }
+
+    it("through the engine: a refused preview and a failed build leave the stack's state as it was", async () => {
+        const dir = tempDir("bad-input-engine");
+        let source = f("ext-src");
+        let signing = signer;
+        const stack = await engineStack(async () => {
+            const ext = new SystemExtension("tool", { name: "tool", outputDir: path.join(dir, "extensions"), source: { dir: source }, signing });
+            return { sha256: ext.sha256 };
+        });
+        try {
+            await stack.up();
+            const resources = async () => JSON.stringify((await stack.stack.exportStack()).deployment.resources);
+            const state = await resources();
+            const files = snapshot(dir);
+            signing = { key: stranger.key, certificate: signer.certificate }; // refused by check
+            await assert.rejects(stack.up(), /property signing .*does not match the certificate/s);
+            assert.strictEqual(await resources(), state);
+            signing = signer;
+            source = payload("etc-src-engine", { "usr/bin/x": "x\n", "etc/passwd": "root\n" }); // refused by the build
+            await assert.rejects(stack.up(), /step "read source" failed: source: 1 entry is outside the allowed paths/);
+            assert.strictEqual(await resources(), state);
+            assert.deepStrictEqual(snapshot(dir), files);
+        } finally {
+            await stack.dispose();
+        }
+    });
+});
