@@ -96,7 +96,8 @@ export const signingKeysHandler: Handler = {
         const changes =
             olds.inputHash !== news.inputHash ||
             olds.deleteOnDestroy !== news.deleteOnDestroy ||
-            (olds.drift ?? []).length > 0;
+            (olds.drift ?? []).length > 0 ||
+            rotationInterrupted(olds); // the update puts the recorded set back (rollBackInterruptedRotation)
         if (olds.inputHash !== news.inputHash) refuseToDropAdoptedLists(olds);
         return { changes, replaces: [] };
     },
@@ -371,9 +372,8 @@ function madeByAnInterruptedCreate(inputs: CheckedInputs): boolean {
  * afresh on the next up.
  */
 async function rollBackInterruptedRotation(props: Outputs): Promise<void> {
-    const retired = path.join(props.keyDir, "retired", `rotation-${props.rotation}`);
-    const recorded = Object.entries(props.fileDigests ?? {});
-    const parked = recorded.filter(([name]) => fs.existsSync(path.join(retired, name)));
+    const retired = retiredFolder(props);
+    const parked = parkedFiles(props);
     if (parked.length === 0) return;
     const parkedDigests = await digestKeySet(retired);
     if (parked.some(([name, digest]) => parkedDigests[name] !== digest)) return; // not the recorded set: leave it to the user
@@ -381,6 +381,19 @@ async function rollBackInterruptedRotation(props: Outputs): Promise<void> {
     for (const name of keyFilesIn(props.keyDir)) if (!props.fileDigests[name]) fs.rmSync(path.join(props.keyDir, name));
     for (const dir of [retired, path.dirname(retired)]) if (fs.existsSync(dir) && fs.readdirSync(dir).length === 0) fs.rmdirSync(dir);
     logLine(`SigningKeys ${props.name}: rolled back a rotation that was interrupted: ${props.keyDir} holds the recorded key set (rotation ${props.rotation}) again`);
+}
+
+function retiredFolder(props: Outputs): string {
+    return path.join(props.keyDir, "retired", `rotation-${props.rotation}`);
+}
+
+/** Recorded files found in the folder the current rotation would be retired into. */
+function parkedFiles(props: Outputs): [string, string][] {
+    return Object.entries(props.fileDigests ?? {}).filter(([name]) => fs.existsSync(path.join(retiredFolder(props), name)));
+}
+
+function rotationInterrupted(props: Outputs): boolean {
+    return parkedFiles(props).length > 0;
 }
 
 /** SigningKeys never writes over key files it did not make. */
