@@ -13,7 +13,7 @@ MOCHA_SUMMARY_FILE=$(mktemp)
 trap 'rm -f "$MOCHA_SUMMARY_FILE"' EXIT
 status=0
 echo "== tests (unit, toolkit, provider, package, engine, cli, boot)" >&2
-npx mocha ${MOCHA_ARGS:-} 'test/{unit,toolkit,provider,package,engine,cli,boot}/**/*.test.ts' || status=1
+npx mocha ${MOCHA_ARGS:-} 'test/{unit,toolkit,fuzz,provider,package,engine,cli,boot}/**/*.test.ts' || status=1
 if compgen -G 'test/mocks/*.test.ts' >/dev/null; then
   echo "== construct tests with Pulumi mocks (@pulumi/docker, @pulumi/aws, @pulumi/command: no Docker engine or AWS here)" >&2
   npx mocha ${MOCHA_ARGS:-} 'test/mocks/**/*.test.ts' || status=1

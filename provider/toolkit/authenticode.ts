@@ -65,12 +65,19 @@ interface Tlv {
     end: number;
 }
 
+/** Longest length field read (4 bytes: 4 GiB); DER never needs more for anything this package reads. */
+const MAX_LENGTH_BYTES = 4;
+
 export function readTlv(buf: Buffer, at: number): Tlv {
+    if (at + 2 > buf.length) throw new AuthenticodeError(`truncated DER: no tag and length at byte ${at}`);
     const tag = buf[at];
     let len = buf[at + 1];
     let p = at + 2;
     if (len & 0x80) {
         const n = len & 0x7f;
+        // 0x80 is BER's indefinite length, which DER forbids.
+        if (n === 0 || n > MAX_LENGTH_BYTES) throw new AuthenticodeError(`unsupported DER length form 0x${len.toString(16)} at byte ${at}`);
+        if (p + n > buf.length) throw new AuthenticodeError(`truncated DER: length field at byte ${at} runs past the end`);
         len = 0;
         for (let i = 0; i < n; i++) len = len * 256 + buf[p + i];
         p += n;
@@ -84,10 +91,18 @@ export function children(buf: Buffer, parent: Tlv): Tlv[] {
     const out: Tlv[] = [];
     for (let p = parent.contentStart; p < parent.end; ) {
         const t = readTlv(buf, p);
+        if (t.end > parent.end) throw new AuthenticodeError(`DER element at byte ${p} runs past the end of its parent`);
         out.push(t);
         p = t.end;
     }
     return out;
+}
+
+/** Child `index` of `parent`, which a well-formed structure has. */
+function child(buf: Buffer, parent: Tlv, index: number, what: string): Tlv {
+    const found = children(buf, parent)[index];
+    if (!found) throw new AuthenticodeError(`malformed Authenticode signature: no ${what}`);
+    return found;
 }
 
 /** The issuer Name and serialNumber of a DER certificate, as raw DER. */
@@ -175,12 +190,12 @@ export function authenticodeSignature(imageDigest: Buffer, signer: SignerPair): 
 /** The SHA-256 image digest inside an Authenticode signature (DER ContentInfo), e.g. one sbsign wrote. */
 export function imageDigestOfSignature(p7: Buffer): Buffer {
     const ci = readTlv(p7, 0);
-    const signedDataWrap = children(p7, ci)[1];
-    const signedData = children(p7, signedDataWrap)[0];
-    const contentInfo = children(p7, signedData)[2];
-    const idcWrap = children(p7, contentInfo)[1];
-    const idc = children(p7, idcWrap)[0];
-    const digestInfo = children(p7, idc)[1];
-    const digest = children(p7, digestInfo)[1];
+    const signedDataWrap = child(p7, ci, 1, "ContentInfo content");
+    const signedData = child(p7, signedDataWrap, 0, "SignedData");
+    const contentInfo = child(p7, signedData, 2, "SignedData contentInfo");
+    const idcWrap = child(p7, contentInfo, 1, "SpcIndirectDataContent wrapper");
+    const idc = child(p7, idcWrap, 0, "SpcIndirectDataContent");
+    const digestInfo = child(p7, idc, 1, "DigestInfo");
+    const digest = child(p7, digestInfo, 1, "image digest");
     return p7.subarray(digest.contentStart, digest.end);
 }

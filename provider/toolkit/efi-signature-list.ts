@@ -38,7 +38,8 @@ export function parseSignatureLists(data: Buffer): SignatureList[] {
         const headerSize = data.readUInt32LE(offset + 20);
         const signatureSize = data.readUInt32LE(offset + 24);
         const end = offset + listSize;
-        if (listSize < 28 || end > data.length || signatureSize < 16 || (listSize - 28 - headerSize) % signatureSize !== 0) {
+        // A header that runs past the list's end would leave a negative entry area, and -16 % 16 is -0.
+        if (listSize < 28 || end > data.length || signatureSize < 16 || headerSize > listSize - 28 || (listSize - 28 - headerSize) % signatureSize !== 0) {
             throw new SignatureListFormatError(`inconsistent sizes in the list at byte ${offset} (list ${listSize}, signature ${signatureSize})`);
         }
         const entries: SignatureEntry[] = [];

@@ -48,8 +48,13 @@ export function blobName(digest: string): string {
 
 /** Checks the digest syntax, which also keeps it from naming a path outside blobs/. */
 export function splitDigest(digest: string): [string, string] {
-    const m = /^(sha256):([0-9a-f]{64})$/.exec(digest);
-    if (!m) throw new ImageFormatError(`unsupported or malformed digest ${JSON.stringify(digest)} (only sha256:<64 hex> is supported)`);
+    // Digests come from image JSON: a non-string (a deeply nested array, even) is refused before any
+    // conversion to text, which could recurse until the stack runs out.
+    const m = typeof digest === "string" ? /^(sha256):([0-9a-f]{64})$/.exec(digest) : null;
+    if (!m) {
+        const shown = typeof digest === "string" ? JSON.stringify(digest) : `of type ${Array.isArray(digest) ? "array" : typeof digest}`;
+        throw new ImageFormatError(`unsupported or malformed digest ${shown} (only sha256:<64 hex> is supported)`);
+    }
     return [m[1], m[2]];
 }
 

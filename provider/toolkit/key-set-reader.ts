@@ -35,7 +35,11 @@ export function authTimestampOf(auth: Buffer): string {
 
 /** The signature list data a signed variable update carries (what follows its authentication header). */
 export function authPayload(auth: Buffer): Buffer {
+    if (auth.length < EFI_TIME_SIZE + 8) throw new ExistingKeySetError("too short for an EFI_VARIABLE_AUTHENTICATION_2 header");
     const certLength = auth.readUInt32LE(EFI_TIME_SIZE);
+    if (EFI_TIME_SIZE + certLength > auth.length) {
+        throw new ExistingKeySetError(`its WIN_CERTIFICATE claims ${certLength} bytes, past the end of the ${auth.length}-byte file`);
+    }
     return auth.subarray(EFI_TIME_SIZE + certLength);
 }
 
@@ -82,7 +86,14 @@ export function readExistingKeySet(dir: string): ExistingKeySet {
         }
         ownerGuid ??= own.entries[0].owner;
         if (own.entries[0].owner !== ownerGuid) problems.push(`${n.esl}'s owner GUID ${own.entries[0].owner} differs from PK's ${ownerGuid}`);
-        if (!authPayload(auth).equals(esl)) problems.push(`${n.auth} does not carry ${n.esl}`);
+        let payload: Buffer;
+        try {
+            payload = authPayload(auth);
+        } catch (e) {
+            problems.push(`${n.auth} is not a signed variable update (${(e as Error).message})`);
+            continue;
+        }
+        if (!payload.equals(esl)) problems.push(`${n.auth} does not carry ${n.esl}`);
         const stamp = authTimestampOf(auth);
         authTimestamp ??= stamp;
         if (stamp !== authTimestamp) problems.push(`${n.auth} is timestamped ${stamp}, PK.auth ${authTimestamp}`);

@@ -131,7 +131,8 @@ export async function openImage(source: string, opts: OpenImageOptions = {}): Pr
 /** Maps uname-style names to the GOARCH names images use. */
 export function normalizeArch(arch: string): string {
     const aliases: Record<string, string> = { x86_64: "amd64", "x86-64": "amd64", aarch64: "arm64" };
-    return aliases[arch] ?? arch;
+    // Own keys only: "constructor" or "__proto__" from an image would otherwise name Object's members.
+    return Object.hasOwn(aliases, arch) ? aliases[arch] : arch;
 }
 
 async function listCandidates(store: ImageStore): Promise<Candidate[]> {
@@ -247,6 +248,7 @@ async function readConfig(store: ImageStore, name: string, digest: string | unde
     if (typeof config?.architecture !== "string" || typeof config?.os !== "string") {
         throw new ImageFormatError(`${where} has no architecture or os`);
     }
+    if (config.variant !== undefined && typeof config.variant !== "string") throw new ImageFormatError(`${where} has a variant that is not a string`);
     const diffIds = config.rootfs?.diff_ids;
     if (!Array.isArray(diffIds)) throw new ImageFormatError(`${where} has no rootfs.diff_ids`);
     for (const id of diffIds) splitDigest(id);
@@ -313,7 +315,17 @@ function asDescriptor(store: ImageStore, where: string, value: unknown): Descrip
         throw new ImageFormatError(`${store.source}: ${where} is not a valid descriptor (needs digest and size)`);
     }
     splitDigest(d.digest);
+    // Fields later matched and printed as text must be text: converting a nested array recurses without bound.
+    if (d.mediaType !== undefined && typeof d.mediaType !== "string") throw new ImageFormatError(`${store.source}: ${where} has a mediaType that is not a string`);
+    if (d.platform !== undefined && d.platform !== null && !isPlatform(d.platform)) {
+        throw new ImageFormatError(`${store.source}: ${where} has a platform without string architecture and os`);
+    }
     return d;
+}
+
+function isPlatform(p: unknown): p is Platform {
+    const q = p as Platform;
+    return typeof q === "object" && typeof q.architecture === "string" && typeof q.os === "string" && (q.variant === undefined || typeof q.variant === "string");
 }
 
 function asArray(store: ImageStore, where: string, value: unknown): unknown[] {
@@ -326,6 +338,11 @@ function asDockerEntry(store: ImageStore, raw: unknown, i: number): DockerManife
     const layersOk = Array.isArray(e?.Layers) && e.Layers.every((l) => typeof l === "string");
     if (typeof e?.Config !== "string" || !layersOk) {
         throw new ImageFormatError(`${store.source}: manifest.json entry ${i} needs Config and Layers`);
+    }
+    // docker writes null for an untagged image; anything but a list of strings would reach name matching.
+    const tags = e.RepoTags;
+    if (tags !== undefined && tags !== null && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
+        throw new ImageFormatError(`${store.source}: manifest.json entry ${i} has RepoTags that are not a list of names`);
     }
     return e;
 }

@@ -43,6 +43,11 @@ const SECTION_HEADER_SIZE = 40;
 const CERT_TABLE_INDEX = 4;
 const HEADER_PROBE = 64 * 1024;
 const READ_CHUNK = 1 << 20;
+/**
+ * readSectionData serves small stub sections (.sdmagic, .sbat); a VirtualSize beyond this comes from a
+ * corrupt or hostile header, and honouring it would allocate up to 4 GiB of zeros.
+ */
+const MAX_SECTION_READ = 64 << 20;
 
 /** Parses the PE headers and the section table of `file`. */
 export function readPeSections(file: string): PeInfo {
@@ -72,22 +77,18 @@ export function parsePeHeaders(head: Buffer, fileSize: number, label = "image"):
     const optSize = head.readUInt16LE(coff + 16);
     const opt = coff + 20;
     if (opt + optSize > head.length) fail("optional header beyond the headers read");
+    if (optSize < 2) fail(`optional header of ${optSize} bytes has no magic`);
     const magic = head.readUInt16LE(opt);
-    let imageBase: bigint;
     let dirOff: number;
-    let nDirs: number;
-    if (magic === 0x20b) {
-        imageBase = head.readBigUInt64LE(opt + 24);
-        nDirs = head.readUInt32LE(opt + 108);
-        dirOff = opt + 112;
-    } else if (magic === 0x10b) {
-        imageBase = BigInt(head.readUInt32LE(opt + 28));
-        nDirs = head.readUInt32LE(opt + 92);
-        dirOff = opt + 96;
-    } else {
-        return fail(`unknown optional header magic 0x${magic.toString(16)}`);
-    }
-    if (nDirs <= CERT_TABLE_INDEX || dirOff + 8 * (CERT_TABLE_INDEX + 1) > opt + optSize) fail("no security directory entry");
+    if (magic === 0x20b) dirOff = opt + 112;
+    else if (magic === 0x10b) dirOff = opt + 96;
+    else return fail(`unknown optional header magic 0x${magic.toString(16)}`);
+    // Checked before any field is read: a short optional header at the end of a short file would
+    // otherwise be read past the buffer.
+    if (dirOff + 8 * (CERT_TABLE_INDEX + 1) > opt + optSize) fail("no security directory entry");
+    const imageBase = magic === 0x20b ? head.readBigUInt64LE(opt + 24) : BigInt(head.readUInt32LE(opt + 28));
+    const nDirs = head.readUInt32LE(dirOff - 4);
+    if (nDirs <= CERT_TABLE_INDEX) fail("no security directory entry");
     const certEntry = dirOff + 8 * CERT_TABLE_INDEX;
     const secTable = opt + optSize;
     if (secTable + nSections * SECTION_HEADER_SIZE > head.length) fail("section table beyond the headers read");
@@ -128,6 +129,9 @@ export function parsePeHeaders(head: Buffer, fileSize: number, label = "image"):
 export function readSectionData(file: string, info: PeInfo, name: string): Buffer | undefined {
     const s = info.sections.find((x) => x.name === name);
     if (!s) return undefined;
+    if (s.virtualSize > MAX_SECTION_READ) {
+        throw new PeError(`section ${name} claims a VirtualSize of ${s.virtualSize} bytes, more than the ${MAX_SECTION_READ} this reader accepts`);
+    }
     const size = Math.min(s.virtualSize, s.sizeOfRawData);
     const buf = Buffer.alloc(s.virtualSize); // bytes past the raw data are zero in memory
     const fd = fs.openSync(file, "r");
@@ -152,6 +156,12 @@ interface Region {
  * because the certificate table must start 8-aligned.
  */
 export function authenticodeRegions(info: PeInfo): { regions: Region[]; dataSize: number } {
+    // The header regions run from the fields to SizeOfHeaders; one that ends before the security directory
+    // entry or past the file would be hashed as a negative size or as gigabytes of padding.
+    const headerFields = info.offsets.certificateTableEntry + 8;
+    if (info.sizeOfHeaders < headerFields || info.sizeOfHeaders > info.fileSize) {
+        throw new PeError(`SizeOfHeaders ${info.sizeOfHeaders} does not cover the ${headerFields} bytes of headers within the ${info.fileSize}-byte file`);
+    }
     let size = info.fileSize;
     for (;;) {
         const regions: Region[] = [
