@@ -5,7 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { ImageLayer, OciImage } from "./oci-image";
-import type { BlobLocation } from "./image-store";
+import { BlobLocation, ImageFormatError } from "./image-store";
 import { TarBlob, openLayerTar, openTarBlob } from "./layer-stream";
 import { StreamSource, TarEntry, readTar } from "./tar-reader";
 import { UnsafePathError, joinParts, resolveLinkTarget, splitRelative } from "./tree-path";
@@ -93,9 +93,20 @@ export async function extractLayers(layers: LayerInput[], target: string, opts: 
 
 async function applyTar(writer: TreeWriter, tar: TarBlob, label: string): Promise<void> {
     const src = new StreamSource(tar.stream);
-    await writer.applyLayer(readTar(src), label);
-    await src.drain();
-    await tar.verify();
+    try {
+        await writer.applyLayer(readTar(src), label);
+        await src.drain();
+        await tar.verify();
+    } catch (e) {
+        throw asCorruptLayer(e, label);
+    }
+}
+
+/** zlib's errors (Z_DATA_ERROR, Z_BUF_ERROR, ...) surface through the tar stream; a corrupt layer is an image problem. */
+function asCorruptLayer(e: unknown, label: string): unknown {
+    const code = (e as NodeJS.ErrnoException)?.code;
+    if (typeof code !== "string" || !code.startsWith("Z_")) return e;
+    return new ImageFormatError(`${label}: the layer's gzip stream is corrupt (${(e as Error).message})`);
 }
 
 async function fileLocation(file: string): Promise<BlobLocation> {

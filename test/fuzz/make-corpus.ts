@@ -5,6 +5,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { gzipSync } from "zlib";
 import { authenticodeSignature } from "../../provider/toolkit/authenticode";
 import { buildImage, buildTar, makeLayer, tarDirectory, writeDockerSave, writeOciLayout } from "../helpers/oci-fixtures";
 import { makeCertificate } from "../helpers/pki";
@@ -47,6 +48,7 @@ async function main(): Promise<void> {
     write("pax", "sparse", Buffer.from("22 GNU.sparse.major=1\n"));
 
     write("layer-extract", "links.tar", buildTar(layer));
+    write("layer-extract", "links.tar.gz", gzipSync(buildTar(layer)));
     write("layer-extract", "whiteouts.tar", buildTar([
         { name: "etc/", type: "dir" },
         { name: "etc/a/", type: "dir" },

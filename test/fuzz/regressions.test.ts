@@ -14,6 +14,8 @@ import { ImageFormatError, normalizeArch, openImage } from "../../provider/toolk
 import { SignatureListFormatError, parseSignatureLists } from "../../provider/toolkit/efi-signature-list";
 import { buildImage, buildTar, makeLayer, sha256 } from "../helpers/oci-fixtures";
 import { tempDir } from "../helpers/temp";
+import { extractLayers } from "../../provider/toolkit/layer-extract";
+import { gzipSync } from "zlib";
 
 const REGRESSIONS = path.join(__dirname, "regressions");
 
@@ -105,6 +107,24 @@ describe("fuzzing regressions", () => {
             const plus = Buffer.concat([head, Buffer.from([0x0b, 0x02])]);
             plus.writeUInt16LE(2, 0x44 + 16);
             assert.throws(() => parsePeHeaders(plus, plus.length), /no security directory entry/);
+        });
+    });
+
+    describe("gzip layers", () => {
+        it("a corrupt gzip layer is refused as a corrupt image, not with zlib's bare Error", async () => {
+            const dir = tempDir("fuzz-gzip");
+            const gz = gzipSync(buildTar([{ name: "usr/f", content: "f".repeat(2000) }]));
+            gz[12] ^= 0x55;
+            const layer = path.join(dir, "layer.tar.gz");
+            fs.writeFileSync(layer, gz);
+            await assert.rejects(extractLayers([layer], path.join(dir, "target"), { mode: "last" }), (e: unknown) => e instanceof ImageFormatError && /gzip stream is corrupt/.test((e as Error).message));
+        });
+
+        it("a gzip layer cut short is refused the same way", async () => {
+            const dir = tempDir("fuzz-gzip");
+            const layer = path.join(dir, "layer.tar.gz");
+            fs.writeFileSync(layer, gzipSync(buildTar([{ name: "f", content: "x" }])).subarray(0, 20));
+            await assert.rejects(extractLayers([layer], path.join(dir, "target"), { mode: "last" }), ImageFormatError);
         });
     });
 

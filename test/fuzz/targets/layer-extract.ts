@@ -1,8 +1,10 @@
 // extractLayers over hostile layers: whatever the entries say (names with "..", absolute names, links out,
 // hardlinks to anything, whiteouts, a directory replaced by a link), nothing outside the target may be
 // created, changed or removed, and no link left in the target may point out of it.
+import * as fc from "fast-check";
 import * as fs from "fs";
 import * as path from "path";
+import { gzipSync } from "zlib";
 import { ExtractOptions, FilterViolationError, UnsafeEntryError, extractLayers } from "../../../provider/toolkit/layer-extract";
 import { ImageFormatError } from "../../../provider/toolkit/image-store";
 import { TarFormatError } from "../../../provider/toolkit/tar-reader";
@@ -24,7 +26,11 @@ export const layerExtractTarget: FuzzTarget = {
     describe: "extractLayers (last / all layers with whiteouts / prefix filters) into a sandbox with a canary",
     // ImageFormatError: an empty layer file is refused before it is read as a tar.
     expected: [TarFormatError, UnsafeEntryError, FilterViolationError, ImageFormatError],
-    generator: rawTar,
+    // Layers are mostly gzip blobs: some samples are compressed, and some of those cut short or bit-flipped.
+    generator: fc.oneof(
+        { weight: 3, arbitrary: rawTar },
+        { weight: 1, arbitrary: fc.tuple(rawTar, fc.constantFrom("whole", "cut", "flip"), fc.nat()).map(([tar, how, at]) => damagedGzip(tar, how, at)) },
+    ),
     dictionary: [...TAR_DICTIONARY, Buffer.from([0x1f, 0x8b, 0x08])],
     maxLength: 32 * 1024,
     async run(input: Buffer, scratch: Scratch) {
@@ -49,6 +55,13 @@ export const layerExtractTarget: FuzzTarget = {
         }
     },
 };
+
+function damagedGzip(tar: Buffer, how: string, at: number): Buffer {
+    const gz = gzipSync(tar);
+    if (how === "cut") return gz.subarray(0, at % gz.length);
+    if (how === "flip") gz[10 + (at % Math.max(1, gz.length - 18))] ^= 0x55;
+    return gz;
+}
 
 /** Names, sizes, link counts and contents of the folder outside the target. */
 function snapshot(dir: string): string {
