@@ -281,6 +281,7 @@ function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): Inp
 export function unsafeMediaPath(p: string): string | undefined {
     if (p.startsWith("/")) return "is absolute";
     if (p.split("/").includes("..")) return "climbs out with '..'";
+    if (p.split("/").every((part) => part === "" || part === ".")) return "names the media root, not a file in it";
     return undefined;
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test layer: type check; unit, toolkit, provider, package, engine, cli and boot tests in one mocha
+# Runs every test layer: type check; unit, toolkit, fuzz, provider, faults, package, engine, cli and boot tests in one mocha
 # process; the Pulumi-mock construct tests in a second one (setMocks is process-global).
 # Expects scripts/setup.sh to have run (npm test does both). Extra mocha args: MOCHA_ARGS.
 set -uo pipefail
@@ -12,8 +12,8 @@ export MOCHA_SUMMARY_FILE
 MOCHA_SUMMARY_FILE=$(mktemp)
 trap 'rm -f "$MOCHA_SUMMARY_FILE"' EXIT
 status=0
-echo "== tests (unit, toolkit, provider, package, engine, cli, boot)" >&2
-npx mocha ${MOCHA_ARGS:-} 'test/{unit,toolkit,fuzz,provider,package,engine,cli,boot}/**/*.test.ts' || status=1
+echo "== tests (unit, toolkit, fuzz, provider, faults, package, engine, cli, boot)" >&2
+npx mocha ${MOCHA_ARGS:-} 'test/{unit,toolkit,fuzz,provider,faults,package,engine,cli,boot}/**/*.test.ts' || status=1
 if compgen -G 'test/mocks/*.test.ts' >/dev/null; then
   echo "== construct tests with Pulumi mocks (@pulumi/docker, @pulumi/aws, @pulumi/command: no Docker engine or AWS here)" >&2
   npx mocha ${MOCHA_ARGS:-} 'test/mocks/**/*.test.ts' || status=1

@@ -10,6 +10,7 @@ import { SigningKeys } from "../../provider/signing-keys";
 import { SystemExtension } from "../../provider/system-extension";
 import { KairosUkiImage } from "../../provider/kairos-uki-image";
 import { BootMedia } from "../../provider/boot-media";
+import { PromotedArtifact } from "../../provider/promoted-artifact";
 import { KILL_AT_ENV, RECORD_POINTS_ENV } from "../../provider/fault-points";
 import { sha256File } from "../../provider/toolkit/files";
 import { digestKeySet } from "../../provider/toolkit/secure-boot-keyset";
@@ -25,7 +26,7 @@ describe("killed builds through the Pulumi engine", function () {
     this.timeout(1800000);
     let shared: string;
 
-    /** Keys (imported, so everything downstream is reproducible) + extension + UKI + ISO, built one after another. */
+    /** Keys (imported, so everything downstream is reproducible) + extension + UKI + ISO + a promoted copy, built one after another. */
     const program = (work: string, variant: () => { payload: string; cmdline: string }) => async () => {
         const { payload, cmdline } = variant();
         const keys = new SigningKeys("keys", {
@@ -39,7 +40,8 @@ describe("killed builds through the Pulumi engine", function () {
         // dependsOn orders the builds, so the fault points come in one order every run.
         const uki = new KairosUkiImage("os", { outputDir: path.join(work, "uki"), source: { ociLayout: path.join(shared, "test-os.oci") }, signingKeys: keys, extendCmdline: cmdline }, { dependsOn: [ext] });
         const iso = new BootMedia("iso", { name: "kairos", outputDir: path.join(work, "media"), ukiImage: uki, signingKeys: keys, extensions: [ext], secureBootEnroll: "force" });
-        return { iso: iso.path };
+        const promoted = new PromotedArtifact("prod-alpha", { source: ext.path, expectedSha256: ext.sha256, outputDir: path.join(work, "prod"), kind: "sysext" }, { dependsOn: [iso] });
+        return { iso: iso.path, promoted: promoted.path };
     };
 
     async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> {
@@ -142,11 +144,11 @@ describe("killed builds through the Pulumi engine", function () {
      */
     async function killAtEach(stack: EngineStack, points: string[], where: string, work: string, making: Record<string, string>): Promise<void> {
         for (const point of points) {
-            let finished = false;
+            let finished: string | undefined;
             await withEnv({ [KILL_AT_ENV]: point }, () => stack.up())
-                .then(() => (finished = true))
+                .then((r) => (finished = `${JSON.stringify(r.summary.resourceChanges)}\n${r.stdout.slice(-3000)}`))
                 .catch((e: Error) => assert.match(e.message, /error reading from server: EOF|transport is closing|connection refused|Unavailable/, `${where} ${point}: ${e.message.slice(-800)}`));
-            assert.ok(!finished, `${where}: the up finished without reaching "${point}"`);
+            assert.ok(finished === undefined, `${where}: the up finished without reaching "${point}": ${finished}`);
             if (point.startsWith("set aside ")) {
                 // Killed between a folder swap's two renames: the recorded folder is aside, under a
                 // staging name; the next operation's read puts it back (store/staging.ts).
@@ -169,7 +171,7 @@ describe("killed builds through the Pulumi engine", function () {
             variant = { payload: "payload-2", cmdline: "rd.debug quiet" };
             const updatePoints = await recordPoints(reference, path.join(shared, "update-points"));
             const refUpdated = await treeDigests(ref);
-            for (const [points, kinds] of [[createPoints, ["SigningKeys", "SystemExtension", "KairosUkiImage", "BootMedia"]], [updatePoints, ["SystemExtension", "KairosUkiImage", "BootMedia"]]] as const) {
+            for (const [points, kinds] of [[createPoints, ["SigningKeys", "SystemExtension", "KairosUkiImage", "BootMedia", "PromotedArtifact"]], [updatePoints, ["SystemExtension", "KairosUkiImage", "BootMedia", "PromotedArtifact"]]] as const) {
                 for (const kind of kinds) assert.ok(points.some((p) => p.startsWith(kind)), `no fault point of ${kind} recorded: ${points.join(" | ")}`);
             }
             console.log(`      kill points: ${createPoints.length} in create, ${updatePoints.length} in update`);
@@ -184,7 +186,7 @@ describe("killed builds through the Pulumi engine", function () {
             assert.deepStrictEqual(await treeDigests(work), refUpdated);
             assert.deepStrictEqual(debrisUnder(work), []);
             const again = await killed.up();
-            assert.deepStrictEqual(again.summary.resourceChanges, { same: 5 });
+            assert.deepStrictEqual(again.summary.resourceChanges, { same: 6 });
         } finally {
             await reference.dispose();
             await killed.dispose();

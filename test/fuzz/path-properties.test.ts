@@ -75,12 +75,13 @@ describe("path normalisation properties", () => {
         );
     });
 
-    it("unsafeMediaPath: an overlay path BootMedia accepts never resolves outside the media", () => {
+    it("unsafeMediaPath: an overlay path BootMedia accepts always resolves to a file inside the media", () => {
         fc.assert(
             fc.property(fc.oneof(pathLike, tarName), (p) => {
                 if (unsafeMediaPath(p) !== undefined) return;
                 const media = "/media";
                 assert.ok(inside(media, path.posix.resolve(media, p)), `${JSON.stringify(p)} was accepted but resolves to ${path.posix.resolve(media, p)}`);
+                assert.notStrictEqual(path.posix.resolve(media, p), media, `${JSON.stringify(p)} was accepted but names the media root itself`);
             }),
             { seed: SEED, numRuns: 5000 },
         );
