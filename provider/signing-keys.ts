@@ -160,6 +160,7 @@ export const signingKeysHandler: Handler = {
         for (const [name, digest] of Object.entries(props.fileDigests)) {
             if (now[name] === digest) fs.rmSync(path.join(props.keyDir, name));
         }
+        if (stampedWith(props.keyDir)?.keyMaterialHash === props.keyMaterialHash) fs.rmSync(path.join(props.keyDir, KEY_SET_STAMP));
         if (fs.existsSync(props.keyDir) && fs.readdirSync(props.keyDir).length === 0) fs.rmdirSync(props.keyDir);
     },
 };
@@ -355,13 +356,16 @@ function retireKeySet(dir: string, rotation: number): void {
  */
 const KEY_SET_STAMP = ".kairos-keyset.json";
 
-function madeByAnInterruptedCreate(inputs: CheckedInputs): boolean {
+function stampedWith(dir: string): { keyMaterialHash?: string } | undefined {
     try {
-        const stamp = JSON.parse(fs.readFileSync(path.join(inputs.outputDir, KEY_SET_STAMP), "utf8"));
-        return stamp.keyMaterialHash === inputs.keyMaterialHash && KEY_MATERIAL_FILES.every((f) => fs.existsSync(path.join(inputs.outputDir, f)));
+        return JSON.parse(fs.readFileSync(path.join(dir, KEY_SET_STAMP), "utf8"));
     } catch {
-        return false;
+        return undefined;
     }
+}
+
+function madeByAnInterruptedCreate(inputs: CheckedInputs): boolean {
+    return stampedWith(inputs.outputDir)?.keyMaterialHash === inputs.keyMaterialHash && KEY_MATERIAL_FILES.every((f) => fs.existsSync(path.join(inputs.outputDir, f)));
 }
 
 /**

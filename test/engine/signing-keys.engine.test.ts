@@ -130,7 +130,8 @@ describe("SigningKeys through the Pulumi engine", function () {
         });
         try {
             await s.up();
-            assert.strictEqual(fs.readdirSync(dir).length, 16);
+            assert.deepStrictEqual(fs.readdirSync(dir).filter((f) => f.startsWith(".")), [".kairos-keyset.json"]);
+            assert.strictEqual(fs.readdirSync(dir).length, 17, "16 key-set files and the stamp");
             await s.destroy();
             assert.ok(!fs.existsSync(dir), "the key folder is removed");
         } finally {

@@ -1,20 +1,18 @@
 // Crash safety through the real engine: the provider process is killed (SIGKILL) at every named point
 // a real build passes (each build step's start and end, each rename into place), in create and in
-// update. After each kill the state points at no missing or altered artifact, and the next `up`
+// update. After each kill the state points at no missing or half-written artifact, and the next `up`
 // converges to artifacts byte-identical to an undisturbed build, leaving no staging, scratch or lock
-// folder behind.
+// folder behind. Each up and refresh runs in a process of its own (kill-driver.ts says why); this process
+// only reads the state.
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { SigningKeys } from "../../provider/signing-keys";
-import { SystemExtension } from "../../provider/system-extension";
-import { KairosUkiImage } from "../../provider/kairos-uki-image";
-import { BootMedia } from "../../provider/boot-media";
-import { PromotedArtifact } from "../../provider/promoted-artifact";
 import { KILL_AT_ENV, RECORD_POINTS_ENV } from "../../provider/fault-points";
 import { sha256File } from "../../provider/toolkit/files";
 import { digestKeySet } from "../../provider/toolkit/secure-boot-keyset";
+import { spawn } from "child_process";
 import { EngineStack, engineStack, tempDir } from "../helpers/engine";
+import { killProgram } from "./kill-driver";
 import { fileDigests } from "../helpers/packed";
 import { makeGenkeyFolder } from "../helpers/genkey";
 import { buildTestOsRootfs, packTestOsImage } from "../helpers/test-os";
@@ -26,33 +24,29 @@ describe("killed builds through the Pulumi engine", function () {
     this.timeout(1800000);
     let shared: string;
 
-    /** Keys (imported, so everything downstream is reproducible) + extension + UKI + ISO + a promoted copy, built one after another. */
-    const program = (work: string, variant: () => { payload: string; cmdline: string }) => async () => {
-        const { payload, cmdline } = variant();
-        const keys = new SigningKeys("keys", {
-            name: "kill",
-            outputDir: path.join(work, "keys"),
-            import: { dir: path.join(shared, "genkey") },
-            ownerGuid: "11111111-2222-3333-4444-555555555555",
-            authTimestamp: "2026-01-01T00:00:00Z",
-        });
-        const ext = new SystemExtension("alpha", { name: "alpha", outputDir: path.join(work, "extensions"), source: { dir: path.join(shared, payload) }, signingKeys: keys });
-        // dependsOn orders the builds, so the fault points come in one order every run.
-        const uki = new KairosUkiImage("os", { outputDir: path.join(work, "uki"), source: { ociLayout: path.join(shared, "test-os.oci") }, signingKeys: keys, extendCmdline: cmdline }, { dependsOn: [ext] });
-        const iso = new BootMedia("iso", { name: "kairos", outputDir: path.join(work, "media"), ukiImage: uki, signingKeys: keys, extensions: [ext], secureBootEnroll: "force" });
-        const promoted = new PromotedArtifact("prod-alpha", { source: ext.path, expectedSha256: ext.sha256, outputDir: path.join(work, "prod"), kind: "sysext" }, { dependsOn: [iso] });
-        return { iso: iso.path, promoted: promoted.path };
-    };
+    const DRIVER = path.join(__dirname, "kill-driver.ts");
 
-    async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-        const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-        Object.assign(process.env, env);
-        try {
-            return await fn();
-        } finally {
-            for (const [k, v] of Object.entries(saved)) v === undefined ? delete process.env[k] : (process.env[k] = v);
-        }
+    /** Runs `up` or `refresh` in a fresh process; resolves with its stdout, rejects with its stderr. */
+    const drive = (stack: EngineStack, op: "up" | "refresh", env: Record<string, string>) =>
+        new Promise<string>((resolve, reject) => {
+            const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", DRIVER, op], { env: { ...process.env, ...env, KAIROS_KILL_BACKEND: stack.backendDir }, stdio: ["ignore", "pipe", "pipe"] });
+            let out = "";
+            let err = "";
+            child.stdout.on("data", (d) => (out += d));
+            child.stderr.on("data", (d) => (err += d));
+            child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(err.slice(-4000)))));
+        });
+    /** A stack this process only reads (exports); operations go through `drive`. */
+    const readOnlyStack = () => engineStack(killProgram);
+    interface Variant {
+        payload: string;
+        cmdline: string;
     }
+    const V1: Variant = { payload: "payload-1", cmdline: "rd.debug" };
+    const V2: Variant = { payload: "payload-2", cmdline: "rd.debug quiet" };
+
+    /** The pipeline program's environment for one up (kill-program.js reads it). */
+    const pipeline = (work: string, v: Variant) => ({ KAIROS_KILL_PROGRAM: "pipeline", KAIROS_KILL_WORK: work, KAIROS_KILL_SHARED: shared, KAIROS_KILL_PAYLOAD: v.payload, KAIROS_KILL_CMDLINE: v.cmdline });
 
     before(async function () {
         this.timeout(300000);
@@ -131,10 +125,20 @@ describe("killed builds through the Pulumi engine", function () {
         return checked;
     }
 
+    /**
+     * The points to kill at: every recorded point except a step's end that is directly followed by the
+     * same resource's next step start (between the two only the scratch folder changes, so a kill there
+     * leaves what a kill at the next start leaves; the suite's time goes to points that differ).
+     */
+    function distinctPoints(points: string[]): string[] {
+        const labelOf = (p: string) => p.slice(0, p.indexOf(": "));
+        return points.filter((p, k) => !(p.endsWith(" (end)") && points[k + 1]?.endsWith(" (start)") && labelOf(points[k + 1]) === labelOf(p)));
+    }
+
     /** The ids of the fault points an undisturbed up passes, in order. */
-    async function recordPoints(stack: EngineStack, file: string): Promise<string[]> {
+    async function recordPoints(stack: EngineStack, file: string, env: Record<string, string>): Promise<string[]> {
         fs.rmSync(file, { force: true });
-        await withEnv({ [RECORD_POINTS_ENV]: file }, () => stack.up());
+        await drive(stack, "up", { ...env, [RECORD_POINTS_ENV]: file });
         return fs.readFileSync(file, "utf8").trim().split("\n");
     }
 
@@ -142,51 +146,47 @@ describe("killed builds through the Pulumi engine", function () {
      * Kills an up at each point in turn (each next up restarts the killed build and runs into the next
      * point), checks the state after each kill, then lets one up finish.
      */
-    async function killAtEach(stack: EngineStack, points: string[], where: string, work: string, making: Record<string, string>): Promise<void> {
+    async function killAtEach(stack: EngineStack, points: string[], where: string, work: string, making: Record<string, string>, env: Record<string, string>): Promise<void> {
         for (const point of points) {
             let finished: string | undefined;
-            await withEnv({ [KILL_AT_ENV]: point }, () => stack.up())
-                .then((r) => (finished = `${JSON.stringify(r.summary.resourceChanges)}\n${r.stdout.slice(-3000)}`))
+            await drive(stack, "up", { ...env, [KILL_AT_ENV]: point })
+                .then((changes) => (finished = changes))
                 .catch((e: Error) => assert.match(e.message, /error reading from server: EOF|transport is closing|connection refused|Unavailable/, `${where} ${point}: ${e.message.slice(-800)}`));
             assert.ok(finished === undefined, `${where}: the up finished without reaching "${point}": ${finished}`);
             if (point.startsWith("set aside ")) {
                 // Killed between a folder swap's two renames: the recorded folder is aside, under a
                 // staging name; the next operation's read puts it back (store/staging.ts).
-                await stack.refresh();
+                await drive(stack, "refresh", env);
             }
             await assertStateTrue(stack, `${where}, killed at "${point}"`, work, making);
         }
-        await stack.up();
+        await drive(stack, "up", env);
     }
 
     it("create and update, killed at every build step and rename: state stays true, the next up converges byte-identical, no debris", async () => {
         const ref = tempDir("kill-ref");
         const work = tempDir("kill-work");
-        let variant = { payload: "payload-1", cmdline: "rd.debug" };
-        const reference = await engineStack(program(ref, () => variant));
-        const killed = await engineStack(program(work, () => variant));
+        const reference = await readOnlyStack();
+        const killed = await readOnlyStack();
         try {
-            const createPoints = await recordPoints(reference, path.join(shared, "create-points"));
+            const createPoints = await recordPoints(reference, path.join(shared, "create-points"), pipeline(ref, V1));
             const refCreated = await treeDigests(ref);
-            variant = { payload: "payload-2", cmdline: "rd.debug quiet" };
-            const updatePoints = await recordPoints(reference, path.join(shared, "update-points"));
+            const updatePoints = await recordPoints(reference, path.join(shared, "update-points"), pipeline(ref, V2));
             const refUpdated = await treeDigests(ref);
             for (const [points, kinds] of [[createPoints, ["SigningKeys", "SystemExtension", "KairosUkiImage", "BootMedia", "PromotedArtifact"]], [updatePoints, ["SystemExtension", "KairosUkiImage", "BootMedia", "PromotedArtifact"]]] as const) {
                 for (const kind of kinds) assert.ok(points.some((p) => p.startsWith(kind)), `no fault point of ${kind} recorded: ${points.join(" | ")}`);
             }
-            console.log(`      kill points: ${createPoints.length} in create, ${updatePoints.length} in update`);
+            const [createKills, updateKills] = [distinctPoints(createPoints), distinctPoints(updatePoints)];
+            console.log(`      kill points: ${createKills.length} of ${createPoints.length} recorded in create, ${updateKills.length} of ${updatePoints.length} in update`);
 
-            variant = { payload: "payload-1", cmdline: "rd.debug" };
-            await killAtEach(killed, createPoints, "create", work, refCreated);
+            await killAtEach(killed, createKills, "create", work, refCreated, pipeline(work, V1));
             assert.deepStrictEqual(await treeDigests(work), refCreated);
             assert.deepStrictEqual(debrisUnder(work), []);
 
-            variant = { payload: "payload-2", cmdline: "rd.debug quiet" };
-            await killAtEach(killed, updatePoints, "update", work, refUpdated);
+            await killAtEach(killed, updateKills, "update", work, refUpdated, pipeline(work, V2));
             assert.deepStrictEqual(await treeDigests(work), refUpdated);
             assert.deepStrictEqual(debrisUnder(work), []);
-            const again = await killed.up();
-            assert.deepStrictEqual(again.summary.resourceChanges, { same: 6 });
+            assert.deepStrictEqual(JSON.parse(await drive(killed, "up", pipeline(work, V2))), { same: 6 });
         } finally {
             await reference.dispose();
             await killed.dispose();
@@ -195,55 +195,47 @@ describe("killed builds through the Pulumi engine", function () {
 
     it("a key rotation killed at any step or rename leaves the recorded key set complete; the next up rotates", async () => {
         const work = tempDir("kill-rotate");
-        let rotation = 0;
-        const keysOnly = async () => {
-            const keys = new SigningKeys("keys", { name: "rotate", outputDir: path.join(work, "keys"), rotation });
-            return { fingerprint: keys.certificates.apply((c) => c.db.sha256Fingerprint) };
-        };
-        const stack = await engineStack(keysOnly);
+        const keysAt = (rotation: number) => ({ KAIROS_KILL_PROGRAM: "keys", KAIROS_KILL_WORK: work, KAIROS_KILL_ROTATION: String(rotation) });
+        const recorder = await readOnlyStack();
+        let recorded: string[];
         try {
-            await stack.up();
-            const before = await stack.resourceOutputs("keys");
-            rotation = 1;
-            const recorded = await recordPoints(stack, path.join(work, "points"));
-            // Recording rotated the keys; a fresh stack rotates again from rotation 0 under the kills.
-            await stack.dispose();
-            fs.rmSync(path.join(work, "keys"), { recursive: true });
-            rotation = 0;
-            const killed = await engineStack(keysOnly);
-            await killed.up();
+            await drive(recorder, "up", keysAt(0));
+            recorded = await recordPoints(recorder, path.join(work, "points"), keysAt(1));
+        } finally {
+            await recorder.dispose();
+        }
+        // Recording rotated those keys; a fresh stack rotates again from rotation 0 under the kills.
+        fs.rmSync(path.join(work, "keys"), { recursive: true });
+        const killed = await readOnlyStack();
+        try {
+            await drive(killed, "up", keysAt(0));
             const old = await killed.resourceOutputs("keys");
-            rotation = 1;
             const pick = (prefix: string) => recorded.filter((p) => p.startsWith(prefix));
             const spread = (xs: string[]) => [...new Set([xs[0], xs[Math.floor(xs.length / 2)], xs[xs.length - 1]])].filter(Boolean);
             const points = [...pick("SigningKeys"), ...spread(pick("retired ")), ...spread(pick("moved into keys: "))];
             assert.ok(pick("retired ").length >= 16 && pick("moved into keys: ").length >= 16, `rotation points: ${recorded.join(" | ")}`);
             for (const point of points) {
-                await assert.rejects(withEnv({ [KILL_AT_ENV]: point }, () => killed.up()), `the up finished without reaching "${point}"`);
-                await killed.refresh();
+                await assert.rejects(drive(killed, "up", { ...keysAt(1), [KILL_AT_ENV]: point }), `the up finished without reaching "${point}"`);
+                await drive(killed, "refresh", keysAt(1));
                 const now = await killed.resourceOutputs("keys");
                 assert.deepStrictEqual(now.drift, [], `killed at "${point}": the refresh found ${now.drift}`);
                 assert.deepStrictEqual(await digestKeySet(old.keyDir), old.fileDigests, `killed at "${point}": the key folder is not the recorded set`);
                 assert.ok(!fs.existsSync(path.join(old.keyDir, "retired")), `killed at "${point}": a retired folder was left`);
             }
             // Killed half-way, then the rotation is called off: a plain up (no refresh) still puts the recorded set back.
-            await assert.rejects(withEnv({ [KILL_AT_ENV]: spread(pick("retired "))[1] }, () => killed.up()));
-            rotation = 0;
-            await killed.up();
+            await assert.rejects(drive(killed, "up", { ...keysAt(1), [KILL_AT_ENV]: spread(pick("retired "))[1] }));
+            await drive(killed, "up", keysAt(0));
             assert.deepStrictEqual(await digestKeySet(old.keyDir), old.fileDigests, "a called-off rotation left the key folder mixed");
             assert.ok(!fs.existsSync(path.join(old.keyDir, "retired")));
-            rotation = 1;
-            await killed.up();
+            await drive(killed, "up", keysAt(1));
             const rotated = await killed.resourceOutputs("keys");
             assert.strictEqual(rotated.rotation, 1);
             assert.notStrictEqual(rotated.certificates.db.sha256Fingerprint, old.certificates.db.sha256Fingerprint);
             assert.deepStrictEqual(await digestKeySet(rotated.keyDir), rotated.fileDigests);
             assert.deepStrictEqual(await digestKeySet(path.join(work, "keys", "retired", "rotation-0")), old.fileDigests, "the old set is retired whole");
             assert.deepStrictEqual(debrisUnder(work), []);
-            assert.notStrictEqual(before.certificates.db.sha256Fingerprint, old.certificates.db.sha256Fingerprint);
-            await killed.dispose();
         } finally {
-            await stack.dispose();
+            await killed.dispose();
         }
     });
 });

@@ -39,12 +39,17 @@ describe("SigningKeys handler: bad input gets one clear error and writes nothing
         nothingWritten();
     });
 
-    it("fails when import paths are missing, naming each", async () => {
-        const f = await checkFailures({ name: "acme", outputDir: path.join(root, "k"), import: { dir: path.join(root, "nowhere") } });
+    it("fails when import paths are missing: a missing folder once, missing files each by role", async () => {
+        const gone = await checkFailures({ name: "acme", outputDir: path.join(root, "k"), import: { dir: path.join(root, "nowhere") } });
+        assert.deepStrictEqual(gone, [{ property: "import.dir", reason: `${path.join(root, "nowhere")} does not exist` }]);
+        const empty = path.join(root, "empty-import");
+        fs.mkdirSync(empty, { recursive: true });
+        const f = await checkFailures({ name: "acme", outputDir: path.join(root, "k"), import: { dir: empty } });
         assert.strictEqual(f.length, 3);
         for (const role of ["PK", "KEK", "db"]) {
-            assert.ok(f.some((x) => x.property === "import" && x.reason === `${role}: ${path.join(root, "nowhere", `${role}.key`)} and ${path.join(root, "nowhere", `${role}.pem`)} do not exist`), role);
+            assert.ok(f.some((x) => x.property === "import" && x.reason === `${role}: ${path.join(empty, `${role}.key`)} and ${path.join(empty, `${role}.pem`)} do not exist`), role);
         }
+        fs.rmdirSync(empty);
         nothingWritten();
     });
 
