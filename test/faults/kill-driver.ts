@@ -1,7 +1,7 @@
 // One Pulumi operation on the kill tests' stack, in a process of its own: `kill-driver.ts up|refresh`.
 // An inline program runs inside the process that calls the Automation API, and after a provider was
 // killed its unfinished run stays there (its listeners and pending promises); a later up in the same
-// process was seen registering no resources at all and deleting the whole stack. A fresh process per
+// process was seen registering no resources at all, so the engine deleted all five of them. A fresh process per
 // operation keeps each run on its own. What to build comes from the environment:
 //   KAIROS_KILL_BACKEND  the stack's file backend (test/helpers/engine.ts opens the same stack)
 //   KAIROS_KILL_PROGRAM  "pipeline" (keys, extension, UKI, ISO, promoted copy) or "keys"
