@@ -108,7 +108,7 @@ export const signingKeysHandler: Handler = {
             // are the keys this create makes, so they are taken as they are, never made twice.
             const log = new BuildLog(`SigningKeys ${inputs.name}`, "created", ["new", `resumed: ${inputs.outputDir} holds the key set an interrupted run made`]);
             const derived = await log.step("sign signature lists", () => stageThenMove(inputs.outputDir, (staging) => deriveSignatureFiles(inputs.outputDir, staging, inputs)));
-            return { id: inputs.outputDir, outs: await outputsFor(inputs, keySource(inputs).kind === "import" ? "imported" : "generated", derived, log) };
+            return { id: inputs.outputDir, outs: await outputsFor(inputs, keySourceOutput(keySource(inputs)), derived, log) };
         }
         refuseFolderWithKeys(inputs.outputDir);
         const outs = await buildKeySet(inputs, new BuildLog(`SigningKeys ${inputs.name}`, "created", ["new"]));
@@ -204,7 +204,11 @@ async function buildKeySet(inputs: CheckedInputs, log: BuildLog, beforeMove?: ()
         beforeMove?.();
         return summary;
     });
-    return outputsFor(inputs, source.kind === "import" ? "imported" : "generated", derived, log);
+    return outputsFor(inputs, keySourceOutput(source), derived, log);
+}
+
+function keySourceOutput(source: KeySource): Outputs["keySource"] {
+    return source.kind === "import" ? "imported" : "generated";
 }
 
 async function outputsFor(inputs: CheckedInputs, keySource: Outputs["keySource"], d: Awaited<ReturnType<typeof deriveSignatureFiles>>, log: BuildLog): Promise<Outputs> {

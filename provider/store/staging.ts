@@ -90,10 +90,9 @@ function makeBeside(target: string, prefix: string): string {
  * every build beside the target calls it before sweeping.
  */
 export function restoreInterruptedSwap(targetDir: string): boolean {
+    if (fs.existsSync(targetDir)) return false;
     const dir = path.dirname(targetDir);
-    const prefix = `.${path.basename(targetDir)}.staging-`;
-    if (fs.existsSync(targetDir) || !fs.existsSync(dir)) return false;
-    const aside = fs.readdirSync(dir).find((name) => name.startsWith(prefix) && name.endsWith(".old") && !processAlive(Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1])));
+    const aside = deadLeftovers(dir, `.${path.basename(targetDir)}.staging-`).find((name) => name.endsWith(".old"));
     if (!aside) return false;
     fs.renameSync(path.join(dir, aside), targetDir);
     return true;
@@ -101,16 +100,19 @@ export function restoreInterruptedSwap(targetDir: string): boolean {
 
 /** Removes `<prefix><pid>-*` folders in `dir` whose process is gone (a live one may be another build's). */
 export function sweepDeadLeftovers(dir: string, prefix: string): string[] {
-    if (!fs.existsSync(dir)) return [];
-    const removed: string[] = [];
-    for (const name of fs.readdirSync(dir)) {
-        if (!name.startsWith(prefix)) continue;
-        const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
-        if (!pid || processAlive(pid)) continue;
-        fs.rmSync(path.join(dir, name), { recursive: true, force: true });
-        removed.push(name);
-    }
+    const removed = deadLeftovers(dir, prefix);
+    for (const name of removed) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
     return removed;
+}
+
+/** The `<prefix><pid>-*` entries of `dir` whose builder process is gone. */
+function deadLeftovers(dir: string, prefix: string): string[] {
+    if (!fs.existsSync(dir)) return [];
+    return fs.readdirSync(dir).filter((name) => {
+        if (!name.startsWith(prefix)) return false;
+        const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
+        return pid > 0 && !processAlive(pid);
+    });
 }
 
 function processAlive(pid: number): boolean {

@@ -4,7 +4,6 @@
 // error naming the property, nothing written, the previous artifacts and outputs (the state) intact.
 // Most are refused by check (the preview); the rest by the build, before anything is moved into place.
 import * as assert from "assert";
-import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { handlerFor } from "../../provider/handlers";
@@ -16,6 +15,7 @@ import { PROMOTED_ARTIFACT_TOKEN } from "../../provider/promoted-artifact";
 import { sha256File } from "../../provider/toolkit/files";
 import { makeCertificate } from "../helpers/pki";
 import { tempDir } from "../helpers/temp";
+import { treeSnapshot } from "../helpers/tree";
 import { engineStack } from "../helpers/engine";
 import { SystemExtension } from "../../provider/system-extension";
 import { buildTestOsRootfs } from "../helpers/test-os";
@@ -30,23 +30,6 @@ interface BadInput {
     names: RegExp;
     /** Refused by the build rather than by check (it needs the files' contents): documents the table only. */
     atBuild?: boolean;
-}
-
-/** Every file and folder under `dir` (hidden ones too) with a digest of each file. */
-function snapshot(dir: string): Record<string, string> {
-    const out: Record<string, string> = {};
-    const walk = (rel: string) => {
-        for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-            const r = path.join(rel, e.name);
-            if (e.isSymbolicLink()) out[r] = `-> ${fs.readlinkSync(path.join(dir, r))}`;
-            else if (e.isDirectory()) {
-                out[`${r}/`] = "dir";
-                walk(r);
-            } else out[r] = createHash("sha256").update(fs.readFileSync(path.join(dir, r))).digest("hex");
-        }
-    };
-    walk("");
-    return out;
 }
 
 describe("the bad-input table", function () {
@@ -203,10 +186,10 @@ describe("the bad-input table", function () {
                     const h = handlerFor(token);
                     const olds = built[resource];
                     const stateBefore = JSON.stringify(olds);
-                    const before = snapshot(work);
+                    const before = treeSnapshot(work);
                     const news = await c.inputs(good[resource]);
                     const fresh = news.outputDir !== good[resource].outputDir;
-                    const afterSetup = snapshot(work); // the case's own fixture files are not the resource's writing
+                    const afterSetup = treeSnapshot(work); // the case's own fixture files are not the resource's writing
                     const { inputs, failures } = await h.check(fresh ? {} : olds, news);
                     if (failures && failures.length > 0) {
                         assert.strictEqual(failures.length, 1, `one error, not ${JSON.stringify(failures)}`);
@@ -219,7 +202,7 @@ describe("the bad-input table", function () {
                             return true;
                         });
                     }
-                    assert.deepStrictEqual(snapshot(work), afterSetup, "nothing was written, nothing changed");
+                    assert.deepStrictEqual(treeSnapshot(work), afterSetup, "nothing was written, nothing changed");
                     assert.ok(Object.keys(before).every((k) => afterSetup[k] === before[k]), "the case only added its own fixtures");
                     assert.strictEqual(JSON.stringify(olds), stateBefore, "the previous outputs are untouched");
                     for (const file of [olds.path, ...(olds.ukis ?? []).map((u: any) => u.path)].filter(Boolean)) {
@@ -243,7 +226,7 @@ describe("the bad-input table", function () {
             await stack.up();
             const resources = async () => JSON.stringify((await stack.stack.exportStack()).deployment.resources);
             const state = await resources();
-            const files = snapshot(dir);
+            const files = treeSnapshot(dir);
             signing = { key: stranger.key, certificate: signer.certificate }; // refused by check
             await assert.rejects(stack.up(), /property signing .*does not match the certificate/s);
             assert.strictEqual(await resources(), state);
@@ -251,7 +234,7 @@ describe("the bad-input table", function () {
             source = payload("etc-src-engine", { "usr/bin/x": "x\n", "etc/passwd": "root\n" }); // refused by the build
             await assert.rejects(stack.up(), /step "read source" failed: source: 1 entry is outside the allowed paths/);
             assert.strictEqual(await resources(), state);
-            assert.deepStrictEqual(snapshot(dir), files);
+            assert.deepStrictEqual(treeSnapshot(dir), files);
         } finally {
             await stack.dispose();
         }

@@ -13,7 +13,7 @@ import { digestKeySet } from "../../provider/toolkit/secure-boot-keyset";
 import { spawn } from "child_process";
 import { EngineStack, engineStack, tempDir } from "../helpers/engine";
 import { killProgram } from "./kill-driver";
-import { fileDigests } from "../helpers/packed";
+import { treeSnapshot } from "../helpers/tree";
 import { makeGenkeyFolder } from "../helpers/genkey";
 import { buildTestOsRootfs, packTestOsImage } from "../helpers/test-os";
 
@@ -61,19 +61,10 @@ describe("killed builds through the Pulumi engine", function () {
         await packTestOsImage(rootfs, path.join(shared, "test-os.oci"));
     });
 
-    /** Every file under `dir` with its sha256, by relative path (walks the whole tree). */
-    async function treeDigests(dir: string): Promise<Record<string, string>> {
-        const files: string[] = [];
-        const walk = (rel: string) => {
-            for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-                const r = path.join(rel, e.name);
-                if (e.isDirectory()) walk(r);
-                else if (e.name !== ".kairos-keyset.json") files.push(r); // names its folder: differs between the two work folders
-
-            }
-        };
-        walk("");
-        return fileDigests(dir, files.sort());
+    /** Every file under `dir` with its sha256, by relative path; the key-set stamp names its folder, so it differs between work folders. */
+    function treeDigests(dir: string): Record<string, string> {
+        const files = Object.entries(treeSnapshot(dir, (name) => name === ".kairos-keyset.json")).filter(([rel]) => !rel.endsWith("/"));
+        return Object.fromEntries(files);
     }
 
     function debrisUnder(dir: string): string[] {
@@ -170,9 +161,9 @@ describe("killed builds through the Pulumi engine", function () {
         const killed = await readOnlyStack();
         try {
             const createPoints = await recordPoints(reference, path.join(shared, "create-points"), pipeline(ref, V1));
-            const refCreated = await treeDigests(ref);
+            const refCreated = treeDigests(ref);
             const updatePoints = await recordPoints(reference, path.join(shared, "update-points"), pipeline(ref, V2));
-            const refUpdated = await treeDigests(ref);
+            const refUpdated = treeDigests(ref);
             for (const [points, kinds] of [[createPoints, ["SigningKeys", "SystemExtension", "KairosUkiImage", "BootMedia", "PromotedArtifact"]], [updatePoints, ["SystemExtension", "KairosUkiImage", "BootMedia", "PromotedArtifact"]]] as const) {
                 for (const kind of kinds) assert.ok(points.some((p) => p.startsWith(kind)), `no fault point of ${kind} recorded: ${points.join(" | ")}`);
             }
@@ -180,11 +171,11 @@ describe("killed builds through the Pulumi engine", function () {
             console.log(`      kill points: ${createKills.length} of ${createPoints.length} recorded in create, ${updateKills.length} of ${updatePoints.length} in update`);
 
             await killAtEach(killed, createKills, "create", work, refCreated, pipeline(work, V1));
-            assert.deepStrictEqual(await treeDigests(work), refCreated);
+            assert.deepStrictEqual(treeDigests(work), refCreated);
             assert.deepStrictEqual(debrisUnder(work), []);
 
             await killAtEach(killed, updateKills, "update", work, refUpdated, pipeline(work, V2));
-            assert.deepStrictEqual(await treeDigests(work), refUpdated);
+            assert.deepStrictEqual(treeDigests(work), refUpdated);
             assert.deepStrictEqual(debrisUnder(work), []);
             assert.deepStrictEqual(JSON.parse(await drive(killed, "up", pipeline(work, V2))), { same: 6 });
         } finally {

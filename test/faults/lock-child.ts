@@ -17,7 +17,7 @@ async function main(): Promise<void> {
     const { inputs, failures } = await handler.check({}, JSON.parse(b));
     if (failures?.length) throw new Error(JSON.stringify(failures));
     const { outs } = await handler.create(inputs);
-    process.stdout.write(`${JSON.stringify({ outs, finished: Date.now() })}\n`);
+    process.stdout.write(`${JSON.stringify({ outs })}\n`);
 }
 
 main().catch((e) => {

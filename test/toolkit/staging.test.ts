@@ -4,7 +4,7 @@ import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { stageThenMove, sweepDeadLeftovers, withScratch } from "../../provider/store/staging";
+import { restoreInterruptedSwap, stageThenMove, sweepDeadLeftovers, withScratch } from "../../provider/store/staging";
 import { tempDir } from "../helpers/temp";
 
 /** The pid of a process that has exited. */
@@ -40,5 +40,20 @@ describe("staging leftovers of killed builds", () => {
         await withScratch(path.join(root, "out"), "k3s", async (work) => assert.ok(path.isAbsolute(work)));
         assert.deepEqual(sweepDeadLeftovers(root, ".media.staging-"), [`.media.staging-${pid}-d4e5f6.old`]);
         assert.deepEqual(fs.readdirSync(root), []);
+    });
+
+    it("a folder swap killed between its renames: the tree set aside comes back, unless its builder still runs", () => {
+        const root = tempDir("swap");
+        const target = path.join(root, "uki");
+        const aside = path.join(root, `.uki.staging-${deadPid()}-AbCdEf.old`);
+        fs.mkdirSync(aside);
+        fs.writeFileSync(path.join(aside, "norole.efi"), "recorded");
+        const running = path.join(root, `.media.staging-${process.ppid}-GhIjKl.old`);
+        fs.mkdirSync(running);
+        assert.equal(restoreInterruptedSwap(target), true);
+        assert.equal(fs.readFileSync(path.join(target, "norole.efi"), "utf8"), "recorded");
+        assert.equal(restoreInterruptedSwap(target), false, "a target that exists is left alone");
+        assert.equal(restoreInterruptedSwap(path.join(root, "media")), false, "a live build's swap is its own business");
+        assert.ok(fs.existsSync(running));
     });
 });
