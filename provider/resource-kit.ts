@@ -31,6 +31,16 @@ export const HANDLERS_MODULE_ENV = "PULUMI_KAIROS_HANDLERS";
  * working directory, which Pulumi sets to the project folder.
  */
 export function packageProvider(token: string): pulumi.dynamic.ResourceProvider {
+    // One object per token: Pulumi caches a provider's serialised form by object identity, and
+    // serialising (a closure walk through the inspector) is the main per-resource cost of a no-op up.
+    let provider = providers.get(token);
+    if (!provider) providers.set(token, (provider = makePackageProvider(token)));
+    return provider;
+}
+
+const providers = new Map<string, pulumi.dynamic.ResourceProvider>();
+
+function makePackageProvider(token: string): pulumi.dynamic.ResourceProvider {
     const load = (): Handler => {
         const override = process.env.PULUMI_KAIROS_HANDLERS;
         let entry: string;

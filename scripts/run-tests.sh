@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test layer: type check; unit, toolkit, fuzz, provider, faults, package, engine, cli and boot tests in one mocha
+# Runs every test layer: type check; the compiled package; unit, toolkit, fuzz, provider, faults, package, engine, cli and boot tests in one mocha
 # process; the Pulumi-mock construct tests in a second one (setMocks is process-global).
 # Expects scripts/setup.sh to have run (npm test does both). Extra mocha args: MOCHA_ARGS.
 set -uo pipefail
@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 echo "== type check" >&2
 npx tsc -p . --noEmit || exit 1
+# The provider processes the engine starts load the compiled handlers when they are fresh
+# (scripts/lib/local-engine.ts): ts-node would cost each of them about 6 s.
+echo "== build (bin/)" >&2
+npm run --silent build || exit 1
 
 export MOCHA_SUMMARY_FILE
 MOCHA_SUMMARY_FILE=$(mktemp)

@@ -44,7 +44,7 @@ export function sourceForms(spec: ExtensionSourceSpec): SourceForm[] {
  * config digest for a local image, the manifest digest a registry tag points at right now.
  */
 export async function sourceDigest(spec: ExtensionSourceSpec, o: { layers: "last" | "all"; arch: string }): Promise<string> {
-    if (spec.dir) return `tree:${await treeDigest(spec.dir)}`;
+    if (spec.dir) return `tree:${await treeDigest(spec.dir, { cache: true })}`;
     if (spec.image) return `manifest:${await resolveManifestDigest(spec.image, { insecure: spec.insecureRegistry })}`;
     const image = await openImage((spec.ociLayout ?? spec.dockerArchive)!, { arch: o.arch });
     // With `last`, only the top layer reaches the extension: a rebuilt base image changes nothing.

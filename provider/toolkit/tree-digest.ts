@@ -5,6 +5,7 @@ import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { sha256File } from "./files";
+import { TreeDigestCache, wallClockNs } from "../store/digest-cache";
 
 export type TreeEntryType = "dir" | "file" | "symlink" | "fifo" | "socket" | "char" | "block";
 
@@ -26,20 +27,32 @@ export interface TreeEntry {
 const FORMAT = "pulumi-kairos tree v1\n";
 const HASH_CONCURRENCY = 8;
 
+export interface TreeDigestOptions {
+    /**
+     * Reuse file digests remembered from earlier walks of this root when a file's device, inode, size,
+     * mtime and ctime are unchanged (store/digest-cache.ts). For sources read on every preview; drift
+     * checks of our own artifacts read every byte. @default false
+     */
+    cache?: boolean;
+}
+
 /** "sha256:<hex>" over the sorted entries of the tree at `root`. Links inside the tree are not followed. */
-export async function treeDigest(root: string): Promise<string> {
+export async function treeDigest(root: string, opts: TreeDigestOptions = {}): Promise<string> {
     const hash = createHash("sha256").update(FORMAT);
-    for (const entry of await treeEntries(root)) hash.update(encodeEntry(entry));
+    for (const entry of await treeEntries(root, opts)) hash.update(encodeEntry(entry));
     return `sha256:${hash.digest("hex")}`;
 }
 
 /** The entries the digest covers, sorted by path (byte order), for showing what changed. */
-export async function treeEntries(root: string): Promise<TreeEntry[]> {
+export async function treeEntries(root: string, opts: TreeDigestOptions = {}): Promise<TreeEntry[]> {
     const stat = await fs.promises.stat(root);
     if (!stat.isDirectory()) throw new Error(`${root} is not a directory`);
-    const entries = await walk(root, "");
+    const stats = new Map<TreeEntry, fs.BigIntStats>();
+    const entries = await walk(root, "", stats);
     entries.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
-    await hashFiles(root, entries);
+    const cache = opts.cache ? TreeDigestCache.open(root) : undefined;
+    await hashFiles(root, entries, stats, cache);
+    cache?.save();
     return entries;
 }
 
@@ -48,26 +61,27 @@ function encodeEntry(e: TreeEntry): string {
     return `${JSON.stringify([e.path, e.type, e.mode.toString(8), e.target ?? e.sha256 ?? e.rdev ?? null])}\n`;
 }
 
-async function walk(root: string, rel: string): Promise<TreeEntry[]> {
+async function walk(root: string, rel: string, stats: Map<TreeEntry, fs.BigIntStats>): Promise<TreeEntry[]> {
     const out: TreeEntry[] = [];
     for (const name of await fs.promises.readdir(path.join(root, rel))) {
         const childRel = rel ? `${rel}/${name}` : name;
-        const entry = await describe(path.join(root, childRel), childRel);
+        const st = await fs.promises.lstat(path.join(root, childRel), { bigint: true });
+        const entry = await describe(path.join(root, childRel), childRel, st);
+        stats.set(entry, st);
         out.push(entry);
-        if (entry.type === "dir") out.push(...(await walk(root, childRel)));
+        if (entry.type === "dir") out.push(...(await walk(root, childRel, stats)));
     }
     return out;
 }
 
-async function describe(file: string, rel: string): Promise<TreeEntry> {
-    const st = await fs.promises.lstat(file);
-    const entry: TreeEntry = { path: rel, type: entryType(st), mode: st.mode & 0o7777 };
+async function describe(file: string, rel: string, st: fs.BigIntStats): Promise<TreeEntry> {
+    const entry: TreeEntry = { path: rel, type: entryType(st), mode: Number(st.mode & 0o7777n) };
     if (entry.type === "symlink") entry.target = await fs.promises.readlink(file);
-    if (entry.type === "char" || entry.type === "block") entry.rdev = st.rdev;
+    if (entry.type === "char" || entry.type === "block") entry.rdev = Number(st.rdev);
     return entry;
 }
 
-function entryType(st: fs.Stats): TreeEntryType {
+function entryType(st: fs.BigIntStats): TreeEntryType {
     if (st.isDirectory()) return "dir";
     if (st.isFile()) return "file";
     if (st.isSymbolicLink()) return "symlink";
@@ -76,14 +90,22 @@ function entryType(st: fs.Stats): TreeEntryType {
     return st.isCharacterDevice() ? "char" : "block";
 }
 
-/** Fills in sha256 for regular files, a few at a time. */
-async function hashFiles(root: string, entries: TreeEntry[]): Promise<void> {
+/** Fills in sha256 for regular files, a few at a time; remembered digests of unchanged files are reused. */
+async function hashFiles(root: string, entries: TreeEntry[], stats: Map<TreeEntry, fs.BigIntStats>, cache?: TreeDigestCache): Promise<void> {
     const files = entries.filter((e) => e.type === "file");
     let next = 0;
     const worker = async () => {
         while (next < files.length) {
             const entry = files[next++];
+            const st = stats.get(entry)!;
+            const remembered = cache?.lookup(entry.path, st);
+            if (remembered) {
+                entry.sha256 = remembered;
+                continue;
+            }
+            const started = wallClockNs();
             entry.sha256 = await sha256File(path.join(root, entry.path));
+            cache?.record(entry.path, st, entry.sha256, started);
         }
     };
     await Promise.all(Array.from({ length: HASH_CONCURRENCY }, worker));
