@@ -5,6 +5,8 @@
 // seed, so the same tree, epoch and key give the same bytes. Nothing needs root, loop or dm.
 import * as fs from "fs";
 import * as path from "path";
+import { createHash } from "crypto";
+import { Transform } from "stream";
 import { pipeline } from "stream/promises";
 import { run, ToolFailedError } from "./run";
 import { sha256File } from "./files";
@@ -19,6 +21,7 @@ import {
     ExtensionKind,
     extensionReleasePath,
     GptEntry,
+    GptSlot,
     gptLayout,
     ImagePartitions,
     parseSignaturePartition,
@@ -61,18 +64,26 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
         const rootFile = path.join(scratch, "root.erofs");
         const verityFile = path.join(scratch, "root.verity");
         await makeErofs(opts, seed, rootFile);
-        const rootHash = await formatVerity(rootFile, verityFile, seed);
+        // The data partition's place does not depend on the sizes, so the filesystem goes into the image
+        // while veritysetup hashes it: two cores, one read of the filesystem each.
+        const dataOffset = gptLayout([PARTITION_ALIGNMENT]).slots[0].offset;
+        fs.rmSync(opts.outFile, { force: true });
+        fs.writeFileSync(opts.outFile, "");
+        const [rootHash, rootDigest] = await Promise.all([formatVerity(rootFile, verityFile, seed), copyInto(rootFile, opts.outFile, dataOffset)]);
         const signed = opts.signing ? await signRootHash(rootHash, opts.signing, scratch) : undefined;
-        await assembleImage(opts.outFile, opts.arch, seed, rootHash, [rootFile, verityFile], signed?.content);
-        const checked = await verifySysextImage(opts.outFile, {
-            workDir: scratch,
+        const slots = await assembleImage(opts.outFile, opts.arch, seed, rootHash, [rootFile, verityFile], signed?.content);
+        if (slots[0].offset !== dataOffset) throw new DdiError(`internal: the data partition moved from ${dataOffset} to ${slots[0].offset}`);
+        const checked = await verifyBuiltImage(opts.outFile, {
+            scratch,
+            rootFile,
+            rootDigest,
             rootHash,
             certificate: opts.signing?.certificate,
             requireSignature: opts.signing !== undefined,
         });
         return {
             rootHash,
-            sha256: await sha256File(opts.outFile),
+            sha256: checked.sha256,
             size: fs.statSync(opts.outFile).size,
             certificateFingerprint: signed?.certificateFingerprint,
             partitions: checked.partitions,
@@ -83,6 +94,49 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
     } finally {
         fs.rmSync(scratch, { recursive: true, force: true });
     }
+}
+
+interface BuiltImageCheck {
+    scratch: string;
+    /** The filesystem the image was built from, and its sha256 as copied in. */
+    rootFile: string;
+    rootDigest: string;
+    rootHash: string;
+    certificate?: string;
+    requireSignature: boolean;
+}
+
+/**
+ * The check of a freshly built image, as strong as verifySysextImage's but without cutting the data
+ * partition out again: the partition holds exactly the filesystem (same sha256, taken while the image
+ * is read once for its own sha256), and the image's hash tree verifies that filesystem (veritysetup,
+ * in parallel). Plus the GPT, the UUIDs and the signature, as for any image.
+ */
+async function verifyBuiltImage(file: string, o: BuiltImageCheck): Promise<{ sha256: string; partitions: ImagePartitions }> {
+    const { partitions } = await readPartitionTable(file);
+    const rootHash = rootHashFromUuids(partitions);
+    if (rootHash !== o.rootHash) throw new DdiError(`${file} has root hash ${rootHash}, expected ${o.rootHash}`);
+    if (partitions.root.size !== fs.statSync(o.rootFile).size) {
+        throw new DdiError(`${file}: the data partition is ${partitions.root.size} bytes, the filesystem ${fs.statSync(o.rootFile).size}`);
+    }
+    const [digests] = await Promise.all([
+        fileAndRegionDigests(file, partitions.root.offset, partitions.root.size),
+        run(["veritysetup", "verify", o.rootFile, file, rootHash, `--hash-offset=${partitions.verity.offset}`]).catch((e) => {
+            if (e instanceof ToolFailedError) throw new DdiError(`${file}: the verity hash tree does not match the data for root hash ${rootHash}\n${e.message}`);
+            throw e;
+        }),
+    ]);
+    if (digests.region !== o.rootDigest) throw new DdiError(`${file}: the data partition does not hold the filesystem that was built (sha256 ${digests.region}, expected ${o.rootDigest})`);
+    if (!partitions.signature) {
+        if (o.requireSignature) throw new DdiError(`${file} has no verity signature partition`);
+        return { sha256: digests.file, partitions };
+    }
+    const signature = parseSignaturePartition(readAt(file, partitions.signature.offset, partitions.signature.size));
+    if (signature.rootHash !== rootHash) {
+        throw new DdiError(`${file}: the signature covers root hash ${signature.rootHash}, but the partitions have ${rootHash}`);
+    }
+    if (o.certificate) await verifySignature(file, signature, o.certificate, o.scratch);
+    return { sha256: digests.file, partitions };
 }
 
 function checkBuildOptions(opts: BuildSysextOptions): void {
@@ -190,7 +244,7 @@ async function signRootHash(rootHash: string, signing: SigningPair, scratch: str
     return { content, certificateFingerprint: cert.sha256Fingerprint };
 }
 
-/** Lays the partitions into outFile at their offsets, then writes the GPT around them. */
+/** Lays the hash tree and signature into outFile (which already holds the data partition), then writes the GPT around them. */
 async function assembleImage(
     outFile: string,
     arch: DdiArchitecture,
@@ -198,13 +252,10 @@ async function assembleImage(
     rootHash: string,
     dataFiles: [string, string],
     signature: Buffer | undefined,
-): Promise<void> {
+): Promise<GptSlot[]> {
     const sizes = [...dataFiles.map((f) => fs.statSync(f).size), ...(signature ? [signature.length] : [])];
     const { slots, diskSize } = gptLayout(sizes);
-    fs.rmSync(outFile, { force: true });
-    fs.writeFileSync(outFile, "");
     fs.truncateSync(outFile, diskSize); // sparse zeros: the gaps and the GPT areas
-    await copyInto(dataFiles[0], outFile, slots[0].offset);
     await copyInto(dataFiles[1], outFile, slots[1].offset);
     if (signature) writeAt(outFile, slots[2].offset, signature);
 
@@ -225,6 +276,7 @@ async function assembleImage(
         ],
         { input: sfdiskScript(seededUuid(seed, "disk"), entries) },
     );
+    return slots;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -422,11 +474,36 @@ function padFile(file: string, multiple: number): void {
     if (size % multiple !== 0) fs.truncateSync(file, roundUp(size, multiple));
 }
 
-async function copyInto(source: string, target: string, offset: number): Promise<void> {
+/** Copies `source` into `target` at `offset`; returns the sha256 of what was copied. */
+async function copyInto(source: string, target: string, offset: number): Promise<string> {
+    const hash = createHash("sha256");
     await pipeline(
         fs.createReadStream(source, { highWaterMark: COPY_CHUNK }),
+        new Transform({
+            transform(chunk: Buffer, _encoding, done) {
+                hash.update(chunk);
+                done(null, chunk);
+            },
+        }),
         fs.createWriteStream(target, { flags: "r+", start: offset }),
     );
+    return hash.digest("hex");
+}
+
+/** The sha256 of a whole file and of one byte range in it, from a single read. */
+export async function fileAndRegionDigests(file: string, offset: number, size: number): Promise<{ file: string; region: string }> {
+    const whole = createHash("sha256");
+    const region = createHash("sha256");
+    let at = 0;
+    for await (const chunk of fs.createReadStream(file, { highWaterMark: COPY_CHUNK }) as AsyncIterable<Buffer>) {
+        whole.update(chunk);
+        const from = Math.max(offset, at);
+        const to = Math.min(offset + size, at + chunk.length);
+        if (from < to) region.update(chunk.subarray(from - at, to - at));
+        at += chunk.length;
+    }
+    if (at < offset + size) throw new DdiError(`${file} is ${at} bytes; it ends inside the range ${offset}+${size}`);
+    return { file: whole.digest("hex"), region: region.digest("hex") };
 }
 
 async function copyRange(source: string, offset: number, size: number, target: string): Promise<void> {

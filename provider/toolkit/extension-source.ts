@@ -6,6 +6,7 @@ import * as path from "path";
 import { openImage } from "./oci-image";
 import { extractImage, FilterViolationError, LayerFilter } from "./layer-extract";
 import { treeDigest } from "./tree-digest";
+import { mirrorTree, newMirrorState } from "./tree-mirror";
 import { pullToOciLayout, resolveManifestDigest } from "./registry";
 
 export interface ExtensionSourceSpec {
@@ -76,24 +77,20 @@ export class SpecialFileError extends Error {
 const SHOWN_SPECIAL_FILES = 10;
 
 /**
- * A local directory is the user's own tree: copied as it is (modes, symlinks), filtered at the top.
- * Device nodes, FIFOs and sockets cannot go into an image: they are refused by name, all at once.
+ * A local directory is the user's own tree: mirrored as it is (modes, symlinks; file data by hard link,
+ * see tree-mirror.ts), filtered at the top. Device nodes, FIFOs and sockets cannot go into an image:
+ * they are refused by name, all at once.
  */
 function copyDirectory(dir: string, tree: string, filter?: LayerFilter, skipTop: readonly string[] = []): MaterializedSource {
     const allowed = new Set(filter ? filter.allow.map((p) => p.split("/")[0]) : fs.readdirSync(dir));
     const outside = fs.readdirSync(dir).filter((name) => !allowed.has(name)).sort();
     if (outside.length > 0 && filter?.onViolation === "error") throw new FilterViolationError(filter.allow, outside);
     fs.mkdirSync(tree, { recursive: true, mode: 0o755 });
-    const special: string[] = [];
-    const notSpecial = (src: string) => {
-        const st = fs.lstatSync(src);
-        const ok = st.isFile() || st.isDirectory() || st.isSymbolicLink();
-        if (!ok) special.push(path.relative(dir, src));
-        return ok;
-    };
+    const state = newMirrorState();
     for (const name of fs.readdirSync(dir).filter((n) => allowed.has(n) && !skipTop.includes(n))) {
-        fs.cpSync(path.join(dir, name), path.join(tree, name), { recursive: true, verbatimSymlinks: true, errorOnExist: true, filter: notSpecial });
+        mirrorTree(path.join(dir, name), path.join(tree, name), dir, state);
     }
+    const special = state.special;
     if (special.length > 0) {
         const shown = special.sort().slice(0, SHOWN_SPECIAL_FILES).join(", ");
         throw new SpecialFileError(`${dir} holds ${special.length} device node(s), FIFO(s) or socket(s), which an image cannot carry: ${shown}${special.length > SHOWN_SPECIAL_FILES ? ", …" : ""}`);
