@@ -14,6 +14,7 @@ import { replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/s
 import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
 import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
 import { buildInitrd, INITRD_EXCLUDES } from "./toolkit/initrd";
+import { InitrdCache } from "./store/initrd-cache";
 import { BootEntry, LoaderEntryKey, SingleEntry, loaderEntryFileName, planBootEntries, renderLoaderEntry } from "./toolkit/boot-entries";
 import { buildUki, readLoaderInfo, signEfi, verifyEfi } from "./toolkit/uki";
 import { largestContributors } from "./toolkit/size-report";
@@ -181,7 +182,8 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
         fs.copyFileSync(sdboot.path, path.join(work, "systemd-boot.efi"));
         prepareUkiRootfs(rootfs, { saveKernelTo: kernel, saveOsReleaseTo: osRelease });
         const initrd = path.join(work, "initrd.zst");
-        const initrdInfo = await log.step("build initrd", () => buildInitrd(rootfs, initrd, { level: inputs.initrdCompressionLevel }));
+        const initrdInfo = await log.step("build initrd", () => buildInitrd(rootfs, initrd, { level: inputs.initrdCompressionLevel }, new InitrdCache()));
+        if (initrdInfo.reused) log.say(`initrd reused: this OS tree was compressed at level ${inputs.initrdCompressionLevel} before (sha256 ${initrdInfo.sha256.slice(0, 12)}…, verified)`);
         checkSize(inputs, rootfs, [{ name: ".linux (kernel)", bytes: fs.statSync(kernel).size }, { name: ".initrd", bytes: initrdInfo.size }, { name: "stub", bytes: fs.statSync(stub.path).size }]);
 
         const entries = planBootEntries({ extendCmdline: inputs.extendCmdline, extraCmdlines: inputs.extraCmdlines, singleEntries: inputs.singleEntries, bootTitle: inputs.bootTitle });

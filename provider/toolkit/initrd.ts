@@ -218,6 +218,42 @@ class HashingWriter {
     }
 }
 
+/** The bytes an entry's record carries: regular-file data only on the last name of a hard-link group. */
+function dataSizeOf(e: Entry): number {
+    return (e.mode & S_IFMT) === S_IFREG && !e.carriesData ? 0 : e.size;
+}
+
+const TRAILER = { name: Buffer.from("TRAILER!!!"), ino: 0, mode: 0, uid: 0, gid: 0, nlink: 1, size: 0, rdevMajor: 0, rdevMinor: 0 };
+const DIGEST_CONCURRENCY = 4;
+
+/**
+ * A sha256 that names the cpio writeCpio would write for `rootfs` — every record header and link target
+ * as written, and the sha256 of every file's data — without writing it. Equal digests mean equal cpio
+ * bytes, so a compressed initrd can be reused by it (store/initrd-cache.ts).
+ */
+export async function cpioDigest(rootfs: string, opts: CpioOptions = {}): Promise<string> {
+    const entries = await collect(path.resolve(rootfs), opts);
+    const withData = entries.filter((e) => (e.mode & S_IFMT) === S_IFREG && dataSizeOf(e) > 0);
+    const fileDigests = new Map<Entry, string>();
+    let next = 0;
+    const worker = async () => {
+        while (next < withData.length) {
+            const e = withData[next++];
+            fileDigests.set(e, await sha256File(e.host.toString()));
+        }
+    };
+    await Promise.all(Array.from({ length: DIGEST_CONCURRENCY }, worker));
+    const hash = createHash("sha256").update("pulumi-kairos cpio digest v1\n");
+    for (const e of entries) {
+        hash.update(header({ ...e, size: dataSizeOf(e) }));
+        if ((e.mode & S_IFMT) === S_IFLNK) hash.update(e.linkTarget!);
+        const data = fileDigests.get(e);
+        if (data) hash.update(`${data}\n`);
+    }
+    hash.update(header(TRAILER));
+    return hash.digest("hex");
+}
+
 /** Writes the tree at `rootfs` as a deterministic newc cpio. */
 export async function writeCpio(rootfs: string, cpioFile: string, opts: CpioOptions = {}): Promise<CpioResult> {
     const root = path.resolve(rootfs);
@@ -230,7 +266,7 @@ export async function writeCpio(rootfs: string, cpioFile: string, opts: CpioOpti
         const buf = Buffer.alloc(CHUNK);
         for (const e of entries) {
             const type = e.mode & S_IFMT;
-            const dataSize = type === S_IFREG && !e.carriesData ? 0 : e.size;
+            const dataSize = dataSizeOf(e);
             await out.write(header({ ...e, size: dataSize }));
             if (type === S_IFLNK) {
                 await out.write(e.linkTarget!);
@@ -251,7 +287,7 @@ export async function writeCpio(rootfs: string, cpioFile: string, opts: CpioOpti
             }
             if (dataSize > 0) await out.write(Buffer.alloc(pad4(dataSize)));
         }
-        await out.write(header({ name: Buffer.from("TRAILER!!!"), ino: 0, mode: 0, uid: 0, gid: 0, nlink: 1, size: 0, rdevMajor: 0, rdevMinor: 0 }));
+        await out.write(header(TRAILER));
         await out.flush();
         return { sha256: out.digest(), size: out.size, entries: entries.length };
     } finally {
@@ -259,22 +295,40 @@ export async function writeCpio(rootfs: string, cpioFile: string, opts: CpioOpti
     }
 }
 
-/** The cpio of `rootfs`, compressed with zstd into `outFile`. */
-export async function buildInitrd(rootfs: string, outFile: string, opts: BuildInitrdOptions = {}): Promise<InitrdResult> {
+/** Where compressed initrds can be kept and found again by what they hold (store/initrd-cache.ts). */
+export interface InitrdReuse {
+    take(key: string, outFile: string): Promise<InitrdResult | undefined>;
+    put(key: string, file: string, result: InitrdResult): void;
+}
+
+/** The cpio of `rootfs`, compressed with zstd into `outFile`; with `reuse`, taken from there when the same cpio was compressed before. */
+export async function buildInitrd(rootfs: string, outFile: string, opts: BuildInitrdOptions = {}, reuse?: InitrdReuse): Promise<InitrdResult & { reused: boolean }> {
     const level = opts.level ?? 19;
     if (!Number.isInteger(level) || level < 1 || level > 19) throw new InitrdError(`zstd level ${level} is not in 1..19`);
     const threads = opts.threads ?? 0;
     if (!Number.isInteger(threads) || threads < 0) throw new InitrdError(`zstd threads ${threads} is not a non-negative integer`);
+    const zstdVersion = (await run(["zstd", "--version"])).stdout.trim();
+    // The compressed bytes are a function of the cpio's bytes, the level and the zstd build (not of the thread count).
+    const key = reuse && !opts.keepCpio ? sha256Hex(JSON.stringify(["initrd v1", await cpioDigest(rootfs, opts), level, zstdVersion])) : undefined;
+    if (key) {
+        const kept = await reuse!.take(key, outFile);
+        if (kept) return { ...kept, reused: true };
+    }
     const cpioFile = opts.keepCpio ?? `${outFile}.cpio.tmp`;
     const tmpOut = `${outFile}.tmp`;
     try {
         const cpio = await writeCpio(rootfs, cpioFile, opts);
         await run(["zstd", "-q", "-f", `-${level}`, `-T${threads}`, "--no-progress", cpioFile, "-o", tmpOut]);
         fs.renameSync(tmpOut, outFile);
-        const version = (await run(["zstd", "--version"])).stdout.trim();
-        return { sha256: await sha256File(outFile), size: fs.statSync(outFile).size, cpio, zstdVersion: version };
+        const result: InitrdResult = { sha256: await sha256File(outFile), size: fs.statSync(outFile).size, cpio, zstdVersion };
+        if (key) reuse!.put(key, outFile, result);
+        return { ...result, reused: false };
     } finally {
         fs.rmSync(tmpOut, { force: true });
         if (!opts.keepCpio) fs.rmSync(cpioFile, { force: true });
     }
+}
+
+function sha256Hex(text: string): string {
+    return createHash("sha256").update(text).digest("hex");
 }

@@ -1,11 +1,13 @@
 // The initrd: a newc cpio written here, checked with GNU cpio (-t lists it, -i extracts it back to the
-// same tree) and zstd, and byte-identical for identical trees whatever their mtimes and creation order.
+// same tree) and zstd, and byte-identical for identical trees whatever their mtimes and creation order;
+// a compressed initrd is reused only for a tree whose cpio would be byte-identical.
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
 import { sha256File } from "../../provider/toolkit/files";
-import { INITRD_EXCLUDES, buildInitrd, writeCpio } from "../../provider/toolkit/initrd";
+import { INITRD_EXCLUDES, buildInitrd, cpioDigest, writeCpio } from "../../provider/toolkit/initrd";
+import { InitrdCache } from "../../provider/store/initrd-cache";
 import { treeEntries } from "../../provider/toolkit/tree-digest";
 import { tempDir } from "../helpers/oci-fixtures";
 
@@ -219,5 +221,100 @@ describe("initrd", () => {
 
     it("refuses to write the archive inside the tree", async () => {
         await assert.rejects(writeCpio(rootA, path.join(rootA, "x.cpio")), /inside the tree/);
+    });
+});
+
+describe("initrd reuse", () => {
+    let tmp: string;
+    let root: string;
+    let cache: InitrdCache;
+    before(async () => {
+        tmp = tempDir("kairos-initrd-reuse-");
+        root = path.join(tmp, "root");
+        await makeRootfs(root);
+    });
+    beforeEach(() => {
+        cache = new InitrdCache(tempDir("kairos-initrd-cache-"), 64 * 1024 * 1024);
+    });
+    after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+    /** A copy of the test rootfs with one change applied; the cpio's sha256 and the digest that should name it. */
+    async function variant(name: string, change: (r: string) => void): Promise<{ digest: string; cpio: string }> {
+        const r = path.join(tmp, name);
+        await makeRootfs(r, { reverse: true });
+        change(r);
+        const cpio = await writeCpio(r, path.join(tmp, `${name}.cpio`));
+        return { digest: await cpioDigest(r), cpio: cpio.sha256 };
+    }
+
+    it("names the cpio's bytes: equal digests exactly when the cpio bytes are equal", async () => {
+        const base = await variant("same", () => {});
+        const cases = {
+            "one byte of a file": (r: string) => fs.writeFileSync(path.join(r, "usr/share/a name with spaces"), "y"),
+            "a mode": (r: string) => fs.chmodSync(path.join(r, "etc/os-release"), 0o640),
+            "a symlink target": (r: string) => {
+                fs.rmSync(path.join(r, "bin"));
+                fs.symlinkSync("usr/sbin", path.join(r, "bin"));
+            },
+            "a hard link made a copy": (r: string) => {
+                fs.rmSync(path.join(r, "usr/lib/zz-hard-b"));
+                fs.writeFileSync(path.join(r, "usr/lib/zz-hard-b"), "shared bytes\n");
+            },
+            "only the excluded /boot": (r: string) => fs.writeFileSync(path.join(r, "boot/vmlinuz-6.1"), "another kernel"),
+        };
+        const plain = await writeCpio(root, path.join(tmp, "root.cpio"));
+        assert.strictEqual(await cpioDigest(root), base.digest, "same tree, other creation order");
+        assert.strictEqual(plain.sha256, base.cpio);
+        for (const [what, change] of Object.entries(cases)) {
+            const v = await variant(what.replace(/\W+/g, "-"), change);
+            assert.strictEqual(v.digest === base.digest, v.cpio === base.cpio, `${what}: the digest and the cpio bytes must agree on equality`);
+            assert.strictEqual(v.digest === base.digest, what === "only the excluded /boot", what);
+        }
+    });
+
+    it("reuses a compressed initrd for the same tree, byte for byte, and rebuilds for another", async () => {
+        const first = await buildInitrd(root, path.join(tmp, "first.zst"), { level: 3 }, cache);
+        assert.strictEqual(first.reused, false);
+        const kernelOnly = path.join(tmp, "kernel-only");
+        await makeRootfs(kernelOnly, { reverse: true, mtime: 99 });
+        fs.writeFileSync(path.join(kernelOnly, "boot/vmlinuz-6.1"), "a new kernel, outside the initrd");
+        const again = await buildInitrd(kernelOnly, path.join(tmp, "again.zst"), { level: 3 }, cache);
+        assert.strictEqual(again.reused, true);
+        assert.strictEqual(await sha256File(path.join(tmp, "again.zst")), first.sha256);
+        assert.deepStrictEqual({ ...again, reused: false }, first);
+
+        const otherLevel = await buildInitrd(root, path.join(tmp, "level4.zst"), { level: 4 }, cache);
+        assert.strictEqual(otherLevel.reused, false, "the level is part of the key");
+        fs.writeFileSync(path.join(kernelOnly, "etc/os-release"), 'NAME="Kairos 2"\n');
+        const changed = await buildInitrd(kernelOnly, path.join(tmp, "changed.zst"), { level: 3 }, cache);
+        assert.strictEqual(changed.reused, false);
+        assert.notStrictEqual(changed.sha256, first.sha256);
+    });
+
+    it("never uses an entry whose bytes changed: it is deleted and the initrd built again", async () => {
+        const first = await buildInitrd(root, path.join(tmp, "t-first.zst"), { level: 3 }, cache);
+        const dir = (cache as unknown as { dir: string }).dir;
+        const [entry] = fs.readdirSync(dir).filter((n) => n.endsWith(".zst"));
+        const bytes = fs.readFileSync(path.join(dir, entry));
+        bytes[bytes.length >> 1] ^= 0xff;
+        fs.writeFileSync(path.join(dir, entry), bytes);
+        const rebuilt = await buildInitrd(root, path.join(tmp, "t-rebuilt.zst"), { level: 3 }, cache);
+        assert.strictEqual(rebuilt.reused, false);
+        assert.strictEqual(await sha256File(path.join(tmp, "t-rebuilt.zst")), first.sha256);
+        const healed = await buildInitrd(root, path.join(tmp, "t-healed.zst"), { level: 3 }, cache);
+        assert.strictEqual(healed.reused, true, "the rebuild put a good entry back");
+    });
+
+    it("keeps within its byte budget, least recently used out first; a zero budget keeps nothing", async () => {
+        const small = tempDir("kairos-initrd-cache-");
+        const first = await buildInitrd(root, path.join(tmp, "b1.zst"), { level: 3 }, new InitrdCache(small, 0));
+        assert.deepStrictEqual(fs.readdirSync(small), []);
+        const budget = Math.floor(first.size * 1.5); // room for one entry, not two
+        const bounded = new InitrdCache(small, budget);
+        await buildInitrd(root, path.join(tmp, "b2.zst"), { level: 3 }, bounded);
+        await buildInitrd(root, path.join(tmp, "b3.zst"), { level: 5 }, bounded);
+        assert.strictEqual(fs.readdirSync(small).filter((n) => n.endsWith(".zst")).length, 1);
+        assert.strictEqual((await buildInitrd(root, path.join(tmp, "b4.zst"), { level: 5 }, bounded)).reused, true, "the newest stays");
+        assert.strictEqual((await buildInitrd(root, path.join(tmp, "b5.zst"), { level: 3 }, bounded)).reused, false, "the oldest went");
     });
 });
