@@ -13,7 +13,7 @@ import { publicKeyPem, readCertificate } from "./toolkit/openssl";
 import { replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/staging";
 import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
 import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
-import { buildInitrd, INITRD_EXCLUDES } from "./toolkit/initrd";
+import { buildInitrd, INITRD_EXCLUDES, isInitrdWindowLog, MAX_KERNEL_WINDOW_LOG } from "./toolkit/initrd";
 import { InitrdCache } from "./store/initrd-cache";
 import { BootEntry, LoaderEntryKey, SingleEntry, loaderEntryFileName, planBootEntries, renderLoaderEntry } from "./toolkit/boot-entries";
 import { buildUki, readLoaderInfo, signEfi, verifyEfi } from "./toolkit/uki";
@@ -56,8 +56,10 @@ export interface KairosUkiImageArgs {
     splash?: pulumi.Input<string>;
     /** @default 800 */
     maxUkiSizeMB?: pulumi.Input<number>;
-    /** zstd level of the initrd, 1-19. @default 19 */
+    /** zstd level of the initrd, 1-19. @default 12 */
     initrdCompressionLevel?: pulumi.Input<number>;
+    /** zstd long-distance window of the initrd, log2 (10-27), or 0 for none. @default 27 */
+    initrdWindowLog?: pulumi.Input<number>;
 }
 
 interface CheckedInputs {
@@ -75,6 +77,7 @@ interface CheckedInputs {
     splash?: string;
     maxUkiSizeMB: number;
     initrdCompressionLevel: number;
+    initrdWindowLog: number;
     sourceDigest: string;
     hashParts: Record<string, string>;
     inputHash: string;
@@ -151,7 +154,7 @@ async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
     inputs.hashParts = {
         source: inputs.sourceDigest,
         cmdlines: pick(["bootTitle", "extendCmdline", "extraCmdlines", "singleEntries", "includeVersionInConfig", "includeCmdlineInConfig", "loaderEntryKey"]),
-        build: pick(["maxUkiSizeMB", "initrdCompressionLevel"]),
+        build: pick(["maxUkiSizeMB", "initrdCompressionLevel", "initrdWindowLog"]),
         splash: inputs.splash ? await sha256File(inputs.splash) : "none",
         signing: readCertificate(inputs.signing.certificate).sha256Fingerprint,
         pcrKey: sha256Hex(publicKeyPem(inputs.pcrKey)), // the public half: no digest of private key bytes in state
@@ -182,7 +185,7 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
         fs.copyFileSync(sdboot.path, path.join(work, "systemd-boot.efi"));
         prepareUkiRootfs(rootfs, { saveKernelTo: kernel, saveOsReleaseTo: osRelease });
         const initrd = path.join(work, "initrd.zst");
-        const initrdInfo = await log.step("build initrd", () => buildInitrd(rootfs, initrd, { level: inputs.initrdCompressionLevel }, new InitrdCache()));
+        const initrdInfo = await log.step("build initrd", () => buildInitrd(rootfs, initrd, { level: inputs.initrdCompressionLevel, windowLog: inputs.initrdWindowLog }, new InitrdCache()));
         if (initrdInfo.reused) log.say(`initrd reused: this OS tree was compressed at level ${inputs.initrdCompressionLevel} before (sha256 ${initrdInfo.sha256.slice(0, 12)}…, verified)`);
         checkSize(inputs, rootfs, [{ name: ".linux (kernel)", bytes: fs.statSync(kernel).size }, { name: ".initrd", bytes: initrdInfo.size }, { name: "stub", bytes: fs.statSync(stub.path).size }]);
 
@@ -286,6 +289,7 @@ function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): Inp
     if (i.extendCmdline && (i.extraCmdlines?.length ?? 0) > 0) {
         problems.push({ property: "extendCmdline", reason: "cannot be combined with extraCmdlines (as in auroraboot): extendCmdline changes the one norole.efi, extraCmdlines add more UKIs" });
     }
+    if (!isInitrdWindowLog(i.initrdWindowLog)) problems.push({ property: "initrdWindowLog", reason: `${i.initrdWindowLog} is not a zstd window: 0 (none) or 10-${MAX_KERNEL_WINDOW_LOG}` });
     problems.push(...signingPairProblems("signing", i.signing));
     const missing = [i.pcrKey, i.splash].filter((f): f is string => !!f && !fs.existsSync(f));
     if (missing.length > 0) problems.push({ property: i.splash && missing.includes(i.splash) ? "splash" : "pcrKey", reason: `${missing.join(", ")} not found` });

@@ -23,6 +23,17 @@ export class InitrdError extends Error {
     readonly code = "INITRD";
 }
 
+/** zstd level and long-distance window of the initrd: chosen from `npm run bench` on an 880 MB OS tree (README, Performance). */
+export const DEFAULT_INITRD_LEVEL = 12;
+export const DEFAULT_INITRD_WINDOW_LOG = 27;
+/** The largest window the kernel's initramfs unpacker accepts (2^27 = 128 MiB); zstd's --long starts at 2^10. */
+export const MAX_KERNEL_WINDOW_LOG = 27;
+const MIN_WINDOW_LOG = 10;
+
+export function isInitrdWindowLog(n: number): boolean {
+    return n === 0 || (Number.isInteger(n) && n >= MIN_WINDOW_LOG && n <= MAX_KERNEL_WINDOW_LOG);
+}
+
 /** Top-level entries that never go into the initrd. */
 export const INITRD_EXCLUDES: readonly string[] = ["sys", "run", "dev", "tmp", "proc", "boot"];
 
@@ -34,8 +45,15 @@ export interface CpioOptions {
 }
 
 export interface BuildInitrdOptions extends CpioOptions {
-    /** zstd level 1-19 (default 19). */
+    /** zstd level 1-19 (default 12). */
     level?: number;
+    /**
+     * zstd long-distance matching window, as log2 of its size (`--long=N`), or 0 for none. An OS tree
+     * repeats itself far apart (firmware, modules), so this makes the initrd both smaller and faster to
+     * make than a higher level would. The kernel unpacks windows up to 2^27 (lib/decompress_unzstd.c)
+     * and holds one window of memory while it does. @default 27
+     */
+    windowLog?: number;
     /** zstd worker threads, 0 = one per core (default). Any value >= 1 gives the same bytes. */
     threads?: number;
     /** Also keep the uncompressed cpio at this path. */
@@ -303,13 +321,15 @@ export interface InitrdReuse {
 
 /** The cpio of `rootfs`, compressed with zstd into `outFile`; with `reuse`, taken from there when the same cpio was compressed before. */
 export async function buildInitrd(rootfs: string, outFile: string, opts: BuildInitrdOptions = {}, reuse?: InitrdReuse): Promise<InitrdResult & { reused: boolean }> {
-    const level = opts.level ?? 19;
+    const level = opts.level ?? DEFAULT_INITRD_LEVEL;
     if (!Number.isInteger(level) || level < 1 || level > 19) throw new InitrdError(`zstd level ${level} is not in 1..19`);
+    const windowLog = opts.windowLog ?? DEFAULT_INITRD_WINDOW_LOG;
+    if (!isInitrdWindowLog(windowLog)) throw new InitrdError(`zstd window log ${windowLog} is not 0 or in ${MIN_WINDOW_LOG}..${MAX_KERNEL_WINDOW_LOG}`);
     const threads = opts.threads ?? 0;
     if (!Number.isInteger(threads) || threads < 0) throw new InitrdError(`zstd threads ${threads} is not a non-negative integer`);
     const zstdVersion = (await run(["zstd", "--version"])).stdout.trim();
     // The compressed bytes are a function of the cpio's bytes, the level and the zstd build (not of the thread count).
-    const key = reuse && !opts.keepCpio ? sha256Hex(JSON.stringify(["initrd v1", await cpioDigest(rootfs, opts), level, zstdVersion])) : undefined;
+    const key = reuse && !opts.keepCpio ? sha256Hex(JSON.stringify(["initrd v1", await cpioDigest(rootfs, opts), level, windowLog, zstdVersion])) : undefined;
     if (key) {
         const kept = await reuse!.take(key, outFile);
         if (kept) return { ...kept, reused: true };
@@ -318,7 +338,7 @@ export async function buildInitrd(rootfs: string, outFile: string, opts: BuildIn
     const tmpOut = `${outFile}.tmp`;
     try {
         const cpio = await writeCpio(rootfs, cpioFile, opts);
-        await run(["zstd", "-q", "-f", `-${level}`, `-T${threads}`, "--no-progress", cpioFile, "-o", tmpOut]);
+        await run(["zstd", "-q", "-f", `-${level}`, ...(windowLog ? [`--long=${windowLog}`] : []), `-T${threads}`, "--no-progress", cpioFile, "-o", tmpOut]);
         fs.renameSync(tmpOut, outFile);
         const result: InitrdResult = { sha256: await sha256File(outFile), size: fs.statSync(outFile).size, cpio, zstdVersion };
         if (key) reuse!.put(key, outFile, result);

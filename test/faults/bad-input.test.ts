@@ -132,6 +132,8 @@ describe("the bad-input table", function () {
         ]],
         KairosUkiImage: [KAIROS_UKI_IMAGE_TOKEN, [
             { what: "an initrd compression level out of range", inputs: (g) => ({ ...g, initrdCompressionLevel: 99 }), names: /^initrdCompressionLevel$/ },
+            { what: "an initrd window the kernel cannot unpack", inputs: (g) => ({ ...g, initrdWindowLog: 28 }), names: /^initrdWindowLog$/ },
+            { what: "an initrd window below zstd's smallest", inputs: (g) => ({ ...g, initrdWindowLog: 5 }), names: /^initrdWindowLog$/ },
             { what: "a size limit of zero", inputs: (g) => ({ ...g, maxUkiSizeMB: 0 }), names: /^maxUkiSizeMB$/ },
             { what: "a UKI over the size limit (oversize EFI)", inputs: (g) => ({ ...g, maxUkiSizeMB: 1 }), names: /maxUkiSizeMB/, atBuild: true },
             { what: "a PCR key that does not exist", inputs: (g) => ({ ...g, pcrKey: f("nope.pem") }), names: /^pcrKey$/ },
