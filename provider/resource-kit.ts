@@ -9,6 +9,7 @@ import { X509Certificate, createPrivateKey } from "crypto";
 import type * as pulumi from "@pulumi/pulumi";
 import { InputProblem, UNKNOWN, inputDefaults, validateInputs } from "./validation/schema-validator";
 import { keyMatchesCertificate } from "./toolkit/openssl";
+import { memoByFiles } from "./toolkit/file-memo";
 import { ExtensionSourceSpec, sourceForms } from "./toolkit/extension-source";
 
 export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">> & {
@@ -163,22 +164,32 @@ export function signingPairProblems(property: string, pair: { key: string; certi
 
 /** `file` holds a private key openssl can use (PEM or DER); a certificate or garbage is named as such. */
 export function privateKeyProblems(property: string, file: string): InputProblem[] {
-    try {
-        createPrivateKey(fs.readFileSync(file));
-        return [];
-    } catch (e) {
-        return [{ property, reason: `${file} is not a private key (${readableCryptoError(e)})` }];
-    }
+    const error = privateKeyError(file);
+    return error ? [{ property, reason: `${file} is not a private key (${error})` }] : [];
 }
 
 function certificateProblems(property: string, file: string): InputProblem[] {
+    const error = certificateError(file);
+    return error ? [{ property, reason: `${file} is not an X.509 certificate (${error})` }] : [];
+}
+
+const privateKeyError = memoByFiles((file: string): string | undefined => {
+    try {
+        createPrivateKey(fs.readFileSync(file));
+        return undefined;
+    } catch (e) {
+        return readableCryptoError(e);
+    }
+});
+
+const certificateError = memoByFiles((file: string): string | undefined => {
     try {
         new X509Certificate(fs.readFileSync(file));
-        return [];
+        return undefined;
     } catch (e) {
-        return [{ property, reason: `${file} is not an X.509 certificate (${readableCryptoError(e)})` }];
+        return readableCryptoError(e);
     }
-}
+});
 
 /** "error:0480006C:PEM routines::no start line" -> "PEM routines: no start line"; EISDIR and the like as they are. */
 function readableCryptoError(e: unknown): string {

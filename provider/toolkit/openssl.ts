@@ -4,6 +4,7 @@ import * as fs from "fs";
 import { X509Certificate, createPublicKey } from "crypto";
 import { run } from "./run";
 import { sha256Hex } from "./files";
+import { memoByFiles } from "./file-memo";
 
 /** Keeps the host's openssl.cnf from changing what is generated, signed or verified. */
 export const OPENSSL_ENV = { OPENSSL_CONF: "/dev/null" };
@@ -51,7 +52,9 @@ export interface CertificateInfo {
 }
 
 /** Parses a PEM or DER certificate file. */
-export function readCertificate(file: string): CertificateInfo {
+export const readCertificate: (file: string) => CertificateInfo = memoByFiles(parseCertificateFile);
+
+function parseCertificateFile(file: string): CertificateInfo {
     const raw = fs.readFileSync(file);
     const cert = new X509Certificate(raw);
     const der = cert.raw;
@@ -67,7 +70,9 @@ export function readCertificate(file: string): CertificateInfo {
 }
 
 /** True when the private key in `keyFile` is the one whose public half `certFile` certifies. */
-export function keyMatchesCertificate(keyFile: string, certFile: string): boolean {
+export const keyMatchesCertificate: (keyFile: string, certFile: string) => boolean = memoByFiles(publicHalvesEqual);
+
+function publicHalvesEqual(keyFile: string, certFile: string): boolean {
     const cert = new X509Certificate(fs.readFileSync(certFile));
     const publicOfKey = createPublicKey(fs.readFileSync(keyFile)).export({ type: "spki", format: "der" });
     const publicOfCert = cert.publicKey.export({ type: "spki", format: "der" });
