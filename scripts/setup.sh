@@ -30,7 +30,6 @@ DEBIAN_PACKAGES=(
   docker-registry skopeo              # a real OCI registry and a Docker-free client
   busybox-static                      # the busybox test OS's /init
   debootstrap                         # the systemd test OS (Debian trixie, built into the cache, never onto the host)
-  squashfs-tools                      # benchmark only: systemd-repart 252 formats squashfs
   python3                             # byte-compiles the generated Python SDK (test/cli)
 )
 
