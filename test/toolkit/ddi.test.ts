@@ -16,6 +16,7 @@ import {
     SysextImage,
     buildSysextImage,
     defaultSeed,
+    fileAndRegionDigests,
     gptLayout,
     parseSignaturePartition,
     resignSysextImage,
@@ -468,5 +469,25 @@ describe("toolkit/ddi: signed sysext images", function () {
             await assert.rejects(buildInto("x4", { signing: { key: keyA.key, certificate: keyB.certificate } }), /does not belong/);
             assert.equal(fs.existsSync(path.join(tmp, "x1", `${NAME}.raw`)), false);
         });
+    });
+});
+
+describe("fileAndRegionDigests", () => {
+    it("hashes the whole file and each range in one read, across read-chunk boundaries, and refuses a range past the end", async () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-regions-"));
+        try {
+            const file = path.join(dir, "f");
+            const data = Buffer.alloc(3 * 1024 * 1024 + 12345);
+            for (let i = 0; i < data.length; i++) data[i] = (i * 7919) & 0xff;
+            fs.writeFileSync(file, data);
+            const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+            const ranges = { a: { offset: 1024 * 1024 - 10, size: 20 }, b: { offset: 5, size: 2 * 1024 * 1024 + 3 }, c: { offset: data.length - 1, size: 1 } };
+            const got = await fileAndRegionDigests(file, ranges);
+            assert.strictEqual(got.file, sha(data));
+            for (const [name, r] of Object.entries(ranges)) assert.strictEqual(got.regions[name as keyof typeof ranges], sha(data.subarray(r.offset, r.offset + r.size)), name);
+            await assert.rejects(fileAndRegionDigests(file, { past: { offset: data.length - 1, size: 2 } }), /ends inside the past range/);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
     });
 });
