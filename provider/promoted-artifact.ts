@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { Handler, checkInputs, containsUnknown, packageProvider, replacedFields, signingPairProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
-import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
+import { canonicalJson, rangesEqual, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { readCertificate } from "./toolkit/openssl";
 import { readPartitionTable, resignSysextImage, verifySysextImage } from "./toolkit/ddi";
 import { stageThenMove, withScratch } from "./store/staging";
@@ -139,14 +139,15 @@ async function promote(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
     });
 }
 
-/** Names the partitions whose bytes differ between the tested and the promoted image. */
-async function changedRegions(tested: string, promoted: string, table: Awaited<ReturnType<typeof readPartitionTable>>): Promise<string[]> {
-    const a = fs.readFileSync(tested);
-    const b = fs.readFileSync(promoted);
+/**
+ * Names the partitions whose bytes differ between the tested and the promoted image. The images are
+ * compared a chunk at a time: an extension can be as large as the OS it extends.
+ */
+export async function changedRegions(tested: string, promoted: string, table: Pick<Awaited<ReturnType<typeof readPartitionTable>>, "partitions">): Promise<string[]> {
     const changed: string[] = [];
     for (const [role, p] of Object.entries(table.partitions)) {
         if (!p) continue;
-        if (!a.subarray(p.offset, p.offset + p.size).equals(b.subarray(p.offset, p.offset + p.size))) changed.push(`${role} partition (${p.name})`);
+        if (!(await rangesEqual(tested, promoted, p))) changed.push(`${role} partition (${p.name})`);
     }
     return changed;
 }

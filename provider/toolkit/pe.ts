@@ -191,28 +191,35 @@ export function authenticodeRegions(info: PeInfo): { regions: Region[]; dataSize
     }
 }
 
+export interface DigestOptions {
+    /** Bytes read at a time (default 1 MiB); the image is never held whole. */
+    chunkBytes?: number;
+}
+
 /** The Authenticode SHA-256 digest of an unsigned image, byte-compatible with sbsign/sbverify. */
-export async function authenticodeDigest(file: string): Promise<{ digest: Buffer; dataSize: number }> {
+export async function authenticodeDigest(file: string, opts: DigestOptions = {}): Promise<{ digest: Buffer; dataSize: number }> {
     const info = readPeSections(file);
     if (info.certificateTable.size !== 0) throw new PeError(`${file} is already signed; sign the unsigned image`);
     const { regions, dataSize } = authenticodeRegions(info);
     const hash = createHash("sha256");
     const fh = await fs.promises.open(file, "r");
     try {
-        const buf = Buffer.alloc(READ_CHUNK);
+        const buf = Buffer.alloc(opts.chunkBytes ?? READ_CHUNK);
         for (const r of regions) {
             let pos = r.offset;
             const end = r.offset + r.size;
             while (pos < end) {
                 const want = Math.min(buf.length, end - pos);
-                const { bytesRead } = await fh.read(buf, 0, want, pos);
-                if (bytesRead === 0) {
-                    hash.update(Buffer.alloc(end - pos)); // the zero padding past the end of the file
-                    pos = end;
-                } else {
-                    hash.update(buf.subarray(0, bytesRead));
-                    pos += bytesRead;
+                if (pos >= info.fileSize) {
+                    // The zero padding past the end of the file (a few bytes, to the 8-byte multiple sbsign pads to).
+                    hash.update(buf.fill(0, 0, want).subarray(0, want));
+                    pos += want;
+                    continue;
                 }
+                const { bytesRead } = await fh.read(buf, 0, Math.min(want, info.fileSize - pos), pos);
+                if (bytesRead === 0) throw new PeError(`${file} ended at byte ${pos} while it was hashed; it was ${info.fileSize} bytes (changed meanwhile?)`);
+                hash.update(buf.subarray(0, bytesRead));
+                pos += bytesRead;
             }
         }
     } finally {
@@ -221,13 +228,18 @@ export async function authenticodeDigest(file: string): Promise<{ digest: Buffer
     return { digest: hash.digest(), dataSize };
 }
 
-/** The PE checksum (ones'-complement 16-bit sum folded, plus the file length), skipping the field itself. */
-export async function peChecksum(file: string, checksumOffset: number): Promise<number> {
+/**
+ * The PE checksum (ones'-complement 16-bit sum folded, plus the file length), skipping the field itself.
+ * `chunkBytes` must be even, so that 16-bit words never straddle chunks.
+ */
+export async function peChecksum(file: string, checksumOffset: number, opts: DigestOptions = {}): Promise<number> {
+    const chunk = opts.chunkBytes ?? READ_CHUNK;
+    if (chunk < 2 || chunk % 2 !== 0) throw new PeError(`peChecksum: chunkBytes ${chunk} must be even`);
     let sum = 0;
     let length = 0;
     const fh = await fs.promises.open(file, "r");
     try {
-        const buf = Buffer.alloc(READ_CHUNK); // even, so 16-bit words never straddle chunks
+        const buf = Buffer.alloc(chunk);
         for (;;) {
             const { bytesRead } = await fh.read(buf, 0, buf.length, length);
             if (bytesRead === 0) break;

@@ -14,7 +14,7 @@ import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "./run";
-import { sha256File } from "./files";
+import { firstMatchInFile, sha256File } from "./files";
 import { PeError, type PeInfo, align, authenticodeDigest, normalizePeTimestamp, readPeSections, readSectionData } from "./pe";
 import { authenticodeSignature } from "./authenticode";
 import {
@@ -226,11 +226,19 @@ export interface LoaderInfo {
     major: number;
 }
 
-/** The `#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####` marker every systemd EFI binary carries. */
+const LOADER_INFO = /#### LoaderInfo: (systemd-[a-z]+) ([^ ]+) ####/;
+/** Far longer than any real marker (about 50 bytes); the file scan finds markers up to this length. */
+const MAX_LOADER_INFO_BYTES = 4096;
+
+/**
+ * The `#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####` marker every systemd EFI binary carries: in
+ * its .sdmagic section, or anywhere in a binary without one. That file may be a whole UKI (BootMedia reads
+ * the stub version of the UKI it is given), so it is scanned a chunk at a time, never read whole.
+ */
 export function readLoaderInfo(file: string): LoaderInfo | undefined {
     const info = readPeSections(file);
-    const data = readSectionData(file, info, ".sdmagic") ?? fs.readFileSync(file);
-    const m = /#### LoaderInfo: (systemd-[a-z]+) ([^ ]+) ####/.exec(data.toString("latin1"));
+    const sdmagic = readSectionData(file, info, ".sdmagic");
+    const m = sdmagic ? LOADER_INFO.exec(sdmagic.toString("latin1")) : firstMatchInFile(file, LOADER_INFO, { maxMatchBytes: MAX_LOADER_INFO_BYTES });
     if (!m) return undefined;
     return { component: m[1], version: m[2], major: parseInt(m[2], 10) };
 }
