@@ -3,16 +3,14 @@
 // which on a real-size OS is the bulk of the build.
 //
 // The key names the cpio's exact bytes, the zstd level and the zstd build (toolkit/initrd.ts). An entry
-// is an initrd plus a JSON record of its sha256; it is copied out and hashed in the same pass, and one
-// whose bytes no longer match its record is deleted and rebuilt, never used. Entries are staged and
+// is an initrd plus a JSON record of its sha256; what is copied out is hashed before it is used, and an
+// entry whose bytes no longer match its record is deleted and rebuilt, never used. Entries are staged and
 // renamed in, so a reader never sees half of one. The folder is bounded: past the byte budget the least
 // recently used entries go.
-import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { pipeline } from "stream/promises";
-import { Transform } from "stream";
 import { cacheRoot } from "./digest-cache";
+import { sha256File } from "../toolkit/files";
 import type { InitrdResult, InitrdReuse } from "../toolkit/initrd";
 
 /** Megabytes the initrd cache may hold (default 4096); 0 switches it off. */
@@ -39,23 +37,15 @@ export class InitrdCache implements InitrdReuse {
         } catch {
             return undefined;
         }
-        const hash = createHash("sha256");
+        let copied: string;
         try {
-            await pipeline(
-                fs.createReadStream(data, { highWaterMark: 1 << 20 }),
-                new Transform({
-                    transform(chunk: Buffer, _encoding, done) {
-                        hash.update(chunk);
-                        done(null, chunk);
-                    },
-                }),
-                fs.createWriteStream(outFile),
-            );
+            fs.copyFileSync(data, outFile); // in the kernel (copy_file_range): no bytes through this process
+            copied = await sha256File(outFile);
         } catch {
             fs.rmSync(outFile, { force: true });
             return undefined;
         }
-        if (hash.digest("hex") !== kept.sha256 || fs.statSync(outFile).size !== kept.size) {
+        if (copied !== kept.sha256 || fs.statSync(outFile).size !== kept.size) {
             fs.rmSync(outFile, { force: true });
             this.drop(key);
             return undefined;

@@ -210,26 +210,35 @@ function pad4(n: number): number {
     return (4 - (n % 4)) % 4;
 }
 
-/** Buffers writes to a file and hashes everything written. */
+/** Buffers writes to a file and hashes everything written. One staging buffer: small writes (headers,
+ * names, padding) are copied into it; a write of a chunk or more goes straight to the file. */
 class HashingWriter {
     private readonly hash = createHash("sha256");
-    private parts: Buffer[] = [];
+    private readonly staged = Buffer.allocUnsafe(CHUNK);
     private pending = 0;
     size = 0;
     constructor(private readonly fh: fs.promises.FileHandle) {}
     async write(b: Buffer): Promise<void> {
         this.hash.update(b);
         this.size += b.length;
-        this.parts.push(Buffer.from(b)); // copy: callers reuse their read buffers
+        if (b.length >= CHUNK) {
+            await this.flush();
+            await this.writeAll(b);
+            return;
+        }
+        if (this.pending + b.length > CHUNK) await this.flush();
+        b.copy(this.staged, this.pending); // a copy: callers reuse their read buffers
         this.pending += b.length;
-        if (this.pending >= CHUNK) await this.flush();
     }
     async flush(): Promise<void> {
         if (this.pending === 0) return;
-        const data = Buffer.concat(this.parts);
-        this.parts = [];
+        const n = this.pending;
         this.pending = 0;
-        await this.fh.write(data, 0, data.length, null);
+        await this.writeAll(this.staged.subarray(0, n));
+    }
+    private async writeAll(b: Buffer): Promise<void> {
+        let done = 0;
+        while (done < b.length) done += (await this.fh.write(b, done, b.length - done, null)).bytesWritten;
     }
     digest(): string {
         return this.hash.digest("hex");
