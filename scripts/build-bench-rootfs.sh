@@ -44,13 +44,9 @@ fi
 [ "$(id -u)" -eq 0 ] || { echo "build-bench-rootfs: debootstrap needs root (run the benchmark set-up as root or via sudo)" >&2; exit 1; }
 command -v debootstrap >/dev/null || { echo "build-bench-rootfs: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
 
-# The Debian archive this machine already uses (the URI serving its own release's main component).
-mirror="${DEBIAN_MIRROR:-}"
-if [ -z "$mirror" ]; then
-  codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
-  mirror="$(apt-cache policy 2>/dev/null | awk -v s="$codename/main" '$3 == s && $2 ~ /^https?:/ {print $2; exit}')"
-fi
-[ -n "$mirror" ] || { echo "build-bench-rootfs: cannot tell the Debian archive from apt's sources; set DEBIAN_MIRROR" >&2; exit 1; }
+# shellcheck source=lib/debian-mirror.sh
+. "$(dirname "$0")/lib/debian-mirror.sh"
+mirror="$(debian_mirror build-bench-rootfs)"
 
 mkdir -p "$BASE"
 work="$(mktemp -d "$BASE/.build.XXXXXX")"

@@ -17,22 +17,13 @@ import { tempDir } from "../helpers/temp";
 import { makeCertificate } from "../helpers/pki";
 import { fakeBzImage } from "../helpers/uki-fixtures";
 import { peImage } from "../fuzz/generators/pe";
+import { noiseBytes } from "../fuzz/generators/bytes";
 
 const STUB = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 const SDBOOT = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 
 /** Deterministic bytes (xorshift32), so a failure can be reproduced. */
-function noise(length: number, seed: number): Buffer {
-    const out = Buffer.alloc(length);
-    let x = seed >>> 0 || 1;
-    for (let i = 0; i < length; i++) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        out[i] = x & 0xff;
-    }
-    return out;
-}
+const noise = noiseBytes;
 
 /** The Authenticode digest as the old code meant it: the regions of the whole file, zero-extended. */
 function wholeBufferAuthenticode(file: string): Buffer {

@@ -4,15 +4,18 @@
 import * as fc from "fast-check";
 
 export function bytes(maxLength: number, minLength = 0): fc.Arbitrary<Buffer> {
-    return fc.record({ length: fc.integer({ min: minLength, max: maxLength }), seed: fc.integer({ min: 0, max: 0x7fffffff }) }).map(({ length, seed }) => {
-        const out = Buffer.alloc(length);
-        let x = seed | 1;
-        for (let i = 0; i < length; i++) {
-            x ^= x << 13;
-            x ^= x >>> 17;
-            x ^= x << 5;
-            out[i] = x & 0xff;
-        }
-        return out;
-    });
+    return fc.record({ length: fc.integer({ min: minLength, max: maxLength }), seed: fc.integer({ min: 0, max: 0x7fffffff }) }).map(({ length, seed }) => noiseBytes(length, seed));
+}
+
+/** `length` pseudo-random bytes (xorshift), the same for the same seed. */
+export function noiseBytes(length: number, seed: number): Buffer {
+    const out = Buffer.alloc(length);
+    let x = seed | 1;
+    for (let i = 0; i < length; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        out[i] = x & 0xff;
+    }
+    return out;
 }
