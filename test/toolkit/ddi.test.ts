@@ -16,7 +16,7 @@ import {
     SysextImage,
     buildSysextImage,
     defaultSeed,
-    fileAndRegionDigests,
+    sha256ComparingRanges,
     gptLayout,
     parseSignaturePartition,
     resignSysextImage,
@@ -472,20 +472,27 @@ describe("toolkit/ddi: signed sysext images", function () {
     });
 });
 
-describe("fileAndRegionDigests", () => {
-    it("hashes the whole file and each range in one read, across read-chunk boundaries, and refuses a range past the end", async () => {
+describe("sha256ComparingRanges", () => {
+    it("hashes the whole file in one read and compares each range with its file, across read-chunk boundaries", async () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-regions-"));
         try {
-            const file = path.join(dir, "f");
             const data = Buffer.alloc(3 * 1024 * 1024 + 12345);
             for (let i = 0; i < data.length; i++) data[i] = (i * 7919) & 0xff;
+            const file = path.join(dir, "image");
             fs.writeFileSync(file, data);
-            const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
             const ranges = { a: { offset: 1024 * 1024 - 10, size: 20 }, b: { offset: 5, size: 2 * 1024 * 1024 + 3 }, c: { offset: data.length - 1, size: 1 } };
-            const got = await fileAndRegionDigests(file, ranges);
-            assert.strictEqual(got.file, sha(data));
-            for (const [name, r] of Object.entries(ranges)) assert.strictEqual(got.regions[name as keyof typeof ranges], sha(data.subarray(r.offset, r.offset + r.size)), name);
-            await assert.rejects(fileAndRegionDigests(file, { past: { offset: data.length - 1, size: 2 } }), /ends inside the past range/);
+            const expected = (name: string, r: { offset: number; size: number }, change?: number) => {
+                const bytes = Buffer.from(data.subarray(r.offset, r.offset + r.size));
+                if (change !== undefined) bytes[change] ^= 1;
+                fs.writeFileSync(path.join(dir, name), bytes);
+                return { ...r, expected: path.join(dir, name) };
+            };
+            const same = { a: expected("a", ranges.a), b: expected("b", ranges.b), c: expected("c", ranges.c) };
+            assert.deepStrictEqual(await sha256ComparingRanges(file, same), { sha256: createHash("sha256").update(data).digest("hex") });
+            // one byte, on the far side of a 1 MiB read boundary
+            assert.strictEqual((await sha256ComparingRanges(file, { ...same, b: expected("b2", ranges.b, 1024 * 1024 + 1) })).differs, "b");
+            assert.strictEqual((await sha256ComparingRanges(file, { ...same, c: { ...ranges.c, expected: same.b.expected } })).differs, "c", "an expected file of another size");
+            assert.strictEqual((await sha256ComparingRanges(file, { past: { offset: data.length - 1, size: 2, expected: expected("p", { offset: data.length - 1, size: 1 }).expected } })).differs, "past");
         } finally {
             fs.rmSync(dir, { recursive: true, force: true });
         }
