@@ -98,6 +98,8 @@ export interface SignedPcr11 {
     document: PcrSignatureDocument;
     /** The document as systemd-measure prints it (compact JSON and a newline): the .pcrsig content. */
     json: string;
+    /** PCR 11 right after the stub measured the sections, before any phase (hex per bank): no second pass over the sections. */
+    stubOnly: Record<string, string>;
 }
 
 function checkBanks(banks: PcrBank[] | undefined): PcrBank[] {
@@ -256,7 +258,8 @@ export async function signPcr11(sections: SectionContent[], privateKey: string |
         if (!given.equals(ours)) throw new Pcr11Error("the .pcrpkey section does not hold the public half of the PCR signing key");
     }
     const phases = opts.phases ?? DEFAULT_PHASES;
-    const perBank = extendPhases(await measureSections(sections, opts), phases);
+    const base = await measureSections(sections, opts);
+    const perBank = extendPhases(base, phases);
     const pkfp = publicKeyFingerprint(key);
     const values: Pcr11Values = {};
     const document: PcrSignatureDocument = {};
@@ -270,5 +273,6 @@ export async function signPcr11(sections: SectionContent[], privateKey: string |
             document[bank].push({ pcrs: [PCR_KERNEL_BOOT], pkfp, pol: pol.toString("hex"), sig: sig.toString("base64") });
         }
     }
-    return { values, document, json: `${JSON.stringify(document)}\n` };
+    const stubOnly = Object.fromEntries([...base].map(([bank, pcr]) => [bank, pcr.toString("hex")]));
+    return { values, document, json: `${JSON.stringify(document)}\n`, stubOnly };
 }

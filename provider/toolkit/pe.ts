@@ -3,6 +3,7 @@
 // Only the headers are read to parse; digests stream the file.
 import { createHash } from "crypto";
 import * as fs from "fs";
+import * as os from "os";
 
 export class PeError extends Error {
     readonly code = "PE";
@@ -235,28 +236,38 @@ export async function authenticodeDigest(file: string, opts: DigestOptions = {})
 export async function peChecksum(file: string, checksumOffset: number, opts: DigestOptions = {}): Promise<number> {
     const chunk = opts.chunkBytes ?? READ_CHUNK;
     if (chunk < 2 || chunk % 2 !== 0) throw new PeError(`peChecksum: chunkBytes ${chunk} must be even`);
-    let sum = 0;
+    // The PE checksum folds each 16-bit word in with an end-around carry. That running fold is 0 while
+    // every word so far was 0 and otherwise ((total - 1) mod 65535) + 1 of the plain total, so the words
+    // are simply added (exact in a double: at most 2^32 words of < 2^16) and folded once at the end;
+    // adding through a Uint16Array view is ~10x faster than readUInt16LE word by word.
+    let total = 0;
     let length = 0;
     const fh = await fs.promises.open(file, "r");
     try {
         const buf = Buffer.alloc(chunk);
+        const words = LITTLE_ENDIAN && buf.byteOffset % 2 === 0 ? new Uint16Array(buf.buffer, buf.byteOffset, chunk >> 1) : undefined;
+        const wordAt = (i: number, bytesRead: number) => (i + 1 < bytesRead ? buf.readUInt16LE(i) : buf[i]);
         for (;;) {
             const { bytesRead } = await fh.read(buf, 0, buf.length, length);
             if (bytesRead === 0) break;
-            for (let i = 0; i < bytesRead; i += 2) {
-                const off = length + i;
-                if (off >= checksumOffset && off < checksumOffset + 4) continue;
-                const word = i + 1 < bytesRead ? buf.readUInt16LE(i) : buf[i];
-                sum += word;
-                sum = (sum & 0xffff) + (sum >>> 16);
+            const whole = bytesRead >> 1;
+            if (words) for (let w = 0; w < whole; w++) total += words[w];
+            else for (let i = 0; i < whole * 2; i += 2) total += buf.readUInt16LE(i);
+            if (bytesRead % 2 === 1) total += buf[bytesRead - 1]; // a last odd byte counts alone
+            // The checksum field's own words (those starting inside it) are left out.
+            for (let off = checksumOffset + (checksumOffset % 2); off < checksumOffset + 4; off += 2) {
+                if (off >= length && off < length + bytesRead) total -= wordAt(off - length, bytesRead);
             }
             length += bytesRead;
         }
     } finally {
         await fh.close();
     }
-    return ((sum & 0xffff) + length) >>> 0;
+    const folded = total === 0 ? 0 : ((total - 1) % 0xffff) + 1;
+    return (folded + length) >>> 0;
 }
+
+const LITTLE_ENDIAN = os.endianness() === "LE";
 
 /**
  * Sets TimeDateStamp (objcopy writes the current time into every PE it writes) and recomputes the

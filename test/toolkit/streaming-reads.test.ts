@@ -155,6 +155,14 @@ describe("streaming reads give the whole-buffer results (issue 12)", function ()
             }
         });
 
+        it("equals the whole-buffer checksum for an odd field offset, a zero file and a file of 0xff bytes", async () => {
+            const cases = { odd: [noise(100_001, 12), 217], zeros: [Buffer.alloc(70_000), 64], ones: [Buffer.alloc(70_001, 0xff), 66], tiny: [Buffer.from([1, 2, 3]), 0] } as const;
+            for (const [name, [bytes, at]] of Object.entries(cases)) {
+                const file = f(`checksum-${name}.bin`, bytes);
+                for (const chunkBytes of [2, 4094, undefined]) assert.strictEqual(await peChecksum(file, at, { chunkBytes }), wholeBufferChecksum(file, at), `${name}, chunkBytes ${chunkBytes}`);
+            }
+        });
+
         it("refuses an odd chunk size (a 16-bit word would straddle two chunks)", async () => {
             await assert.rejects(peChecksum(SDBOOT, 0, { chunkBytes: 4093 }), /must be even/);
         });
