@@ -1,42 +1,26 @@
 // Remembered file digests for source trees, so a preview or a no-op `up` over an unchanged tree
 // (an 800 MB OS rootfs, fifty extension folders) stats its files instead of reading every byte.
 //
-// A digest is reused only when the file's identity is exactly what it was when the digest was taken:
-// device, inode, size, mtime and ctime, all to the nanosecond. ctime cannot be set from user space, so
-// a write, a chmod, a rename over the file or `touch -d` all change it. Two doubts remain, and both mean
-// "hash it again":
-// - timestamps are as coarse as the kernel's clock tick, so a file written again within the tick after it
-//   was hashed would look unchanged: digests of files changed less than RACY_WINDOW_NS before hashing
-//   began are not remembered (the "racy clean" rule of git's index);
-// - a cache file that cannot be read or is of another format is ignored and rewritten.
+// A digest is reused only while the file's identity is exactly what it was when the digest was taken,
+// and never for a file too fresh to trust (store/file-identity.ts). A cache file that cannot be read or
+// is of another format is ignored and rewritten.
 // One small JSON file per tree root, rewritten whole (staged, then renamed) with only the files the last
 // walk saw; at most MAX_TREES of them, the least recently used removed first.
 import { createHash } from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
+import { FileIdentity, cacheRoot, fileIdentity, tooFreshToTrust, touch } from "./file-identity";
 
 const FORMAT = "pulumi-kairos digest-cache v1";
-const RACY_WINDOW_NS = 2_000_000_000n;
 const MAX_TREES = 256;
 
 /** Set to "off" to hash every file every time. */
 export const DIGEST_CACHE_ENV = "PULUMI_KAIROS_DIGEST_CACHE";
 
-type Identity = [dev: string, ino: string, size: string, mtimeNs: string, ctimeNs: string];
-
 interface CacheFile {
     format: string;
     root: string;
-    files: Record<string, { id: Identity; sha256: string }>;
-}
-
-export function cacheRoot(): string {
-    return process.env.PULUMI_KAIROS_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "pulumi-kairos");
-}
-
-function identity(st: fs.BigIntStats): Identity {
-    return [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].map(String) as Identity;
+    files: Record<string, { id: FileIdentity; sha256: string }>;
 }
 
 /** The digests remembered for one tree root; a no-op when the cache is switched off. */
@@ -68,7 +52,7 @@ export class TreeDigestCache {
     lookup(rel: string, st: fs.BigIntStats): string | undefined {
         const hit = Object.prototype.hasOwnProperty.call(this.known, rel) ? this.known[rel] : undefined;
         if (!hit || !Array.isArray(hit.id) || typeof hit.sha256 !== "string") return undefined;
-        const now = identity(st);
+        const now = fileIdentity(st);
         if (!now.every((v, i) => v === hit.id[i])) return undefined;
         this.seen[rel] = hit;
         return hit.sha256;
@@ -78,9 +62,8 @@ export class TreeDigestCache {
     record(rel: string, st: fs.BigIntStats, sha256: string, hashStartedNs: bigint): void {
         if (!this.file) return;
         this.changed = true;
-        const newest = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
-        if (newest + RACY_WINDOW_NS > hashStartedNs) return;
-        this.seen[rel] = { id: identity(st), sha256 };
+        if (tooFreshToTrust(st, hashStartedNs)) return;
+        this.seen[rel] = { id: fileIdentity(st), sha256 };
     }
 
     /** Writes what this walk saw (and only that), when it differs from what was loaded. */
@@ -100,20 +83,6 @@ export class TreeDigestCache {
         } catch {
             // A cache that cannot be written only costs the next walk a full read.
         }
-    }
-}
-
-/** Wall-clock nanoseconds, comparable with file timestamps. */
-export function wallClockNs(): bigint {
-    return BigInt(Date.now()) * 1_000_000n;
-}
-
-function touch(file: string): void {
-    try {
-        const now = new Date();
-        fs.utimesSync(file, now, now);
-    } catch {
-        // gone meanwhile: nothing to keep fresh
     }
 }
 

@@ -9,7 +9,7 @@
 // recently used entries go.
 import * as fs from "fs";
 import * as path from "path";
-import { cacheRoot } from "./digest-cache";
+import { cacheRoot, touch } from "./file-identity";
 import { sha256File } from "../toolkit/files";
 import type { InitrdResult, InitrdReuse } from "../toolkit/initrd";
 
@@ -107,13 +107,4 @@ function budgetFromEnv(): number {
     const mb = raw === undefined || raw === "" ? DEFAULT_BUDGET_MB : Number(raw);
     if (!Number.isFinite(mb) || mb < 0) throw new Error(`${INITRD_CACHE_ENV}=${raw} is not a number of megabytes`);
     return Math.floor(mb * 1024 * 1024);
-}
-
-function touch(file: string): void {
-    try {
-        const now = new Date();
-        fs.utimesSync(file, now, now);
-    } catch {
-        // evicted meanwhile
-    }
 }

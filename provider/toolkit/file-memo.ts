@@ -1,19 +1,17 @@
 // Per-process memory of what was read from small input files (certificates, keys), so that one preview
 // or up with fifty extensions signed by the same db key parses that key once, not three times per
-// extension. A result is reused only while every file it came from has the identity it had (device,
-// inode, size, mtime, ctime to the nanosecond); a file that cannot be stat'ed, one changed within the
-// last RACY_WINDOW_MS (timestamps are only as fine as the kernel's clock tick), or a call that throws,
-// is never remembered.
+// extension. A result is reused only while every file it came from is unchanged (store/file-identity.ts);
+// a file that cannot be stat'ed, one too fresh to trust, or a call that throws, is never remembered.
 import * as fs from "fs";
+import { fileIdentity, tooFreshToTrust } from "../store/file-identity";
 
 const MAX_ENTRIES = 256;
-const RACY_WINDOW_MS = 2000;
 
 function identity(file: string): string | undefined {
     try {
         const st = fs.statSync(file, { bigint: true });
-        if (Number(st.ctimeNs / 1_000_000n) > Date.now() - RACY_WINDOW_MS || Number(st.mtimeNs / 1_000_000n) > Date.now() - RACY_WINDOW_MS) return undefined;
-        return [file, st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(":");
+        if (tooFreshToTrust(st)) return undefined;
+        return [file, ...fileIdentity(st)].join(":");
     } catch {
         return undefined;
     }

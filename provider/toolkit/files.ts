@@ -143,3 +143,12 @@ export function canonicalJson(value: unknown): string {
             : v,
     );
 }
+
+/** Runs `fn` over `items`, at most `concurrency` at a time (file hashing: reads overlap, hashing stays on one core). */
+export async function forEachConcurrently<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+        while (next < items.length) await fn(items[next++]);
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}

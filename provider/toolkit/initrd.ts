@@ -17,7 +17,7 @@ import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "./run";
-import { sha256File } from "./files";
+import { forEachConcurrently, sha256File, sha256Hex } from "./files";
 
 export class InitrdError extends Error {
     readonly code = "INITRD";
@@ -262,14 +262,7 @@ export async function cpioDigest(rootfs: string, opts: CpioOptions = {}): Promis
     const entries = await collect(path.resolve(rootfs), opts);
     const withData = entries.filter((e) => (e.mode & S_IFMT) === S_IFREG && dataSizeOf(e) > 0);
     const fileDigests = new Map<Entry, string>();
-    let next = 0;
-    const worker = async () => {
-        while (next < withData.length) {
-            const e = withData[next++];
-            fileDigests.set(e, await sha256File(e.host.toString()));
-        }
-    };
-    await Promise.all(Array.from({ length: DIGEST_CONCURRENCY }, worker));
+    await forEachConcurrently(withData, DIGEST_CONCURRENCY, async (e) => void fileDigests.set(e, await sha256File(e.host.toString())));
     const hash = createHash("sha256").update("pulumi-kairos cpio digest v1\n");
     for (const e of entries) {
         hash.update(header({ ...e, size: dataSizeOf(e) }));
@@ -356,8 +349,4 @@ export async function buildInitrd(rootfs: string, outFile: string, opts: BuildIn
         fs.rmSync(tmpOut, { force: true });
         if (!opts.keepCpio) fs.rmSync(cpioFile, { force: true });
     }
-}
-
-function sha256Hex(text: string): string {
-    return createHash("sha256").update(text).digest("hex");
 }

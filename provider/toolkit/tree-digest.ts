@@ -4,8 +4,9 @@
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { sha256File } from "./files";
-import { TreeDigestCache, wallClockNs } from "../store/digest-cache";
+import { forEachConcurrently, sha256File } from "./files";
+import { TreeDigestCache } from "../store/digest-cache";
+import { wallClockNs } from "../store/file-identity";
 
 export type TreeEntryType = "dir" | "file" | "symlink" | "fifo" | "socket" | "char" | "block";
 
@@ -93,20 +94,15 @@ function entryType(st: fs.BigIntStats): TreeEntryType {
 /** Fills in sha256 for regular files, a few at a time; remembered digests of unchanged files are reused. */
 async function hashFiles(root: string, entries: TreeEntry[], stats: Map<TreeEntry, fs.BigIntStats>, cache?: TreeDigestCache): Promise<void> {
     const files = entries.filter((e) => e.type === "file");
-    let next = 0;
-    const worker = async () => {
-        while (next < files.length) {
-            const entry = files[next++];
-            const st = stats.get(entry)!;
-            const remembered = cache?.lookup(entry.path, st);
-            if (remembered) {
-                entry.sha256 = remembered;
-                continue;
-            }
-            const started = wallClockNs();
-            entry.sha256 = await sha256File(path.join(root, entry.path));
-            cache?.record(entry.path, st, entry.sha256, started);
+    await forEachConcurrently(files, HASH_CONCURRENCY, async (entry) => {
+        const st = stats.get(entry)!;
+        const remembered = cache?.lookup(entry.path, st);
+        if (remembered) {
+            entry.sha256 = remembered;
+            return;
         }
-    };
-    await Promise.all(Array.from({ length: HASH_CONCURRENCY }, worker));
+        const started = wallClockNs();
+        entry.sha256 = await sha256File(path.join(root, entry.path));
+        cache?.record(entry.path, st, entry.sha256, started);
+    });
 }

@@ -4,9 +4,9 @@
 // one marker line with the Secure Boot state, PCR 11 and the kernel command line, then powering off.
 // The UKI step adds /init -> /usr/bin/immucore and drops /boot, as AuroraBoot does.
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
+import { cacheRoot } from "../../provider/store/file-identity";
 
 export const TEST_OS_MARKER = "KAIROS-TEST-OS-BOOTED";
 export const TEST_OS_RELEASE = "v0.0.0-test";
@@ -15,10 +15,8 @@ const BUSYBOX = "/bin/busybox"; // busybox-static
 const SYSTEMD_BOOT_DIR = "/usr/lib/systemd/boot/efi";
 const EMPTY_DIRS = ["dev", "proc", "sys", "run", "tmp"];
 
-/** The cache root shared with scripts/install-pulumi.sh and scripts/fetch-test-kernel.sh. */
-export function cacheRoot(): string {
-    return process.env.PULUMI_KAIROS_CACHE || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "pulumi-kairos");
-}
+/** The cache root shared with scripts/install-pulumi.sh and scripts/fetch-test-kernel.sh (and the provider's caches). */
+export { cacheRoot };
 
 export interface TestKernel {
     path: string;
