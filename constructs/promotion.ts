@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { PromotedArtifact } from "../provider/promoted-artifact";
 import type { SigningKeys } from "../provider/signing-keys";
 import type { SystemExtension } from "../provider/system-extension";
+import type { ArtifactStoreSpec } from "../provider/store/artifact-store";
 
 /** One entry of the manifest a stack exports for promotion. */
 export interface ArtifactRecord {
@@ -40,6 +41,13 @@ export interface EnvironmentPromotionArgs {
     manifestOutput?: string;
     /** Re-sign extensions with this environment's keys (their db key). @default keep the tested signatures */
     resignWith?: SigningKeys;
+    /**
+     * The earlier environment's artifact store: artifacts are taken from it by their tested sha256, so
+     * this environment needs no access to the earlier one's disk. @default the paths in the manifest
+     */
+    fromStore?: pulumi.Input<ArtifactStoreSpec>;
+    /** This environment's artifact store (same server as fromStore: server-side copies). @default the stack config kairos:artifactStore */
+    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
 }
 
 /** Creates one PromotedArtifact per entry of the earlier stack's manifest. */
@@ -63,7 +71,10 @@ export class EnvironmentPromotion extends pulumi.ComponentResource {
             self.artifacts.push(
                 new PromotedArtifact(
                     `${name}-${a.name}`,
-                    { source: a.path, expectedSha256: a.sha256, outputDir: args.outputDir, kind: a.kind, resign: a.kind === "file" ? undefined : resign },
+                    {
+                        source: a.path, expectedSha256: a.sha256, outputDir: args.outputDir, kind: a.kind, resign: a.kind === "file" ? undefined : resign,
+                        fromStore: args.fromStore, artifactStore: args.artifactStore,
+                    },
                     { parent: self },
                 ),
             );

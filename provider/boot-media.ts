@@ -23,6 +23,9 @@ import { extensionReleaseNames } from "./toolkit/erofs-reader";
 import type { KairosUkiImage } from "./kairos-uki-image";
 import type { SigningKeys } from "./signing-keys";
 import type { SystemExtension } from "./system-extension";
+import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
+import type { ArtifactStoreSpec } from "./store/artifact-store";
+import { artifactStoreInput } from "./artifact-store-config";
 
 export const BOOT_MEDIA_TOKEN = "kairos:index:BootMedia";
 const BUILDER_VERSION = "boot-media/2";
@@ -57,6 +60,8 @@ export interface BootMediaArgs {
     consoleMode?: pulumi.Input<string>;
     /** @default 315532800 (1980-01-01) */
     sourceDateEpoch?: pulumi.Input<number>;
+    /** Keep the media in an S3-compatible store and fetch them instead of building. @default the stack config kairos:artifactStore */
+    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
 }
 
 interface CheckedInputs {
@@ -86,6 +91,14 @@ interface Outputs extends CheckedInputs {
     drift: string[];
     lastBuild: BuildReport;
 }
+
+/** type "iso": one file in outputDir; type "dir": the folder outputDir/name, the resource's whole. */
+export const bootMediaLayout: ArtifactLayout = {
+    root: (p) => (p.type === "dir" ? path.join(p.outputDir, p.name) : p.outputDir),
+    placement: (p) => (p.type === "dir" ? "dir" : "files"),
+    localFiles: (outs) => [outs.path],
+    label: (p) => `BootMedia ${p.name}`,
+};
 
 export const bootMediaHandler: Handler = {
     writes: (p) => [path.join(p.outputDir, p.name)],
@@ -297,6 +310,8 @@ export class BootMedia extends pulumi.dynamic.Resource {
     declare readonly hashParts: pulumi.Output<Record<string, string>>;
     declare readonly lastBuild: pulumi.Output<BuildReport>;
     declare readonly drift: pulumi.Output<string[]>;
+    /** Where the artifact store keeps the media (undefined without a store). */
+    declare readonly store: pulumi.Output<StoreOutput | undefined>;
 
     /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
     declare readonly stateVersion: pulumi.Output<number>;
@@ -306,7 +321,7 @@ export class BootMedia extends pulumi.dynamic.Resource {
         const uki = rest.uki ?? ukiImage?.bootFiles;
         const enrollKeys = rest.enrollKeys ?? signingKeys?.files.apply((f) => ({ PK: f.PK.auth, KEK: f.KEK.auth, db: f.db.auth }));
         const extensionPaths = extensions?.map((e) => (pulumi.Resource.isInstance(e) ? (e as SystemExtension).path : e));
-        const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, size: undefined, files: undefined, pcr13: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined };
-        super(packageProvider(BOOT_MEDIA_TOKEN), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths }, opts, "kairos", "BootMedia");
+        const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, size: undefined, files: undefined, pcr13: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined, store: undefined };
+        super(packageProvider(BOOT_MEDIA_TOKEN), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "BootMedia");
     }
 }

@@ -44,7 +44,7 @@ export function logLine(message: string): void {
 }
 
 export interface BuildReport {
-    action: "created" | "updated" | "re-signed" | "restored" | "adopted";
+    action: "created" | "updated" | "re-signed" | "restored" | "adopted" | "fetched" | "published";
     /** Which parts of the input hash changed (or "new", or the drift that was repaired). */
     reasons: string[];
     steps: { step: string; seconds: number }[];

@@ -16,22 +16,24 @@ import type { Handler } from "./resource-kit";
 import { withOutputLock } from "./store/output-lock";
 import * as path from "path";
 import { explainFullDisk, logLine } from "./build-log";
-import { SIGNING_KEYS_TOKEN, signingKeysHandler } from "./signing-keys";
-import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler } from "./system-extension";
-import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler } from "./kairos-uki-image";
-import { BOOT_MEDIA_TOKEN, bootMediaHandler } from "./boot-media";
-import { PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler } from "./promoted-artifact";
+import { SIGNING_KEYS_TOKEN, signingKeysHandler, withKeyStore } from "./signing-keys";
+import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler, systemExtensionLayout } from "./system-extension";
+import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler, kairosUkiImageLayout } from "./kairos-uki-image";
+import { BOOT_MEDIA_TOKEN, bootMediaHandler, bootMediaLayout } from "./boot-media";
+import { PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler, promotedArtifactLayout } from "./promoted-artifact";
+import { withArtifactStore } from "./store/stored-artifacts";
 
 export const STATE_VERSION = 2;
 /** What state without a `stateVersion` output is: written by pulumi-kairos 0.1.x. */
 const UNVERSIONED_STATE = 1;
 
+// Each resource with the artifact store of its `artifactStore` input (none: the handler as it is).
 const HANDLERS: Record<string, Handler> = {
-    [SIGNING_KEYS_TOKEN]: signingKeysHandler,
-    [SYSTEM_EXTENSION_TOKEN]: systemExtensionHandler,
-    [KAIROS_UKI_IMAGE_TOKEN]: kairosUkiImageHandler,
-    [BOOT_MEDIA_TOKEN]: bootMediaHandler,
-    [PROMOTED_ARTIFACT_TOKEN]: promotedArtifactHandler,
+    [SIGNING_KEYS_TOKEN]: withKeyStore(signingKeysHandler),
+    [SYSTEM_EXTENSION_TOKEN]: withArtifactStore(SYSTEM_EXTENSION_TOKEN, systemExtensionHandler, systemExtensionLayout),
+    [KAIROS_UKI_IMAGE_TOKEN]: withArtifactStore(KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler, kairosUkiImageLayout),
+    [BOOT_MEDIA_TOKEN]: withArtifactStore(BOOT_MEDIA_TOKEN, bootMediaHandler, bootMediaLayout),
+    [PROMOTED_ARTIFACT_TOKEN]: withArtifactStore(PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler, promotedArtifactLayout),
 };
 
 export const RESOURCE_TOKENS = Object.keys(HANDLERS);

@@ -19,6 +19,9 @@ import { BootEntry, LoaderEntryKey, SingleEntry, loaderEntryFileName, planBootEn
 import { buildUki, readLoaderInfo, signEfi, verifyEfi } from "./toolkit/uki";
 import { largestContributors } from "./toolkit/size-report";
 import type { SigningKeys } from "./signing-keys";
+import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
+import type { ArtifactStoreSpec } from "./store/artifact-store";
+import { artifactStoreInput } from "./artifact-store-config";
 
 export const KAIROS_UKI_IMAGE_TOKEN = "kairos:index:KairosUkiImage";
 const BUILDER_VERSION = "kairos-uki-image/1";
@@ -60,6 +63,8 @@ export interface KairosUkiImageArgs {
     initrdCompressionLevel?: pulumi.Input<number>;
     /** zstd long-distance window of the initrd, log2 (10-27), or 0 for none. @default 27 */
     initrdWindowLog?: pulumi.Input<number>;
+    /** Keep the UKIs in an S3-compatible store and fetch them instead of building. @default the stack config kairos:artifactStore */
+    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
 }
 
 interface CheckedInputs {
@@ -105,6 +110,14 @@ interface Outputs extends CheckedInputs {
     drift: string[];
     lastBuild: BuildReport;
 }
+
+/** The whole outputDir is the resource's (UKIs, entries, BOOTX64.EFI, the owner marker). */
+export const kairosUkiImageLayout: ArtifactLayout = {
+    root: (p) => p.outputDir,
+    placement: () => "dir",
+    localFiles: (outs) => [...outs.ukis.flatMap((u: UkiOutput) => [u.path, u.entryPath]), outs.systemdBoot.path],
+    label: () => "KairosUkiImage",
+};
 
 export const kairosUkiImageHandler: Handler = {
     writes: (p) => [p.outputDir],
@@ -316,6 +329,8 @@ export class KairosUkiImage extends pulumi.dynamic.Resource {
     declare readonly hashParts: pulumi.Output<Record<string, string>>;
     declare readonly lastBuild: pulumi.Output<BuildReport>;
     declare readonly drift: pulumi.Output<string[]>;
+    /** Where the artifact store keeps the UKIs (undefined without a store). */
+    declare readonly store: pulumi.Output<StoreOutput | undefined>;
 
     /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
     declare readonly stateVersion: pulumi.Output<number>;
@@ -327,8 +342,8 @@ export class KairosUkiImage extends pulumi.dynamic.Resource {
         const outputs = {
             stateVersion: undefined, outputDir: undefined,
             ukis: undefined, systemdBoot: undefined, bootFiles: undefined, stubOrigin: undefined, pcr11: undefined, kairosRelease: undefined, entryKey: undefined,
-            sourceDigest: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined,
+            sourceDigest: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined, store: undefined,
         };
-        super(packageProvider(KAIROS_UKI_IMAGE_TOKEN), name, { ...outputs, ...rest, signing, pcrKey }, opts, "kairos", "KairosUkiImage");
+        super(packageProvider(KAIROS_UKI_IMAGE_TOKEN), name, { ...outputs, ...rest, signing, pcrKey, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "KairosUkiImage");
     }
 }

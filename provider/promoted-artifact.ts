@@ -12,6 +12,9 @@ import { canonicalJson, rangesEqual, sha256File, sha256FileIfExists, sha256Hex }
 import { readCertificate } from "./toolkit/openssl";
 import { readPartitionTable, resignSysextImage, verifySysextImage } from "./toolkit/ddi";
 import { stageThenMove, withScratch } from "./store/staging";
+import { ArtifactStoreSpec, artifactStoreFor } from "./store/artifact-store";
+import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
+import { artifactStoreInput } from "./artifact-store-config";
 
 export const PROMOTED_ARTIFACT_TOKEN = "kairos:index:PromotedArtifact";
 const BUILDER_VERSION = "promoted-artifact/1";
@@ -26,6 +29,10 @@ export interface PromotedArtifactArgs {
     kind?: pulumi.Input<"sysext" | "confext" | "file">;
     /** Re-sign an extension with this environment's db key and certificate. */
     resign?: pulumi.Input<{ key: pulumi.Input<string>; certificate: pulumi.Input<string> }>;
+    /** Take the tested artifact from the earlier environment's artifact store (by expectedSha256); `source` then only names the file. */
+    fromStore?: pulumi.Input<ArtifactStoreSpec>;
+    /** This environment's artifact store (same server as fromStore: a server-side copy). @default the stack config kairos:artifactStore */
+    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
 }
 
 interface CheckedInputs {
@@ -34,6 +41,8 @@ interface CheckedInputs {
     outputDir: string;
     kind: "sysext" | "confext" | "file";
     resign?: { key: string; certificate: string };
+    fromStore?: ArtifactStoreSpec;
+    artifactStore?: ArtifactStoreSpec;
     hashParts: Record<string, string>;
     inputHash: string;
 }
@@ -47,6 +56,14 @@ interface Outputs extends CheckedInputs {
     drift: string[];
     lastBuild: BuildReport;
 }
+
+/** One file in outputDir. */
+export const promotedArtifactLayout: ArtifactLayout = {
+    root: (p) => p.outputDir,
+    placement: () => "files",
+    localFiles: (outs) => [outs.path],
+    label: (p) => `PromotedArtifact ${path.basename(p.source)}`,
+};
 
 export const promotedArtifactHandler: Handler = {
     writes: (p) => [path.join(p.outputDir, path.basename(p.source))],
@@ -92,18 +109,26 @@ export const promotedArtifactHandler: Handler = {
     },
 };
 
-async function promote(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
-    const fileName = path.basename(inputs.source);
-    const actual = await log.step("verify tested artifact", () => sha256File(inputs.source));
-    if (actual !== inputs.expectedSha256) {
-        throw new Error(
-            `${inputs.source} is not the artifact that was tested: its sha256 is ${actual}, the earlier stack recorded ${inputs.expectedSha256}. ` +
-                `Promotion copies tested bytes only; rebuild and test it in the earlier environment first.`,
-        );
-    }
-    const isExtension = inputs.kind !== "file";
-    const before = isExtension ? await readPartitionTable(inputs.source) : undefined;
-    return withScratch(inputs.outputDir, "promote", async (work) => {
+async function promote(checked: CheckedInputs, log: BuildLog): Promise<Outputs> {
+    const fileName = path.basename(checked.source);
+    return withScratch(checked.outputDir, "promote", async (work) => {
+        const fromStore = artifactStoreFor(checked.fromStore);
+        // From a store, the blob named by the tested digest is downloaded and hashed as it streams.
+        const source = fromStore ? path.join(work, "tested", fileName) : checked.source;
+        if (fromStore) {
+            fs.mkdirSync(path.dirname(source));
+            await log.step(`fetch tested artifact from ${fromStore.location}`, () => fromStore.getBlob(checked.expectedSha256, undefined, source));
+        }
+        const inputs = { ...checked, source };
+        const actual = fromStore ? checked.expectedSha256 : await log.step("verify tested artifact", () => sha256File(inputs.source));
+        if (actual !== inputs.expectedSha256) {
+            throw new Error(
+                `${inputs.source} is not the artifact that was tested: its sha256 is ${actual}, the earlier stack recorded ${inputs.expectedSha256}. ` +
+                    `Promotion copies tested bytes only; rebuild and test it in the earlier environment first.`,
+            );
+        }
+        const isExtension = inputs.kind !== "file";
+        const before = isExtension ? await readPartitionTable(inputs.source) : undefined;
         const result = await stageThenMove(
             inputs.outputDir,
             async (staging) => {
@@ -126,8 +151,13 @@ async function promote(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
             0o755,
         );
         const target = path.join(inputs.outputDir, fileName);
+        const toStore = artifactStoreFor(inputs.artifactStore);
+        if (fromStore && toStore && !inputs.resign && toStore.sameServerAs(fromStore)) {
+            // The tested bytes move between buckets on the server; the publish that follows finds them there.
+            await log.step(`copy ${fromStore.location} -> ${toStore.location} (server-side)`, () => toStore.copyBlobFrom(fromStore, inputs.expectedSha256, fs.statSync(target).size));
+        }
         return {
-            ...inputs,
+            ...checked,
             path: target,
             sha256: await sha256File(target),
             sourceSha256: actual,
@@ -154,7 +184,7 @@ export async function changedRegions(tested: string, promoted: string, table: Pi
 
 function crossFieldProblems(i: CheckedInputs): InputProblem[] {
     const problems: InputProblem[] = [];
-    if (!fs.existsSync(i.source)) problems.push({ property: "source", reason: `${i.source} does not exist` });
+    if (!i.fromStore && !fs.existsSync(i.source)) problems.push({ property: "source", reason: `${i.source} does not exist` });
     if (i.resign && i.kind === "file") problems.push({ property: "resign", reason: "only sysext and confext images can be re-signed here; set kind" });
     if (i.resign) problems.push(...signingPairProblems("resign", i.resign));
     return problems;
@@ -171,12 +201,14 @@ export class PromotedArtifact extends pulumi.dynamic.Resource {
     declare readonly drift: pulumi.Output<string[]>;
     declare readonly hashParts: pulumi.Output<Record<string, string>>;
     declare readonly inputHash: pulumi.Output<string>;
+    /** Where this environment's artifact store keeps it (undefined without a store). */
+    declare readonly store: pulumi.Output<StoreOutput | undefined>;
 
     /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
     declare readonly stateVersion: pulumi.Output<number>;
 
     constructor(name: string, args: PromotedArtifactArgs, opts?: pulumi.CustomResourceOptions) {
-        const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, sourceSha256: undefined, rootHash: undefined, changes: undefined, drift: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined };
-        super(packageProvider(PROMOTED_ARTIFACT_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "PromotedArtifact");
+        const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, sourceSha256: undefined, rootHash: undefined, changes: undefined, drift: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, store: undefined };
+        super(packageProvider(PROMOTED_ARTIFACT_TOKEN), name, { ...outputs, ...args, artifactStore: artifactStoreInput(args.artifactStore) }, opts, "kairos", "PromotedArtifact");
     }
 }

@@ -13,8 +13,11 @@ import { stageThenMove } from "./store/staging";
 import { faultPoint } from "./fault-points";
 import {
     KEY_ROLES, KeyPairPaths, KeyRole, KeySource, TPM_PCR_KEY_FILE,
-    allKeySetFiles, checkImport, createKeyMaterial, deriveSignatureFiles, digestKeySet, keyFileNames,
+    allKeySetFiles, checkImport, createKeyMaterial, deriveSignatureFiles, digestKeySet, isPrivateKeyFile, keyFileNames,
 } from "./toolkit/secure-boot-keyset";
+import type { ArtifactStoreSpec } from "./store/artifact-store";
+import { ArtifactLayout, StoreOutput, diffWithStore, publish, storeOf } from "./store/stored-artifacts";
+import { artifactStoreInput } from "./artifact-store-config";
 
 export const SIGNING_KEYS_TOKEN = "kairos:index:SigningKeys";
 const BUILDER_VERSION = "signing-keys/1";
@@ -48,6 +51,8 @@ export interface SigningKeysArgs {
     rotation?: pulumi.Input<number>;
     /** Delete the key files on destroy. @default false (they stay on disk) */
     deleteOnDestroy?: pulumi.Input<boolean>;
+    /** Keep the certificates, .esl and .auth files in an S3-compatible store (never the private keys). @default the stack config kairos:artifactStore */
+    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
 }
 
 interface CheckedInputs {
@@ -164,6 +169,85 @@ export const signingKeysHandler: Handler = {
         if (fs.existsSync(props.keyDir) && fs.readdirSync(props.keyDir).length === 0) fs.rmdirSync(props.keyDir);
     },
 };
+
+/** The key folder's recorded files; only the public ones (certificates, .esl, .auth) are ever stored. */
+export const signingKeysLayout: ArtifactLayout = {
+    root: (p) => p.keyDir ?? p.outputDir,
+    placement: () => "files",
+    localFiles: (outs) => Object.keys(outs.fileDigests ?? {}).map((f) => path.join(outs.keyDir, f)),
+    storedFiles: (outs) => Object.keys(outs.fileDigests ?? {}).filter((f) => !isPrivateKeyFile(f)).map((f) => path.join(outs.keyDir, f)),
+    label: (p) => `SigningKeys ${p.name}`,
+};
+
+/**
+ * SigningKeys with an artifact store. A store never makes keys: a create always makes (or imports)
+ * them and publishes the public files. A runner whose key folder lacks recorded files takes the
+ * public ones from the store and the private ones from the import sources every runner has; a
+ * generated key set's private keys must be restored by the user (from a secret store), and the update
+ * says so before anything is written.
+ */
+export function withKeyStore(h: Handler): Handler {
+    return {
+        ...h,
+        diff: (id, olds, news) => diffWithStore(h, signingKeysLayout, id, olds, news),
+        async create(inputs) {
+            const store = storeOf(inputs);
+            const made = await h.create(inputs);
+            return store ? { id: made.id, outs: await publish(store, SIGNING_KEYS_TOKEN, inputs, made.outs, signingKeysLayout) } : made;
+        },
+        async update(id, olds: Outputs, news: CheckedInputs & { artifactStore?: ArtifactStoreSpec }) {
+            const store = storeOf(news);
+            if (!store) return h.update(id, olds, news);
+            const log = new BuildLog(`SigningKeys ${news.name}`, "fetched", [`restore ${olds.keyDir} from ${store.location}`]);
+            const restored = await restoreKeySet(store, olds, log);
+            if (olds.inputHash === news.inputHash && olds.deleteOnDestroy === news.deleteOnDestroy && !rotationInterrupted(olds)) {
+                const outs = { ...olds, ...news, drift: [], fileDigests: await digestKeySet(olds.keyDir) };
+                if (restored && (olds as Outputs & { store?: StoreOutput }).store?.location === store.location) return { outs: { ...outs, lastBuild: log.report() } };
+                return { outs: await publish(store, SIGNING_KEYS_TOKEN, news, outs, signingKeysLayout, restored ? { log } : { log: new BuildLog(`SigningKeys ${news.name}`, "published", [`not yet in ${store.location}`]) }) };
+            }
+            const updated = await h.update(id, { ...olds, drift: [] }, news);
+            return { outs: await publish(store, SIGNING_KEYS_TOKEN, news, updated.outs, signingKeysLayout) };
+        },
+    };
+}
+
+/** Puts back recorded files this machine lacks; true if it did. Nothing is written unless all can be. */
+async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, olds: Outputs, log: BuildLog): Promise<boolean> {
+    const dir = olds.keyDir;
+    const now = fs.existsSync(dir) ? await digestKeySet(dir) : {};
+    const lost = Object.keys(olds.fileDigests ?? {}).filter((f) => now[f] !== olds.fileDigests[f]);
+    if (lost.length === 0) return false;
+    const sources = olds.import ? importedKeyFiles(olds.import) : {};
+    const unavailable = lost.filter((f) => isPrivateKeyFile(f) && !(sources[f] && fs.existsSync(sources[f])));
+    if (unavailable.length > 0) {
+        throw new Error(
+            `SigningKeys ${olds.name}: ${dir} lacks ${unavailable.join(", ")}, and private keys are never put in the artifact store. ` +
+                `Restore them into ${dir} from where you keep them (a secret store, a backup), or import the keys from files every runner has (import.dir). Nothing was changed.`,
+        );
+    }
+    await log.step("fetch certificates and signature lists", () => stageThenMove(dir, async (staging) => {
+        for (const f of lost) {
+            const to = path.join(staging, f);
+            if (isPrivateKeyFile(f)) fs.copyFileSync(sources[f], to);
+            else await store.getBlob(olds.fileDigests[f], undefined, to);
+            fs.chmodSync(to, isPrivateKeyFile(f) ? 0o600 : 0o644);
+        }
+        const got = await digestKeySet(staging);
+        const wrong = lost.filter((f) => got[f] !== olds.fileDigests[f]);
+        if (wrong.length > 0) throw new Error(`${wrong.join(", ")} from the import sources are not the recorded keys (the import files changed since the keys were imported); nothing was changed`);
+        if (!fs.existsSync(path.join(dir, KEY_SET_STAMP))) {
+            fs.writeFileSync(path.join(staging, KEY_SET_STAMP), `${JSON.stringify({ keyMaterialHash: olds.keyMaterialHash, rotation: olds.rotation })}\n`);
+        }
+    }));
+    return true;
+}
+
+/** Key-folder file name -> the import source it was copied from. */
+function importedKeyFiles(imp: NonNullable<CheckedInputs["import"]>): Record<string, string> {
+    const pairs = importPairs(imp);
+    const tpm = importTpmKey(imp);
+    return { ...Object.fromEntries(KEY_ROLES.map((r) => [keyFileNames(r).key, pairs[r].key])), ...(tpm ? { [TPM_PCR_KEY_FILE]: tpm } : {}) };
+}
 
 /** Key-material and input hashes; a key-material change without a rotation is refused here, in preview. */
 async function deriveHashes(inputs: CheckedInputs, olds: Partial<CheckedInputs>): Promise<InputProblem[]> {
@@ -480,6 +564,8 @@ export class SigningKeys extends pulumi.dynamic.Resource {
     declare readonly keyMaterialHash: pulumi.Output<string>;
     declare readonly hashParts: pulumi.Output<Record<string, string>>;
     declare readonly lastBuild: pulumi.Output<BuildReport>;
+    /** Where the artifact store keeps the public files (undefined without a store). */
+    declare readonly store: pulumi.Output<StoreOutput | undefined>;
 
     /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
     declare readonly stateVersion: pulumi.Output<number>;
@@ -489,8 +575,8 @@ export class SigningKeys extends pulumi.dynamic.Resource {
             stateVersion: undefined, ownerGuid: undefined, authTimestamp: undefined,
             keyDir: undefined, keySource: undefined, adoptedExtraLists: undefined, files: undefined, tpmPcrKeyFile: undefined, tpmPcrPublicKeyPem: undefined,
             certificates: undefined, signatureLists: undefined, fileDigests: undefined, drift: undefined,
-            inputHash: undefined, keyMaterialHash: undefined, hashParts: undefined, lastBuild: undefined,
+            inputHash: undefined, keyMaterialHash: undefined, hashParts: undefined, lastBuild: undefined, store: undefined,
         };
-        super(packageProvider(SIGNING_KEYS_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "SigningKeys");
+        super(packageProvider(SIGNING_KEYS_TOKEN), name, { ...outputs, ...args, artifactStore: artifactStoreInput(args.artifactStore) }, opts, "kairos", "SigningKeys");
     }
 }

@@ -15,6 +15,9 @@ import { DdiArchitecture, ExtensionKind, buildSysextImage, extensionReleasePath,
 import { ensureExtensionRelease, foreignReleaseFiles, releaseNameMismatch, ReleaseFields } from "./toolkit/extension-release";
 import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/extension-source";
 import type { SigningKeys } from "./signing-keys";
+import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
+import type { ArtifactStoreSpec } from "./store/artifact-store";
+import { artifactStoreInput } from "./artifact-store-config";
 
 export const SYSTEM_EXTENSION_TOKEN = "kairos:index:SystemExtension";
 const BUILDER_VERSION = "system-extension/1";
@@ -54,6 +57,8 @@ export interface SystemExtensionArgs {
     signingKeys?: SigningKeys;
     /** Timestamp of every file in the image. @default 0 */
     sourceDateEpoch?: pulumi.Input<number>;
+    /** Keep the image in an S3-compatible store and fetch it instead of building. @default the stack config kairos:artifactStore */
+    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
 }
 
 interface CheckedInputs {
@@ -94,6 +99,14 @@ const DDI_ARCH: Record<CheckedInputs["arch"], DdiArchitecture> = { amd64: "x86-6
 export function imageFileName(name: string, kind: ExtensionKind): string {
     return `${name}.${kind}.raw`;
 }
+
+/** One image file in outputDir. */
+export const systemExtensionLayout: ArtifactLayout = {
+    root: (p) => p.outputDir,
+    placement: () => "files",
+    localFiles: (outs) => [outs.path],
+    label: (p) => `SystemExtension ${p.name}`,
+};
 
 export const systemExtensionHandler: Handler = {
     writes: (p) => [path.join(p.outputDir, p.name)],
@@ -254,6 +267,8 @@ export class SystemExtension extends pulumi.dynamic.Resource {
     declare readonly drift: pulumi.Output<string[]>;
     declare readonly hashParts: pulumi.Output<Record<string, string>>;
     declare readonly lastBuild: pulumi.Output<BuildReport>;
+    /** Where the artifact store keeps the image (undefined without a store). */
+    declare readonly store: pulumi.Output<StoreOutput | undefined>;
 
     /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
     declare readonly stateVersion: pulumi.Output<number>;
@@ -265,8 +280,8 @@ export class SystemExtension extends pulumi.dynamic.Resource {
             stateVersion: undefined,
             path: undefined, sha256: undefined, size: undefined, rootHash: undefined, certificateFingerprint: undefined,
             extensionRelease: undefined, sourceDigest: undefined, droppedPaths: undefined, inputHash: undefined,
-            contentHash: undefined, drift: undefined, hashParts: undefined, lastBuild: undefined,
+            contentHash: undefined, drift: undefined, hashParts: undefined, lastBuild: undefined, store: undefined,
         };
-        super(packageProvider(SYSTEM_EXTENSION_TOKEN), name, { ...outputs, ...rest, signing }, opts, "kairos", "SystemExtension");
+        super(packageProvider(SYSTEM_EXTENSION_TOKEN), name, { ...outputs, ...rest, signing, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "SystemExtension");
     }
 }

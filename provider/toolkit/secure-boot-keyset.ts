@@ -194,7 +194,7 @@ export async function digestKeySet(dir: string): Promise<Record<string, string>>
     return out;
 }
 
-function isPrivateKeyFile(name: string): boolean {
+export function isPrivateKeyFile(name: string): boolean {
     return name.endsWith(".key") || name === TPM_PCR_KEY_FILE;
 }
 

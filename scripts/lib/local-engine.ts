@@ -65,13 +65,17 @@ export interface LocalStackOptions {
      * Automation API's default is a fresh temp dir). @default <backendDir>/workspace/<projectName>
      */
     workDir?: string;
+    /** Another state backend (e.g. s3://…); backendDir then only holds PULUMI_HOME. @default file://<backendDir> */
+    backendUrl?: string;
+    /** More environment for the CLI and the providers (e.g. the S3 credentials). */
+    env?: Record<string, string>;
 }
 
 export async function openLocalStack(program: InlineProgramArgs["program"], o: LocalStackOptions): Promise<Stack> {
     fs.mkdirSync(o.backendDir, { recursive: true });
     const workDir = o.workDir ?? path.join(o.backendDir, "workspace", o.projectName);
     fs.mkdirSync(workDir, { recursive: true });
-    const envVars = engineEnv(o.backendDir, o.passphrase);
+    const envVars = { ...engineEnv(o.backendDir, o.passphrase), ...o.env, ...(o.backendUrl ? { PULUMI_BACKEND_URL: o.backendUrl } : {}) };
     const pulumiCommand = await PulumiCommand.get({ root: path.dirname(pulumiBinDir()) });
     return LocalWorkspace.createOrSelectStack(
         { projectName: o.projectName, stackName: o.stackName, program },

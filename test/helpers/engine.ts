@@ -12,6 +12,11 @@ export interface EngineStackOptions {
     backendDir?: string;
     projectName?: string;
     stackName?: string;
+    /** The project folder (relative input paths resolve against it). */
+    workDir?: string;
+    /** A state backend other than a file one in backendDir (e.g. s3://…). */
+    backendUrl?: string;
+    env?: Record<string, string>;
 }
 
 /** A stack on a local file backend; `dispose()` removes the backend unless a dir was given. */
@@ -23,6 +28,9 @@ export async function engineStack(program: InlineProgramArgs["program"], opts: E
         passphrase: TEST_PASSPHRASE,
         projectName: opts.projectName ?? "kairos-test",
         stackName: opts.stackName ?? "dev",
+        workDir: opts.workDir,
+        backendUrl: opts.backendUrl,
+        env: opts.env,
     });
     return new EngineStack(stack, backendDir, ownsBackend);
 }

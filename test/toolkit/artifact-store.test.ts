@@ -1,0 +1,117 @@
+// The artifact store's S3 side against a real S3 server (SeaweedFS on 127.0.0.1): content-addressed
+// blobs, verified downloads, manifests that the first writer owns, concurrent writers, clear errors.
+import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import { ArtifactStore, OUTPUT_ROOT, StoreIntegrityError, relocate } from "../../provider/store/artifact-store";
+import { sha256File } from "../../provider/toolkit/files";
+import { S3Server, startS3Server } from "../helpers/s3-server";
+import { s3Objects } from "../helpers/s3-objects";
+import { tempDir } from "../helpers/temp";
+
+describe("artifact store on a real S3 server", function () {
+    this.timeout(120000);
+    let s3: S3Server;
+    let objects: ReturnType<typeof s3Objects>;
+    let work: string;
+    let store: ArtifactStore;
+    let savedEnv: NodeJS.ProcessEnv;
+
+    const fileWith = (name: string, bytes: Buffer | string) => {
+        const f = path.join(work, name);
+        fs.writeFileSync(f, bytes);
+        return f;
+    };
+
+    before(async () => {
+        s3 = await startS3Server({ buckets: ["unit"] });
+        objects = s3Objects(s3);
+        savedEnv = { ...process.env };
+        Object.assign(process.env, s3.env()); // the store takes credentials from the SDK's usual chain
+        work = tempDir("artifact-store");
+        store = new ArtifactStore({ bucket: "unit", endpoint: s3.endpoint });
+    });
+    after(async () => {
+        process.env = savedEnv;
+        await s3?.stop();
+    });
+
+    it("stores a file under its sha256 once and gives back exactly its bytes", async () => {
+        const f = fileWith("a.bin", Buffer.alloc(3 << 20, 7));
+        const sha = await sha256File(f);
+        assert.strictEqual(await store.putBlob(f, sha, 3 << 20), "uploaded");
+        assert.strictEqual(await store.putBlob(f, sha, 3 << 20), "present");
+        const back = path.join(work, "a.back");
+        await store.getBlob(sha, 3 << 20, back);
+        assert.strictEqual(await sha256File(back), sha);
+        assert.strictEqual(store.blobUri(sha), `s3://unit/kairos/sha256/${sha}`);
+    });
+
+    it("refuses a swapped, a flipped and a truncated object, and leaves no file behind", async () => {
+        const f = fileWith("b.bin", "the real bytes\n");
+        const sha = await sha256File(f);
+        await store.putBlob(f, sha, 15);
+        for (const bad of [Buffer.from("other bytes!!!\n"), Buffer.from("the real bytes\n").map((b, i) => (i === 3 ? b ^ 1 : b)), Buffer.from("the real")]) {
+            await objects.put("unit", store.blobKey(sha), Buffer.from(bad));
+            const dest = path.join(work, "b.back");
+            const err = await store.getBlob(sha, 15, dest).catch((e) => e);
+            assert.ok(err instanceof StoreIntegrityError, String(err));
+            assert.match(err.message, new RegExp(`s3://unit/kairos/sha256/${sha} is damaged: it holds ${bad.length} bytes`));
+            assert.ok(!fs.existsSync(dest));
+        }
+    });
+
+    it("concurrent writers of one input hash end with one blob and one manifest: the first one's", async () => {
+        const f = fileWith("c.bin", Buffer.alloc(1 << 20, 3));
+        const sha = await sha256File(f);
+        const runners = [0, 1, 2, 3].map(() => new ArtifactStore({ bucket: "unit", endpoint: s3.endpoint }));
+        await Promise.all(runners.map((r) => r.putBlob(f, sha, 1 << 20)));
+        const results = await Promise.all(runners.map((r, i) => r.putManifest({ resource: "kairos:index:SystemExtension", inputHash: "h1", entries: [{ path: "c.bin", sha256: sha, size: 1 << 20, mode: 0o644 }], outputs: { writer: i } })));
+        assert.strictEqual(results.filter((r) => r === "written").length, 1, `one writer wins: ${results}`);
+        assert.deepStrictEqual(await objects.keys("unit", "kairos/sha256/" + sha), [`kairos/sha256/${sha}`]);
+        assert.deepStrictEqual(await objects.keys("unit", "kairos/manifests/"), ["kairos/manifests/SystemExtension/h1.json"]);
+        const m = await store.getManifest("kairos:index:SystemExtension", "h1");
+        assert.strictEqual(m!.outputs.writer, results.indexOf("written"));
+        assert.strictEqual(await store.getManifest("kairos:index:SystemExtension", "absent"), undefined);
+    });
+
+    it("a manifest that is not JSON or describes something else is refused", async () => {
+        await objects.put("unit", store.manifestKey("kairos:index:BootMedia", "h2"), Buffer.from("{not json"));
+        await assert.rejects(store.getManifest("kairos:index:BootMedia", "h2"), (e: Error) => e instanceof StoreIntegrityError && /is not a manifest/.test(e.message));
+        await objects.put("unit", store.manifestKey("kairos:index:BootMedia", "h3"), Buffer.from(JSON.stringify({ format: "pulumi-kairos-artifacts/1", resource: "kairos:index:BootMedia", inputHash: "h4", entries: [] })));
+        await assert.rejects(store.getManifest("kairos:index:BootMedia", "h3"), (e: Error) => e instanceof StoreIntegrityError && /does not describe kairos:index:BootMedia for input hash h3/.test(e.message));
+    });
+
+    it("wrong credentials and a missing bucket are errors that name the store and the fix", async () => {
+        const f = fileWith("d.bin", "d");
+        const sha = await sha256File(f);
+        process.env.AWS_SECRET_ACCESS_KEY = "wrong-secret";
+        try {
+            const err = await new ArtifactStore({ bucket: "unit", endpoint: s3.endpoint, prefix: "other" }).putBlob(f, sha, 1).catch((e) => e);
+            assert.match(String(err.message), new RegExp(`artifact store s3://unit/other/ at ${s3.endpoint.replace(/[.]/g, "\\.")}: cannot .*AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY`));
+        } finally {
+            Object.assign(process.env, s3.env());
+        }
+        const err = await new ArtifactStore({ bucket: "no-such-bucket", endpoint: s3.endpoint }).putBlob(f, sha, 1).catch((e) => e);
+        assert.match(String(err.message), /no-such-bucket.*create the bucket first/);
+    });
+
+    it("server-side copy between buckets keeps the bytes", async () => {
+        await objects.createBucket("unit-prod");
+        const f = fileWith("e.bin", Buffer.alloc(2 << 20, 9));
+        const sha = await sha256File(f);
+        await store.putBlob(f, sha, 2 << 20);
+        const prod = new ArtifactStore({ bucket: "unit-prod", endpoint: s3.endpoint });
+        assert.ok(prod.sameServerAs(store));
+        assert.strictEqual(await prod.copyBlobFrom(store, sha, 2 << 20), "copied");
+        assert.strictEqual(await prod.copyBlobFrom(store, sha, 2 << 20), "present");
+        await prod.getBlob(sha, 2 << 20, path.join(work, "e.back"));
+    });
+
+    it("relocate moves every path under one root to another, and nothing else", () => {
+        const outs = { path: "out/x.raw", ukis: [{ path: "out/u/a.efi", note: "outside" }], other: "outer/x", same: "out", n: 3 };
+        const stored = relocate(outs, "out", OUTPUT_ROOT);
+        assert.deepStrictEqual(stored, { path: `${OUTPUT_ROOT}/x.raw`, ukis: [{ path: `${OUTPUT_ROOT}/u/a.efi`, note: "outside" }], other: "outer/x", same: OUTPUT_ROOT, n: 3 });
+        assert.deepStrictEqual(relocate(stored, OUTPUT_ROOT, "/runner/b/out"), { ...outs, path: "/runner/b/out/x.raw", ukis: [{ path: "/runner/b/out/u/a.efi", note: "outside" }], same: "/runner/b/out" });
+    });
+});
