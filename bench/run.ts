@@ -11,6 +11,7 @@ import { ukiRebuildBench } from "./uki-rebuild";
 import { noopUpBench } from "./engine";
 import { measurePeakRss } from "./peak-rss";
 import { benchRootfsPath, kairosTree } from "./kairos-tree";
+import { artifactStoreBench } from "./artifact-store";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const MB = 1e6;
@@ -70,6 +71,12 @@ async function main(): Promise<void> {
         progress("peak RSS");
         const rss = await measurePeakRss(tree, path.join(work, "rss"));
         rows.push({ what: `provider peak RSS: keys + UKI (${mb(rss.ukiBytes)}) + ISO (${mb(rss.isoBytes)})`, ours: `${rss.peakRssMB.toFixed(0)} MB`, reference: "-", ratio: "-", target: "<= 300 MB", met: rss.peakRssMB <= 300 });
+
+        progress("artifact store (SeaweedFS)");
+        const st = await artifactStoreBench(RUNS);
+        const rate = (sec: number) => `${(100 / sec).toFixed(0)} MB/s`;
+        rows.push({ what: "artifact store: 100 MB upload / verified download", ours: `${s(st.uploadSeconds)} (${rate(st.uploadSeconds)}) / ${s(st.downloadSeconds)} (${rate(st.downloadSeconds)})`, reference: `${s(st.localCopySeconds)} local copy + sha256`, ratio: x(st.downloadSeconds / st.localCopySeconds), target: "-" });
+        rows.push({ what: "  demo stack on a fresh runner: fetch vs build", ours: `${s(st.demo.fetchSeconds)}, ${st.demo.fetched.length} fetched, ${st.demo.built.length} built`, reference: `${s(st.demo.buildSeconds)} build + publish`, ratio: x(st.demo.fetchSeconds / st.demo.buildSeconds), target: "builds nothing", met: st.demo.built.length === 0 && st.demo.identical });
 
         print(rows, ir, rootfs);
     } finally {

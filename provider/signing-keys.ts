@@ -198,12 +198,11 @@ export function withKeyStore(h: Handler): Handler {
         async update(id, olds: Outputs, news: CheckedInputs & { artifactStore?: ArtifactStoreSpec }) {
             const store = storeOf(news);
             if (!store) return h.update(id, olds, news);
-            const log = new BuildLog(`SigningKeys ${news.name}`, "fetched", [`restore ${olds.keyDir} from ${store.location}`]);
-            const restored = await restoreKeySet(store, olds, log);
+            const restored = await restoreKeySet(store, olds);
             if (olds.inputHash === news.inputHash && olds.deleteOnDestroy === news.deleteOnDestroy && !rotationInterrupted(olds)) {
                 const outs = { ...olds, ...news, drift: [], fileDigests: await digestKeySet(olds.keyDir) };
-                if (restored && (olds as Outputs & { store?: StoreOutput }).store?.location === store.location) return { outs: { ...outs, lastBuild: log.report() } };
-                return { outs: await publish(store, SIGNING_KEYS_TOKEN, news, outs, signingKeysLayout, restored ? { log } : { log: new BuildLog(`SigningKeys ${news.name}`, "published", [`not yet in ${store.location}`]) }) };
+                if (restored && (olds as Outputs & { store?: StoreOutput }).store?.location === store.location) return { outs: { ...outs, lastBuild: restored.report() } };
+                return { outs: await publish(store, SIGNING_KEYS_TOKEN, news, outs, signingKeysLayout, { log: restored ?? new BuildLog(`SigningKeys ${news.name}`, "published", [`not yet in ${store.location}`]) }) };
             }
             const updated = await h.update(id, { ...olds, drift: [] }, news);
             return { outs: await publish(store, SIGNING_KEYS_TOKEN, news, updated.outs, signingKeysLayout) };
@@ -211,12 +210,12 @@ export function withKeyStore(h: Handler): Handler {
     };
 }
 
-/** Puts back recorded files this machine lacks; true if it did. Nothing is written unless all can be. */
-async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, olds: Outputs, log: BuildLog): Promise<boolean> {
+/** Puts back recorded files this machine lacks; the log of doing so, if it did. Nothing is written unless all can be. */
+async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, olds: Outputs): Promise<BuildLog | undefined> {
     const dir = olds.keyDir;
     const now = fs.existsSync(dir) ? await digestKeySet(dir) : {};
     const lost = Object.keys(olds.fileDigests ?? {}).filter((f) => now[f] !== olds.fileDigests[f]);
-    if (lost.length === 0) return false;
+    if (lost.length === 0) return undefined;
     const sources = olds.import ? importedKeyFiles(olds.import) : {};
     const unavailable = lost.filter((f) => isPrivateKeyFile(f) && !(sources[f] && fs.existsSync(sources[f])));
     if (unavailable.length > 0) {
@@ -225,6 +224,7 @@ async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, old
                 `Restore them into ${dir} from where you keep them (a secret store, a backup), or import the keys from files every runner has (import.dir). Nothing was changed.`,
         );
     }
+    const log = new BuildLog(`SigningKeys ${olds.name}`, "fetched", [`${lost.join(", ")} not on this machine: public files from ${store.location}${lost.some(isPrivateKeyFile) ? ", private keys from the import sources" : ""}`]);
     await log.step("fetch certificates and signature lists", () => stageThenMove(dir, async (staging) => {
         for (const f of lost) {
             const to = path.join(staging, f);
@@ -239,7 +239,7 @@ async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, old
             fs.writeFileSync(path.join(staging, KEY_SET_STAMP), `${JSON.stringify({ keyMaterialHash: olds.keyMaterialHash, rotation: olds.rotation })}\n`);
         }
     }));
-    return true;
+    return log;
 }
 
 /** Key-folder file name -> the import source it was copied from. */

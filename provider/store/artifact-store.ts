@@ -235,7 +235,11 @@ export class ArtifactStore {
             if (isNotFound(e) || isPreconditionFailed(e)) throw e;
             const status = (e as S3ServiceException).$metadata?.httpStatusCode;
             const code = (e as S3ServiceException).name;
-            const hint = status === 403 || code === "InvalidAccessKeyId" || code === "SignatureDoesNotMatch" ? ": check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile) for this store" : code === "NoSuchBucket" ? ": create the bucket first" : "";
+            const hint =
+                status === 403 || code === "InvalidAccessKeyId" || code === "SignatureDoesNotMatch" ? ": check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile) for this store"
+                : code === "CredentialsProviderError" ? ": set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for the provider processes"
+                : code === "NoSuchBucket" ? ": create the bucket first"
+                : "";
             throw new Error(`artifact store ${this.location}: cannot ${what}: ${code}${status ? ` (HTTP ${status})` : ""} ${(e as Error).message}${hint}`);
         }
     }

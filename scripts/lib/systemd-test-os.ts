@@ -148,7 +148,8 @@ export function parseSystemdReport(log: string): { facts: Record<string, string>
 /** The k3s stand-in (examples/k3s-sysext/standin), built reproducibly into `out`. */
 export async function buildK3sStandin(out: string): Promise<string> {
     fs.mkdirSync(path.dirname(out), { recursive: true });
-    const tmp = `${out}.tmp-${process.pid}`;
+    // go build runs in the stand-in's folder: a relative output path must not be read from there.
+    const tmp = `${path.resolve(out)}.tmp-${process.pid}`;
     await run(["go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", tmp, "."], {
         cwd: path.join(REPO, "examples/k3s-sysext/standin"),
         env: { CGO_ENABLED: "0", GOTOOLCHAIN: "local", GOFLAGS: "-mod=mod" },

@@ -129,6 +129,9 @@ describe("the bad-input table", function () {
             { what: "an image for another architecture", inputs: async (g) => ({ ...g, source: { ociLayout: await layout("arm-layout", [{ name: "usr", type: "dir" }, { name: "usr/bin", type: "dir" }, { name: "usr/bin/x", content: "x" }], "arm64") } }), names: /^source$/ },
             { what: "an OCI layout whose index.json is not JSON", inputs: (g) => ({ ...g, source: { ociLayout: (fs.mkdirSync(f("bad-index"), { recursive: true }), fs.writeFileSync(f("bad-index", "oci-layout"), '{"imageLayoutVersion":"1.0.0"}'), fs.writeFileSync(f("bad-index", "index.json"), "{nope"), f("bad-index")) } }), names: /^source$/ },
             { what: "a docker save archive whose manifest points outside it", inputs: (g) => ({ ...g, source: { dockerArchive: hostileDockerSave() } }), names: /^source$/ },
+            { what: "an artifact store whose bucket is not a bucket name", inputs: (g) => ({ ...g, artifactStore: { bucket: "My_Bucket" } }), names: /^artifactStore\.bucket$/ },
+            { what: "an artifact store endpoint without a scheme", inputs: (g) => ({ ...g, artifactStore: { bucket: "artifacts", endpoint: "127.0.0.1:8333" } }), names: /^artifactStore\.endpoint$/ },
+            { what: "an unknown onCorrupt policy", inputs: (g) => ({ ...g, artifactStore: { bucket: "artifacts", onCorrupt: "ignore" } }), names: /^artifactStore\.onCorrupt$/ },
         ]],
         KairosUkiImage: [KAIROS_UKI_IMAGE_TOKEN, [
             { what: "an initrd compression level out of range", inputs: (g) => ({ ...g, initrdCompressionLevel: 99 }), names: /^initrdCompressionLevel$/ },
