@@ -9,6 +9,7 @@ import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./b
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { HOST_EFI_DIR } from "./toolkit/tools";
+import { isPkcs11Uri } from "./toolkit/pkcs11";
 import { publicKeyPem, readCertificate } from "./toolkit/openssl";
 import { replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/staging";
 import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
@@ -304,7 +305,7 @@ function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): Inp
     }
     if (!isInitrdWindowLog(i.initrdWindowLog)) problems.push({ property: "initrdWindowLog", reason: `${i.initrdWindowLog} is not a zstd window: 0 (none) or 10-${MAX_KERNEL_WINDOW_LOG}` });
     problems.push(...signingPairProblems("signing", i.signing));
-    const missing = [i.pcrKey, i.splash].filter((f): f is string => !!f && !fs.existsSync(f));
+    const missing = [i.pcrKey, i.splash].filter((f): f is string => !!f && !isPkcs11Uri(f) && !fs.existsSync(f));
     if (missing.length > 0) problems.push({ property: i.splash && missing.includes(i.splash) ? "splash" : "pcrKey", reason: `${missing.join(", ")} not found` });
     else problems.push(...privateKeyProblems("pcrKey", i.pcrKey));
     // A line break would end the loader entry's line and start another one of the user's making.

@@ -11,6 +11,7 @@ import { InputProblem, UNKNOWN, inputDefaults, validateInputs } from "./validati
 import { keyMatchesCertificate } from "./toolkit/openssl";
 import { memoByFiles } from "./toolkit/file-memo";
 import { ExtensionSourceSpec, sourceForms } from "./toolkit/extension-source";
+import { isPkcs11Uri, tokenKeyProblem } from "./toolkit/pkcs11";
 
 export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">> & {
     /** `pulumi import`: take what exists at `id` as it is; returns its outputs and the inputs that describe it. */
@@ -154,6 +155,15 @@ export function sourceProblems(source: ExtensionSourceSpec): InputProblem[] {
 
 /** A signing key and certificate that exist and belong together. */
 export function signingPairProblems(property: string, pair: { key: string; certificate: string }): InputProblem[] {
+    if (isPkcs11Uri(pair.key)) {
+        if (!fs.existsSync(pair.certificate)) return [{ property, reason: `${pair.certificate} does not exist` }];
+        const unreadable = certificateProblems(property, pair.certificate);
+        if (unreadable.length > 0) return unreadable;
+        const problem = tokenKeyProblem(pair.key);
+        if (problem) return [{ property, reason: problem }];
+        if (!keyMatchesCertificate(pair.key, pair.certificate)) return [{ property, reason: `the token key ${pair.key} does not match the certificate ${pair.certificate}` }];
+        return [];
+    }
     const missing = [pair.key, pair.certificate].filter((f) => !fs.existsSync(f));
     if (missing.length > 0) return [{ property, reason: `${missing.join(" and ")} ${missing.length > 1 ? "do" : "does"} not exist` }];
     const unreadable = [...privateKeyProblems(property, pair.key), ...certificateProblems(property, pair.certificate)];
@@ -164,6 +174,10 @@ export function signingPairProblems(property: string, pair: { key: string; certi
 
 /** `file` holds a private key openssl can use (PEM or DER); a certificate or garbage is named as such. */
 export function privateKeyProblems(property: string, file: string): InputProblem[] {
+    if (isPkcs11Uri(file)) {
+        const problem = tokenKeyProblem(file);
+        return problem ? [{ property, reason: problem }] : [];
+    }
     const error = privateKeyError(file);
     return error ? [{ property, reason: `${file} is not a private key (${error})` }] : [];
 }

@@ -4,7 +4,8 @@
 // (contentType, messageDigest); RSA PKCS#1 v1.5 is deterministic, so the same image, key and certificate
 // always give the same bytes. The image digest is computed as sbsign computes it (pe.ts), and sbattach
 // (sbsigntool) writes the signature into the image; sbverify checks the result.
-import { createHash, createPrivateKey, createPublicKey, sign as rsaSign, X509Certificate, KeyObject } from "crypto";
+import { createHash, X509Certificate, KeyObject } from "crypto";
+import { NotRsaKeyError, openSigner, RsaSigner } from "./signer";
 import * as fs from "fs";
 
 export class AuthenticodeError extends Error {
@@ -129,16 +130,12 @@ export function spcIndirectDataContent(imageDigest: Buffer): Buffer {
 }
 
 export interface SignerPair {
-    /** PEM private key (file path, PEM text or KeyObject). RSA. */
-    key: string | KeyObject;
+    /** The RSA private key: a file path, PEM text, a KeyObject, a `pkcs11:` URI or an opened signer. */
+    key: string | KeyObject | RsaSigner;
     /** PEM or DER certificate (file path or contents). */
     certificate: string | Buffer;
 }
 
-function loadKey(key: string | KeyObject): KeyObject {
-    if (key instanceof KeyObject) return key;
-    return createPrivateKey(key.includes("-----BEGIN") ? key : fs.readFileSync(key));
-}
 
 function loadCertificate(cert: string | Buffer): X509Certificate {
     if (Buffer.isBuffer(cert)) return new X509Certificate(cert);
@@ -149,13 +146,18 @@ function loadCertificate(cert: string | Buffer): X509Certificate {
  * A PKCS#7 ContentInfo(SignedData) Authenticode signature over an image digest. Signed attributes are
  * contentType and messageDigest only (no signingTime), so the output is a pure function of its inputs.
  */
-export function authenticodeSignature(imageDigest: Buffer, signer: SignerPair): Buffer {
-    const key = loadKey(signer.key);
-    if (key.asymmetricKeyType !== "rsa") throw new AuthenticodeError(`the Secure Boot signing key must be RSA, not ${key.asymmetricKeyType}`);
+export async function authenticodeSignature(imageDigest: Buffer, signer: SignerPair): Promise<Buffer> {
+    let key: RsaSigner;
+    try {
+        key = openSigner(signer.key);
+    } catch (e) {
+        if (e instanceof NotRsaKeyError) throw new AuthenticodeError(`the Secure Boot signing key must be RSA: ${e.message}`);
+        throw e;
+    }
     const cert = loadCertificate(signer.certificate);
     const certDer = cert.raw;
     const certSpki = cert.publicKey.export({ type: "spki", format: "der" });
-    if (!createPublicKey(key).export({ type: "spki", format: "der" }).equals(certSpki)) {
+    if (!key.publicKey.export({ type: "spki", format: "der" }).equals(certSpki)) {
         throw new AuthenticodeError("the Secure Boot signing key does not match its certificate");
     }
     const idc = spcIndirectDataContent(imageDigest);
@@ -167,7 +169,7 @@ export function authenticodeSignature(imageDigest: Buffer, signer: SignerPair): 
         seq(oid(OID.messageDigest), setOf(octets(contentDigest))),
     ];
     const signedAttrs = setOf(...attributes); // signed as a SET (0x31)...
-    const signature = rsaSign("sha256", signedAttrs, key);
+    const signature = await key.sign("sha256", signedAttrs);
     const { issuer, serial } = issuerAndSerial(certDer);
     const signerInfo = seq(
         int(1),

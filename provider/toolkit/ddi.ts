@@ -3,6 +3,7 @@
 // systemd-repart is not used because Debian 12's v252 cannot make erofs, pads partitions to 10 MiB
 // and picks a random verity salt (so no two builds match). Here every UUID and the salt come from a
 // seed, so the same tree, epoch and key give the same bytes. Nothing needs root, loop or dm.
+import { ENGINE_KEY_ARGS, explainTokenFailure, isPkcs11Uri, withPin } from "./pkcs11";
 import * as fs from "fs";
 import * as path from "path";
 import { createHash } from "crypto";
@@ -164,7 +165,7 @@ export function checkExtensionRelease(sourceDir: string, name: string, kind: Ext
 
 function checkSigningPair(signing: SigningPair): void {
     for (const f of [signing.key, signing.certificate]) {
-        if (!fs.existsSync(f)) throw new DdiError(`signing file ${f} does not exist`);
+        if (!isPkcs11Uri(f) && !fs.existsSync(f)) throw new DdiError(`signing file ${f} does not exist`);
     }
     if (!keyMatchesCertificate(signing.key, signing.certificate)) {
         throw new DdiError(`the signing key ${signing.key} does not belong to certificate ${signing.certificate}`);
@@ -221,18 +222,11 @@ async function signRootHash(rootHash: string, signing: SigningPair, scratch: str
     // openssl smime reads the signer as PEM only; re-encoding also accepts DER input.
     fs.writeFileSync(certPem, cert.pem);
     fs.writeFileSync(rootHashText, rootHash); // no newline: the kernel and systemd sign/verify exactly the hex
-    await run(
-        [
-            "openssl", "smime", "-sign",
-            "-in", rootHashText,
-            "-signer", certPem,
-            "-inkey", signing.key,
-            "-noattr", "-binary",
-            "-outform", "DER",
-            "-out", signatureFile,
-        ],
-        { env: OPENSSL_ENV },
-    );
+    const smime = (key: string, engine: string[], env: Record<string, string>) =>
+        run(["openssl", "smime", "-sign", ...engine, "-in", rootHashText, "-signer", certPem, "-inkey", key, "-noattr", "-binary", "-outform", "DER", "-out", signatureFile], { env });
+    // A token key signs inside the token; RSA PKCS#1 v1.5 gives the same bytes as from a file.
+    if (isPkcs11Uri(signing.key)) await withPin(signing.key, (key, env) => smime(key, ENGINE_KEY_ARGS, env).catch((e) => { throw explainTokenFailure(signing.key, e); }));
+    else await smime(signing.key, [], OPENSSL_ENV);
     const content = signaturePartitionContent(rootHash, cert.sha256Fingerprint, fs.readFileSync(signatureFile));
     return { content, certificateFingerprint: cert.sha256Fingerprint };
 }

@@ -1,4 +1,5 @@
 // efitools steps: certificate -> EFI signature list, and signed EFI_VARIABLE_AUTHENTICATION_2 (.auth).
+import { explainTokenFailure, isPkcs11Uri, withPin } from "./pkcs11";
 import { run } from "./run";
 
 export async function certificateToSignatureList(certFile: string, ownerGuid: string, eslFile: string): Promise<void> {
@@ -19,12 +20,9 @@ export interface AuthSigning {
 }
 
 export async function signSignatureList(s: AuthSigning): Promise<void> {
-    await run([
-        "sign-efi-sig-list",
-        "-t", s.timestamp,
-        "-g", s.ownerGuid,
-        "-k", s.signerKey,
-        "-c", s.signerCert,
-        s.variable, s.eslFile, s.authFile,
-    ], { env: { TZ: "UTC" } });
+    const sign = (key: string[], env: Record<string, string>) =>
+        run(["sign-efi-sig-list", "-t", s.timestamp, "-g", s.ownerGuid, ...key, "-c", s.signerCert, s.variable, s.eslFile, s.authFile], { env: { ...env, TZ: "UTC" } });
+    // efitools takes an engine key with -e; the .auth is byte-identical to the one a key file gives.
+    if (isPkcs11Uri(s.signerKey)) await withPin(s.signerKey, (key, env) => sign(["-e", "pkcs11", "-k", key], env).catch((e) => { throw explainTokenFailure(s.signerKey, e); }));
+    else await sign(["-k", s.signerKey], {});
 }

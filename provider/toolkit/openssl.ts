@@ -5,6 +5,7 @@ import { X509Certificate, createPublicKey } from "crypto";
 import { run } from "./run";
 import { sha256Hex } from "./files";
 import { memoByFiles } from "./file-memo";
+import { isPkcs11Uri, tokenPublicKey } from "./pkcs11";
 
 /** Keeps the host's openssl.cnf from changing what is generated, signed or verified. */
 export const OPENSSL_ENV = { OPENSSL_CONF: "/dev/null" };
@@ -69,8 +70,14 @@ function parseCertificateFile(file: string): CertificateInfo {
     };
 }
 
-/** True when the private key in `keyFile` is the one whose public half `certFile` certifies. */
-export const keyMatchesCertificate: (keyFile: string, certFile: string) => boolean = memoByFiles(publicHalvesEqual);
+/** True when the private key in `keyFile` (or a token key's URI) is the one whose public half `certFile` certifies. */
+export function keyMatchesCertificate(keyFile: string, certFile: string): boolean {
+    if (!isPkcs11Uri(keyFile)) return fileKeyMatchesCertificate(keyFile, certFile);
+    const cert = new X509Certificate(fs.readFileSync(certFile));
+    return tokenPublicKey(keyFile).export({ type: "spki", format: "der" }).equals(cert.publicKey.export({ type: "spki", format: "der" }));
+}
+
+const fileKeyMatchesCertificate: (keyFile: string, certFile: string) => boolean = memoByFiles(publicHalvesEqual);
 
 function publicHalvesEqual(keyFile: string, certFile: string): boolean {
     const cert = new X509Certificate(fs.readFileSync(certFile));
@@ -81,7 +88,8 @@ function publicHalvesEqual(keyFile: string, certFile: string): boolean {
 
 /** SubjectPublicKeyInfo PEM of a private key (the form systemd puts in a UKI's .pcrpkey). */
 export function publicKeyPem(keyFile: string): string {
-    return createPublicKey(fs.readFileSync(keyFile)).export({ type: "spki", format: "pem" }).toString();
+    const key = isPkcs11Uri(keyFile) ? tokenPublicKey(keyFile) : createPublicKey(fs.readFileSync(keyFile));
+    return key.export({ type: "spki", format: "pem" }).toString();
 }
 
 /** Characters that are special in openssl's -subj syntax are backslash-escaped. */

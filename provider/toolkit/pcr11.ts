@@ -19,7 +19,8 @@
 //   the same order for the sections a Kairos UKI has.
 // .pcrsig is never measured (it cannot sign itself).
 import { sha256Hex } from "./files";
-import { createHash, createPrivateKey, createPublicKey, sign as rsaSign, KeyObject } from "crypto";
+import { createHash, createPrivateKey, createPublicKey, KeyObject } from "crypto";
+import { NotRsaKeyError, openSigner, RsaSigner } from "./signer";
 import * as fs from "fs";
 
 export type PcrBank = "sha1" | "sha256" | "sha384" | "sha512";
@@ -235,12 +236,12 @@ export function loadRsaPrivateKey(key: string | Buffer | KeyObject): KeyObject {
 
 /** The public half as the SPKI PEM that goes into .pcrpkey. */
 export function pcrPublicKeyPem(key: KeyObject): string {
-    return createPublicKey(key).export({ type: "spki", format: "pem" }).toString();
+    return publicOf(key).export({ type: "spki", format: "pem" }).toString();
 }
 
 /** systemd's key fingerprint: SHA-256 of the PKCS#1 RSAPublicKey DER. */
 export function publicKeyFingerprint(key: KeyObject): string {
-    const der = createPublicKey(key).export({ type: "pkcs1", format: "der" });
+    const der = publicOf(key).export({ type: "pkcs1", format: "der" });
     return sha256Hex(der);
 }
 
@@ -248,13 +249,20 @@ export function publicKeyFingerprint(key: KeyObject): string {
  * Predicts PCR 11 and signs the policy for every phase and bank, like `systemd-measure sign`. The .pcrpkey
  * section, if present among `sections`, must hold the public half of `privateKey` (checked).
  */
-export async function signPcr11(sections: SectionContent[], privateKey: string | Buffer | KeyObject, opts: Pcr11Options = {}): Promise<SignedPcr11> {
-    const key = loadRsaPrivateKey(privateKey);
+export async function signPcr11(sections: SectionContent[], privateKey: string | Buffer | KeyObject | RsaSigner, opts: Pcr11Options = {}): Promise<SignedPcr11> {
+    let signer: RsaSigner;
+    try {
+        signer = openSigner(privateKey);
+    } catch (e) {
+        if (e instanceof NotRsaKeyError) throw new Pcr11Error(`the PCR signing key must be RSA (systemd-measure and the stub only take RSA): ${e.message}`);
+        throw e;
+    }
+    const key = signer.publicKey;
     const pcrpkey = sections.find((s) => s.name === ".pcrpkey");
     if (pcrpkey) {
         const content = pcrpkey.data ?? fs.readFileSync(pcrpkey.file!);
         const given = createPublicKey(content).export({ type: "spki", format: "der" });
-        const ours = createPublicKey(key).export({ type: "spki", format: "der" });
+        const ours = publicOf(key).export({ type: "spki", format: "der" });
         if (!given.equals(ours)) throw new Pcr11Error("the .pcrpkey section does not hold the public half of the PCR signing key");
     }
     const phases = opts.phases ?? DEFAULT_PHASES;
@@ -269,10 +277,15 @@ export async function signPcr11(sections: SectionContent[], privateKey: string |
         for (const [phase, pcr] of perPhase) {
             values[bank][phase] = pcr.toString("hex");
             const pol = pcrPolicyDigest(bank, pcr);
-            const sig = rsaSign(bank, pol, key); // RSA keys sign PKCS#1 v1.5 by default
+            const sig = await signer.sign(bank, pol); // PKCS#1 v1.5, as systemd-measure signs
             document[bank].push({ pcrs: [PCR_KERNEL_BOOT], pkfp, pol: pol.toString("hex"), sig: sig.toString("base64") });
         }
     }
     const stubOnly = Object.fromEntries([...base].map(([bank, pcr]) => [bank, pcr.toString("hex")]));
     return { values, document, json: `${JSON.stringify(document)}\n`, stubOnly };
+}
+
+/** The public half of a private or public key object. */
+function publicOf(key: KeyObject): KeyObject {
+    return key.type === "public" ? key : createPublicKey(key);
 }

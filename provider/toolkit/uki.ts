@@ -17,6 +17,8 @@ import { run } from "./run";
 import { firstMatchInFile, sha256File } from "./files";
 import { PeError, type PeInfo, align, authenticodeDigest, normalizePeTimestamp, readPeSections, readSectionData } from "./pe";
 import { authenticodeSignature } from "./authenticode";
+import { openSigner } from "./signer";
+import { isPkcs11Uri, withPin } from "./pkcs11";
 import {
     DEFAULT_PHASES,
     SYSTEMD_257_MEASURED_SECTIONS,
@@ -155,11 +157,13 @@ export async function signEfi(inFile: string, outFile: string, key: string, cert
     const tmp = `${outFile}.tmp-${process.pid}`;
     try {
         if ((opts.signer ?? "authenticode") === "sbsign") {
-            await run(["sbsign", "--key", key, "--cert", await pemCertificate(cert, tmp), "--output", tmp, inFile]);
+            const certPem = await pemCertificate(cert, tmp);
+            if (isPkcs11Uri(key)) await withPin(key, (k, env) => run(["sbsign", "--engine", "pkcs11", "--key", k, "--cert", certPem, "--output", tmp, inFile], { env }));
+            else await run(["sbsign", "--key", key, "--cert", certPem, "--output", tmp, inFile]);
         } else {
             const { digest } = await authenticodeDigest(inFile);
             const p7 = `${tmp}.p7`;
-            fs.writeFileSync(p7, authenticodeSignature(digest, { key, certificate: cert }));
+            fs.writeFileSync(p7, await authenticodeSignature(digest, { key, certificate: cert }));
             fs.copyFileSync(inFile, tmp);
             try {
                 await run(["sbattach", "--attach", p7, tmp]);
@@ -305,7 +309,7 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
     if (opts.uname !== undefined && !/^[^\s\0]+$/.test(opts.uname)) throw new UkiError(`'${opts.uname}' is not a kernel release`);
     fs.mkdirSync(opts.workDir, { recursive: true });
     const measured = opts.measuredSections ?? measuredSectionsForStub(opts.stub);
-    const key = loadRsaPrivateKey(opts.pcrPrivateKey);
+    const key = openSigner(opts.pcrPrivateKey);
     const w = (name: string, content: string) => {
         const f = path.join(opts.workDir, name);
         fs.writeFileSync(f, content);
@@ -314,7 +318,7 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
     const files = new Map<string, string>([
         [".osrel", opts.osRelease],
         [".cmdline", w("cmdline", opts.cmdline)],
-        [".pcrpkey", w("pcrpkey.pem", pcrPublicKeyPem(key))],
+        [".pcrpkey", w("pcrpkey.pem", pcrPublicKeyPem(key.publicKey))],
         [".initrd", opts.initrd],
         [".linux", opts.kernel],
     ]);

@@ -95,7 +95,7 @@ async function main(): Promise<void> {
         }
 
         const signer = await makeCertificate(work, "fuzz-signer", 1024);
-        write("authenticode", "signature.p7", authenticodeSignature(Buffer.alloc(32, 0xab), { key: signer.key, certificate: signer.certificate }));
+        write("authenticode", "signature.p7", await authenticodeSignature(Buffer.alloc(32, 0xab), { key: signer.key, certificate: signer.certificate }));
     } finally {
         fs.rmSync(work, { recursive: true, force: true });
     }
