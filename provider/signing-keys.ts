@@ -13,8 +13,10 @@ import { stageThenMove } from "./store/staging";
 import { faultPoint } from "./fault-points";
 import {
     KEY_ROLES, KeyPairPaths, KeyRole, KeySource, TPM_PCR_KEY_FILE,
-    allKeySetFiles, checkImport, createKeyMaterial, deriveSignatureFiles, digestKeySet, isPrivateKeyFile, keyFileNames,
+    allKeySetFiles, checkImport, createKeyMaterial, deriveSignatureFiles, digestKeySet, isPrivateKeyFile, keyFileNames, tokenKeyRefs,
 } from "./toolkit/secure-boot-keyset";
+import { PIN_ENV, isPkcs11Uri, parsePkcs11Uri } from "./toolkit/pkcs11";
+import { publicKeyPem } from "./toolkit/openssl";
 import type { ArtifactStoreSpec } from "./store/artifact-store";
 import { ArtifactLayout, StoreOutput, diffWithStore, publish, storeOf } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
@@ -33,7 +35,13 @@ export interface SigningKeysArgs {
     keySize?: pulumi.Input<2048 | 3072 | 4096>;
     /** Certificate validity in days. @default 3650 */
     validityDays?: pulumi.Input<number>;
-    /** Take existing keys instead of generating. */
+    /**
+     * Generate the keys inside this PKCS#11 token (e.g. "pkcs11:token=kairos-prod"), non-extractable,
+     * labelled <name>-PK, -KEK, -db and -tpm2-pcr; the key folder then holds no private key. The PIN
+     * comes from KAIROS_PKCS11_PIN.
+     */
+    token?: pulumi.Input<string>;
+    /** Take existing keys instead of generating (files, or `pkcs11:` URIs of keys already in a token). */
     import?: pulumi.Input<{
         dir?: pulumi.Input<string>;
         PK?: pulumi.Input<KeyPairPaths>;
@@ -61,6 +69,7 @@ interface CheckedInputs {
     keySize: number;
     validityDays: number;
     import?: { dir?: string; PK?: KeyPairPaths; KEK?: KeyPairPaths; db?: KeyPairPaths; tpmPcrKey?: string };
+    token?: string;
     extraSignatureLists?: { KEK?: string[]; db?: string[] };
     authTimestamp?: string;
     ownerGuid?: string;
@@ -74,7 +83,7 @@ interface CheckedInputs {
 
 interface Outputs extends CheckedInputs {
     keyDir: string;
-    keySource: "generated" | "imported" | "adopted";
+    keySource: "generated" | "generated in token" | "imported" | "adopted";
     files: Record<KeyRole, ReturnType<typeof keyFileNames>>;
     tpmPcrKeyFile: string;
     tpmPcrPublicKeyPem: string;
@@ -90,7 +99,7 @@ interface Outputs extends CheckedInputs {
 }
 
 /** What identifies the keys themselves; a change here means new keys, which needs a rotation. */
-const KEY_IDENTITY_FIELDS = ["outputDir", "name", "keySize", "validityDays", "import"] as const;
+const KEY_IDENTITY_FIELDS = ["outputDir", "name", "keySize", "validityDays", "import", "token"] as const;
 
 export const signingKeysHandler: Handler = {
     writes: (p) => [p.keyDir ?? p.outputDir],
@@ -112,7 +121,7 @@ export const signingKeysHandler: Handler = {
             // A run killed after the new set was moved in but before the engine recorded it: these
             // are the keys this create makes, so they are taken as they are, never made twice.
             const log = new BuildLog(`SigningKeys ${inputs.name}`, "created", ["new", `resumed: ${inputs.outputDir} holds the key set an interrupted run made`]);
-            const derived = await log.step("sign signature lists", () => stageThenMove(inputs.outputDir, (staging) => deriveSignatureFiles(inputs.outputDir, staging, inputs)));
+            const derived = await log.step("sign signature lists", () => stageThenMove(inputs.outputDir, (staging) => deriveSignatureFiles(inputs.outputDir, staging, withKeyRefs(inputs))));
             return { id: inputs.outputDir, outs: await outputsFor(inputs, keySourceOutput(keySource(inputs)), derived, log) };
         }
         refuseFolderWithKeys(inputs.outputDir);
@@ -155,7 +164,7 @@ export const signingKeysHandler: Handler = {
             );
         }
         const log = new BuildLog(`SigningKeys ${news.name}`, updateAction(reasons), reasons);
-        const derived = await log.step("sign signature lists", () => stageThenMove(olds.keyDir, (staging) => deriveSignatureFiles(olds.keyDir, staging, news)));
+        const derived = await log.step("sign signature lists", () => stageThenMove(olds.keyDir, (staging) => deriveSignatureFiles(olds.keyDir, staging, withKeyRefs(news))));
         return { outs: await outputsFor(news, olds.keySource, derived, log) };
     },
 
@@ -284,7 +293,7 @@ async function buildKeySet(inputs: CheckedInputs, log: BuildLog, beforeMove?: ()
     const derived = await stageThenMove(inputs.outputDir, async (staging) => {
         await log.step(source.kind === "import" ? "import keys" : "generate keys", () => createKeyMaterial(staging, source));
         fs.writeFileSync(path.join(staging, KEY_SET_STAMP), `${JSON.stringify({ keyMaterialHash: inputs.keyMaterialHash, rotation: inputs.rotation })}\n`);
-        const summary = await log.step("sign signature lists", () => deriveSignatureFiles(staging, staging, inputs));
+        const summary = await log.step("sign signature lists", () => deriveSignatureFiles(staging, staging, withKeyRefs(inputs)));
         beforeMove?.();
         return summary;
     });
@@ -292,7 +301,7 @@ async function buildKeySet(inputs: CheckedInputs, log: BuildLog, beforeMove?: ()
 }
 
 function keySourceOutput(source: KeySource): Outputs["keySource"] {
-    return source.kind === "import" ? "imported" : "generated";
+    return source.kind === "import" ? "imported" : source.kind === "token" ? "generated in token" : "generated";
 }
 
 async function outputsFor(inputs: CheckedInputs, keySource: Outputs["keySource"], d: Awaited<ReturnType<typeof deriveSignatureFiles>>, log: BuildLog): Promise<Outputs> {
@@ -306,12 +315,15 @@ async function outputsFor(inputs: CheckedInputs, keySource: Outputs["keySource"]
             return [r, { pem: c.pem, sha256Fingerprint: c.sha256Fingerprint, subject: c.subject, notBefore: c.notBefore, notAfter: c.notAfter }];
         }),
     ) as Outputs["certificates"];
+    // Keys in a token are named by their URIs where a key file's path would be: consumers sign with either.
+    const refs = withKeyRefs(inputs).keyRefs;
+    for (const r of KEY_ROLES) if (refs[r]) files[r].key = refs[r]!;
     return {
         ...inputs,
         keyDir: dir,
         keySource,
         files,
-        tpmPcrKeyFile: path.join(dir, TPM_PCR_KEY_FILE),
+        tpmPcrKeyFile: refs.tpm ?? path.join(dir, TPM_PCR_KEY_FILE),
         tpmPcrPublicKeyPem: d.tpmPcrPublicKeyPem,
         certificates,
         signatureLists: d.signatureLists,
@@ -362,6 +374,7 @@ function refuseToDropAdoptedLists(olds: Outputs): void {
 }
 
 function keySource(inputs: CheckedInputs): KeySource {
+    if (inputs.token) return { kind: "token", tokenUri: inputs.token, name: inputs.name, keySize: inputs.keySize, validityDays: inputs.validityDays };
     if (!inputs.import) return { kind: "generate", name: inputs.name, keySize: inputs.keySize, validityDays: inputs.validityDays };
     return { kind: "import", pairs: importPairs(inputs.import), tpmPcrKey: importTpmKey(inputs.import) };
 }
@@ -381,6 +394,13 @@ function importTpmKey(imp: NonNullable<CheckedInputs["import"]>): string | undef
 /** Rules schema.json cannot express, reported together with the schema problems. */
 function crossFieldProblems(inputs: CheckedInputs, olds: Partial<CheckedInputs>): InputProblem[] {
     const problems: InputProblem[] = [];
+    if (inputs.token) {
+        const u = parsePkcs11Uri(inputs.token);
+        if (inputs.import) problems.push({ property: "token", reason: "cannot be combined with import: token makes new keys in the token; import takes existing ones (their URIs go in import)" });
+        else if (!u.token) problems.push({ property: "token", reason: `${inputs.token} names no token; give e.g. "pkcs11:token=kairos-prod"` });
+        else if ("pin-value" in u.attributes || "pin-source" in u.attributes) problems.push({ property: "token", reason: `carries a PIN, which would be kept in the state; give the PIN in ${PIN_ENV}` });
+        else if (!olds.keyMaterialHash && !process.env[PIN_ENV]) problems.push({ property: "token", reason: `generating keys in token "${u.token}" needs its user PIN: set ${PIN_ENV}` });
+    }
     // Imported keys were copied into outputDir when the resource was made; the sources may be gone since.
     const imp = importUnchanged(olds, inputs) ? undefined : inputs.import;
     if (imp) {
@@ -532,7 +552,13 @@ async function importDigests(inputs: CheckedInputs): Promise<Record<string, stri
     if (!inputs.import) return null;
     const pairs = importPairs(inputs.import);
     const files = [...KEY_ROLES.flatMap((r) => [pairs[r].key, pairs[r].certificate]), importTpmKey(inputs.import)].filter((f): f is string => !!f);
-    return Object.fromEntries(await Promise.all(files.map(async (f) => [f, await sha256File(f)] as const)));
+    // A token key is known by its public half (the private one cannot be read, and must not be).
+    return Object.fromEntries(await Promise.all(files.map(async (f) => [f, isPkcs11Uri(f) ? `pub:${sha256Hex(publicKeyPem(f))}` : await sha256File(f)] as const)));
+}
+
+/** The derived-files options with the token keys of this key set. */
+function withKeyRefs(inputs: CheckedInputs) {
+    return { ...inputs, keyRefs: tokenKeyRefs(keySource(inputs)) };
 }
 
 async function extraListDigests(inputs: CheckedInputs): Promise<Record<string, string[]>> {

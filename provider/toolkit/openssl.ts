@@ -5,7 +5,7 @@ import { X509Certificate, createPublicKey } from "crypto";
 import { run } from "./run";
 import { sha256Hex } from "./files";
 import { memoByFiles } from "./file-memo";
-import { isPkcs11Uri, tokenPublicKey } from "./pkcs11";
+import { ENGINE_KEY_ARGS, explainTokenFailure, isPkcs11Uri, tokenPublicKey, withPin } from "./pkcs11";
 
 /** Keeps the host's openssl.cnf from changing what is generated, signed or verified. */
 export const OPENSSL_ENV = { OPENSSL_CONF: "/dev/null" };
@@ -32,6 +32,16 @@ export async function generateKeyAndCertificate(keyFile: string, certFile: strin
             "-out", certFile,
         ],
         { env: OPENSSL_ENV },
+    );
+}
+
+/** A self-signed CA certificate for a key inside a PKCS#11 token (the token signs it). */
+export async function tokenCertificate(keyUri: string, certFile: string, req: CertificateRequest): Promise<void> {
+    await withPin(keyUri, (key, env) =>
+        run(["openssl", "req", "-new", "-x509", ...ENGINE_KEY_ARGS, "-key", key, "-sha256", "-days", String(req.validityDays), "-subj", `/CN=${escapeDnValue(req.commonName)}/`,
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "subjectKeyIdentifier=hash", "-addext", "authorityKeyIdentifier=keyid:always", "-out", certFile], { env }).catch((e) => {
+            throw explainTokenFailure(keyUri, e);
+        }),
     );
 }
 

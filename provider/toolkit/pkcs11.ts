@@ -129,6 +129,14 @@ export function tokenPublicKey(uri: string): KeyObject {
     return createPublicKey(res.stdout);
 }
 
+/** Token label + PIN digest -> the refusal, for PINs a token refused in this process. */
+const refusedPins = new Map<string, string>();
+
+/** Whether a problem is about the PIN (further tries would count towards the token's lockout). */
+export function isPinProblem(problem: string): boolean {
+    return problem.includes(`the PIN in ${PIN_ENV} is not`) || problem.includes("locked its user PIN") || problem.includes(`set ${PIN_ENV}`);
+}
+
 /** What failed, in words: a wrong PIN, a token that is not there, a key that is not in it. */
 export function explainTokenFailure(uri: string, e: unknown): Error {
     const text = e instanceof ToolFailedError ? `${e.message}` : String((e as Error)?.message ?? e);
@@ -141,6 +149,9 @@ export function explainTokenFailure(uri: string, e: unknown): Error {
             return new Pkcs11Error(`no PKCS#11 token is labelled "${label}" (tokens seen through ${pkcs11Module()}: ${tokens.length ? tokens.join(", ") : "none"}). Check the URI ${uri}, the token's module (PKCS11_MODULE_PATH, or its p11-kit registration) and, for SoftHSM2, SOFTHSM2_CONF.`);
         }
         return new Pkcs11Error(`token "${label}" holds no key matching ${uri} (object=/id= name its private key; \`pkcs11-tool --module ${pkcs11Module()} --token-label ${label} -O\` lists them)`);
+    }
+    if (/invalid engine "pkcs11"|engine.*not (found|available)|could not load the shared library|DSO support routines/i.test(text)) {
+        return new Pkcs11Error(`OpenSSL has no pkcs11 engine to reach ${uri}: install libengine-pkcs11-openssl (Debian, Ubuntu) or openssl-pkcs11 (Fedora)`);
     }
     if (/not permitted|CKR_KEY_FUNCTION_NOT_PERMITTED|KEY_TYPE_INCONSISTENT/i.test(text)) return new Pkcs11Error(`the key ${uri} may not sign (its token does not allow it): use a key with the sign usage`);
     return new Pkcs11Error(`the token key ${uri} failed: ${text.split("\n").slice(-4).join(" ").trim()}`);
@@ -203,6 +214,10 @@ export function tokenKeyProblem(uri: string): string | undefined {
     if (publicKey.asymmetricKeyType !== "rsa") return `${uri} is an ${publicKey.asymmetricKeyType?.toUpperCase()} key; Secure Boot, verity signatures and PCR policies here need RSA`;
     const pin = process.env[PIN_ENV];
     if (!pin) return `${uri} is in a PKCS#11 token: set ${PIN_ENV} to the token's user PIN (a Pulumi secret or CI secret in the environment)`;
+    // A PIN the token refused is not offered again in this process: real HSMs lock after a few tries.
+    const refusedKey = `${tokenLabel(uri)}\0${createHash("sha256").update(pin).digest("hex")}`;
+    const refused = refusedPins.get(refusedKey);
+    if (refused) return refused;
     const dir = fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "kairos-pin-"));
     try {
         fs.writeFileSync(path.join(dir, "pin"), pin, { mode: 0o600 });
@@ -211,7 +226,11 @@ export function tokenKeyProblem(uri: string): string | undefined {
         const res = spawnSync("openssl", ["pkeyutl", "-sign", ...ENGINE_KEY_ARGS, "-inkey", `${withType(uri, "private")};pin-source=file:${path.join(dir, "pin")}`, "-pkeyopt", "digest:sha256", "-in", path.join(dir, "digest"), "-out", path.join(dir, "sig")], {
             env: { ...process.env, ...engineEnv() }, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"],
         });
-        if (res.status !== 0) return explainTokenFailure(uri, new Error(res.stderr)).message;
+        if (res.status !== 0) {
+            const problem = explainTokenFailure(uri, new Error(res.stderr)).message;
+            if (isPinProblem(problem)) refusedPins.set(refusedKey, problem);
+            return problem;
+        }
         if (!verify("sha256", Buffer.from("pulumi-kairos token probe"), publicKey, fs.readFileSync(path.join(dir, "sig")))) {
             return `${uri}: the token's private key does not match its public key object (the probe signature does not verify)`;
         }

@@ -1,9 +1,10 @@
 // The Secure Boot key hierarchy in auroraboot genkey's file layout, as build steps over a folder:
 // make or import the key pairs, then derive .der/.esl/.auth from them.
 import * as fs from "fs";
+import { generateTokenKey, isPinProblem, isPkcs11Uri, parsePkcs11Uri, tokenKeyProblem, writeTokenCertificate } from "./pkcs11";
 import * as path from "path";
 import { sha256Hex, sha256File } from "./files";
-import { CertificateInfo, generateKeyAndCertificate, generateRsaKey, keyMatchesCertificate, publicKeyPem, readCertificate } from "./openssl";
+import { CertificateInfo, generateKeyAndCertificate, generateRsaKey, keyMatchesCertificate, publicKeyPem, readCertificate, tokenCertificate } from "./openssl";
 import { certificateToSignatureList, signSignatureList } from "./efitools";
 import { describeSignatureLists, parseSignatureLists } from "./efi-signature-list";
 
@@ -21,13 +22,34 @@ export interface KeyPairPaths {
 
 export type KeySource =
     | { kind: "generate"; name: string; keySize: number; validityDays: number }
+    /** Keys made inside a PKCS#11 token (non-extractable), labelled <name>-PK, -KEK, -db, -tpm2-pcr. */
+    | { kind: "token"; tokenUri: string; name: string; keySize: number; validityDays: number }
+    /** Key files, or keys already in a token (`pkcs11:` URIs), with their certificates. */
     | { kind: "import"; pairs: Record<KeyRole, KeyPairPaths>; tpmPcrKey?: string };
+
+/** The token keys of a key set, by role ("tpm": the PCR key); a role not listed is a file in the key folder. */
+export type KeyRefs = Partial<Record<KeyRole | "tpm", string>>;
+
+/** Where each key of `source` lives when it is in a token. */
+export function tokenKeyRefs(source: KeySource): KeyRefs {
+    if (source.kind === "token") {
+        const token = parsePkcs11Uri(source.tokenUri).token!;
+        const at = (label: string) => `pkcs11:token=${encodeURIComponent(token)};object=${encodeURIComponent(label)}`;
+        return { ...Object.fromEntries(KEY_ROLES.map((r) => [r, at(`${source.name}-${r}`)])), tpm: at(`${source.name}-tpm2-pcr`) };
+    }
+    if (source.kind === "generate") return {};
+    const refs: KeyRefs = Object.fromEntries(KEY_ROLES.filter((r) => isPkcs11Uri(source.pairs[r].key)).map((r) => [r, source.pairs[r].key]));
+    if (source.tpmPcrKey && isPkcs11Uri(source.tpmPcrKey)) refs.tpm = source.tpmPcrKey;
+    return refs;
+}
 
 export interface DerivedFilesOptions {
     ownerGuid?: string;
     /** ISO-8601 UTC, e.g. 2026-01-01T00:00:00Z; default: PK's notBefore. */
     authTimestamp?: string;
     extraSignatureLists?: Partial<Record<KeyRole, string[]>>;
+    /** Keys that are in a token: the .auth files are signed there. */
+    keyRefs?: KeyRefs;
 }
 
 export class KeySetError extends Error {
@@ -49,6 +71,22 @@ export function allKeySetFiles(): string[] {
 
 /** Step 1: writes {PK,KEK,db}.{key,pem} and tpm2-pcr-private.pem into `dir`. */
 export async function createKeyMaterial(dir: string, source: KeySource): Promise<void> {
+    if (source.kind === "token") {
+        // One at a time: a token serialises its sessions anyway, and a failure leaves fewer objects.
+        const refs = tokenKeyRefs(source);
+        for (const [i, role] of KEY_ROLES.entries()) {
+            const label = parsePkcs11Uri(refs[role]!).object!;
+            const id = (0x10 + i).toString(16);
+            await generateTokenKey(source.tokenUri, label, id, source.keySize);
+            await tokenCertificate(refs[role]!, path.join(dir, `${role}.pem`), { commonName: `${source.name}-${role}`, keySize: source.keySize, validityDays: source.validityDays });
+            const der = path.join(dir, `.${role}.der`);
+            fs.writeFileSync(der, readCertificate(path.join(dir, `${role}.pem`)).der);
+            await writeTokenCertificate(source.tokenUri, label, id, der);
+            fs.rmSync(der);
+        }
+        await generateTokenKey(source.tokenUri, parsePkcs11Uri(refs.tpm!).object!, "1f", TPM_PCR_KEY_SIZE);
+        return;
+    }
     if (source.kind === "generate") {
         // The three pairs are independent; generating them in parallel uses both cores.
         await Promise.all(
@@ -65,9 +103,11 @@ export async function createKeyMaterial(dir: string, source: KeySource): Promise
     const problems = checkImport(source);
     if (problems.length > 0) throw new KeySetError(`cannot import keys:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
     for (const role of KEY_ROLES) {
-        copyPrivate(source.pairs[role].key, path.join(dir, `${role}.key`));
+        // A token key stays in its token; only a key file is copied into the key folder.
+        if (!isPkcs11Uri(source.pairs[role].key)) copyPrivate(source.pairs[role].key, path.join(dir, `${role}.key`));
         fs.writeFileSync(path.join(dir, `${role}.pem`), readCertificate(source.pairs[role].certificate).pem, { mode: 0o644 });
     }
+    if (source.tpmPcrKey && isPkcs11Uri(source.tpmPcrKey)) return;
     if (source.tpmPcrKey) copyPrivate(source.tpmPcrKey, path.join(dir, TPM_PCR_KEY_FILE));
     else await generateRsaKey(path.join(dir, TPM_PCR_KEY_FILE), TPM_PCR_KEY_SIZE);
 }
@@ -77,7 +117,15 @@ export function checkImport(source: Extract<KeySource, { kind: "import" }>): str
     const problems: string[] = [];
     for (const role of KEY_ROLES) {
         const { key, certificate } = source.pairs[role];
-        const missing = [key, certificate].filter((f) => !fs.existsSync(f));
+        if (isPkcs11Uri(key)) {
+            const problem = tokenKeyProblem(key);
+            if (problem && isPinProblem(problem)) return [problem]; // once: every further try counts towards the token's lockout
+            if (problem) {
+                problems.push(`${role}: ${problem}`);
+                continue;
+            }
+        }
+        const missing = [key, certificate].filter((f) => !isPkcs11Uri(f) && !fs.existsSync(f));
         if (missing.length > 0) {
             problems.push(`${role}: ${missing.join(" and ")} ${missing.length > 1 ? "do" : "does"} not exist`);
             continue;
@@ -94,7 +142,13 @@ export function checkImport(source: Extract<KeySource, { kind: "import" }>): str
             problems.push(`${role}: ${key} is not a PEM private key`);
         }
     }
-    if (source.tpmPcrKey && !fs.existsSync(source.tpmPcrKey)) problems.push(`tpmPcrKey: ${source.tpmPcrKey} does not exist`);
+    if (source.tpmPcrKey && isPkcs11Uri(source.tpmPcrKey)) {
+        const problem = tokenKeyProblem(source.tpmPcrKey);
+        if (problem) problems.push(`tpmPcrKey: ${problem}`);
+    } else if (source.tpmPcrKey && !fs.existsSync(source.tpmPcrKey)) problems.push(`tpmPcrKey: ${source.tpmPcrKey} does not exist`);
+    else if (!source.tpmPcrKey && KEY_ROLES.some((r) => isPkcs11Uri(source.pairs[r].key))) {
+        problems.push("tpmPcrKey: the Secure Boot keys are in a token, so give the TPM PCR key as a token key too (import.tpmPcrKey); otherwise a PCR key file would be generated on this machine's disk");
+    }
     return problems;
 }
 
@@ -120,7 +174,7 @@ export async function deriveSignatureFiles(keyDir: string, outDir: string, opts:
         await signSignatureList({
             variable: role,
             eslFile: path.join(outDir, names.esl),
-            signerKey: path.join(keyDir, `${signer}.key`),
+            signerKey: opts.keyRefs?.[signer] ?? path.join(keyDir, `${signer}.key`),
             signerCert: path.join(keyDir, `${signer}.pem`),
             ownerGuid,
             timestamp: authTimestamp.replace("T", " ").replace("Z", ""),
@@ -133,7 +187,7 @@ export async function deriveSignatureFiles(keyDir: string, outDir: string, opts:
         ownerGuid,
         authTimestamp,
         signatureLists,
-        tpmPcrPublicKeyPem: publicKeyPem(path.join(keyDir, TPM_PCR_KEY_FILE)),
+        tpmPcrPublicKeyPem: publicKeyPem(opts.keyRefs?.tpm ?? path.join(keyDir, TPM_PCR_KEY_FILE)),
     };
 }
 

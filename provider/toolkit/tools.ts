@@ -37,6 +37,7 @@ export const TOOLS: Record<string, Tool> = {
     sbverify: SBSIGNTOOLS,
     sbattach: SBSIGNTOOLS,
     xorriso: { debian: "xorriso", fedora: "xorriso", versionArgs: ["-version"], usedBy: ["BootMedia"] },
+    "pkcs11-tool": { debian: "opensc", fedora: "opensc", versionArgs: ["--help"], usedBy: ["SigningKeys"], when: "keys generated in a PKCS#11 token (token), and naming a missing token in errors" },
     mformat: MTOOLS,
     mmd: MTOOLS,
     mcopy: MTOOLS,
@@ -53,6 +54,7 @@ export const TOOLS: Record<string, Tool> = {
     "qemu-system-x86_64": { debian: "qemu-system-x86", fedora: "qemu-system-x86", versionArgs: ["--version"], usedBy: ["tests"] },
     swtpm: { debian: "swtpm", fedora: "swtpm", versionArgs: ["--version"], usedBy: ["tests"] },
     swtpm_setup: { debian: "swtpm-tools", fedora: "swtpm-tools", versionArgs: ["--version"], usedBy: ["tests"] },
+    "softhsm2-util": { debian: "softhsm2", fedora: "softhsm", versionArgs: ["--version"], usedBy: ["tests"] },
     "docker-registry": { debian: "docker-registry", fedora: "docker-distribution", versionArgs: ["--version"], usedBy: ["tests"] },
 };
 
