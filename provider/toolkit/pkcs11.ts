@@ -205,6 +205,8 @@ export function tokenObjectExists(uri: string): boolean {
 export function tokenKeyProblem(uri: string): string | undefined {
     const bad = pkcs11UriProblem(uri);
     if (bad) return `${uri} ${bad}`;
+    const module = process.env.PKCS11_MODULE_PATH;
+    if (module && !fs.existsSync(module)) return `PKCS11_MODULE_PATH names ${module}, which does not exist: point it at your token's PKCS#11 module (or unset it to use p11-kit's proxy)`;
     let publicKey: KeyObject;
     try {
         publicKey = tokenPublicKey(uri);
