@@ -374,7 +374,7 @@ function refuseToDropAdoptedLists(olds: Outputs): void {
 }
 
 function keySource(inputs: CheckedInputs): KeySource {
-    if (inputs.token) return { kind: "token", tokenUri: inputs.token, name: inputs.name, keySize: inputs.keySize, validityDays: inputs.validityDays };
+    if (inputs.token) return { kind: "token", tokenUri: inputs.token, name: inputs.name, keySize: inputs.keySize, validityDays: inputs.validityDays, rotation: inputs.rotation };
     if (!inputs.import) return { kind: "generate", name: inputs.name, keySize: inputs.keySize, validityDays: inputs.validityDays };
     return { kind: "import", pairs: importPairs(inputs.import), tpmPcrKey: importTpmKey(inputs.import) };
 }

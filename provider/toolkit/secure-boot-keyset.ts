@@ -22,8 +22,11 @@ export interface KeyPairPaths {
 
 export type KeySource =
     | { kind: "generate"; name: string; keySize: number; validityDays: number }
-    /** Keys made inside a PKCS#11 token (non-extractable), labelled <name>-PK, -KEK, -db, -tpm2-pcr. */
-    | { kind: "token"; tokenUri: string; name: string; keySize: number; validityDays: number }
+    /**
+     * Keys made inside a PKCS#11 token (non-extractable), labelled <name>-PK, -KEK, -db, -tpm2-pcr; a
+     * rotation n > 0 makes new objects <name>-rotation<n>-PK … (the retired ones stay in the token).
+     */
+    | { kind: "token"; tokenUri: string; name: string; keySize: number; validityDays: number; rotation: number }
     /** Key files, or keys already in a token (`pkcs11:` URIs), with their certificates. */
     | { kind: "import"; pairs: Record<KeyRole, KeyPairPaths>; tpmPcrKey?: string };
 
@@ -34,8 +37,8 @@ export type KeyRefs = Partial<Record<KeyRole | "tpm", string>>;
 export function tokenKeyRefs(source: KeySource): KeyRefs {
     if (source.kind === "token") {
         const token = parsePkcs11Uri(source.tokenUri).token!;
-        const at = (label: string) => `pkcs11:token=${encodeURIComponent(token)};object=${encodeURIComponent(label)}`;
-        return { ...Object.fromEntries(KEY_ROLES.map((r) => [r, at(`${source.name}-${r}`)])), tpm: at(`${source.name}-tpm2-pcr`) };
+        const at = (role: string) => `pkcs11:token=${encodeURIComponent(token)};object=${encodeURIComponent(`${source.name}${source.rotation > 0 ? `-rotation${source.rotation}` : ""}-${role}`)}`;
+        return { ...Object.fromEntries(KEY_ROLES.map((r) => [r, at(r)])), tpm: at("tpm2-pcr") };
     }
     if (source.kind === "generate") return {};
     const refs: KeyRefs = Object.fromEntries(KEY_ROLES.filter((r) => isPkcs11Uri(source.pairs[r].key)).map((r) => [r, source.pairs[r].key]));
@@ -76,7 +79,7 @@ export async function createKeyMaterial(dir: string, source: KeySource): Promise
         const refs = tokenKeyRefs(source);
         for (const [i, role] of KEY_ROLES.entries()) {
             const label = parsePkcs11Uri(refs[role]!).object!;
-            const id = (0x10 + i).toString(16);
+            const id = ((source.rotation % 200) + 1).toString(16).padStart(2, "0") + (0x10 + i).toString(16);
             await generateTokenKey(source.tokenUri, label, id, source.keySize);
             await tokenCertificate(refs[role]!, path.join(dir, `${role}.pem`), { commonName: `${source.name}-${role}`, keySize: source.keySize, validityDays: source.validityDays });
             const der = path.join(dir, `.${role}.der`);
@@ -84,7 +87,7 @@ export async function createKeyMaterial(dir: string, source: KeySource): Promise
             await writeTokenCertificate(source.tokenUri, label, id, der);
             fs.rmSync(der);
         }
-        await generateTokenKey(source.tokenUri, parsePkcs11Uri(refs.tpm!).object!, "1f", TPM_PCR_KEY_SIZE);
+        await generateTokenKey(source.tokenUri, parsePkcs11Uri(refs.tpm!).object!, ((source.rotation % 200) + 1).toString(16).padStart(2, "0") + "1f", TPM_PCR_KEY_SIZE);
         return;
     }
     if (source.kind === "generate") {

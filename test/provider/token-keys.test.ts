@@ -10,7 +10,8 @@ import { SIGNING_KEYS_TOKEN } from "../../provider/signing-keys";
 import { PIN_ENV } from "../../provider/toolkit/pkcs11";
 import { createVia } from "../helpers/handlers";
 import { makeGenkeyFolder } from "../helpers/genkey";
-import { makeTestToken, TestToken } from "../helpers/softhsm";
+import { makeTestToken, SOFTHSM_MODULE, TestToken } from "../helpers/softhsm";
+import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/temp";
 
 const DERIVED = ["PK.pem", "PK.der", "PK.esl", "PK.auth", "KEK.pem", "KEK.der", "KEK.esl", "KEK.auth", "db.pem", "db.der", "db.esl", "db.auth"];
@@ -80,5 +81,33 @@ describe("SigningKeys with keys already in a PKCS#11 token", function () {
         }
         await refused({ token: "pkcs11:token=kairos-use", import: { dir: genkey } }, /^token$/, /cannot be combined with import/);
         await refused({ token: "pkcs11:token=kairos-use;pin-value=135790" }, /^token$/, /carries a PIN/);
+    });
+});
+
+describe("SigningKeys generated in a PKCS#11 token, rotated", function () {
+    this.timeout(120000);
+    let savedEnv: NodeJS.ProcessEnv;
+    before(() => {
+        savedEnv = { ...process.env };
+    });
+    after(() => {
+        process.env = savedEnv;
+    });
+
+    it("a rotation makes new token objects and retires the old certificates; the old keys stay in the token", async () => {
+        const work = tempDir("token-rotation");
+        const token = await makeTestToken(path.join(work, "hsm"), "kairos-rot", "112233");
+        const handler = handlerFor(SIGNING_KEYS_TOKEN);
+        const inputs = { name: "rot", outputDir: path.join(work, "keys"), token: "pkcs11:token=kairos-rot" };
+        const first = await createVia(handler, inputs);
+        assert.strictEqual(first.files.db.key, "pkcs11:token=kairos-rot;object=rot-db");
+        const { inputs: next, failures } = await handler.check(first, { ...inputs, rotation: 1 });
+        assert.deepStrictEqual(failures ?? [], []);
+        const rotated = (await handler.update(first.keyDir, first, next)).outs;
+        assert.strictEqual(rotated.files.db.key, "pkcs11:token=kairos-rot;object=rot-rotation1-db");
+        assert.notStrictEqual(rotated.certificates.db.sha256Fingerprint, first.certificates.db.sha256Fingerprint);
+        assert.ok(fs.existsSync(path.join(work, "keys", "retired", "rotation-0", "db.pem")), "the old certificate is retired");
+        const listed = (await run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", token.label, "--login", "--pin", token.pin, "-O", "--type", "privkey"], { env: token.env() })).stdout;
+        for (const label of ["rot-db", "rot-rotation1-db", "rot-PK", "rot-rotation1-PK"]) assert.match(listed, new RegExp(`label:\\s+${label}\\n`));
     });
 });
