@@ -12,8 +12,8 @@ import { createHash, createPublicKey, KeyObject, verify } from "crypto";
 import { run, ToolFailedError } from "./run";
 
 export const PIN_ENV = "KAIROS_PKCS11_PIN";
-/** p11-kit's proxy module: every token p11-kit knows (softhsm2, opensc, vendor modules registered with p11-kit). */
-const P11_KIT_PROXY = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
+/** p11-kit's proxy module, found on the library path: every token p11-kit knows (softhsm2, opensc, registered vendor modules). */
+const P11_KIT_PROXY = "p11-kit-proxy.so";
 
 export function isPkcs11Uri(ref: string | undefined): boolean {
     return typeof ref === "string" && /^pkcs11:/i.test(ref);
@@ -79,14 +79,19 @@ export function tokenLabel(uri: string): string {
 export async function withPin<T>(uri: string, fn: (uriWithPin: string, env: Record<string, string>) => Promise<T>): Promise<T> {
     const pin = process.env[PIN_ENV];
     if (!pin) throw new Pkcs11Error(`the key ${uri} is in a PKCS#11 token: set ${PIN_ENV} to the token's user PIN (a Pulumi secret or CI secret in the environment)`);
-    const dir = fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "kairos-pin-"));
-    const pinFile = path.join(dir, "pin");
+    const dir = pinFolder(pin);
     try {
-        fs.writeFileSync(pinFile, pin, { mode: 0o600 });
-        return await fn(`${withType(uri, "private")};pin-source=file:${pinFile}`, engineEnv());
+        return await fn(`${withType(uri, "private")};pin-source=file:${path.join(dir, "pin")}`, engineEnv());
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }
+}
+
+/** A private folder (in memory where /dev/shm exists) holding `pin` in a 0600 file named "pin"; the caller removes it. */
+function pinFolder(pin: string): string {
+    const dir = fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "kairos-pin-"));
+    fs.writeFileSync(path.join(dir, "pin"), pin, { mode: 0o600 });
+    return dir;
 }
 
 /** The engine arguments openssl's apps take to use a token key as `-inkey`/`-key`. */
@@ -220,9 +225,8 @@ export function tokenKeyProblem(uri: string): string | undefined {
     const refusedKey = `${tokenLabel(uri)}\0${createHash("sha256").update(pin).digest("hex")}`;
     const refused = refusedPins.get(refusedKey);
     if (refused) return refused;
-    const dir = fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "kairos-pin-"));
+    const dir = pinFolder(pin);
     try {
-        fs.writeFileSync(path.join(dir, "pin"), pin, { mode: 0o600 });
         const digest = createHash("sha256").update("pulumi-kairos token probe").digest();
         fs.writeFileSync(path.join(dir, "digest"), digest);
         const res = spawnSync("openssl", ["pkeyutl", "-sign", ...ENGINE_KEY_ARGS, "-inkey", `${withType(uri, "private")};pin-source=file:${path.join(dir, "pin")}`, "-pkeyopt", "digest:sha256", "-in", path.join(dir, "digest"), "-out", path.join(dir, "sig")], {
