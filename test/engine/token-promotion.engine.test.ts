@@ -18,11 +18,12 @@ describe("promotion staging -> prod re-signed by a prod PKCS#11 token (SoftHSM2)
     let work: string;
     let staging: EngineStack;
     let prod: EngineStack;
+    const pin = "975310";
 
     before(async () => {
         work = tempDir("token-promotion");
         const saved = { ...process.env };
-        const token = await makeTestToken(path.join(work, "prod-hsm"), "kairos-prod", "975310");
+        const token = await makeTestToken(path.join(work, "prod-hsm"), "kairos-prod", pin);
         process.env = saved; // only the prod stack's processes get the token's config and PIN
         const src = path.join(work, "src", "usr", "bin");
         fs.mkdirSync(src, { recursive: true });
@@ -59,5 +60,9 @@ describe("promotion staging -> prod re-signed by a prod PKCS#11 token (SoftHSM2)
         const testedCheck = await veritySignatureVerifies(tested.path, path.join(work, "staging", "keys", "db.pem"), work);
         assert.strictEqual(testedCheck.rootHash, promoted.rootHash, "the tested root hash");
         assert.deepStrictEqual((await prod.up()).summary.resourceChanges, { same: 4 });
+        // The state the engine keeps: no private key and no PIN (the PIN only ever was in prod's environment).
+        const state = await prod.stateText();
+        assert.doesNotMatch(state, /PRIVATE KEY/);
+        assert.ok(!state.includes(pin), "the PIN is not in the state");
     });
 });
