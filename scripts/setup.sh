@@ -32,6 +32,7 @@ DEBIAN_PACKAGES=(
   debootstrap                         # the systemd test OS (Debian trixie, built into the cache, never onto the host)
   python3                             # byte-compiles the generated Python SDK (test/cli)
   libengine-pkcs11-openssl opensc p11-kit softhsm2  # keys in PKCS#11 tokens: the OpenSSL engine, pkcs11-tool, the proxy module, a software token for the tests
+  gnutls-bin                          # p11tool: the tests make a token key that may not sign
 )
 
 missing=()

@@ -55,6 +55,7 @@ export const TOOLS: Record<string, Tool> = {
     swtpm: { debian: "swtpm", fedora: "swtpm", versionArgs: ["--version"], usedBy: ["tests"] },
     swtpm_setup: { debian: "swtpm-tools", fedora: "swtpm-tools", versionArgs: ["--version"], usedBy: ["tests"] },
     "softhsm2-util": { debian: "softhsm2", fedora: "softhsm", versionArgs: ["--version"], usedBy: ["tests"] },
+    p11tool: { debian: "gnutls-bin", fedora: "gnutls-utils", versionArgs: ["--version"], usedBy: ["tests"] },
     "docker-registry": { debian: "docker-registry", fedora: "docker-distribution", versionArgs: ["--version"], usedBy: ["tests"] },
 };
 

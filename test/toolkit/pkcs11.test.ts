@@ -79,7 +79,7 @@ describe("signing through a PKCS#11 token (SoftHSM2)", function () {
         assert.strictEqual(fromToken.json, fromFile.json);
     });
 
-    it("wrong PIN, no PIN, a missing token, a missing key and a non-RSA key are each said plainly, before signing", async () => {
+    it("wrong PIN, no PIN, a missing token, a missing key, a non-RSA key and a key that may not sign are each said plainly, before signing", async () => {
         assert.strictEqual(tokenKeyProblem(tokenKey), undefined);
         process.env[PIN_ENV] = "9999";
         assert.match(tokenKeyProblem(tokenKey)!, /the PIN in KAIROS_PKCS11_PIN is not the user PIN of token "kairos-test"/);
@@ -91,6 +91,14 @@ describe("signing through a PKCS#11 token (SoftHSM2)", function () {
         assert.match(tokenKeyProblem(`${tokenKey};pin-value=1234`)!, /carries a PIN/);
         await run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", token.label, "--login", "--pin", token.pin, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "0e", "--label", "ec"], { env: token.env() });
         assert.match(tokenKeyProblem(token.uri("ec"))!, /is an EC key; .* need RSA/);
+        // An RSA key the token may not sign with (CKA_SIGN false): found by the probe, and sign-efi-sig-list,
+        // which exits 0 with an empty signature for it, is caught by its own output.
+        await run(["p11tool", "--provider", SOFTHSM_MODULE, "--login", "--generate-privkey", "rsa", "--bits", "2048", "--label", "nosign", "--id", "0d", "--mark-decrypt", `pkcs11:token=${token.label}`], { env: { ...token.env(), GNUTLS_PIN: token.pin } });
+        assert.match(tokenKeyProblem(token.uri("nosign"))!, /may not sign/);
+        const esl = path.join(work, "db.esl");
+        const err = await signSignatureList({ variable: "db", eslFile: esl, signerKey: token.uri("nosign"), signerCert: signer.certificate, ownerGuid: "11111111-2222-4333-8444-555555555555", timestamp: "2025-01-01 00:00:00", authFile: path.join(work, "nosign.auth") }).catch((e) => e);
+        assert.match(String(err?.message), /sign-efi-sig-list could not sign db/);
+        assert.ok(!fs.existsSync(path.join(work, "nosign.auth")), "no unsigned .auth is left");
     });
 
     it("signing time: through the token vs from the file (printed)", async () => {
