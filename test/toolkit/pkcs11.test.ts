@@ -12,7 +12,6 @@ import { authenticodeSignature } from "../../provider/toolkit/authenticode";
 import { signPcr11 } from "../../provider/toolkit/pcr11";
 import { signEfi, checkEfiSignature } from "../../provider/toolkit/uki";
 import { PIN_ENV, tokenKeyProblem } from "../../provider/toolkit/pkcs11";
-import { openSigner } from "../../provider/toolkit/signer";
 import { HOST_EFI_DIR } from "../../provider/toolkit/tools";
 import { sha256File } from "../../provider/toolkit/files";
 import { makeCertificate } from "../helpers/pki";
@@ -99,19 +98,5 @@ describe("signing through a PKCS#11 token (SoftHSM2)", function () {
         const err = await signSignatureList({ variable: "db", eslFile: esl, signerKey: token.uri("nosign"), signerCert: signer.certificate, ownerGuid: "11111111-2222-4333-8444-555555555555", timestamp: "2025-01-01 00:00:00", authFile: path.join(work, "nosign.auth") }).catch((e) => e);
         assert.match(String(err?.message), /sign-efi-sig-list could not sign db/);
         assert.ok(!fs.existsSync(path.join(work, "nosign.auth")), "no unsigned .auth is left");
-    });
-
-    it("signing time: through the token vs from the file (printed)", async () => {
-        const data = Buffer.from("x".repeat(1000));
-        const time = async (key: string) => {
-            const s = openSigner(key);
-            const t = process.hrtime.bigint();
-            for (let i = 0; i < 20; i++) await s.sign("sha256", data);
-            return Number(process.hrtime.bigint() - t) / 1e6 / 20;
-        };
-        const file = await time(signer.key);
-        const inToken = await time(tokenKey);
-        console.log(`      RSA-2048 signature: file ${file.toFixed(2)} ms, token ${inToken.toFixed(1)} ms (openssl pkeyutl + engine per signature)`);
-        assert.ok(inToken > 0 && file > 0);
     });
 });
