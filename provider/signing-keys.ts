@@ -17,7 +17,7 @@ import {
 } from "./toolkit/secure-boot-keyset";
 import { PIN_ENV, isPkcs11Uri, parsePkcs11Uri } from "./toolkit/pkcs11";
 import { publicKeyPem } from "./toolkit/openssl";
-import type { ArtifactStoreSpec } from "./store/artifact-store";
+import { ArtifactStoreSpec, StoreIntegrityError } from "./store/artifact-store";
 import { ArtifactLayout, StoreOutput, diffWithStore, publish, storeOf } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
 
@@ -238,7 +238,7 @@ async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, old
         for (const f of lost) {
             const to = path.join(staging, f);
             if (isPrivateKeyFile(f)) fs.copyFileSync(sources[f], to);
-            else await store.getBlob(olds.fileDigests[f], undefined, to);
+            else await store.getBlob(olds.fileDigests[f], await recordedBlobSize(store, olds.fileDigests[f]), to);
             fs.chmodSync(to, isPrivateKeyFile(f) ? 0o600 : 0o644);
         }
         const got = await digestKeySet(staging);
@@ -249,6 +249,17 @@ async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, old
         }
     }));
     return log;
+}
+
+/**
+ * The size of a public file's object. The state records digests, not sizes; the object's length is
+ * only a cap for the download, whose bytes must still hash to the recorded digest.
+ */
+async function recordedBlobSize(store: NonNullable<ReturnType<typeof storeOf>>, sha256: string): Promise<number> {
+    const size = await store.blobSize(sha256);
+    if (size === undefined) throw new Error(`${store.blobUri(sha256)} is not in ${store.location}; nothing was changed`);
+    if (size > 16 << 20) throw new StoreIntegrityError(`${store.blobUri(sha256)} is ${size} bytes: no certificate, .esl or .auth file is that large; it was not used`);
+    return size;
 }
 
 /** Key-folder file name -> the import source it was copied from. */
