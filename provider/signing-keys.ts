@@ -18,7 +18,7 @@ import {
 import { PIN_ENV, isPkcs11Uri, parsePkcs11Uri } from "./toolkit/pkcs11";
 import { publicKeyPem } from "./toolkit/openssl";
 import { ArtifactStoreSpec, StoreIntegrityError } from "./store/artifact-store";
-import { ArtifactLayout, StoreOutput, diffWithStore, publish, storeOf } from "./store/stored-artifacts";
+import { ArtifactLayout, StoreOutput, diffWithStore, publish, publisherProblems, storeOf } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
 
 export const SIGNING_KEYS_TOKEN = "kairos:index:SigningKeys";
@@ -198,6 +198,13 @@ export const signingKeysLayout: ArtifactLayout = {
 export function withKeyStore(h: Handler): Handler {
     return {
         ...h,
+        // A key set never reads a manifest (lost files come back by the digests its own state records),
+        // so a publisher is needed only to publish; given, it must be a matching pair.
+        check: async (olds, news) => {
+            const checked = await h.check!(olds, news);
+            const problems = publisherProblems(checked.inputs?.artifactStore, false);
+            return problems.length > 0 ? { ...checked, failures: [...(checked.failures ?? []), ...problems] } : checked;
+        },
         diff: (id, olds, news) => diffWithStore(h, signingKeysLayout, id, olds, news),
         async create(inputs) {
             const store = storeOf(inputs);

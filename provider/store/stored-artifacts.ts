@@ -192,7 +192,10 @@ export async function publish(
     const root = layout.root(outs);
     const entries = await entriesOf(outs, layout);
     const withReport = () => (opts.log || !outs.lastBuild ? log.report() : { ...outs.lastBuild, steps: [...outs.lastBuild.steps, ...log.report().steps] });
-    if (!store.canPublish) {
+    // A resource that never reads manifests (SigningKeys: lost files come back by the digests its state
+    // records) still uploads its public files without a publisher key; every other one only fetches then.
+    const readsManifests = !!layout.accept;
+    if (!store.canPublish && readsManifests) {
         log.say(`not published to ${store.location}: artifactStore.publisher has no key, so this runner only fetches`);
         return { ...outs, lastBuild: withReport(), store: storeOutput(store, token, inputs.inputHash, root, entries) };
     }
@@ -202,6 +205,10 @@ export async function publish(
             if (!e.sha256) continue;
             if (opts.replace) await store.replaceBlob(e.file!, e.sha256, e.size!);
             else if ((await store.putBlob(e.file!, e.sha256, e.size!)) === "uploaded") n++;
+        }
+        if (!store.canPublish) {
+            log.say("no manifest written: artifactStore.publisher has no key");
+            return n;
         }
         const outputs = Object.fromEntries(Object.entries(outs).filter(([k]) => !(k in inputs) && !RUN_OUTPUTS.includes(k)));
         await store.putManifest({ resource: token, inputHash: inputs.inputHash, entries: entries.map(({ file: _f, ...e }) => e), outputs: relocate(outputs, root, OUTPUT_ROOT) }, opts);
