@@ -243,9 +243,14 @@ export async function fetchFromStore(
         if (!layout.expectedFiles || !layout.accept) throw new Error(`${layout.label(inputs)} does not fetch from the artifact store`);
         const root = layout.root(inputs);
         const placement = layout.placement(inputs);
-        const entries = checkedEntries(store.manifestUri(token, inputs.inputHash), manifest.entries, placement, layout.expectedFiles(inputs));
+        const uri = store.manifestUri(token, inputs.inputHash);
+        const entries = checkedEntries(uri, manifest.entries, placement, layout.expectedFiles(inputs));
         const outputs = await log.step("fetch from the store", () =>
-            withScratch(root, "fetch", (work) => placeEntries(store, root, placement, entries, (staged) => layout.accept!(inputs, staged, manifest.outputs ?? {}, work))),
+            withScratch(root, "fetch", (work) => placeEntries(store, root, placement, entries, (staged) => layout.accept!(inputs, staged, manifest.outputs ?? {}, work))).catch((e) => {
+                // A refusal names the manifest it came from, whatever object failed.
+                if (e instanceof StoreIntegrityError && !e.message.includes(uri)) e.message = `${uri}: ${e.message}`;
+                throw e;
+            }),
         );
         const fromInputs = Object.fromEntries(Object.entries(outputs).filter(([k]) => !(k in inputs) && !RUN_OUTPUTS.includes(k)));
         return { outs: { ...inputs, ...fromInputs, drift: [], lastBuild: log.report(), store: storeOutput(store, token, inputs.inputHash, root, entries) }, replace: false };
