@@ -66,6 +66,7 @@ export function withArtifactStore(token: string, h: Handler, layout: ArtifactLay
         ...h,
         check: async (olds, news) => {
             const checked = await h.check!(olds, news);
+            if ((checked.failures ?? []).some((f) => String(f.property).startsWith("artifactStore"))) return checked;
             const problems = publisherProblems(checked.inputs?.artifactStore, true);
             return problems.length > 0 ? { ...checked, failures: [...(checked.failures ?? []), ...problems] } : checked;
         },
