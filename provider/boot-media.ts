@@ -102,6 +102,7 @@ export const bootMediaLayout: ArtifactLayout = {
     label: (p) => `BootMedia ${p.name}`,
     id: (outs) => outs.path,
     expectedFiles: (i) => (i.type === "dir" ? mediaFiles(i as CheckedInputs, "").map((f) => f.to) : [`${i.name}.iso`]),
+    expectedDirs: () => EMPTY_ESP_DIRS,
     accept: (i, staged, _stored, work) => acceptFetched(i as CheckedInputs, staged, work),
 };
 

@@ -40,6 +40,7 @@ const MB = 1_000_000;
 const RUNTIME_DIRS = INITRD_EXCLUDES.filter((d) => d !== "boot");
 /** Marks a folder as made (and so owned) by KairosUkiImage: only such a folder is ever replaced. */
 const OWNER_MARKER = ".kairos-uki-image";
+const OWNER_TEXT = "This folder is rebuilt whole by pulumi-kairos' KairosUkiImage.\n";
 /** What a KairosUkiImage folder may hold; anything else is someone else's and stops a rebuild. */
 const OWN_ENTRY = /^(\.kairos-uki-image|BOOTX64\.EFI|entries|[^/]+\.efi)$/;
 
@@ -152,6 +153,7 @@ async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<st
     const kairosRelease = stored.kairosRelease;
     if (typeof kairosRelease !== "string" || kairosRelease.length > 256 || /[\0\n\r]/.test(kairosRelease)) throw refuse("its manifest gives no one-line kairosRelease");
     const storedBoot = (stored.systemdBoot ?? {}) as Record<string, unknown>;
+    if (fs.readFileSync(path.join(staged, OWNER_MARKER), "utf8") !== OWNER_TEXT) throw refuse(`${OWNER_MARKER} is not the marker a build writes`);
     const bootx64 = path.join(staged, "BOOTX64.EFI");
     for (const f of [bootx64, ...bootEntriesOf(i).map((e) => path.join(staged, `${e.fileName}.efi`))]) {
         const check = await checkEfiSignature(f, i.signing.certificate).catch((e) => ({ ok: false as const, reason: "unreadable", detail: (e as Error).message }));
@@ -346,7 +348,7 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
 
         refuseForeignFiles(inputs.outputDir);
         return await replaceDirectory(inputs.outputDir, async (staging) => {
-            fs.writeFileSync(path.join(staging, OWNER_MARKER), "This folder is rebuilt whole by pulumi-kairos' KairosUkiImage.\n");
+            fs.writeFileSync(path.join(staging, OWNER_MARKER), OWNER_TEXT);
             const ukis: UkiOutput[] = [];
             const pcr11: Outputs["pcr11"] = {};
             fs.mkdirSync(path.join(staging, "entries"));

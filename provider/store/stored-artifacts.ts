@@ -33,6 +33,8 @@ export interface ArtifactLayout {
      * exactly these files: no sibling's image, no lock or staging name. Absent: the resource never fetches.
      */
     expectedFiles?(inputs: Record<string, any>): string[];
+    /** For "dir": empty folders a build makes besides the parents of expectedFiles. */
+    expectedDirs?(inputs: Record<string, any>): string[];
     /**
      * Verifies fetched artifacts, staged under `staged` as they will lie under root, with the checks a
      * build makes, and returns the outputs computed from them and the runner's own inputs. `stored` is
@@ -245,7 +247,7 @@ export async function fetchFromStore(
         const root = layout.root(inputs);
         const placement = layout.placement(inputs);
         const uri = store.manifestUri(token, inputs.inputHash);
-        const entries = checkedEntries(uri, manifest.entries, placement, layout.expectedFiles(inputs));
+        const entries = checkedEntries(uri, manifest.entries, placement, layout.expectedFiles(inputs), layout.expectedDirs?.(inputs) ?? []);
         const outputs = await log.step("fetch from the store", () =>
             withScratch(root, "fetch", (work) => placeEntries(store, root, placement, entries, (staged) => layout.accept!(inputs, staged, manifest.outputs ?? {}, work))).catch((e) => {
                 // A refusal names the manifest it came from, whatever object failed.
@@ -276,7 +278,7 @@ export function placedMode(mode: unknown, dir: boolean): number {
  * not absolute, no lock/staging/scratch name), every file has a digest and a size, and the files are
  * exactly the ones a build from this runner's inputs places.
  */
-function checkedEntries(uri: string, raw: unknown[], placement: "files" | "dir", expected: string[]): ManifestEntry[] {
+function checkedEntries(uri: string, raw: unknown[], placement: "files" | "dir", expected: string[], emptyDirs: string[]): ManifestEntry[] {
     const refuse = (why: string) => new StoreIntegrityError(`${uri} ${why}; it was not used. Delete it (or set artifactStore.onCorrupt: "rebuild" to build instead and overwrite it).`);
     const entries: ManifestEntry[] = [];
     for (const r of raw) {
@@ -296,6 +298,9 @@ function checkedEntries(uri: string, raw: unknown[], placement: "files" | "dir",
         }
         entries.push({ path: e.path, ...(e.sha256 !== undefined ? { sha256: e.sha256, size: e.size } : {}), mode: placedMode(e.mode, e.sha256 === undefined) });
     }
+    const dirsAllowed = new Set(["", ...emptyDirs, ...[...expected, ...emptyDirs].flatMap((f) => f.split("/").slice(0, -1).map((_, k, parts) => parts.slice(0, k + 1).join("/")))]);
+    const strayDirs = entries.filter((e) => e.sha256 === undefined && !dirsAllowed.has(e.path)).map((e) => e.path);
+    if (strayDirs.length > 0) throw refuse(`lists the folders ${strayDirs.join(", ")}, which a build from these inputs does not make`);
     const files = entries.filter((e) => e.sha256 !== undefined).map((e) => e.path).sort();
     const want = [...expected].sort();
     const extra = files.filter((f) => !want.includes(f));
@@ -323,8 +328,11 @@ async function placeEntries<T>(store: ArtifactStore, root: string, placement: "f
             else await store.getBlob(e.sha256, e.size!, to);
             fs.chmodSync(to, placedMode(e.mode, false));
         }
-        // Verified in staging: a refused artifact never reaches root.
-        return accept(staging);
+        // Verified in staging: a refused artifact never reaches root. Whatever check fails, the fetched
+        // bytes are not what a build would accept: a refusal (onCorrupt "rebuild" then builds).
+        return accept(staging).catch((e) => {
+            throw e instanceof StoreIntegrityError ? e : new StoreIntegrityError(`the fetched artifacts do not pass the checks a build makes: ${(e as Error).message}`);
+        });
     };
     if (placement === "dir") return replaceDirectory(root, write, 0o755);
     return stageThenMove(root, write, 0o755);
