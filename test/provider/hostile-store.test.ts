@@ -92,11 +92,11 @@ describe("a hostile artifact store: nothing fetched is trusted until it passes a
     };
     const manifestKeyOf = (token: string) => probe.manifestKey(token, hashes[token]);
     const manifestUriOf = (token: string) => probe.manifestUri(token, hashes[token]);
-    /** Runner A's manifest for `token`, changed by `edit`, written back signed by `signer` (none: unsigned). */
-    const forge = async (token: string, edit: (m: Record<string, any>) => void, signer: Signer | undefined = publisher) => {
+    /** Runner A's manifest for `token`, changed by `edit`, written back signed by `signer` (null: unsigned). */
+    const forge = async (token: string, edit: (m: Record<string, any>) => void, signer: Signer | null = publisher) => {
         const m = envelopePayload(honest.get(manifestKeyOf(token))!);
         edit(m);
-        await objects.put(BUCKET, manifestKeyOf(token), handMadeManifest(m, signer));
+        await objects.put(BUCKET, manifestKeyOf(token), handMadeManifest(m, signer ?? undefined));
     };
     const restore = async () => {
         for (const [key, body] of honest) await objects.put(BUCKET, key, body);
@@ -233,7 +233,7 @@ describe("a hostile artifact store: nothing fetched is trusted until it passes a
     });
 
     it("an unsigned manifest is not used", async () => {
-        await forge(SYSTEM_EXTENSION_TOKEN, () => undefined, undefined);
+        await forge(SYSTEM_EXTENSION_TOKEN, () => undefined, null);
         const b = freshRunner();
         const inputs = await checked(handler.ext, extInputs(b));
         await assertRefused(b, () => handler.ext.create(inputs), manifestUriOf(SYSTEM_EXTENSION_TOKEN), /is not a signed manifest .*unsigned manifests are never read/);
