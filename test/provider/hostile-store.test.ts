@@ -18,6 +18,8 @@ import { ArtifactStore, MAX_MANIFEST_BYTES, OUTPUT_ROOT } from "../../provider/s
 import { listIso } from "../../provider/toolkit/iso";
 import { listEsp } from "../../provider/toolkit/esp";
 import { run } from "../../provider/toolkit/run";
+import { signEfi } from "../../provider/toolkit/uki";
+import { HOST_EFI_DIR } from "../../provider/toolkit/tools";
 import { sha256File } from "../../provider/toolkit/files";
 import { createVia } from "../helpers/handlers";
 import { S3Server, startS3Server } from "../helpers/s3-server";
@@ -262,6 +264,19 @@ describe("a hostile artifact store: nothing fetched is trusted until it passes a
         const b = freshRunner();
         const inputs = await checked(handler.ext, extInputs(b));
         await assertRefused(b, () => handler.ext.create(inputs), manifestUriOf(SYSTEM_EXTENSION_TOKEN), /not an image a build would accept/);
+    });
+
+    it("a forged systemd-boot (signed by a foreign key) in a publisher-signed UKI manifest is refused", async () => {
+        const forged = path.join(tempDir("hostile-forged-efi"), "BOOTX64.EFI");
+        await signEfi(path.join(HOST_EFI_DIR, "systemd-bootx64.efi"), forged, foreign.key, foreign.certificate);
+        const sha = await sha256File(forged);
+        await objects.put(BUCKET, `kairos/sha256/${sha}`, fs.readFileSync(forged));
+        await forge(KAIROS_UKI_IMAGE_TOKEN, (m) => {
+            m.entries = m.entries.map((e: { path: string }) => (e.path === "BOOTX64.EFI" ? { ...e, sha256: sha, size: fs.statSync(forged).size } : e));
+        });
+        const b = freshRunner();
+        const inputs = await checked(handler.uki, ukiInputs(b));
+        await assertRefused(b, () => handler.uki.create(inputs), manifestUriOf(KAIROS_UKI_IMAGE_TOKEN), /BOOTX64\.EFI does not verify against the db certificate .* \(untrusted-signer\)/);
     });
 
     it("a promoted artifact whose stored bytes are not expectedSha256 is refused", async () => {
