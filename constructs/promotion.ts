@@ -4,6 +4,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { PromotedArtifact } from "../provider/promoted-artifact";
 import type { SigningKeys } from "../provider/signing-keys";
+import { artifactStoreInput, dbPublisher } from "../provider/artifact-store-config";
 import type { SystemExtension } from "../provider/system-extension";
 import type { ArtifactStoreSpec } from "../provider/store/artifact-store";
 
@@ -73,7 +74,9 @@ export class EnvironmentPromotion extends pulumi.ComponentResource {
                     `${name}-${a.name}`,
                     {
                         source: a.path, expectedSha256: a.sha256, outputDir: args.outputDir, kind: a.kind, resign: a.kind === "file" ? undefined : resign,
-                        fromStore: args.fromStore, artifactStore: args.artifactStore,
+                        fromStore: args.fromStore,
+                        // Manifests signed with this environment's db key when it re-signs with its keys.
+                        artifactStore: args.resignWith ? artifactStoreInput(args.artifactStore, dbPublisher(args.resignWith)) : args.artifactStore,
                     },
                     { parent: self },
                 ),

@@ -6,6 +6,7 @@ import { SigningKeys, SigningKeysArgs } from "../provider/signing-keys";
 import { SystemExtension, SystemExtensionArgs } from "../provider/system-extension";
 import { KairosUkiImage, KairosUkiImageArgs } from "../provider/kairos-uki-image";
 import { BootMedia, BootMediaArgs } from "../provider/boot-media";
+import { artifactStoreInput, dbPublisher } from "../provider/artifact-store-config";
 
 export interface TrustedBootImageArgs {
     /** Everything goes below this folder: keys/, extensions/, uki/, media/. */
@@ -46,13 +47,17 @@ export class TrustedBootImage extends pulumi.ComponentResource {
             args.keys instanceof SigningKeys
                 ? args.keys
                 : new SigningKeys(`${name}-keys`, { name, ...(args.keys ?? {}), outputDir: out("keys") }, { ...child, protect: args.protectKeys ?? true });
+        // Store manifests are signed with the project's db key unless the store names its own publisher.
+        const publisher = dbPublisher(this.keys);
         this.extensions = (args.extensions ?? []).map((e) =>
-            e instanceof SystemExtension ? e : new SystemExtension(`${name}-${e.name}`, { ...e, outputDir: out("extensions"), signingKeys: this.keys }, child),
+            e instanceof SystemExtension
+                ? e
+                : new SystemExtension(`${name}-${e.name}`, { ...e, outputDir: out("extensions"), signingKeys: this.keys, artifactStore: artifactStoreInput(e.artifactStore, publisher) }, child),
         );
-        this.uki = new KairosUkiImage(`${name}-uki`, { ...args.os, outputDir: out("uki"), signingKeys: this.keys }, child);
+        this.uki = new KairosUkiImage(`${name}-uki`, { ...args.os, outputDir: out("uki"), signingKeys: this.keys, artifactStore: artifactStoreInput(args.os.artifactStore, publisher) }, child);
         this.media = new BootMedia(
             `${name}-media`,
-            { name, ...(args.media ?? {}), outputDir: out("media"), ukiImage: this.uki, signingKeys: this.keys, extensions: this.extensions },
+            { name, ...(args.media ?? {}), outputDir: out("media"), ukiImage: this.uki, signingKeys: this.keys, extensions: this.extensions, artifactStore: artifactStoreInput(args.media?.artifactStore, publisher) },
             child,
         );
         this.mediaPath = this.media.path;

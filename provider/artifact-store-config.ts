@@ -3,8 +3,20 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ArtifactStoreSpec } from "./store/artifact-store";
 
-/** `explicit`, else the stack config `kairos:artifactStore` (an object), else none. */
-export function artifactStoreInput(explicit: pulumi.Input<ArtifactStoreSpec> | undefined): pulumi.Input<ArtifactStoreSpec> | undefined {
-    if (explicit !== undefined) return explicit;
-    return new pulumi.Config("kairos").getObject<ArtifactStoreSpec>("artifactStore");
+type Publisher = NonNullable<ArtifactStoreSpec["publisher"]>;
+
+/**
+ * `explicit`, else the stack config `kairos:artifactStore` (an object), else none. With
+ * `defaultPublisher` (constructs pass the project's db key and certificate), a store that names no
+ * publisher gets that one.
+ */
+export function artifactStoreInput(explicit: pulumi.Input<ArtifactStoreSpec> | undefined, defaultPublisher?: pulumi.Input<Publisher>): pulumi.Input<ArtifactStoreSpec> | undefined {
+    const spec = explicit !== undefined ? explicit : new pulumi.Config("kairos").getObject<ArtifactStoreSpec>("artifactStore");
+    if (spec === undefined || defaultPublisher === undefined) return spec;
+    return pulumi.all([spec, defaultPublisher]).apply(([s, p]) => (s && !s.publisher ? { ...s, publisher: p } : s));
+}
+
+/** A SigningKeys resource's db key and certificate as a store publisher. */
+export function dbPublisher(keys: { files: pulumi.Output<{ db: { key: string; pem: string } }> }): pulumi.Output<Publisher> {
+    return keys.files.apply((f) => ({ certificate: f.db.pem, key: f.db.key }));
 }

@@ -17,7 +17,12 @@ import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
 import { buildInitrd, INITRD_EXCLUDES, isInitrdWindowLog, MAX_KERNEL_WINDOW_LOG } from "./toolkit/initrd";
 import { InitrdCache } from "./store/initrd-cache";
 import { BootEntry, LoaderEntryKey, SingleEntry, loaderEntryFileName, planBootEntries, renderLoaderEntry } from "./toolkit/boot-entries";
-import { buildUki, readLoaderInfo, signEfi, verifyEfi } from "./toolkit/uki";
+import { PCR11_STUB_ONLY, buildUki, checkEfiSignature, measuredSectionsForStub, readLoaderInfo, readPeSections, signEfi, verifyEfi } from "./toolkit/uki";
+import type { PeSection } from "./toolkit/pe";
+import { readSectionData } from "./toolkit/pe";
+import { DEFAULT_PHASES, PCR_BANKS, PcrBank, PcrSignatureDocument, SectionContent, extendPhases, measureSections, pcrPolicyDigest, publicKeyFingerprint } from "./toolkit/pcr11";
+import { KeyObject, createPublicKey, verify as rsaVerify } from "crypto";
+import { StoreIntegrityError } from "./store/artifact-store";
 import { largestContributors } from "./toolkit/size-report";
 import type { SigningKeys } from "./signing-keys";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
@@ -35,6 +40,7 @@ const MB = 1_000_000;
 const RUNTIME_DIRS = INITRD_EXCLUDES.filter((d) => d !== "boot");
 /** Marks a folder as made (and so owned) by KairosUkiImage: only such a folder is ever replaced. */
 const OWNER_MARKER = ".kairos-uki-image";
+const OWNER_TEXT = "This folder is rebuilt whole by pulumi-kairos' KairosUkiImage.\n";
 /** What a KairosUkiImage folder may hold; anything else is someone else's and stops a rebuild. */
 const OWN_ENTRY = /^(\.kairos-uki-image|BOOTX64\.EFI|entries|[^/]+\.efi)$/;
 
@@ -118,7 +124,140 @@ export const kairosUkiImageLayout: ArtifactLayout = {
     placement: () => "dir",
     localFiles: (outs) => [...outs.ukis.flatMap((u: UkiOutput) => [u.path, u.entryPath]), outs.systemdBoot.path],
     label: () => "KairosUkiImage",
+    expectedFiles: (i) => [
+        OWNER_MARKER,
+        "BOOTX64.EFI",
+        ...bootEntriesOf(i as CheckedInputs).flatMap((e) => [`${e.fileName}.efi`, `entries/${loaderEntryFileName(e)}`]),
+    ],
+    accept: (i, staged, stored, work) => acceptFetched(i as CheckedInputs, staged, stored, work),
 };
+
+function bootEntriesOf(i: CheckedInputs): BootEntry[] {
+    return planBootEntries({ extendCmdline: i.extendCmdline, extraCmdlines: i.extraCmdlines, singleEntries: i.singleEntries, bootTitle: i.bootTitle });
+}
+
+/**
+ * Fetched UKIs, checked as build() checks its own and more: every UKI and BOOTX64.EFI must pass sbverify
+ * against this runner's db certificate; each UKI's .pcrpkey must be pcrKey's public half, and its .pcrsig
+ * must sign, with that key, the PCR 11 policy recomputed here from the UKI's own sections (the pcr11
+ * output is that recomputation); the loader entries must be byte-for-byte what these inputs render. The
+ * entries (file names, command lines, titles) come from the inputs; only kairosRelease and the two
+ * origins are taken from the manifest, validated.
+ */
+async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<string, unknown>, work: string): Promise<Partial<Outputs>> {
+    const refuse = (why: string) => new StoreIntegrityError(`the stored KairosUkiImage for ${i.outputDir} is not what a build would accept: ${why}`);
+    const origin = (v: unknown, what: string): "image" | "host" => {
+        if (v !== "image" && v !== "host") throw refuse(`its manifest gives ${what} ${JSON.stringify(v)}`);
+        return v;
+    };
+    const kairosRelease = stored.kairosRelease;
+    if (typeof kairosRelease !== "string" || kairosRelease.length > 256 || /[\0\n\r]/.test(kairosRelease)) throw refuse("its manifest gives no one-line kairosRelease");
+    const storedBoot = (stored.systemdBoot ?? {}) as Record<string, unknown>;
+    if (fs.readFileSync(path.join(staged, OWNER_MARKER), "utf8") !== OWNER_TEXT) throw refuse(`${OWNER_MARKER} is not the marker a build writes`);
+    const bootx64 = path.join(staged, "BOOTX64.EFI");
+    for (const f of [bootx64, ...bootEntriesOf(i).map((e) => path.join(staged, `${e.fileName}.efi`))]) {
+        const check = await checkEfiSignature(f, i.signing.certificate).catch((e) => ({ ok: false as const, reason: "unreadable", detail: (e as Error).message }));
+        if (!check.ok) throw refuse(`${path.basename(f)} does not verify against the db certificate ${i.signing.certificate} (${check.reason}): ${check.detail}`);
+    }
+    const sdbootInfo = readLoaderInfo(bootx64);
+    if (sdbootInfo?.component !== "systemd-boot") throw refuse("BOOTX64.EFI is not systemd-boot");
+    const entryKey: LoaderEntryKey = i.loaderEntryKey !== "auto" ? i.loaderEntryKey : (sdbootInfo.major ?? 0) >= UKI_KEY_MIN_SYSTEMD_BOOT ? "uki" : "efi";
+    const pcrPublic = createPublicKey(publicKeyPem(i.pcrKey));
+    const ukis: UkiOutput[] = [];
+    const pcr11: Outputs["pcr11"] = {};
+    for (const entry of bootEntriesOf(i)) {
+        const file = path.join(staged, `${entry.fileName}.efi`);
+        pcr11[entry.fileName] = await verifiedPcr11(file, pcrPublic, path.join(work, `pcr-${entry.fileName}`)).catch((e) => {
+            throw refuse(`${entry.fileName}.efi: ${(e as Error).message}`);
+        });
+        const entryName = loaderEntryFileName(entry);
+        const want = renderLoaderEntry(entry, { key: entryKey, version: i.includeVersionInConfig ? kairosRelease : undefined, includeCmdline: i.includeCmdlineInConfig });
+        if (fs.readFileSync(path.join(staged, "entries", entryName), "utf8") !== want) throw refuse(`entries/${entryName} is not the loader entry these inputs make`);
+        ukis.push({
+            fileName: entry.fileName, path: path.join(i.outputDir, `${entry.fileName}.efi`), sha256: await sha256File(file), size: fs.statSync(file).size,
+            cmdline: entry.cmdline, title: entry.title, entryPath: path.join(i.outputDir, "entries", entryName),
+        });
+    }
+    const systemdBootPath = path.join(i.outputDir, "BOOTX64.EFI");
+    return {
+        ukis,
+        systemdBoot: { path: systemdBootPath, sha256: await sha256File(bootx64), version: sdbootInfo.version, origin: origin(storedBoot.origin, "systemdBoot.origin") },
+        bootFiles: { efiFiles: ukis.map((u) => u.path), loaderEntries: ukis.map((u) => u.entryPath), systemdBoot: systemdBootPath },
+        stubOrigin: origin(stored.stubOrigin, "stubOrigin"),
+        pcr11,
+        kairosRelease,
+        entryKey,
+    };
+}
+
+/**
+ * PCR 11 of a UKI, recomputed from its own sections (as its stub measures them), once its .pcrpkey is
+ * `pcrPublic` and its .pcrsig signs, with that key, the policy of every phase of that recomputation.
+ */
+async function verifiedPcr11(uki: string, pcrPublic: KeyObject, work: string): Promise<Record<string, string>> {
+    const info = readPeSections(uki);
+    const pkey = readSectionData(uki, info, ".pcrpkey");
+    if (!pkey || !createPublicKey(pkey).export({ type: "spki", format: "der" }).equals(pcrPublic.export({ type: "spki", format: "der" }))) {
+        throw new Error("its .pcrpkey is not the public half of pcrKey");
+    }
+    const sigText = readSectionData(uki, info, ".pcrsig");
+    if (!sigText) throw new Error("it has no .pcrsig");
+    let doc: PcrSignatureDocument;
+    try {
+        doc = JSON.parse(sigText.toString("utf8").replace(/\0+$/, ""));
+    } catch {
+        throw new Error("its .pcrsig is not JSON");
+    }
+    const measured = measuredSectionsForStub(uki);
+    fs.mkdirSync(work, { recursive: true });
+    const sections: SectionContent[] = [];
+    for (const s of info.sections) {
+        if (!measured.includes(s.name) || s.name === ".pcrsig") continue;
+        const out = path.join(work, `section${sections.length}`);
+        copySection(uki, s, out);
+        sections.push({ name: s.name, file: out });
+    }
+    const banks = Object.keys(doc) as PcrBank[];
+    if (banks.length === 0 || !banks.every((b) => PCR_BANKS.includes(b))) throw new Error(`its .pcrsig names banks ${banks.join(", ") || "none"}`);
+    const base = await measureSections(sections, { banks, measuredSections: measured });
+    const perBank = extendPhases(base, DEFAULT_PHASES);
+    const fingerprint = publicKeyFingerprint(pcrPublic);
+    for (const bank of banks) {
+        const phases = [...perBank.get(bank)!];
+        const entries = doc[bank];
+        if (!Array.isArray(entries) || entries.length !== phases.length) throw new Error(`its .pcrsig has ${entries?.length} ${bank} entries, not one per phase (${phases.length})`);
+        phases.forEach(([phase, pcr], k) => {
+            const e = entries[k];
+            const pol = pcrPolicyDigest(bank, pcr);
+            if (e.pkfp !== fingerprint) throw new Error(`its .pcrsig is signed by key ${e.pkfp}, not pcrKey (${fingerprint})`);
+            if (e.pol !== pol.toString("hex")) throw new Error(`its .pcrsig policy for phase "${phase}" (${bank}) is not the PCR 11 its sections give`);
+            if (!rsaVerify(bank, pol, pcrPublic, Buffer.from(e.sig, "base64"))) throw new Error(`its .pcrsig signature for phase "${phase}" (${bank}) does not verify with pcrKey`);
+        });
+    }
+    fs.rmSync(work, { recursive: true, force: true });
+    const bank = banks.includes("sha256") ? "sha256" : banks[0];
+    return { [PCR11_STUB_ONLY]: base.get(bank)!.toString("hex"), ...Object.fromEntries([...perBank.get(bank)!].map(([phase, v]) => [phase, v.toString("hex")])) };
+}
+
+/** A PE section's bytes as its loader sees them (raw data, zero-padded to VirtualSize), streamed to `out`. */
+function copySection(file: string, s: PeSection, out: string): void {
+    const raw = Math.min(s.virtualSize, s.sizeOfRawData);
+    const fd = fs.openSync(file, "r");
+    const wd = fs.openSync(out, "w");
+    try {
+        const buf = Buffer.alloc(1 << 20);
+        for (let done = 0; done < raw;) {
+            const n = fs.readSync(fd, buf, 0, Math.min(buf.length, raw - done), s.pointerToRawData + done);
+            if (n <= 0) throw new Error(`section ${s.name} is cut short`);
+            fs.writeSync(wd, buf, 0, n);
+            done += n;
+        }
+        if (s.virtualSize > raw) fs.ftruncateSync(wd, s.virtualSize);
+    } finally {
+        fs.closeSync(fd);
+        fs.closeSync(wd);
+    }
+}
 
 export const kairosUkiImageHandler: Handler = {
     writes: (p) => [p.outputDir],
@@ -209,7 +348,7 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
 
         refuseForeignFiles(inputs.outputDir);
         return await replaceDirectory(inputs.outputDir, async (staging) => {
-            fs.writeFileSync(path.join(staging, OWNER_MARKER), "This folder is rebuilt whole by pulumi-kairos' KairosUkiImage.\n");
+            fs.writeFileSync(path.join(staging, OWNER_MARKER), OWNER_TEXT);
             const ukis: UkiOutput[] = [];
             const pcr11: Outputs["pcr11"] = {};
             fs.mkdirSync(path.join(staging, "entries"));

@@ -12,7 +12,7 @@ import { canonicalJson, rangesEqual, sha256File, sha256FileIfExists, sha256Hex }
 import { readCertificate } from "./toolkit/openssl";
 import { readPartitionTable, resignSysextImage, verifySysextImage } from "./toolkit/ddi";
 import { stageThenMove, withScratch } from "./store/staging";
-import { ArtifactStoreSpec, artifactStoreFor } from "./store/artifact-store";
+import { ArtifactStore, ArtifactStoreSpec, StoreIntegrityError, artifactStoreFor } from "./store/artifact-store";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
 
@@ -63,7 +63,62 @@ export const promotedArtifactLayout: ArtifactLayout = {
     placement: () => "files",
     localFiles: (outs) => [outs.path],
     label: (p) => `PromotedArtifact ${path.basename(p.source)}`,
+    id: (outs) => outs.path,
+    expectedFiles: (i) => [path.basename(i.source)],
+    accept: (i, staged, _stored, work) => acceptFetched(i as CheckedInputs, staged, work),
 };
+
+/**
+ * A fetched promotion, held to promote()'s rules: as tested, the bytes are expectedSha256 (an extension
+ * also passes verifySysextImage); re-signed, the image verifies against `resign.certificate` and differs
+ * from the tested bytes (taken again from fromStore or source) only in its signature partition, with
+ * the same root hash. Every output is computed here; nothing is taken from the manifest.
+ */
+async function acceptFetched(i: CheckedInputs, staged: string, work: string): Promise<Partial<Outputs>> {
+    const fileName = path.basename(i.source);
+    const file = path.join(staged, fileName);
+    const refuse = (why: string) => new StoreIntegrityError(`the stored ${fileName} is not what promoting ${i.expectedSha256} makes: ${why}`);
+    const sha256 = await sha256File(file);
+    const isExtension = i.kind !== "file";
+    let rootHash: string | null = null;
+    let changes: string[] = [];
+    if (!i.resign) {
+        if (sha256 !== i.expectedSha256) throw refuse(`its sha256 is ${sha256}`);
+        if (isExtension) rootHash = (await verifySysextImage(file, { workDir: work }).catch((e) => { throw refuse((e as Error).message); })).rootHash;
+    } else {
+        const image = await verifySysextImage(file, { workDir: work, certificate: i.resign.certificate, requireSignature: true }).catch((e) => {
+            throw refuse(`it does not verify against ${i.resign!.certificate}: ${(e as Error).message}`);
+        });
+        const tested = await testedBytes(i, path.join(work, "tested"));
+        const table = await readPartitionTable(tested);
+        const testedRoot = (await verifySysextImage(tested, { workDir: work })).rootHash;
+        if (image.rootHash !== testedRoot) throw refuse(`its root hash ${image.rootHash} is not the tested ${testedRoot}`);
+        changes = await changedRegions(tested, file, table);
+        const allowed = table.partitions.signature ? [`signature partition (${table.partitions.signature.name})`] : [];
+        if (changes.some((c) => !allowed.includes(c))) throw refuse(`it differs from the tested image in ${changes.join(", ")}; re-signing changes only the signature partition`);
+        rootHash = image.rootHash;
+    }
+    return { path: path.join(i.outputDir, fileName), sha256, sourceSha256: i.expectedSha256, rootHash, changes };
+}
+
+/** The tested bytes, from fromStore or the source file, checked against expectedSha256. */
+async function testedBytes(i: CheckedInputs, dir: string): Promise<string> {
+    const fromStore = artifactStoreFor(i.fromStore);
+    if (!fromStore) {
+        if ((await sha256File(i.source)) !== i.expectedSha256) throw new Error(`${i.source} is not the tested artifact ${i.expectedSha256}`);
+        return i.source;
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    const out = path.join(dir, path.basename(i.source));
+    await fromStore.getBlob(i.expectedSha256, await testedSize(fromStore, i.expectedSha256), out);
+    return out;
+}
+
+async function testedSize(store: ArtifactStore, sha256: string): Promise<number> {
+    const size = await store.blobSize(sha256);
+    if (size === undefined) throw new Error(`${store.blobUri(sha256)} is not in the store: the tested artifact must be in fromStore`);
+    return size;
+}
 
 export const promotedArtifactHandler: Handler = {
     writes: (p) => [path.join(p.outputDir, path.basename(p.source))],
@@ -117,7 +172,7 @@ async function promote(checked: CheckedInputs, log: BuildLog): Promise<Outputs> 
         const source = fromStore ? path.join(work, "tested", fileName) : checked.source;
         if (fromStore) {
             fs.mkdirSync(path.dirname(source));
-            await log.step(`fetch tested artifact from ${fromStore.location}`, () => fromStore.getBlob(checked.expectedSha256, undefined, source));
+            await log.step(`fetch tested artifact from ${fromStore.location}`, async () => fromStore.getBlob(checked.expectedSha256, await testedSize(fromStore, checked.expectedSha256), source));
         }
         const inputs = { ...checked, source };
         const actual = fromStore ? checked.expectedSha256 : await log.step("verify tested artifact", () => sha256File(inputs.source));

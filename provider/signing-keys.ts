@@ -17,8 +17,8 @@ import {
 } from "./toolkit/secure-boot-keyset";
 import { PIN_ENV, isPkcs11Uri, parsePkcs11Uri } from "./toolkit/pkcs11";
 import { publicKeyPem } from "./toolkit/openssl";
-import type { ArtifactStoreSpec } from "./store/artifact-store";
-import { ArtifactLayout, StoreOutput, diffWithStore, publish, storeOf } from "./store/stored-artifacts";
+import { ArtifactStoreSpec, StoreIntegrityError } from "./store/artifact-store";
+import { ArtifactLayout, StoreOutput, diffWithStore, publish, publisherProblems, storeOf } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
 
 export const SIGNING_KEYS_TOKEN = "kairos:index:SigningKeys";
@@ -198,6 +198,13 @@ export const signingKeysLayout: ArtifactLayout = {
 export function withKeyStore(h: Handler): Handler {
     return {
         ...h,
+        // A key set never reads a manifest (lost files come back by the digests its own state records),
+        // so a publisher is needed only to publish; given, it must be a matching pair.
+        check: async (olds, news) => {
+            const checked = await h.check!(olds, news);
+            const problems = publisherProblems(checked.inputs?.artifactStore, false);
+            return problems.length > 0 ? { ...checked, failures: [...(checked.failures ?? []), ...problems] } : checked;
+        },
         diff: (id, olds, news) => diffWithStore(h, signingKeysLayout, id, olds, news),
         async create(inputs) {
             const store = storeOf(inputs);
@@ -238,7 +245,7 @@ async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, old
         for (const f of lost) {
             const to = path.join(staging, f);
             if (isPrivateKeyFile(f)) fs.copyFileSync(sources[f], to);
-            else await store.getBlob(olds.fileDigests[f], undefined, to);
+            else await store.getBlob(olds.fileDigests[f], await recordedBlobSize(store, olds.fileDigests[f]), to);
             fs.chmodSync(to, isPrivateKeyFile(f) ? 0o600 : 0o644);
         }
         const got = await digestKeySet(staging);
@@ -249,6 +256,17 @@ async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, old
         }
     }));
     return log;
+}
+
+/**
+ * The size of a public file's object. The state records digests, not sizes; the object's length is
+ * only a cap for the download, whose bytes must still hash to the recorded digest.
+ */
+async function recordedBlobSize(store: NonNullable<ReturnType<typeof storeOf>>, sha256: string): Promise<number> {
+    const size = await store.blobSize(sha256);
+    if (size === undefined) throw new Error(`${store.blobUri(sha256)} is not in ${store.location}; nothing was changed`);
+    if (size > 16 << 20) throw new StoreIntegrityError(`${store.blobUri(sha256)} is ${size} bytes: no certificate, .esl or .auth file is that large; it was not used`);
+    return size;
 }
 
 /** Key-folder file name -> the import source it was copied from. */

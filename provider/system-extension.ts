@@ -7,16 +7,17 @@ import * as pulumi from "@pulumi/pulumi";
 import { Handler, checkInputs, packageProvider, replacedFields, signingPairProblems, sourceProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
-import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
+import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { readCertificate } from "./toolkit/openssl";
 import { stageThenMove, withScratch } from "./store/staging";
 import { FilterViolationError } from "./toolkit/layer-extract";
-import { DdiArchitecture, ExtensionKind, buildSysextImage, extensionReleasePath, resignSysextImage } from "./toolkit/ddi";
+import { DdiArchitecture, ExtensionKind, buildSysextImage, extensionReleasePath, resignSysextImage, verifySysextImage } from "./toolkit/ddi";
+import { extensionReleaseNames } from "./toolkit/erofs-reader";
+import { ArtifactStoreSpec, StoreIntegrityError } from "./store/artifact-store";
 import { ensureExtensionRelease, foreignReleaseFiles, releaseNameMismatch, ReleaseFields } from "./toolkit/extension-release";
 import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/extension-source";
 import type { SigningKeys } from "./signing-keys";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
-import type { ArtifactStoreSpec } from "./store/artifact-store";
 import { artifactStoreInput } from "./artifact-store-config";
 
 export const SYSTEM_EXTENSION_TOKEN = "kairos:index:SystemExtension";
@@ -106,7 +107,47 @@ export const systemExtensionLayout: ArtifactLayout = {
     placement: () => "files",
     localFiles: (outs) => [outs.path],
     label: (p) => `SystemExtension ${p.name}`,
+    id: (outs) => outs.path,
+    expectedFiles: (i) => [imageFileName(i.name, i.kind)],
+    accept: (i, staged, stored, work) => acceptFetched(i as CheckedInputs, staged, stored, work),
 };
+
+/**
+ * A fetched image, checked as build() checks its own (verifySysextImage: GPT shape, hash tree, the
+ * signature against this runner's `signing` certificate) plus the architecture and the
+ * extension-release.NAME systemd looks for; the outputs are read from the image. Only
+ * `extensionRelease` (the release file's text) and `droppedPaths` come from the manifest, validated.
+ */
+async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<string, unknown>, work: string): Promise<Partial<Outputs>> {
+    const fileName = imageFileName(i.name, i.kind);
+    const file = path.join(staged, fileName);
+    let image: Awaited<ReturnType<typeof verifySysextImage>>;
+    try {
+        image = await verifySysextImage(file, { workDir: work, certificate: i.signing?.certificate, requireSignature: !!i.signing });
+    } catch (e) {
+        throw new StoreIntegrityError(`the stored ${fileName} is not an image a build would accept: ${(e as Error).message}`);
+    }
+    const problems: string[] = [];
+    if (image.arch !== DDI_ARCH[i.arch]) problems.push(`it is built for ${image.arch}, not ${DDI_ARCH[i.arch]}`);
+    if (!i.signing && image.signed) problems.push("it carries a verity signature, but this resource has no signing key");
+    if (i.signing && image.certificateFingerprint !== i.signingCertificateFingerprint) problems.push(`its signature names certificate ${image.certificateFingerprint}, not ${i.signingCertificateFingerprint}`);
+    const carried = await extensionReleaseNames(file, image.partitions.root.offset, i.kind).catch(() => [] as string[]);
+    if (!carried.includes(i.name)) problems.push(`it carries no extension-release.${i.name}`);
+    const release = stored.extensionRelease;
+    if (typeof release !== "string" || release.length > 65536 || !/^ID=/m.test(release)) problems.push("its manifest gives no extension-release text");
+    const dropped = stored.droppedPaths;
+    if (!Array.isArray(dropped) || dropped.length > 100000 || !dropped.every((d) => typeof d === "string")) problems.push("its manifest gives no droppedPaths list");
+    if (problems.length > 0) throw new StoreIntegrityError(`the stored ${fileName} is not what a build of ${i.name} makes: ${problems.join("; ")}`);
+    return {
+        path: path.join(i.outputDir, fileName),
+        sha256: await sha256File(file),
+        size: fs.statSync(file).size,
+        rootHash: image.rootHash,
+        certificateFingerprint: image.certificateFingerprint ?? null,
+        extensionRelease: release as string,
+        droppedPaths: dropped as string[],
+    };
+}
 
 export const systemExtensionHandler: Handler = {
     writes: (p) => [path.join(p.outputDir, p.name)],

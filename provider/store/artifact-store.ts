@@ -8,15 +8,20 @@
 //
 // Every object is named by what it holds, so two runners that build the same inputs write the same
 // bytes under the same name and end with one object. Every download is hashed while it streams and
-// refused unless it is exactly the recorded bytes. Credentials come from the AWS SDK's usual chain
+// refused unless it is exactly the recorded bytes. Every manifest is a signed envelope: anyone who can
+// write the bucket can delete or withhold, but only the publisher key's holder can make a manifest a
+// runner will read (and each resource still verifies the artifacts a manifest names as it verifies a
+// build's). Credentials come from the AWS SDK's usual chain
 // (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an instance role): never from inputs or state.
 import * as fs from "fs";
 import * as path from "path";
-import { createHash } from "crypto";
+import { X509Certificate, createHash, verify as rsaVerify } from "crypto";
 import { pipeline } from "stream/promises";
 import { Transform } from "stream";
 import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { canonicalJson } from "../toolkit/files";
+import { openSigner } from "../toolkit/signer";
 
 /** The `artifactStore` input (schema.json, kairos:index:ArtifactStore). */
 export interface ArtifactStoreSpec {
@@ -31,16 +36,37 @@ export interface ArtifactStoreSpec {
     forcePathStyle?: boolean;
     /** A damaged object: "fail" stops the update; "rebuild" builds instead and replaces it. @default "fail" */
     onCorrupt?: "fail" | "rebuild";
+    /**
+     * Who signs the manifests (required): a runner verifies every manifest with `certificate` before it
+     * reads it; with `key` (a PEM file or a pkcs11: URI) it also publishes, without it it only fetches.
+     */
+    publisher?: { certificate: string; key?: string };
 }
 
 export const DEFAULT_PREFIX = "kairos/";
 const MANIFEST_FORMAT = "pulumi-kairos-artifacts/1";
+const ENVELOPE_FORMAT = "pulumi-kairos-signed-manifest/1";
+/** A manifest lists files and small outputs: anything bigger is not one of ours. */
+export const MAX_MANIFEST_BYTES = 1 << 20;
+export const MAX_MANIFEST_ENTRIES = 10000;
+
+/** The object a manifest key holds: the manifest's canonical JSON, signed by the publisher key. */
+export interface SignedManifest {
+    format: typeof ENVELOPE_FORMAT;
+    /** base64 of the manifest's canonical JSON: the bytes the signature covers. */
+    payload: string;
+    /** base64 RSA PKCS#1 v1.5 / SHA-256 over the payload bytes. */
+    signature: string;
+    /** sha256 of the signing certificate's DER, to name a foreign signer in the refusal. */
+    certificateSha256: string;
+}
 
 /** One file or folder of a stored artifact set, relative to the resource's output root. */
 export interface ManifestEntry {
     path: string;
     /** Absent for a folder. */
     sha256?: string;
+    /** Required for a file: checked against the object's Content-Length before and while downloading. */
     size?: number;
     mode: number;
 }
@@ -131,18 +157,28 @@ export class ArtifactStore {
     }
 
     /**
-     * Downloads a blob to `dest`, hashing while it streams; a damaged, truncated or swapped object is
-     * a StoreIntegrityError and leaves no file at `dest`.
+     * Downloads a blob of `size` bytes to `dest`, hashing while it streams: an object whose length is
+     * not `size` is refused before a byte is written, one that grows past it is cut off, and a damaged,
+     * truncated or swapped object is a StoreIntegrityError; none leaves a file at `dest`.
      */
-    async getBlob(sha256: string, size: number | undefined, dest: string): Promise<void> {
+    async getBlob(sha256: string, size: number, dest: string): Promise<void> {
         const uri = this.blobUri(sha256);
         const res = await this.call(`download ${uri}`, () => this.client.send(new GetObjectCommand({ Bucket: this.spec.bucket, Key: this.blobKey(sha256) })));
+        const damaged = (what: string) => new StoreIntegrityError(
+            `${uri} is damaged: ${what}, but its name and manifest promise ${size} bytes with sha256 ${sha256}. ` +
+                `It was not used. Delete the object (or set artifactStore.onCorrupt: "rebuild" to build instead and replace it).`,
+        );
+        if (res.ContentLength !== undefined && res.ContentLength !== size) {
+            (res.Body as NodeJS.ReadableStream & { destroy?: () => void })?.destroy?.();
+            throw damaged(`the server holds ${res.ContentLength} bytes`);
+        }
         const hash = createHash("sha256");
         let bytes = 0;
         const count = new Transform({
             transform(chunk: Buffer, _enc, done) {
-                hash.update(chunk);
                 bytes += chunk.length;
+                if (bytes > size) return done(damaged(`it streams more than ${size} bytes`));
+                hash.update(chunk);
                 done(null, chunk);
             },
         });
@@ -150,15 +186,13 @@ export class ArtifactStore {
             await pipeline(res.Body as NodeJS.ReadableStream, count, fs.createWriteStream(dest, { mode: 0o644 }));
         } catch (e) {
             fs.rmSync(dest, { force: true });
+            if (e instanceof StoreIntegrityError) throw e;
             throw new Error(`download ${uri} failed: ${(e as Error).message}`);
         }
         const got = hash.digest("hex");
-        if (got !== sha256 || (size !== undefined && bytes !== size)) {
+        if (got !== sha256 || bytes !== size) {
             fs.rmSync(dest, { force: true });
-            throw new StoreIntegrityError(
-                `${uri} is damaged: it holds ${bytes} bytes with sha256 ${got}, but its name${size !== undefined ? ` and manifest promise ${size} bytes` : " promises"} with sha256 ${sha256}. ` +
-                    `It was not used. Delete the object (or set artifactStore.onCorrupt: "rebuild" to build instead and replace it).`,
-            );
+            throw damaged(`it holds ${bytes} bytes with sha256 ${got}`);
         }
     }
 
@@ -185,34 +219,95 @@ export class ArtifactStore {
         return (this.spec.endpoint ?? "aws") === (from.spec.endpoint ?? "aws");
     }
 
+    /**
+     * The manifest for `resource` at `inputHash`: the signed envelope is read (at most
+     * MAX_MANIFEST_BYTES), its signature checked against the publisher certificate, and only then is
+     * the payload parsed. Unsigned, foreign-signed, oversized or malformed: StoreIntegrityError.
+     */
     async getManifest(resource: string, inputHash: string): Promise<ArtifactManifest | undefined> {
         const uri = this.manifestUri(resource, inputHash);
+        const refuse = (why: string) => new StoreIntegrityError(`${uri} ${why}; it was not used. Delete it (or set artifactStore.onCorrupt: "rebuild" to build instead and overwrite it).`);
         let text: string;
         try {
             const res = await this.call(`read ${uri}`, () => this.client.send(new GetObjectCommand({ Bucket: this.spec.bucket, Key: this.manifestKey(resource, inputHash) })));
-            text = await res.Body!.transformToString();
+            if ((res.ContentLength ?? 0) > MAX_MANIFEST_BYTES) {
+                (res.Body as NodeJS.ReadableStream & { destroy?: () => void })?.destroy?.();
+                throw refuse(`is ${res.ContentLength} bytes, over the ${MAX_MANIFEST_BYTES}-byte manifest limit`);
+            }
+            text = await readCapped(res.Body as NodeJS.ReadableStream, MAX_MANIFEST_BYTES, () => refuse(`streams more than ${MAX_MANIFEST_BYTES} bytes, the manifest limit`));
         } catch (e) {
             if (isNotFound(e)) return undefined;
             throw e;
         }
+        const payload = this.verifiedPayload(text, refuse);
         let m: ArtifactManifest;
         try {
-            m = JSON.parse(text);
+            m = JSON.parse(payload.toString("utf8"));
         } catch {
-            throw new StoreIntegrityError(`${uri} is not a manifest (not JSON); it was not used. Delete it (or set artifactStore.onCorrupt: "rebuild").`);
+            throw refuse("carries a signed payload that is not JSON");
         }
-        if (m.format !== MANIFEST_FORMAT || m.resource !== resource || m.inputHash !== inputHash || !Array.isArray(m.entries)) {
-            throw new StoreIntegrityError(`${uri} does not describe ${resource} for input hash ${inputHash} (format ${m.format}, resource ${m.resource}, inputHash ${m.inputHash}); it was not used.`);
+        if (!m || m.format !== MANIFEST_FORMAT || m.resource !== resource || m.inputHash !== inputHash || !Array.isArray(m.entries) || !m.outputs || typeof m.outputs !== "object") {
+            throw refuse(`does not describe ${resource} for input hash ${inputHash} (format ${m?.format}, resource ${m?.resource}, inputHash ${m?.inputHash})`);
         }
+        if (m.entries.length > MAX_MANIFEST_ENTRIES) throw refuse(`lists ${m.entries.length} entries, over the limit of ${MAX_MANIFEST_ENTRIES}`);
         return m;
     }
 
+    /** The payload bytes of a signed envelope, once its signature verifies against the publisher certificate. */
+    private verifiedPayload(text: string, refuse: (why: string) => StoreIntegrityError): Buffer {
+        const publisher = this.publisherCertificate();
+        let env: Partial<SignedManifest>;
+        try {
+            env = JSON.parse(text);
+        } catch {
+            throw refuse("is not a signed manifest (not JSON)");
+        }
+        if (!env || env.format !== ENVELOPE_FORMAT || typeof env.payload !== "string" || typeof env.signature !== "string") {
+            throw refuse(`is not a signed manifest (no ${ENVELOPE_FORMAT} envelope with payload and signature): unsigned manifests are never read`);
+        }
+        const payload = Buffer.from(env.payload, "base64");
+        let ok = false;
+        try {
+            ok = rsaVerify("sha256", payload, publisher.cert.publicKey, Buffer.from(env.signature, "base64"));
+        } catch {
+            ok = false;
+        }
+        if (!ok) {
+            const who = env.certificateSha256 && env.certificateSha256 !== publisher.sha256 ? `is signed by another certificate (sha256 ${env.certificateSha256})` : "has a signature that does not verify";
+            throw refuse(`${who}, not by the publisher certificate ${this.spec.publisher!.certificate} (sha256 ${publisher.sha256})`);
+        }
+        return payload;
+    }
+
+    private publisherCertificate(): { cert: X509Certificate; sha256: string } {
+        const file = this.spec.publisher?.certificate;
+        if (!file) throw new Error(`artifact store ${this.location}: artifactStore.publisher is not set; give the certificate whose key signs the manifests (the project's db certificate, say)`);
+        const cert = new X509Certificate(fs.readFileSync(file));
+        return { cert, sha256: createHash("sha256").update(cert.raw).digest("hex") };
+    }
+
+    /** Whether this runner may publish: it holds the publisher's key. */
+    get canPublish(): boolean {
+        return !!this.spec.publisher?.key;
+    }
+
     /**
-     * Writes the manifest unless one exists: the first complete build of an input hash wins
-     * (If-None-Match: *), and a later runner's identical build does not rewrite it.
+     * Signs and writes the manifest unless one exists: the first complete build of an input hash wins
+     * (If-None-Match: *), and a later runner's identical build does not rewrite it. `replace` overwrites
+     * (a manifest found damaged or foreign-signed).
      */
     async putManifest(m: Omit<ArtifactManifest, "format">, opts: { replace?: boolean } = {}): Promise<"written" | "present"> {
-        const body = `${JSON.stringify({ format: MANIFEST_FORMAT, ...m }, null, 1)}\n`;
+        const key = this.spec.publisher?.key;
+        if (!key) throw new Error(`artifact store ${this.location}: artifactStore.publisher has no key; this runner only fetches`);
+        const payload = Buffer.from(canonicalJson({ format: MANIFEST_FORMAT, ...m }), "utf8");
+        const envelope: SignedManifest = {
+            format: ENVELOPE_FORMAT,
+            payload: payload.toString("base64"),
+            signature: (await openSigner(key).sign("sha256", payload)).toString("base64"),
+            certificateSha256: this.publisherCertificate().sha256,
+        };
+        const body = `${JSON.stringify(envelope, null, 1)}\n`;
+        if (body.length > MAX_MANIFEST_BYTES) throw new Error(`the manifest for ${m.resource} ${m.inputHash} would be ${body.length} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
         try {
             await this.call(`write ${this.manifestUri(m.resource, m.inputHash)}`, () =>
                 this.client.send(new PutObjectCommand({
@@ -245,6 +340,21 @@ export class ArtifactStore {
     }
 }
 
+/** The stream's text, refused (by `tooBig`) once it passes `cap` bytes: never read whole into memory first. */
+async function readCapped(body: NodeJS.ReadableStream, cap: number, tooBig: () => Error): Promise<string> {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+        n += chunk.length;
+        if (n > cap) {
+            (body as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+            throw tooBig();
+        }
+        chunks.push(Buffer.from(chunk));
+    }
+    return Buffer.concat(chunks).toString("utf8");
+}
+
 function isNotFound(e: unknown): boolean {
     const err = e as S3ServiceException;
     return err?.name === "NoSuchKey" || err?.name === "NotFound" || err?.$metadata?.httpStatusCode === 404 && err?.name !== "NoSuchBucket";
@@ -260,7 +370,7 @@ const stores = new Map<string, ArtifactStore>();
 
 export function artifactStoreFor(spec: ArtifactStoreSpec | undefined): ArtifactStore | undefined {
     if (!spec || !spec.bucket) return undefined;
-    const key = JSON.stringify([spec.bucket, spec.prefix, spec.endpoint, spec.region, spec.forcePathStyle, spec.onCorrupt]);
+    const key = JSON.stringify([spec.bucket, spec.prefix, spec.endpoint, spec.region, spec.forcePathStyle, spec.onCorrupt, spec.publisher?.certificate ?? null, spec.publisher?.key ?? null]);
     let store = stores.get(key);
     if (!store) stores.set(key, (store = new ArtifactStore(spec)));
     return store;
@@ -269,13 +379,21 @@ export function artifactStoreFor(spec: ArtifactStoreSpec | undefined): ArtifactS
 /** The placeholder for a resource's output root in stored outputs: another runner's root differs. */
 export const OUTPUT_ROOT = "${outputRoot}";
 
-/** `value` with every path under `from` rewritten under `to` (strings only; structure kept). */
+/**
+ * `value` with every path under `from` rewritten under `to` (strings only; structure kept). A string
+ * under `from` whose rest climbs out (`..`) or is absolute is refused: path.posix.join would resolve it
+ * outside `to`.
+ */
 export function relocate<T>(value: T, from: string, to: string): T {
     const fromSlash = from.endsWith("/") ? from : `${from}/`;
     const move = (v: unknown): unknown => {
         if (typeof v === "string") {
             if (v === from) return to;
-            if (v.startsWith(fromSlash)) return path.posix.join(to, v.slice(fromSlash.length));
+            if (v.startsWith(fromSlash)) {
+                const rest = v.slice(fromSlash.length);
+                if (rest.startsWith("/") || rest.split("/").includes("..")) throw new StoreIntegrityError(`${v} climbs out of ${from}`);
+                return path.posix.join(to, rest);
+            }
             return v;
         }
         if (Array.isArray(v)) return v.map(move);

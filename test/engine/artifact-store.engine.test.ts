@@ -19,6 +19,7 @@ import { buildTestOsRootfs, packTestOsImage } from "../helpers/test-os";
 import { S3Server, startS3Server } from "../helpers/s3-server";
 import { s3Objects } from "../helpers/s3-objects";
 import { veritySignatureVerifies } from "../helpers/ddi-inspect";
+import { makeCertificate } from "../helpers/pki";
 
 const STATE_BUCKET = "kairos-state";
 const ARTIFACT_BUCKET = "kairos-artifacts";
@@ -57,6 +58,9 @@ describe("artifact store and S3 state: two runners share one build graph (Seawee
         // Provider-wide store: one stack config value, no per-resource input.
         await stack.stack.setConfig("kairos:artifactStore.bucket", { value: ARTIFACT_BUCKET }, true);
         await stack.stack.setConfig("kairos:artifactStore.endpoint", { value: s3.endpoint }, true);
+        // Manifests are signed with the project's db key, which every runner has (a CI secret).
+        await stack.stack.setConfig("kairos:artifactStore.publisher.certificate", { value: "secrets/keys/db.pem" }, true);
+        await stack.stack.setConfig("kairos:artifactStore.publisher.key", { value: "secrets/keys/db.key" }, true);
         return stack;
     };
     const bytesOf = async (runner: string) => Object.fromEntries(await Promise.all(ARTIFACTS.map(async (f) => [f, await sha256File(path.join(runner, f))])));
@@ -183,10 +187,13 @@ describe("artifact store and S3 state: two runners share one build graph (Seawee
         let prod: EngineStack;
         let resign = false;
         let asTestedManifest = "";
-        const storeIn = (bucket: string) => ({ bucket, endpoint: s3.endpoint });
+        let publisher: { key: string; certificate: string };
+        const storeIn = (bucket: string) => ({ bucket, endpoint: s3.endpoint, publisher });
 
         before(async () => {
             work = tempDir("store-promotion");
+            fs.mkdirSync(path.join(work, "publisher"));
+            publisher = await makeCertificate(path.join(work, "publisher"), "release-publisher");
             writePayload(work, "tool", "tested in staging\n");
             const opts = (stackName: string) => ({ backendDir: tempDir(`promo-${stackName}-home`), projectName: "kairos-promo", stackName, workDir: work, backendUrl: s3.pulumiBackendUrl(STATE_BUCKET), env: s3.env() });
             staging = await engineStack(async () => {

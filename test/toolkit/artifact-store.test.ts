@@ -3,11 +3,13 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { ArtifactStore, OUTPUT_ROOT, StoreIntegrityError, relocate } from "../../provider/store/artifact-store";
+import { createHash } from "crypto";
+import { ArtifactStore, MAX_MANIFEST_BYTES, OUTPUT_ROOT, StoreIntegrityError, relocate } from "../../provider/store/artifact-store";
 import { sha256File } from "../../provider/toolkit/files";
 import { S3Server, startS3Server } from "../helpers/s3-server";
-import { s3Objects } from "../helpers/s3-objects";
+import { envelopePayload, handMadeManifest, s3Objects } from "../helpers/s3-objects";
 import { tempDir } from "../helpers/temp";
+import { makeCertificate } from "../helpers/pki";
 
 describe("artifact store on a real S3 server", function () {
     this.timeout(120000);
@@ -16,6 +18,8 @@ describe("artifact store on a real S3 server", function () {
     let work: string;
     let store: ArtifactStore;
     let savedEnv: NodeJS.ProcessEnv;
+    let publisher: { key: string; certificate: string };
+    let foreign: { key: string; certificate: string };
 
     const fileWith = (name: string, bytes: Buffer | string) => {
         const f = path.join(work, name);
@@ -29,7 +33,9 @@ describe("artifact store on a real S3 server", function () {
         savedEnv = { ...process.env };
         Object.assign(process.env, s3.env()); // the store takes credentials from the SDK's usual chain
         work = tempDir("artifact-store");
-        store = new ArtifactStore({ bucket: "unit", endpoint: s3.endpoint });
+        publisher = await makeCertificate(work, "publisher");
+        foreign = await makeCertificate(work, "foreign");
+        store = new ArtifactStore({ bucket: "unit", endpoint: s3.endpoint, publisher });
     });
     after(async () => {
         process.env = savedEnv;
@@ -56,7 +62,9 @@ describe("artifact store on a real S3 server", function () {
             const dest = path.join(work, "b.back");
             const err = await store.getBlob(sha, 15, dest).catch((e) => e);
             assert.ok(err instanceof StoreIntegrityError, String(err));
-            assert.match(err.message, new RegExp(`s3://unit/kairos/sha256/${sha} is damaged: it holds ${bad.length} bytes`));
+            // A wrong length is refused from Content-Length, before a byte is written; same-length damage by the hash.
+            const what = bad.length === 15 ? `it holds 15 bytes with sha256 ${createHash("sha256").update(bad).digest("hex")}` : `the server holds ${bad.length} bytes`;
+            assert.match(err.message, new RegExp(`s3://unit/kairos/sha256/${sha} is damaged: ${what}, but its name and manifest promise 15 bytes`));
             assert.ok(!fs.existsSync(dest));
         }
     });
@@ -64,7 +72,7 @@ describe("artifact store on a real S3 server", function () {
     it("concurrent writers of one input hash end with one blob and one manifest: the first one's", async () => {
         const f = fileWith("c.bin", Buffer.alloc(1 << 20, 3));
         const sha = await sha256File(f);
-        const runners = [0, 1, 2, 3].map(() => new ArtifactStore({ bucket: "unit", endpoint: s3.endpoint }));
+        const runners = [0, 1, 2, 3].map(() => new ArtifactStore({ bucket: "unit", endpoint: s3.endpoint, publisher }));
         await Promise.all(runners.map((r) => r.putBlob(f, sha, 1 << 20)));
         const results = await Promise.all(runners.map((r, i) => r.putManifest({ resource: "kairos:index:SystemExtension", inputHash: "h1", entries: [{ path: "c.bin", sha256: sha, size: 1 << 20, mode: 0o644 }], outputs: { writer: i } })));
         assert.strictEqual(results.filter((r) => r === "written").length, 1, `one writer wins: ${results}`);
@@ -77,9 +85,43 @@ describe("artifact store on a real S3 server", function () {
 
     it("a manifest that is not JSON or describes something else is refused", async () => {
         await objects.put("unit", store.manifestKey("kairos:index:BootMedia", "h2"), Buffer.from("{not json"));
-        await assert.rejects(store.getManifest("kairos:index:BootMedia", "h2"), (e: Error) => e instanceof StoreIntegrityError && /is not a manifest/.test(e.message));
-        await objects.put("unit", store.manifestKey("kairos:index:BootMedia", "h3"), Buffer.from(JSON.stringify({ format: "pulumi-kairos-artifacts/1", resource: "kairos:index:BootMedia", inputHash: "h4", entries: [] })));
+        await assert.rejects(store.getManifest("kairos:index:BootMedia", "h2"), (e: Error) => e instanceof StoreIntegrityError && /manifests\/BootMedia\/h2\.json is not a signed manifest \(not JSON\); it was not used/.test(e.message));
+        // Signed by the publisher, but for another input hash: the signature binds resource and input hash.
+        await objects.put("unit", store.manifestKey("kairos:index:BootMedia", "h3"), handMadeManifest({ format: "pulumi-kairos-artifacts/1", resource: "kairos:index:BootMedia", inputHash: "h4", entries: [], outputs: {} }, publisher));
         await assert.rejects(store.getManifest("kairos:index:BootMedia", "h3"), (e: Error) => e instanceof StoreIntegrityError && /does not describe kairos:index:BootMedia for input hash h3/.test(e.message));
+    });
+
+    it("reads only manifests signed by the publisher key: unsigned, foreign-signed and tampered ones are refused", async () => {
+        const m = { format: "pulumi-kairos-artifacts/1", resource: "kairos:index:SystemExtension", inputHash: "s1", entries: [], outputs: { honest: true } };
+        const key = store.manifestKey("kairos:index:SystemExtension", "s1");
+        const uri = store.manifestUri("kairos:index:SystemExtension", "s1");
+        await objects.put("unit", key, handMadeManifest(m));
+        await assert.rejects(store.getManifest(m.resource, "s1"), (e: Error) => e instanceof StoreIntegrityError && e.message.startsWith(`${uri} is not a signed manifest`) && /unsigned manifests are never read/.test(e.message));
+        await objects.put("unit", key, handMadeManifest(m, foreign));
+        await assert.rejects(store.getManifest(m.resource, "s1"), (e: Error) => e instanceof StoreIntegrityError && e.message.startsWith(`${uri} is signed by another certificate`));
+        const tampered = JSON.parse(handMadeManifest(m, publisher).toString());
+        tampered.payload = Buffer.from(JSON.stringify({ ...m, outputs: { honest: false } })).toString("base64");
+        await objects.put("unit", key, Buffer.from(JSON.stringify(tampered)));
+        await assert.rejects(store.getManifest(m.resource, "s1"), (e: Error) => e instanceof StoreIntegrityError && e.message.startsWith(`${uri} has a signature that does not verify`));
+        await objects.put("unit", key, handMadeManifest(m, publisher));
+        assert.deepStrictEqual((await store.getManifest(m.resource, "s1"))!.outputs, { honest: true });
+        // What putManifest writes is such an envelope, and a runner without the key cannot write one.
+        await store.putManifest({ resource: m.resource, inputHash: "s2", entries: [], outputs: { by: "store" } });
+        assert.deepStrictEqual(envelopePayload(await objects.get("unit", store.manifestKey(m.resource, "s2"))).outputs, { by: "store" });
+        const fetchOnly = new ArtifactStore({ bucket: "unit", endpoint: s3.endpoint, publisher: { certificate: publisher.certificate } });
+        assert.strictEqual(fetchOnly.canPublish, false);
+        await assert.rejects(fetchOnly.putManifest({ resource: m.resource, inputHash: "s3", entries: [], outputs: {} }), /publisher has no key; this runner only fetches/);
+    });
+
+    it("refuses a manifest over the size cap before parsing it, and a blob whose length is not the manifest's size", async () => {
+        await objects.put("unit", store.manifestKey("kairos:index:BootMedia", "big"), Buffer.alloc(MAX_MANIFEST_BYTES + 1, 0x20));
+        await assert.rejects(store.getManifest("kairos:index:BootMedia", "big"), (e: Error) => e instanceof StoreIntegrityError && new RegExp(`is ${MAX_MANIFEST_BYTES + 1} bytes, over the ${MAX_MANIFEST_BYTES}-byte manifest limit`).test(e.message));
+        const f = fileWith("g.bin", Buffer.alloc(4096, 1));
+        const sha = await sha256File(f);
+        await store.putBlob(f, sha, 4096);
+        const dest = path.join(work, "g.back");
+        await assert.rejects(store.getBlob(sha, 100, dest), (e: Error) => e instanceof StoreIntegrityError && /is damaged: the server holds 4096 bytes, but its name and manifest promise 100 bytes/.test(e.message));
+        assert.ok(!fs.existsSync(dest), "nothing written");
     });
 
     it("wrong credentials and a missing bucket are errors that name the store and the fix", async () => {
@@ -101,7 +143,7 @@ describe("artifact store on a real S3 server", function () {
         const f = fileWith("e.bin", Buffer.alloc(2 << 20, 9));
         const sha = await sha256File(f);
         await store.putBlob(f, sha, 2 << 20);
-        const prod = new ArtifactStore({ bucket: "unit-prod", endpoint: s3.endpoint });
+        const prod = new ArtifactStore({ bucket: "unit-prod", endpoint: s3.endpoint, publisher });
         assert.ok(prod.sameServerAs(store));
         assert.strictEqual(await prod.copyBlobFrom(store, sha, 2 << 20), "copied");
         assert.strictEqual(await prod.copyBlobFrom(store, sha, 2 << 20), "present");
@@ -113,5 +155,9 @@ describe("artifact store on a real S3 server", function () {
         const stored = relocate(outs, "out", OUTPUT_ROOT);
         assert.deepStrictEqual(stored, { path: `${OUTPUT_ROOT}/x.raw`, ukis: [{ path: `${OUTPUT_ROOT}/u/a.efi`, note: "outside" }], other: "outer/x", same: OUTPUT_ROOT, n: 3 });
         assert.deepStrictEqual(relocate(stored, OUTPUT_ROOT, "/runner/b/out"), { ...outs, path: "/runner/b/out/x.raw", ukis: [{ path: "/runner/b/out/u/a.efi", note: "outside" }], same: "/runner/b/out" });
+        // path.posix.join would resolve these out of the root: refused instead.
+        for (const climbing of [`${OUTPUT_ROOT}/../../project`, `${OUTPUT_ROOT}/a/../../x`, `${OUTPUT_ROOT}//etc/passwd`]) {
+            assert.throws(() => relocate({ path: climbing }, OUTPUT_ROOT, "/runner/b/out"), (e: Error) => e instanceof StoreIntegrityError && /climbs out of/.test(e.message), climbing);
+        }
     });
 });
