@@ -80,7 +80,7 @@ export function tokenLabel(uri: string): string {
  */
 export async function withPin<T>(uri: string, fn: (uriWithPin: string, env: Record<string, string>) => Promise<T>): Promise<T> {
     const pin = process.env[PIN_ENV];
-    if (!pin) throw new Pkcs11Error(`the key ${uri} is in a PKCS#11 token: set ${PIN_ENV} to the token's user PIN (a Pulumi secret or CI secret in the environment)`);
+    if (!pin) throw new Pkcs11Error(`the key ${redactPin(uri)} is in a PKCS#11 token: set ${PIN_ENV} to the token's user PIN (a Pulumi secret or CI secret in the environment)`);
     const dir = makePinFolder(pin);
     try {
         return await fn(`${withType(uri, "private")};pin-source=file:${path.join(dir, "pin")}`, engineEnv());
