@@ -1,7 +1,7 @@
 // What each input of each resource in schema.json does to the artifact, in one table: it reaches the
 // input hash (the store's manifest key, and what `diff` compares), it replaces the resource (a new file
 // name or place), or it is said to change neither, with the reason. The hash derivations read their
-// plain-value parts from here, and test/unit/input-roles.test.ts walks schema.json against it and
+// plain-value parts from here, and test/provider/input-roles.test.ts walks schema.json against it and
 // perturbs each field through the real check()/diff(): a new input nobody classified fails that test,
 // and so does a `hash` field that does not move the hash.
 // Tokens are spelled out: the resource modules import this table, so it cannot import them.
