@@ -28,6 +28,7 @@ import type { SystemExtension } from "./system-extension";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import type { ArtifactStoreSpec } from "./store/artifact-store";
 import { artifactStoreInput } from "./artifact-store-config";
+import { plainHashValues, replaceFields } from "./validation/input-roles";
 
 export const BOOT_MEDIA_TOKEN = "kairos:index:BootMedia";
 const BUILDER_VERSION = "boot-media/2";
@@ -173,7 +174,7 @@ export const bootMediaHandler: Handler = {
     check: (olds, news) => checkInputs<CheckedInputs>(BOOT_MEDIA_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
-        const replaces = replacedFields(olds, news, ["name", "outputDir", "type"], ["outputDir"]);
+        const replaces = replacedFields(olds, news, replaceFields<CheckedInputs>(BOOT_MEDIA_TOKEN), ["outputDir"]);
         return { changes: replaces.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0, replaces };
     },
 
@@ -286,7 +287,10 @@ async function deriveHashes(i: CheckedInputs): Promise<InputProblem[]> {
         keys: sha256Hex(canonicalJson(await digest([i.enrollKeys.PK, i.enrollKeys.KEK, i.enrollKeys.db]))),
         extensions: sha256Hex(canonicalJson(await digest(i.extensions ?? []))),
         overlay: sha256Hex(canonicalJson({ cloudConfig: i.cloudConfig ? await sha256File(i.cloudConfig) : null, files: await Promise.all((i.overlayFiles ?? []).map(async (o) => [o.path, await sha256File(o.source)])) })),
-        options: sha256Hex(canonicalJson({ timeout: i.timeout, secureBootEnroll: i.secureBootEnroll, consoleMode: i.consoleMode, epoch: i.sourceDateEpoch, espExtensions: i.espExtensions })),
+        options: sha256Hex(canonicalJson(plainHashValues(BOOT_MEDIA_TOKEN, "options", i))),
+        // The artifact's name and form (NAME.iso or the folder NAME): media that differ only there must
+        // not share a manifest in the store, where the input hash is the key.
+        media: sha256Hex(canonicalJson(plainHashValues(BOOT_MEDIA_TOKEN, "media", i))),
         builder: BUILDER_VERSION,
     };
     i.inputHash = sha256Hex(canonicalJson(i.hashParts));

@@ -28,6 +28,7 @@ import type { SigningKeys } from "./signing-keys";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import type { ArtifactStoreSpec } from "./store/artifact-store";
 import { artifactStoreInput } from "./artifact-store-config";
+import { plainHashValues, replaceFields } from "./validation/input-roles";
 
 export const KAIROS_UKI_IMAGE_TOKEN = "kairos:index:KairosUkiImage";
 const BUILDER_VERSION = "kairos-uki-image/1";
@@ -265,7 +266,7 @@ export const kairosUkiImageHandler: Handler = {
         checkInputs<CheckedInputs>(KAIROS_UKI_IMAGE_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
-        const replaces = replacedFields(olds, news, ["outputDir"], ["outputDir"]);
+        const replaces = replacedFields(olds, news, replaceFields<CheckedInputs>(KAIROS_UKI_IMAGE_TOKEN), ["outputDir"]);
         return { changes: replaces.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0, replaces };
     },
 
@@ -303,11 +304,11 @@ async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
     } catch (e) {
         return [{ property: "source", reason: `cannot read the source: ${(e as Error).message}` }];
     }
-    const pick = (fields: readonly (keyof CheckedInputs)[]) => sha256Hex(canonicalJson(Object.fromEntries(fields.map((f) => [f, inputs[f] ?? null]))));
+    const pick = (part: string) => sha256Hex(canonicalJson(plainHashValues(KAIROS_UKI_IMAGE_TOKEN, part, inputs)));
     inputs.hashParts = {
         source: inputs.sourceDigest,
-        cmdlines: pick(["bootTitle", "extendCmdline", "extraCmdlines", "singleEntries", "includeVersionInConfig", "includeCmdlineInConfig", "loaderEntryKey"]),
-        build: pick(["maxUkiSizeMB", "initrdCompressionLevel", "initrdWindowLog"]),
+        cmdlines: pick("cmdlines"),
+        build: pick("build"),
         splash: inputs.splash ? await sha256File(inputs.splash) : "none",
         signing: readCertificate(inputs.signing.certificate).sha256Fingerprint,
         pcrKey: sha256Hex(publicKeyPem(inputs.pcrKey)), // the public half: no digest of private key bytes in state

@@ -15,6 +15,7 @@ import { stageThenMove, withScratch } from "./store/staging";
 import { ArtifactStore, ArtifactStoreSpec, StoreIntegrityError, artifactStoreFor } from "./store/artifact-store";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
+import { plainHashValues } from "./validation/input-roles";
 
 export const PROMOTED_ARTIFACT_TOKEN = "kairos:index:PromotedArtifact";
 const BUILDER_VERSION = "promoted-artifact/1";
@@ -128,12 +129,15 @@ export const promotedArtifactHandler: Handler = {
             async derive(i) {
                 // The promised bytes are named by the recorded sha256, not by the file's current state:
                 // a file altered after testing fails in create() instead of being silently promoted.
+                // The file name is part of the artifact: two promotions of the same bytes under two
+                // names are two files, and must not share a manifest in the store (its key is this hash).
                 i.hashParts = {
                     artifact: i.expectedSha256,
+                    file: sha256Hex(canonicalJson({ ...plainHashValues(PROMOTED_ARTIFACT_TOKEN, "file", i), source: path.basename(i.source) })),
                     signing: i.resign ? readCertificate(i.resign.certificate).sha256Fingerprint : "as-tested",
                     builder: BUILDER_VERSION,
                 };
-                i.inputHash = sha256Hex(canonicalJson({ ...i.hashParts, kind: i.kind }));
+                i.inputHash = sha256Hex(canonicalJson(i.hashParts));
                 return [];
             },
         }),

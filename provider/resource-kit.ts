@@ -12,6 +12,7 @@ import { keyMatchesCertificate } from "./toolkit/openssl";
 import { memoByFiles } from "./toolkit/file-memo";
 import { ExtensionSourceSpec, sourceForms } from "./toolkit/extension-source";
 import { isPkcs11Uri, tokenKeyProblem } from "./toolkit/pkcs11";
+import { pinCarryingInputs, redactPin, redactedDeep } from "./toolkit/pin";
 
 export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">> & {
     /** `pulumi import`: take what exists at `id` as it is; returns its outputs and the inputs that describe it. */
@@ -117,6 +118,14 @@ export interface CheckSteps<T> {
 export async function checkInputs<T extends object>(token: string, olds: Record<string, any>, news: Record<string, any>, steps: CheckSteps<T>) {
     const inputs = { ...inputDefaults(token), ...userInputs(news) } as T;
     const result = (failures: InputProblem[]) => ({ inputs: { ...news, ...inputs }, failures });
+    // A key URI with a PIN in it (any key input, at any depth) is refused before anything reads it, and
+    // neither the refusal nor the inputs handed back show the PIN.
+    const pinned = pinCarryingInputs(inputs);
+    if (pinned.length > 0) {
+        const flagged = new Set(pinned.map((p) => p.property));
+        const others = validateInputs(token, inputs).filter((p) => !flagged.has(p.property)).map((p) => ({ ...p, reason: redactPin(p.reason) }));
+        return { inputs: redactedDeep({ ...news, ...inputs }), failures: [...pinned, ...others] };
+    }
     const schemaProblems = validateInputs(token, inputs);
     if (containsUnknown(inputs)) return result(schemaProblems);
     if (schemaProblems.length > 0) {

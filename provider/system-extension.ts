@@ -19,6 +19,7 @@ import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } fro
 import type { SigningKeys } from "./signing-keys";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
+import { plainHashValues, replaceFields } from "./validation/input-roles";
 
 export const SYSTEM_EXTENSION_TOKEN = "kairos:index:SystemExtension";
 const BUILDER_VERSION = "system-extension/1";
@@ -155,7 +156,7 @@ export const systemExtensionHandler: Handler = {
         checkInputs<CheckedInputs>(SYSTEM_EXTENSION_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {
-        const moved = replacedFields(olds, news, ["name", "kind", "outputDir"], ["outputDir"]);
+        const moved = replacedFields(olds, news, replaceFields<CheckedInputs>(SYSTEM_EXTENSION_TOKEN), ["outputDir"]);
         return {
             changes: moved.length > 0 || olds.inputHash !== news.inputHash || (olds.drift ?? []).length > 0,
             // A new file name is a new artifact: build it, then delete the old one.
@@ -197,7 +198,7 @@ async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
     inputs.hashParts = {
         source: inputs.sourceDigest,
         options: sha256Hex(canonicalJson({
-            ...Object.fromEntries(CONTENT_FIELDS.map((f) => [f, inputs[f] ?? null])),
+            ...plainHashValues(SYSTEM_EXTENSION_TOKEN, "options", inputs),
             source: sourceForms(inputs.source)[0], // where the source lives is not its content; sourceDigest is
         })),
         signing: inputs.signingCertificateFingerprint ?? "unsigned",
@@ -208,9 +209,6 @@ async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
     inputs.inputHash = sha256Hex(canonicalJson({ ...content, signing }));
     return [];
 }
-
-/** Inputs that decide the image's content (everything but the signing key). */
-const CONTENT_FIELDS = ["name", "kind", "arch", "layers", "withOpt", "dropDisallowedPaths", "release", "compression", "sourceDateEpoch"] as const;
 
 async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
     const fileName = imageFileName(inputs.name, inputs.kind);

@@ -3,15 +3,17 @@
 // through OpenSSL's pkcs11 engine (libp11), which loads p11-kit's proxy and so every module p11-kit
 // knows, or the module in PKCS11_MODULE_PATH. The token PIN comes from the environment
 // (KAIROS_PKCS11_PIN) and reaches the engine through a 0600 file that lives only for one command
-// (`pin-source=file:`), so it is never in an argv, a log line, an input or the state.
+// (`pin-source=file:`), so it is never in an argv, a log line, an input or the state; pin.ts says
+// which processes get it at all.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { spawnSync } from "child_process";
 import { createHash, createPublicKey, KeyObject, verify } from "crypto";
 import { run, ToolFailedError } from "./run";
+import { PIN_ENV, carriesPin, makePinFolder, pinEnv, redactPin, toolEnv } from "./pin";
 
-export const PIN_ENV = "KAIROS_PKCS11_PIN";
+export { PIN_ENV };
 /** p11-kit's proxy module, found on the library path: every token p11-kit knows (softhsm2, opensc, registered vendor modules). */
 const P11_KIT_PROXY = "p11-kit-proxy.so";
 
@@ -52,7 +54,7 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
 export function pkcs11UriProblem(uri: string): string | undefined {
     const u = parsePkcs11Uri(uri);
     const query = uri.includes("?") ? uri.slice(uri.indexOf("?") + 1) : "";
-    if ("pin-value" in u.attributes || "pin-source" in u.attributes || /(^|&)pin-(value|source)=/.test(query)) {
+    if ("pin-value" in u.attributes || "pin-source" in u.attributes || /(^|&)pin-(value|source)=/.test(query) || carriesPin(uri)) {
         return `carries a PIN; a PIN in the URI would be kept in the state and shown in logs. Remove it and give the PIN in ${PIN_ENV}`;
     }
     if (!u.token) return "names no token (token=…)";
@@ -78,20 +80,13 @@ export function tokenLabel(uri: string): string {
  */
 export async function withPin<T>(uri: string, fn: (uriWithPin: string, env: Record<string, string>) => Promise<T>): Promise<T> {
     const pin = process.env[PIN_ENV];
-    if (!pin) throw new Pkcs11Error(`the key ${uri} is in a PKCS#11 token: set ${PIN_ENV} to the token's user PIN (a Pulumi secret or CI secret in the environment)`);
-    const dir = pinFolder(pin);
+    if (!pin) throw new Pkcs11Error(`the key ${redactPin(uri)} is in a PKCS#11 token: set ${PIN_ENV} to the token's user PIN (a Pulumi secret or CI secret in the environment)`);
+    const dir = makePinFolder(pin);
     try {
         return await fn(`${withType(uri, "private")};pin-source=file:${path.join(dir, "pin")}`, engineEnv());
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }
-}
-
-/** A private folder (in memory where /dev/shm exists) holding `pin` in a 0600 file named "pin"; the caller removes it. */
-function pinFolder(pin: string): string {
-    const dir = fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "kairos-pin-"));
-    fs.writeFileSync(path.join(dir, "pin"), pin, { mode: 0o600 });
-    return dir;
 }
 
 /** The engine arguments openssl's apps take to use a token key as `-inkey`/`-key`. */
@@ -127,9 +122,9 @@ export async function tokenSignDigest(uri: string, hash: string, digest: Buffer)
  */
 export function tokenPublicKey(uri: string): KeyObject {
     const res = spawnSync("openssl", ["pkey", ...ENGINE_KEY_ARGS.slice(0, 2), "-inform", "engine", "-in", withType(uri, "public"), "-pubin", "-pubout"], {
-        env: { ...process.env, ...engineEnv() }, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"],
+        env: toolEnv(engineEnv()), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"],
     });
-    if (res.error) throw new Pkcs11Error(`cannot run openssl to read ${uri}: ${res.error.message}`);
+    if (res.error) throw new Pkcs11Error(`cannot run openssl to read ${redactPin(uri)}: ${res.error.message}`);
     if (res.status !== 0 || !res.stdout.includes("BEGIN PUBLIC KEY")) throw explainTokenFailure(uri, new Error(res.stderr));
     return createPublicKey(res.stdout);
 }
@@ -143,8 +138,9 @@ export function isPinProblem(problem: string): boolean {
 }
 
 /** What failed, in words: a wrong PIN, a token that is not there, a key that is not in it. */
-export function explainTokenFailure(uri: string, e: unknown): Error {
-    const text = e instanceof ToolFailedError ? `${e.message}` : String((e as Error)?.message ?? e);
+export function explainTokenFailure(pinnedUri: string, e: unknown): Error {
+    const uri = redactPin(pinnedUri); // check() refuses a URI with a PIN; a message never shows one either way
+    const text = redactPin(e instanceof ToolFailedError ? `${e.message}` : String((e as Error)?.message ?? e));
     const label = tokenLabel(uri);
     if (/PIN incorrect|CKR_PIN_INCORRECT/i.test(text)) return new Pkcs11Error(`the PIN in ${PIN_ENV} is not the user PIN of token "${label}" (the token refused it; it may lock after a few tries). Nothing was signed.`);
     if (/PIN locked|CKR_PIN_LOCKED/i.test(text)) return new Pkcs11Error(`token "${label}" has locked its user PIN; unlock it with the SO PIN. Nothing was signed.`);
@@ -164,7 +160,7 @@ export function explainTokenFailure(uri: string, e: unknown): Error {
 
 /** Token labels the module shows (pkcs11-tool -L), no login needed. */
 export function listTokens(): string[] {
-    const res = spawnSync("pkcs11-tool", ["--module", pkcs11Module(), "-L"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    const res = spawnSync("pkcs11-tool", ["--module", pkcs11Module(), "-L"], { env: toolEnv(), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
     if (res.status !== 0) return [];
     return [...res.stdout.matchAll(/token label\s*:\s*(.*)$/gm)].map((m) => m[1].trim());
 }
@@ -179,7 +175,7 @@ export async function generateTokenKey(tokenUri: string, label: string, id: stri
     if (tokenObjectExists(uri)) throw new Pkcs11Error(`token "${token}" already holds a key labelled "${label}"; SigningKeys never replaces keys (use it with import, or pick another name)`);
     if (!process.env[PIN_ENV]) throw new Pkcs11Error(`generating keys in token "${token}" needs its user PIN: set ${PIN_ENV}`);
     await run(["pkcs11-tool", "--module", pkcs11Module(), "--token-label", token, "--login", "--pin", `env:${PIN_ENV}`,
-        "--keypairgen", "--key-type", `rsa:${bits}`, "--id", id, "--label", label, "--usage-sign"]).catch((e) => {
+        "--keypairgen", "--key-type", `rsa:${bits}`, "--id", id, "--label", label, "--usage-sign"], { env: pinEnv() }).catch((e) => {
         throw explainTokenFailure(uri, e);
     });
     return uri;
@@ -188,7 +184,7 @@ export async function generateTokenKey(tokenUri: string, label: string, id: stri
 /** Writes a certificate (DER) into the token next to its key, under the same label and id. */
 export async function writeTokenCertificate(tokenUri: string, label: string, id: string, derFile: string): Promise<void> {
     await run(["pkcs11-tool", "--module", pkcs11Module(), "--token-label", tokenLabel(tokenUri), "--login", "--pin", `env:${PIN_ENV}`,
-        "--write-object", derFile, "--type", "cert", "--id", id, "--label", label]);
+        "--write-object", derFile, "--type", "cert", "--id", id, "--label", label], { env: pinEnv() });
 }
 
 /** Whether the token has a public key object matching `uri` (no login). */
@@ -207,9 +203,10 @@ export function tokenObjectExists(uri: string): boolean {
  * signature over a fixed digest is made and checked against the key's public half. Synchronous, for
  * the input checks preview runs.
  */
-export function tokenKeyProblem(uri: string): string | undefined {
-    const bad = pkcs11UriProblem(uri);
-    if (bad) return `${uri} ${bad}`;
+export function tokenKeyProblem(pinnedUri: string): string | undefined {
+    const bad = pkcs11UriProblem(pinnedUri);
+    if (bad) return `${redactPin(pinnedUri)} ${bad}`;
+    const uri = pinnedUri; // no PIN in it from here on
     const module = process.env.PKCS11_MODULE_PATH;
     if (module && !fs.existsSync(module)) return `PKCS11_MODULE_PATH names ${module}, which does not exist: point it at your token's PKCS#11 module (or unset it to use p11-kit's proxy)`;
     let publicKey: KeyObject;
@@ -225,12 +222,12 @@ export function tokenKeyProblem(uri: string): string | undefined {
     const refusedKey = `${tokenLabel(uri)}\0${createHash("sha256").update(pin).digest("hex")}`;
     const refused = refusedPins.get(refusedKey);
     if (refused) return refused;
-    const dir = pinFolder(pin);
+    const dir = makePinFolder(pin);
     try {
         const digest = createHash("sha256").update("pulumi-kairos token probe").digest();
         fs.writeFileSync(path.join(dir, "digest"), digest);
         const res = spawnSync("openssl", ["pkeyutl", "-sign", ...ENGINE_KEY_ARGS, "-inkey", `${withType(uri, "private")};pin-source=file:${path.join(dir, "pin")}`, "-pkeyopt", "digest:sha256", "-in", path.join(dir, "digest"), "-out", path.join(dir, "sig")], {
-            env: { ...process.env, ...engineEnv() }, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"],
+            env: toolEnv(engineEnv()), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"],
         });
         if (res.status !== 0) {
             const problem = explainTokenFailure(uri, new Error(res.stderr)).message;

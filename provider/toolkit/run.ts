@@ -2,9 +2,11 @@
 // command line, the exit status and the tail of stderr.
 import { spawn } from "child_process";
 import { installHint } from "./tools";
+import { toolEnv } from "./pin";
 
 export interface RunOptions {
     cwd?: string;
+    /** Added to the provider's environment, which reaches the tool without the withheld variables (pin.ts: the token PIN); name one here to pass it. */
     env?: Record<string, string | undefined>;
     input?: string | Buffer;
     timeoutMs?: number;
@@ -47,7 +49,7 @@ export function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
     return new Promise((resolve, reject) => {
         const child = spawn(argv[0], argv.slice(1), {
             cwd: opts.cwd,
-            env: { ...process.env, ...opts.env } as NodeJS.ProcessEnv,
+            env: toolEnv(opts.env),
             stdio: ["pipe", "pipe", "pipe"],
             timeout: opts.timeoutMs,
         });

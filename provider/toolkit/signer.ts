@@ -4,6 +4,7 @@
 import * as fs from "fs";
 import { createHash, createPrivateKey, createPublicKey, KeyObject, sign as rsaSign } from "crypto";
 import { isPkcs11Uri, tokenPublicKey, tokenSignDigest } from "./pkcs11";
+import { redactPin } from "./pin";
 
 export interface RsaSigner {
     /** The key's file path or PKCS#11 URI, for messages. */
@@ -18,8 +19,8 @@ export function openSigner(key: string | Buffer | KeyObject | RsaSigner): RsaSig
     if (isSigner(key)) return key;
     if (typeof key === "string" && isPkcs11Uri(key)) {
         const publicKey = tokenPublicKey(key);
-        requireRsa(publicKey, key);
-        return { ref: key, publicKey, sign: (hash, data) => tokenSignDigest(key, hash, createHash(hash).update(data).digest()) };
+        requireRsa(publicKey, redactPin(key));
+        return { ref: redactPin(key), publicKey, sign: (hash, data) => tokenSignDigest(key, hash, createHash(hash).update(data).digest()) };
     }
     const isPath = typeof key === "string" && !key.includes("-----BEGIN");
     const privateKey = key instanceof KeyObject ? key : createPrivateKey(isPath ? fs.readFileSync(key as string) : (key as string | Buffer));

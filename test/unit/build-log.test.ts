@@ -18,13 +18,19 @@ describe("build log", () => {
         const report = await withLogSink(sink, async () => {
             const log = new BuildLog("SystemExtension k3s", "updated", ["source"]);
             assert.strictEqual(await log.step("read source", async () => 41), 41);
-            assert.strictEqual(await log.step("build image", async () => 42), 42);
+            assert.strictEqual(await log.step("build image", () => new Promise((resolve) => setTimeout(() => resolve(42), 50))), 42);
             return log.report();
         });
         assert.strictEqual(report.action, "updated");
         assert.deepStrictEqual(report.reasons, ["source"]);
         assert.deepStrictEqual(report.steps.map((s) => s.step), ["read source", "build image"]);
-        for (const s of [...report.steps.map((x) => x.seconds), report.seconds]) assert.equal(typeof s, "number");
+        // What the report records is what the log said, in seconds: a step that waited 50 ms took at
+        // least that (timers never fire early), and the whole build covers its steps.
+        const printed = said.filter((l) => l.includes(" done (")).map((l) => Number(/\((\d+\.\d\d) s\)/.exec(l)![1]));
+        report.steps.forEach((s, k) => assert.ok(Math.abs(s.seconds - printed[k]) <= 0.0051, `${s.step}: report ${s.seconds} s, log ${printed[k]} s`));
+        assert.ok(report.steps[1].seconds >= 0.045 && report.steps[1].seconds < 30, `a 50 ms step counted in seconds: ${report.steps[1].seconds}`);
+        assert.ok(report.steps[0].seconds >= 0);
+        assert.ok(report.seconds >= report.steps[0].seconds + report.steps[1].seconds - 0.002, `total ${report.seconds} covers the steps`);
         assert.deepStrictEqual(said.map((l) => l.replace(/\(\d+\.\d\d s\)/, "(T s)")), [
             "info SystemExtension k3s: updated: source",
             "progress SystemExtension k3s: read source...",
@@ -32,6 +38,22 @@ describe("build log", () => {
             "progress SystemExtension k3s: build image...",
             "info SystemExtension k3s: build image done (T s)",
         ]);
+    });
+
+    it("a failed step keeps its error class, is named by resource and step, and is not reported as done", async () => {
+        const said: string[] = [];
+        const sink = { info: (m: string) => said.push(m), progress: () => undefined };
+        class ToolBroke extends Error {}
+        const report = await withLogSink(sink, async () => {
+            const log = new BuildLog("BootMedia kairos", "created", ["new"]);
+            await log.step("predict PCR 13", async () => 1);
+            const e = await log.step("build hybrid ISO", async () => { throw new ToolBroke("xorriso exited with status 5"); }).catch((x) => x);
+            assert.ok(e instanceof ToolBroke);
+            assert.equal(e.message, 'BootMedia kairos: step "build hybrid ISO" failed: xorriso exited with status 5');
+            return log.report();
+        });
+        assert.deepStrictEqual(report.steps.map((s) => s.step), ["predict PCR 13"]);
+        assert.ok(!said.some((l) => l.includes("build hybrid ISO done")));
     });
 
     it("writes to stderr, prefixed, when no sink and no engine are there", () => {

@@ -3,6 +3,7 @@
 import { strict as assert } from "assert";
 import { RESOURCE_TOKENS, STATE_VERSION, handlerFor, stateVersionOf, versionedHandler } from "../../provider/handlers";
 import type { Handler } from "../../provider/resource-kit";
+import { loadPackageSchema } from "../../provider/validation/schema-validator";
 
 function recordingHandler(calls: string[]): Handler {
     return {
@@ -18,8 +19,18 @@ function recordingHandler(calls: string[]): Handler {
 describe("handler registry and state versions", () => {
     it("has a handler for each of the five resource tokens, and names them when asked for another", () => {
         assert.deepEqual([...RESOURCE_TOKENS].sort(), ["BootMedia", "KairosUkiImage", "PromotedArtifact", "SigningKeys", "SystemExtension"].map((t) => `kairos:index:${t}`));
-        for (const t of RESOURCE_TOKENS) assert.equal(typeof handlerFor(t).diff, "function");
         assert.throws(() => handlerFor("kairos:index:Nope"), /no resource type kairos:index:Nope; it knows kairos:index:SigningKeys/);
+    });
+
+    it("each token's handler is that resource's own (its check asks for that resource's required inputs), under the state-version rules", async () => {
+        const schema = loadPackageSchema();
+        for (const t of RESOURCE_TOKENS) {
+            const h = handlerFor(t);
+            const { failures = [] } = await h.check({}, {});
+            const required = failures.filter((p) => p.reason === "is required").map((p) => p.property).sort();
+            assert.deepEqual(required, [...schema.resources[t].requiredInputs].sort(), `${t}: check of empty inputs`);
+            await assert.rejects(h.diff("x", { stateVersion: STATE_VERSION + 1 }, {}), new RegExp(`^Error: ${t}: this state was written by a newer pulumi-kairos`));
+        }
     });
 
     it("state without stateVersion is version 1 (pulumi-kairos 0.1.x)", () => {
