@@ -17,6 +17,7 @@ import { buildTestOsRootfs } from "../helpers/test-os";
 import { sha256File } from "../../provider/toolkit/files";
 import { S3Server, startS3Server } from "../helpers/s3-server";
 import { tempDir } from "../helpers/temp";
+import { makeCertificate } from "../helpers/pki";
 
 describe("the input hash names the artifact: no two resources share a stored manifest", function () {
     this.timeout(300000);
@@ -42,13 +43,13 @@ describe("the input hash names the artifact: no two resources share a stored man
 
     it("BootMedia: media that differ only in name or type are their own artifacts; destroying one leaves the other's ISO", async () => {
         const work = tempDir("store-identity-media");
-        const artifactStore = { bucket: "identity", endpoint: s3.endpoint };
         const rootfs = path.join(work, "rootfs");
         await buildTestOsRootfs(rootfs);
         fs.mkdirSync(path.join(work, "ext-src", "usr", "bin"), { recursive: true });
         fs.writeFileSync(path.join(work, "ext-src", "usr", "bin", "tool"), "tool\n");
         const keys = (await createChecked(SIGNING_KEYS_TOKEN, { name: "identity", outputDir: path.join(work, "keys") })).outs;
         const signing = { key: keys.files.db.key, certificate: keys.files.db.pem };
+        const artifactStore = { bucket: "identity", endpoint: s3.endpoint, publisher: signing };
         const ext = (await createChecked(SYSTEM_EXTENSION_TOKEN, { name: "tool", outputDir: path.join(work, "ext"), source: { dir: path.join(work, "ext-src") }, signing })).outs;
         const uki = (await createChecked(KAIROS_UKI_IMAGE_TOKEN, { outputDir: path.join(work, "uki"), source: { dir: rootfs }, signing, pcrKey: keys.tpmPcrKeyFile })).outs;
         const media = (name: string, type: "iso" | "dir", outputDir: string) => createChecked(BOOT_MEDIA_TOKEN, {
@@ -75,7 +76,7 @@ describe("the input hash names the artifact: no two resources share a stored man
     it("PromotedArtifact: the same tested bytes under two names are two files; destroying one leaves the other", async () => {
         const work = tempDir("store-identity");
         const h = handlerFor(PROMOTED_ARTIFACT_TOKEN);
-        const artifactStore = { bucket: "identity", endpoint: s3.endpoint };
+        const artifactStore = { bucket: "identity", endpoint: s3.endpoint, publisher: await makeCertificate(work, "publisher") };
         const tested = (name: string) => {
             fs.mkdirSync(path.join(work, "tested"), { recursive: true });
             fs.writeFileSync(path.join(work, "tested", name), "#cloud-config\nhostname: edge\n");
