@@ -11,6 +11,7 @@ import { pipeline } from "stream/promises";
 import { run, ToolFailedError } from "./run";
 import { sha256File } from "./files";
 import { OPENSSL_ENV, keyMatchesCertificate, readCertificate } from "./openssl";
+import { resolveInTree } from "./tree-chase";
 
 import {
     BuildSysextOptions,
@@ -153,8 +154,8 @@ function checkBuildOptions(opts: BuildSysextOptions): void {
 /** systemd refuses an extension without its release file, or with another ARCHITECTURE: fail at build time instead. */
 export function checkExtensionRelease(sourceDir: string, name: string, kind: ExtensionKind, arch: DdiArchitecture): void {
     const relative = extensionReleasePath(kind, name);
-    const file = path.join(sourceDir, relative);
-    if (!fs.existsSync(file)) {
+    const file = resolveInTree(sourceDir, relative); // the image's own file, even through its links: never the host's
+    if (!fs.statSync(file, { throwIfNoEntry: false })?.isFile()) {
         throw new DdiError(`${kind} '${name}' needs ${relative} in its tree (with ID=... or ID=_any); ${sourceDir} has none`);
     }
     const declared = declaredArchitecture(fs.readFileSync(file, "utf8"));
