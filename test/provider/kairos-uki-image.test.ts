@@ -13,6 +13,7 @@ import { tempDir } from "../helpers/engine";
 import { createVia } from "../helpers/handlers";
 import { buildTestOsRootfs } from "../helpers/test-os";
 import { makeCertificate } from "../helpers/pki";
+import { cacheRoot } from "../../provider/store/file-identity";
 
 describe("KairosUkiImage and BootMedia handlers", function () {
     this.timeout(300000);
@@ -295,6 +296,23 @@ describe("KairosUkiImage and BootMedia handlers", function () {
                     const kekSigned = await ext("kektool", "ext-kek", { key: keys.files.KEK.key, certificate: keys.files.KEK.pem });
                     const outs = await createVia(media, { ...mediaBase, name: "kek-ext", type: "dir", secureBootEnroll: "force", extensions: [kekSigned.path] });
                     assert.ok(outs.files.includes("kektool.sysext.raw"), JSON.stringify(outs.files));
+                });
+
+                it("a preview remembers a pass only for the file as it was: changed in place, it is checked again and refused", async () => {
+                    const uki = path.join(work, "remembered", "norole.efi");
+                    fs.mkdirSync(path.dirname(uki), { recursive: true });
+                    fs.copyFileSync(built.ukis[0].path, uki);
+                    await new Promise((r) => setTimeout(r, 2100)); // a file changed within 2 s is never remembered (file-identity.ts)
+                    const verdicts = path.join(cacheRoot(), "verdicts");
+                    const count = () => (fs.existsSync(verdicts) ? fs.readdirSync(verdicts).length : 0);
+                    const news = { ...mediaBase, name: "remembered", type: "dir", secureBootEnroll: "force", uki: { ...(mediaBase.uki as object), efiFiles: [uki] } };
+                    const before = count();
+                    assert.deepStrictEqual((await media.check({}, news)).failures ?? [], []);
+                    assert.strictEqual(count(), before + 1, "the pass of this UKI is remembered");
+                    await run(["sbattach", "--remove", uki]);
+                    const { failures } = await media.check({}, news);
+                    assert.strictEqual(failures?.[0]?.property, "uki.efiFiles[0]", JSON.stringify(failures));
+                    assert.match(failures![0].reason, /remembered\/norole\.efi is not signed/);
                 });
 
                 it("a file changed between preview and build: the build refuses its own copy, and writes nothing", async () => {
