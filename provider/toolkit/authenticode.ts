@@ -218,6 +218,7 @@ export function certificatesOfSignedData(p7: Buffer): { certificates: Buffer[]; 
     const sid = first ? children(p7, first)[1] : undefined;
     if (!sid || sid.tag !== 0x30) return { certificates };
     const [issuer, serial] = children(p7, sid);
+    if (!issuer || !serial) return { certificates };
     const want = { issuer: p7.subarray(issuer.start, issuer.end), serial: p7.subarray(serial.start, serial.end) };
     const signer = certificates.find((c) => {
         try {

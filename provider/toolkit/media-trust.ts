@@ -15,8 +15,10 @@ import { readPeSections } from "./pe";
 import { checkEfiSignature } from "./uki";
 import { readVeritySignature, veritySignatureVerifiesWith } from "./ddi";
 
-export const ENROLLED_ROLES = ["PK", "KEK", "db"] as const;
-export type EnrolledRole = (typeof ENROLLED_ROLES)[number];
+import { KEY_ROLES, KeyRole } from "./secure-boot-keyset";
+
+export const ENROLLED_ROLES = KEY_ROLES;
+export type EnrolledRole = KeyRole;
 
 export interface EnrolledCertificate {
     role: EnrolledRole;
@@ -63,12 +65,16 @@ export function writePemBundle(certs: X509Certificate[], file: string): string {
     return file;
 }
 
-/** A first PEM header in the first bytes of `file` ("-----BEGIN PRIVATE KEY-----"), if any. */
+/**
+ * A first PEM header in the first bytes of a file that is not a PE image ("-----BEGIN PRIVATE KEY-----"),
+ * if any. A PE image (MZ) is left to the PE reader: a UKI carries a PEM public key in .pcrpkey.
+ */
 function pemHeaderOf(file: string): string | undefined {
     const fd = fs.openSync(file, "r");
     try {
         const head = Buffer.alloc(PEM_PROBE_BYTES);
         const n = fs.readSync(fd, head, 0, head.length, 0);
+        if (head.toString("latin1", 0, 2) === "MZ") return undefined;
         return /-----BEGIN [A-Z0-9 ]+-----/.exec(head.subarray(0, n).toString("latin1"))?.[0];
     } finally {
         fs.closeSync(fd);
