@@ -14,7 +14,6 @@ import { certificatesOfSignedData } from "./authenticode";
 import { readPeSections } from "./pe";
 import { checkEfiSignature } from "./uki";
 import { readVeritySignature, veritySignatureVerifiesWith } from "./ddi";
-
 import { KEY_ROLES, KeyRole } from "./secure-boot-keyset";
 
 export const ENROLLED_ROLES = KEY_ROLES;
