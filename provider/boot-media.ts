@@ -22,6 +22,9 @@ import { readLoaderInfo } from "./toolkit/uki";
 import { predictPcr13, stubExtensions } from "./toolkit/pcr13";
 import { readPartitionTable } from "./toolkit/ddi";
 import { extensionReleaseNames } from "./toolkit/erofs-reader";
+import { EnrolledCertificate, efiImageProblem, enrolledCertificates, extensionImageProblem, loaderEntryProblem } from "./toolkit/media-trust";
+import { rememberedPass } from "./store/verdict-cache";
+import * as os from "os";
 import type { KairosUkiImage } from "./kairos-uki-image";
 import type { SigningKeys } from "./signing-keys";
 import type { SystemExtension } from "./system-extension";
@@ -241,16 +244,19 @@ function extensionsOnEsp(i: CheckedInputs): string[] {
 }
 
 async function build(i: CheckedInputs, log: BuildLog): Promise<Outputs> {
-    const pcr13 = await log.step("predict PCR 13", () => pcr13Of(i));
     return withScratch(i.outputDir, i.name, async (work) => {
+        // A file may change between preview and up: the media are made from private copies, checked
+        // again here, so what goes on them is exactly what passed.
+        const s = await log.step("check inputs", () => checkedCopies(i, path.join(work, "inputs")));
+        const pcr13 = await log.step("predict PCR 13", () => pcr13Of(s));
         const loaderConf = path.join(work, "loader.conf");
         fs.writeFileSync(loaderConf, renderLoaderConf({ timeout: i.timeout, secureBootEnroll: i.secureBootEnroll, consoleMode: i.consoleMode as "max" }));
-        const files = espFiles(i, loaderConf);
-        if (i.type === "dir") return { ...(await buildDir(i, files, log)), pcr13 };
+        const files = espFiles(s, loaderConf);
+        if (i.type === "dir") return { ...(await buildDir(i, s, files, log)), pcr13 };
         const esp = await log.step("build ESP image", () => buildEspImage({ files, emptyDirs: EMPTY_ESP_DIRS, out: path.join(work, ISO_ESP_NAME), epoch: i.sourceDateEpoch }));
         const fileName = `${i.name}.iso`;
         const iso = await log.step("build hybrid ISO", () =>
-            stageThenMove(i.outputDir, (staging) => buildIso({ espImage: esp.path, rootFiles: rootFiles(i), out: path.join(staging, fileName), epoch: i.sourceDateEpoch }), 0o755),
+            stageThenMove(i.outputDir, (staging) => buildIso({ espImage: esp.path, rootFiles: rootFiles(s), out: path.join(staging, fileName), epoch: i.sourceDateEpoch }), 0o755),
         );
         const target = path.join(i.outputDir, fileName);
         const listed = [...esp.files.map((f) => `${ISO_ESP_NAME}:${f}`), ...(await listIso(target))].sort();
@@ -258,13 +264,39 @@ async function build(i: CheckedInputs, log: BuildLog): Promise<Outputs> {
     });
 }
 
+/**
+ * The inputs with every file the media take from them (UKIs, systemd-boot, loader entries, .auth files,
+ * extensions, cloud-config, overlay files) copied into `dir` under its own name, and the copies checked
+ * as check() checks the originals. Throws naming every refused entry.
+ */
+async function checkedCopies(i: CheckedInputs, dir: string): Promise<CheckedInputs> {
+    let n = 0;
+    const copy = (file: string): string => {
+        const to = path.join(dir, String(n++), path.basename(file));
+        fs.mkdirSync(path.dirname(to), { recursive: true });
+        fs.copyFileSync(file, to, fs.constants.COPYFILE_FICLONE); // a reflink where the filesystem has them
+        return to;
+    };
+    const s: CheckedInputs = {
+        ...i,
+        uki: { efiFiles: i.uki.efiFiles.map(copy), loaderEntries: i.uki.loaderEntries.map(copy), systemdBoot: copy(i.uki.systemdBoot) },
+        enrollKeys: { PK: copy(i.enrollKeys.PK), KEK: copy(i.enrollKeys.KEK), db: copy(i.enrollKeys.db) },
+        extensions: i.extensions?.map(copy),
+        cloudConfig: i.cloudConfig === undefined ? undefined : copy(i.cloudConfig),
+        overlayFiles: i.overlayFiles?.map((o) => ({ ...o, source: copy(o.source) })),
+    };
+    const problems = await trustProblems(s, { remember: false, shownAs: i });
+    if (problems.length > 0) throw new Error(problems.map((p) => `${p.property}: ${p.reason}`).join("\n"));
+    return s;
+}
+
 /** type "dir": the ESP tree as a folder, with the ISO-root files beside it. */
-async function buildDir(i: CheckedInputs, files: EspFile[], log: BuildLog): Promise<Omit<Outputs, "pcr13">> {
+async function buildDir(i: CheckedInputs, s: CheckedInputs, files: EspFile[], log: BuildLog): Promise<Omit<Outputs, "pcr13">> {
     const target = path.join(i.outputDir, i.name);
     await log.step("write ESP tree", () =>
         replaceDirectory(target, async (staging) => {
             for (const d of EMPTY_ESP_DIRS) fs.mkdirSync(path.join(staging, d), { recursive: true });
-            for (const f of [...files.map((f) => ({ to: f.espPath, from: f.source })), ...rootFiles(i).map((r) => ({ to: r.isoPath, from: r.source }))]) {
+            for (const f of [...files.map((f) => ({ to: f.espPath, from: f.source })), ...rootFiles(s).map((r) => ({ to: r.isoPath, from: r.source }))]) {
                 const to = path.join(staging, f.to);
                 // check() refuses such paths already; this keeps any caller from writing outside the media
                 if (path.relative(staging, to).startsWith("..") || path.isAbsolute(path.relative(staging, to))) throw new Error(`${f.to}: outside the media folder`);
@@ -279,8 +311,8 @@ async function buildDir(i: CheckedInputs, files: EspFile[], log: BuildLog): Prom
 }
 
 async function deriveHashes(i: CheckedInputs): Promise<InputProblem[]> {
-    const misnamed = await misnamedExtensions(i.extensions ?? []);
-    if (misnamed.length > 0) return misnamed;
+    const refused = await trustProblems(i, { remember: true, shownAs: i });
+    if (refused.length > 0) return refused;
     const digest = async (files: string[]) => Promise.all(files.map(async (f) => `${path.basename(f)}:${await sha256File(f)}`));
     i.hashParts = {
         uki: sha256Hex(canonicalJson(await digest([i.uki.systemdBoot, ...i.uki.efiFiles, ...i.uki.loaderEntries]))),
@@ -298,30 +330,66 @@ async function deriveHashes(i: CheckedInputs): Promise<InputProblem[]> {
 }
 
 /**
+ * What the media may carry, judged by the keys they enrol (toolkit/media-trust.ts): each UKI and the
+ * systemd-boot a PE image signed for the enrolled db, each loader entry a loader entry, each extension
+ * a DDI signed by a certificate in PK, KEK or db that carries the extension-release file of its name.
+ * One problem per refused entry, named by its property. `shownAs` holds the paths to name (the build
+ * checks copies of the inputs). `remember`: reuse passes of unchanged files (preview; never the build).
+ */
+async function trustProblems(i: CheckedInputs, opts: { remember: boolean; shownAs: CheckedInputs }): Promise<InputProblem[]> {
+    const problems: InputProblem[] = [];
+    const shown = (file: string, as: string) => (reason: string) => reason.split(file).join(as);
+    const enrolled = enrolledCertificates(i.enrollKeys);
+    for (const p of enrolled.problems) problems.push({ property: `enrollKeys.${p.role}`, reason: shown(i.enrollKeys[p.role], opts.shownAs.enrollKeys[p.role])(p.reason) });
+    i.uki.loaderEntries.forEach((f, k) => {
+        const why = loaderEntryProblem(f);
+        if (why) problems.push({ property: `uki.loaderEntries[${k}]`, reason: shown(f, opts.shownAs.uki.loaderEntries[k])(why) });
+    });
+    if (enrolled.problems.length > 0) return problems; // the signatures cannot be judged without the certificates
+    const db = enrolled.certificates.filter((c) => c.role === "db").map((c) => c.certificate);
+    const anchorsOf = (certs: EnrolledCertificate[]) => sha256Hex(certs.map((c) => `${c.role}:${c.certificate.fingerprint256}`).join(","));
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-media-check-"));
+    try {
+        const judge = (file: string, check: string, run: () => Promise<string | undefined>) => (opts.remember ? rememberedPass(file, check, run) : run());
+        const efi: [string, string, string][] = [
+            ...i.uki.efiFiles.map((f, k): [string, string, string] => [`uki.efiFiles[${k}]`, f, opts.shownAs.uki.efiFiles[k]]),
+            ["uki.systemdBoot", i.uki.systemdBoot, opts.shownAs.uki.systemdBoot],
+        ];
+        for (const [property, file, as] of efi) {
+            const why = await judge(file, `efi signed for db ${anchorsOf(enrolled.certificates.filter((c) => c.role === "db"))}`, () => efiImageProblem(file, db, scratch));
+            if (why) problems.push({ property, reason: shown(file, as)(why) });
+        }
+        for (const [k, file] of (i.extensions ?? []).entries()) {
+            const as = opts.shownAs.extensions![k];
+            const why =
+                (await judge(file, `extension signed for ${anchorsOf(enrolled.certificates)}`, () => extensionImageProblem(file, enrolled.certificates, scratch))) ?? (await misnamedExtension(file));
+            if (why) problems.push({ property: `extensions[${k}]`, reason: shown(file, as)(why) });
+        }
+    } finally {
+        fs.rmSync(scratch, { recursive: true, force: true });
+    }
+    return problems;
+}
+
+/**
  * systemd merges NAME.sysext.raw only if it carries extension-release.NAME; a renamed file would be
  * refused on the booted machine, so it is refused here, before anything is built.
  */
-async function misnamedExtensions(files: string[]): Promise<InputProblem[]> {
-    const problems: InputProblem[] = [];
-    for (const file of files) {
-        const m = path.basename(file).match(EXTENSION_FILE);
-        if (!m) continue; // crossFieldProblems reports names Kairos does not pick up
-        const [, name, kind] = m;
-        let carried: string[];
-        try {
-            const { partitions } = await readPartitionTable(file);
-            carried = await extensionReleaseNames(file, partitions.root.offset, kind as "sysext" | "confext");
-        } catch (e) {
-            problems.push({ property: "extensions", reason: `${file} is not a readable extension image: ${(e as Error).message}` });
-            continue;
-        }
-        if (!carried.includes(name)) {
-            const has = carried.length > 0 ? `carries ${carried.map((n) => `extension-release.${n}`).join(", ")}` : "carries no extension-release file";
-            const fix = carried.length === 1 ? `name the file ${carried[0]}.${kind}.raw, or rebuild the extension with name "${name}"` : `rebuild the extension with name "${name}"`;
-            problems.push({ property: "extensions", reason: `${file} ${has}; systemd merges ${path.basename(file)} only with extension-release.${name} inside: ${fix}` });
-        }
+async function misnamedExtension(file: string): Promise<string | undefined> {
+    const m = path.basename(file).match(EXTENSION_FILE);
+    if (!m) return undefined; // crossFieldProblems reports names Kairos does not pick up
+    const [, name, kind] = m;
+    let carried: string[];
+    try {
+        const { partitions } = await readPartitionTable(file);
+        carried = await extensionReleaseNames(file, partitions.root.offset, kind as "sysext" | "confext");
+    } catch (e) {
+        return `${file} is not a readable extension image: ${(e as Error).message}`;
     }
-    return problems;
+    if (carried.includes(name)) return undefined;
+    const has = carried.length > 0 ? `carries ${carried.map((n) => `extension-release.${n}`).join(", ")}` : "carries no extension-release file";
+    const fix = carried.length === 1 ? `name the file ${carried[0]}.${kind}.raw, or rebuild the extension with name "${name}"` : `rebuild the extension with name "${name}"`;
+    return `${file} ${has}; systemd merges ${path.basename(file)} only with extension-release.${name} inside: ${fix}`;
 }
 
 function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): InputProblem[] {

@@ -201,3 +201,32 @@ export function imageDigestOfSignature(p7: Buffer): Buffer {
     const digest = child(p7, digestInfo, 1, "image digest");
     return p7.subarray(digest.contentStart, digest.end);
 }
+
+/**
+ * The certificates a PKCS#7 SignedData (DER ContentInfo) carries, and which of them signed it (the one
+ * its first SignerInfo names by issuer and serial). For error messages that say who signed something;
+ * whether the signature is valid is for sbverify / openssl to say.
+ */
+export function certificatesOfSignedData(p7: Buffer): { certificates: Buffer[]; signer?: Buffer } {
+    const ci = readTlv(p7, 0);
+    const signedData = child(p7, child(p7, ci, 1, "ContentInfo content"), 0, "SignedData");
+    const fields = children(p7, signedData);
+    const certSet = fields.find((f) => f.tag === 0xa0);
+    const certificates = certSet ? children(p7, certSet).map((c) => p7.subarray(c.start, c.end)) : [];
+    const signerInfos = fields[fields.length - 1];
+    const first = signerInfos && signerInfos.tag === 0x31 ? children(p7, signerInfos)[0] : undefined;
+    const sid = first ? children(p7, first)[1] : undefined;
+    if (!sid || sid.tag !== 0x30) return { certificates };
+    const [issuer, serial] = children(p7, sid);
+    if (!issuer || !serial) return { certificates };
+    const want = { issuer: p7.subarray(issuer.start, issuer.end), serial: p7.subarray(serial.start, serial.end) };
+    const signer = certificates.find((c) => {
+        try {
+            const is = issuerAndSerial(c);
+            return is.issuer.equals(want.issuer) && is.serial.equals(want.serial);
+        } catch {
+            return false;
+        }
+    });
+    return { certificates, signer };
+}

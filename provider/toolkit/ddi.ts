@@ -11,6 +11,7 @@ import { pipeline } from "stream/promises";
 import { run, ToolFailedError } from "./run";
 import { sha256File } from "./files";
 import { OPENSSL_ENV, keyMatchesCertificate, readCertificate } from "./openssl";
+import { resolveInTree } from "./tree-chase";
 
 import {
     BuildSysextOptions,
@@ -153,8 +154,8 @@ function checkBuildOptions(opts: BuildSysextOptions): void {
 /** systemd refuses an extension without its release file, or with another ARCHITECTURE: fail at build time instead. */
 export function checkExtensionRelease(sourceDir: string, name: string, kind: ExtensionKind, arch: DdiArchitecture): void {
     const relative = extensionReleasePath(kind, name);
-    const file = path.join(sourceDir, relative);
-    if (!fs.existsSync(file)) {
+    const file = resolveInTree(sourceDir, relative); // the image's own file, even through its links: never the host's
+    if (!fs.statSync(file, { throwIfNoEntry: false })?.isFile()) {
         throw new DdiError(`${kind} '${name}' needs ${relative} in its tree (with ID=... or ID=_any); ${sourceDir} has none`);
     }
     const declared = declaredArchitecture(fs.readFileSync(file, "utf8"));
@@ -448,6 +449,51 @@ async function verifySignature(file: string, signature: VeritySignature, certifi
         );
     } catch (e) {
         if (e instanceof ToolFailedError) throw new DdiError(`${file}: the verity signature does not verify against ${certificate}\n${e.message}`);
+        throw e;
+    }
+}
+
+/** What an image's partitions say about its verity signature, read from the GPT and the signature partition only. */
+export interface VeritySignatureOf {
+    rootHash: string;
+    arch: DdiArchitecture;
+    /** Undefined when the image has no signature partition. */
+    signature?: VeritySignature;
+}
+
+/**
+ * The root hash (from the partition UUIDs) and the signature partition of an image, without reading
+ * its data: a consumer's check that it is a signed DDI at all (the kernel checks the hash tree when it
+ * mounts it; verifySysextImage checks it in userspace). Throws a DdiError for anything that is not one.
+ */
+export async function readVeritySignature(file: string): Promise<VeritySignatureOf> {
+    const { arch, partitions } = await readPartitionTable(file);
+    const rootHash = rootHashFromUuids(partitions);
+    if (!partitions.signature) return { rootHash, arch };
+    const signature = parseSignaturePartition(readAt(file, partitions.signature.offset, partitions.signature.size));
+    if (signature.rootHash !== rootHash) {
+        throw new DdiError(`${file}: the signature covers root hash ${signature.rootHash}, but the partitions have ${rootHash}`);
+    }
+    return { rootHash, arch, signature };
+}
+
+/**
+ * Whether the PKCS#7 signature over the root hash verifies with any of `anchorsPem` (a PEM file of one
+ * or more certificates) as trust anchors: what systemd and the kernel do with the certificates in
+ * /run/verity.d or the keyring. Resolves false when it does not; throws when openssl cannot run.
+ */
+export async function veritySignatureVerifiesWith(signature: VeritySignature, anchorsPem: string, scratch: string): Promise<boolean> {
+    const files = { p7s: path.join(scratch, "roothash.p7s"), content: path.join(scratch, "roothash.txt") };
+    fs.writeFileSync(files.p7s, signature.signature);
+    fs.writeFileSync(files.content, signature.rootHash);
+    try {
+        await run(
+            ["openssl", "smime", "-verify", "-inform", "DER", "-in", files.p7s, "-content", files.content, "-binary", "-CAfile", anchorsPem, "-partial_chain", "-purpose", "any", "-out", "/dev/null"],
+            { env: OPENSSL_ENV },
+        );
+        return true;
+    } catch (e) {
+        if (e instanceof ToolFailedError) return false;
         throw e;
     }
 }

@@ -3,6 +3,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { DdiArchitecture, ExtensionKind, declaredArchitecture, extensionReleaseDir, extensionReleasePath } from "./ddi";
+import { resolveInTree } from "./tree-chase";
 
 export interface ReleaseFields {
     /** ID= of the OS the extension is for; `_any` matches every OS. */
@@ -30,33 +31,42 @@ export function renderExtensionRelease(kind: ExtensionKind, arch: DdiArchitectur
     return lines.join("\n") + "\n";
 }
 
-/** extension-release.* files in `tree` that name another extension than `name` (systemd would refuse the image). */
+/**
+ * extension-release.* files in `tree` that name another extension than `name` (systemd would refuse the
+ * image). Links on the way resolve inside the tree, as on the booted system: an image's absolute link
+ * at usr/lib/extension-release.d names the image's folder, never the host's.
+ */
 export function foreignReleaseFiles(tree: string, name: string, kind: ExtensionKind): string[] {
     const releaseDir = extensionReleaseDir(kind);
-    const dir = path.join(tree, releaseDir);
-    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) return [];
+    const dir = resolveInTree(tree, releaseDir);
+    if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return [];
     const own = path.basename(extensionReleasePath(kind, name));
     return fs.readdirSync(dir).filter((f) => f.startsWith("extension-release.") && f !== own).map((f) => `${releaseDir}/${f}`);
 }
 
 /**
  * Makes sure `tree` carries the release file for `name`: writes one from `fields` when the source
- * brought none, otherwise checks the one it brought. Returns the file's text.
+ * brought none, otherwise checks the one it brought. Returns the file's text. Links in the folders on
+ * the way resolve inside the tree (resolveInTree), so nothing outside it is listed, read or written.
  */
 export function ensureExtensionRelease(tree: string, name: string, kind: ExtensionKind, arch: DdiArchitecture, fields: ReleaseFields): string {
     const relative = extensionReleasePath(kind, name);
-    const file = path.join(tree, relative);
+    const dir = resolveInTree(tree, extensionReleaseDir(kind));
+    const file = path.join(dir, path.basename(relative));
     const others = foreignReleaseFiles(tree, name, kind);
-    if (others.length === 0 && !fs.existsSync(file)) {
-        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+    const present = fs.lstatSync(file, { throwIfNoEntry: false });
+    if (others.length === 0 && !present) {
+        const dirNow = fs.statSync(dir, { throwIfNoEntry: false });
+        if (dirNow && !dirNow.isDirectory()) throw new ExtensionReleaseError(`${extensionReleaseDir(kind)} in the source is not a directory`);
+        fs.mkdirSync(dir, { recursive: true, mode: 0o755 }); // the missing components only: every existing one is a real folder inside the tree
         const text = renderExtensionRelease(kind, arch, fields);
-        fs.writeFileSync(file, text, { mode: 0o644 });
+        fs.writeFileSync(file, text, { mode: 0o644, flag: "wx" }); // "wx": never through a link planted meanwhile
         return text;
     }
     const problems: string[] = [];
     if (others.length > 0) problems.push(releaseNameMismatch(others, name, relative));
-    if (fs.existsSync(file)) {
-        if (fs.lstatSync(file).isSymbolicLink() || !fs.statSync(file).isFile()) problems.push(`${relative} must be a regular file`);
+    if (present) {
+        if (present.isSymbolicLink() || !present.isFile()) problems.push(`${relative} must be a regular file`);
         else {
             const text = fs.readFileSync(file, "utf8");
             const declared = declaredArchitecture(text);

@@ -197,22 +197,26 @@ export type EfiVerification =
     | { ok: true }
     | { ok: false; reason: "unsigned" | "hash-mismatch" | "untrusted-signer"; detail: string };
 
-/** What sbverify says about `file` and `cert`; throws when sbverify cannot read either. */
-export async function checkEfiSignature(file: string, cert: string): Promise<EfiVerification> {
+/**
+ * What sbverify says about `file` and `cert` (or several: the signature must chain to one of them, as
+ * firmware checks against every certificate in db); throws when sbverify cannot read them.
+ */
+export async function checkEfiSignature(file: string, cert: string | string[]): Promise<EfiVerification> {
     if (!fs.existsSync(file)) throw new UkiError(`cannot verify ${file}: no such file`);
-    const scratch = path.join(path.dirname(file), `.verify-${process.pid}-${path.basename(file)}`);
+    const certs = Array.isArray(cert) ? cert : [cert];
+    const scratches = certs.map((_, i) => path.join(path.dirname(file), `.verify-${process.pid}-${i}-${path.basename(file)}`));
     try {
-        const pem = await pemCertificate(cert, scratch);
-        const r = await run(["sbverify", "--cert", pem, file], { okCodes: [0, 1] });
+        const pems = await Promise.all(certs.map((c, i) => pemCertificate(c, scratches[i])));
+        const r = await run(["sbverify", ...pems.flatMap((p) => ["--cert", p]), file], { okCodes: [0, 1] });
         const out = `${r.stdout}\n${r.stderr}`;
         if (r.code === 0) return { ok: true };
         const detail = out.split("\n").filter((l) => l && !l.startsWith("warning: data remaining")).join("\n").trim();
         if (/No signature table present/.test(out)) return { ok: false, reason: "unsigned", detail };
         if (/Image fails hash check|Hash doesn't match image/.test(out)) return { ok: false, reason: "hash-mismatch", detail };
         if (/Signature verification failed/.test(out)) return { ok: false, reason: "untrusted-signer", detail };
-        throw new UkiError(`sbverify could not check ${file} against ${cert}:\n${detail}`);
+        throw new UkiError(`sbverify could not check ${file} against ${certs.join(", ")}:\n${detail}`);
     } finally {
-        fs.rmSync(`${scratch}.crt`, { force: true });
+        for (const s of scratches) fs.rmSync(`${s}.crt`, { force: true });
     }
 }
 

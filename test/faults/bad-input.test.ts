@@ -13,6 +13,7 @@ import { KAIROS_UKI_IMAGE_TOKEN } from "../../provider/kairos-uki-image";
 import { BOOT_MEDIA_TOKEN } from "../../provider/boot-media";
 import { PROMOTED_ARTIFACT_TOKEN } from "../../provider/promoted-artifact";
 import { sha256File } from "../../provider/toolkit/files";
+import { run } from "../../provider/toolkit/run";
 import { makeCertificate } from "../helpers/pki";
 import { tempDir } from "../helpers/temp";
 import { treeSnapshot } from "../helpers/tree";
@@ -45,6 +46,16 @@ describe("the bad-input table", function () {
     let signer: { key: string; certificate: string };
     let stranger: { key: string; certificate: string };
     let counted = 0;
+    const extensions: Record<"unsigned" | "foreign", string> = { unsigned: "", foreign: "" };
+    /** A copy of `efi` with its signature removed (and, given a signer, signed by it instead). */
+    const resigned = async (efi: string, name: string, by?: { key: string; certificate: string }) => {
+        const unsigned = f(`${name}.unsigned.efi`);
+        fs.copyFileSync(efi, unsigned);
+        await run(["sbattach", "--remove", unsigned]);
+        if (!by) return unsigned;
+        await run(["sbsign", "--key", by.key, "--cert", by.certificate, "--output", f(`${name}.efi`), unsigned]);
+        return f(`${name}.efi`);
+    };
 
     const f = (...p: string[]) => path.join(work, ...p);
     const payload = (name: string, files: Record<string, string>) => {
@@ -73,8 +84,14 @@ describe("the bad-input table", function () {
 
         good.SigningKeys = { name: "table", outputDir: path.join(out, "keys") };
         good.SystemExtension = { name: "tool", outputDir: path.join(out, "extensions"), source: { dir: f("ext-src") }, signing: signer };
-        for (const [token, name] of [[SIGNING_KEYS_TOKEN, "SigningKeys"], [SYSTEM_EXTENSION_TOKEN, "SystemExtension"]]) built[name] = await create(token, good[name]);
+        built.SigningKeys = await create(SIGNING_KEYS_TOKEN, good.SigningKeys);
         const keys = built.SigningKeys;
+        // the media enrol these keys, and Kairos merges only extensions signed by one of them
+        good.SystemExtension.signing = { key: keys.files.db.key, certificate: keys.files.db.pem };
+        built.SystemExtension = await create(SYSTEM_EXTENSION_TOKEN, good.SystemExtension);
+        const extension = async (dir: string, signing?: { key: string; certificate: string }) => (await create(SYSTEM_EXTENSION_TOKEN, { ...good.SystemExtension, outputDir: path.join(out, dir), signing })).path;
+        extensions.unsigned = await extension("ext-unsigned");
+        extensions.foreign = await extension("ext-foreign", stranger);
         good.KairosUkiImage = { outputDir: path.join(out, "uki"), source: { dir: rootfs }, signing: { key: keys.files.db.key, certificate: keys.files.db.pem }, pcrKey: keys.tpmPcrKeyFile };
         built.KairosUkiImage = await create(KAIROS_UKI_IMAGE_TOKEN, good.KairosUkiImage);
         const enrollKeys = { PK: keys.files.PK.auth, KEK: keys.files.KEK.auth, db: keys.files.db.auth };
@@ -164,6 +181,14 @@ describe("the bad-input table", function () {
             { what: "a negative menu timeout", inputs: (g) => ({ ...g, timeout: -1 }), names: /^timeout$/ },
             { what: "an enrolment .auth that does not exist", inputs: (g) => ({ ...g, enrollKeys: { ...g.enrollKeys, db: f("nope.auth") } }), names: /^enrollKeys/ },
             { what: "a UKI file that does not exist", inputs: (g) => ({ ...g, uki: { ...g.uki, efiFiles: [f("nope.efi")] } }), names: /^uki/ },
+            { what: "a UKI signed by a key that is not in the enrolled db", inputs: async (g) => ({ ...g, uki: { ...g.uki, efiFiles: [await resigned(g.uki.efiFiles[0], "foreign-uki", stranger)] } }), names: /^uki\.efiFiles\[0\]$/ },
+            { what: "an unsigned UKI", inputs: async (g) => ({ ...g, uki: { ...g.uki, efiFiles: [await resigned(g.uki.efiFiles[0], "unsigned-uki")] } }), names: /^uki\.efiFiles\[0\]$/ },
+            { what: "an unsigned systemd-boot", inputs: async (g) => ({ ...g, uki: { ...g.uki, systemdBoot: await resigned(g.uki.systemdBoot, "unsigned-boot") } }), names: /^uki\.systemdBoot$/ },
+            { what: "the db private key handed over as a UKI (key exfiltration)", inputs: (g) => ({ ...g, uki: { ...g.uki, efiFiles: [...g.uki.efiFiles, built.SigningKeys.files.db.key] } }), names: /^uki\.efiFiles\[1\]$/ },
+            { what: "a loader entry that is a PEM block", inputs: (g) => ({ ...g, uki: { ...g.uki, loaderEntries: [(fs.copyFileSync(signer.key, f("evil.conf")), f("evil.conf"))] } }), names: /^uki\.loaderEntries\[0\]$/ },
+            { what: "an unsigned extension", inputs: (g) => ({ ...g, extensions: [extensions.unsigned] }), names: /^extensions\[0\]$/ },
+            { what: "an extension signed by a key that is not among PK, KEK and db", inputs: (g) => ({ ...g, extensions: [extensions.foreign] }), names: /^extensions\[0\]$/ },
+            { what: "an enrolment db.auth that is not a signed variable update", inputs: (g) => ({ ...g, enrollKeys: { ...g.enrollKeys, db: f("garbage") } }), names: /^enrollKeys\.db$/ },
         ]],
         PromotedArtifact: [PROMOTED_ARTIFACT_TOKEN, [
             { what: "a tested digest that is not a sha256", inputs: (g) => ({ ...g, expectedSha256: "abc" }), names: /^expectedSha256$/ },

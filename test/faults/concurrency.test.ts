@@ -8,7 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import { SYSTEM_EXTENSION_TOKEN } from "../../provider/system-extension";
 import { handlerFor } from "../../provider/handlers";
-import { holderAlive, lockPathFor, LOCK_TIMEOUT_ENV } from "../../provider/store/output-lock";
+import { holderAlive, lockPathFor, LOCK_TIMEOUT_ENV, withOutputLock } from "../../provider/store/output-lock";
 import { withLogSink } from "../../provider/build-log";
 import { PAUSE_AT_ENV } from "../../provider/fault-points";
 import { sha256File } from "../../provider/toolkit/files";
@@ -36,6 +36,19 @@ function waitForLine(proc: ChildProcess, line: string, stream: "stdout" | "stder
             if (seen.includes(line)) resolve();
         });
         proc.on("close", (code) => reject(new Error(`child exited (${code}) before saying "${line}"`)));
+    });
+}
+
+/** The first of `lines` the child prints. */
+function firstOf(proc: ChildProcess, lines: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+        let seen = "";
+        proc.stdout!.on("data", (d) => {
+            seen += d;
+            const first = lines.map((l) => ({ l, at: seen.indexOf(`${l}\n`) })).filter((x) => x.at >= 0).sort((a, b) => a.at - b.at)[0];
+            if (first) resolve(first.l);
+        });
+        proc.on("close", (code) => reject(new Error(`child exited (${code}) before saying any of ${lines.join(", ")}`)));
     });
 }
 
@@ -121,6 +134,60 @@ describe("two builds of one artifact", function () {
             saved === undefined ? delete process.env[LOCK_TIMEOUT_ENV] : (process.env[LOCK_TIMEOUT_ENV] = saved);
         }
         assert.deepStrictEqual(fs.readdirSync(out), ["shared.sysext.raw"]);
+    });
+
+    it("builds that find one stale lock at once take it over one at a time: exactly one holds it", async function () {
+        this.timeout(600000); // six provider processes starting at once on a busy machine
+        const BREAKERS = 6;
+        const out = path.join(work, "stale-race");
+        const target = path.join(out, "shared");
+        for (let round = 0; round < 2; round++) {
+            const dead = child(["hold", target, "killed build"]);
+            await waitForLine(dead.proc, "held");
+            dead.proc.kill("SIGKILL");
+            await dead.done;
+            const breakers = Array.from({ length: BREAKERS }, (_, k) => child(["hold", target, `breaker ${k}`]));
+            try {
+                // each says "held" when it has the lock, or "waiting" once it has seen a live holder
+                const said = await Promise.all(breakers.map((b) => firstOf(b.proc, ["held", "waiting"])));
+                const holders = breakers.filter((_, k) => said[k] === "held");
+                assert.strictEqual(holders.length, 1, `round ${round}: ${said.join(", ")}`);
+                const holder = JSON.parse(fs.readFileSync(path.join(lockPathFor(target), "holder.json"), "utf8"));
+                assert.strictEqual(holder.pid, holders[0].proc.pid);
+                assert.match(holder.nonce, /^[0-9a-f]{32}$/);
+                // (the waiting builds' own half-made locks, .shared.lock.new-*, come and go as they poll)
+                assert.deepStrictEqual(fs.readdirSync(out).filter((n) => !n.startsWith(".shared.lock.new-")), [".shared.lock"], "no mutex, tombstone or moved-aside lock left behind");
+            } finally {
+                for (const b of breakers) b.proc.kill("SIGKILL");
+                await Promise.all(breakers.map((b) => b.done));
+            }
+        }
+    });
+
+    it("a release removes only the lock with its own nonce, not one another acquisition of the same process took over", async () => {
+        const target = path.join(work, "takeover", "shared");
+        const lock = lockPathFor(target);
+        let bHolds!: () => void;
+        const bHeld = new Promise<void>((r) => (bHolds = r));
+        let letBGo!: () => void;
+        let b: Promise<void> | undefined;
+        await withOutputLock([target], "build A", async () => {
+            // A's lock is judged dead (a start time that is not this process's, as after pid reuse): B, in the same process, takes it over.
+            const a = JSON.parse(fs.readFileSync(path.join(lock, "holder.json"), "utf8"));
+            fs.writeFileSync(path.join(lock, "holder.json"), JSON.stringify({ ...a, started: "1" }));
+            b = withOutputLock([target], "build B", () => {
+                bHolds();
+                return new Promise<void>((r) => (letBGo = r));
+            });
+            await bHeld;
+        });
+        // A has released: B's lock, same pid, is still there
+        const holder = JSON.parse(fs.readFileSync(path.join(lock, "holder.json"), "utf8"));
+        assert.strictEqual(holder.owner, "build B");
+        assert.strictEqual(holder.pid, process.pid);
+        letBGo();
+        await b;
+        assert.ok(!fs.existsSync(lock), "B released its own lock");
     });
 
     it("a live process with the holder's pid but another start time is not the holder (pid reuse)", () => {

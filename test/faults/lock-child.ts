@@ -10,7 +10,7 @@ async function main(): Promise<void> {
         await withOutputLock([a], b, () => {
             process.stdout.write("held\n");
             return new Promise<void>(() => void setInterval(() => undefined, 60000)); // an open timer keeps the process alive
-        });
+        }, () => process.stdout.write("waiting\n"));
         return;
     }
     const handler = handlerFor(a);

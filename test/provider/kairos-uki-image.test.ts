@@ -12,6 +12,8 @@ import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/engine";
 import { createVia } from "../helpers/handlers";
 import { buildTestOsRootfs } from "../helpers/test-os";
+import { makeCertificate } from "../helpers/pki";
+import { cacheRoot } from "../../provider/store/file-identity";
 
 describe("KairosUkiImage and BootMedia handlers", function () {
     this.timeout(300000);
@@ -207,7 +209,7 @@ describe("KairosUkiImage and BootMedia handlers", function () {
                 fs.copyFileSync(k3s.path, renamed);
                 const { failures } = await media.check({}, { ...mediaBase, name: "misnamed", secureBootEnroll: "force", extensions: [renamed] });
                 assert.strictEqual(failures?.length, 1, JSON.stringify(failures));
-                assert.strictEqual(failures![0].property, "extensions");
+                assert.strictEqual(failures![0].property, "extensions[0]");
                 assert.match(failures![0].reason, /k3s-v2\.sysext\.raw carries extension-release\.k3s; systemd merges k3s-v2\.sysext\.raw only with extension-release\.k3s-v2 inside: name the file k3s\.sysext\.raw/);
                 assert.ok(!fs.existsSync(path.join(work, "media", "misnamed.iso")));
             });
@@ -217,8 +219,117 @@ describe("KairosUkiImage and BootMedia handlers", function () {
                 fs.mkdirSync(path.dirname(junk), { recursive: true });
                 fs.writeFileSync(junk, Buffer.alloc(8192, 1));
                 const { failures } = await media.check({}, { ...mediaBase, name: "junk", secureBootEnroll: "force", extensions: [junk] });
-                assert.strictEqual(failures?.[0].property, "extensions");
-                assert.match(failures![0].reason, /junk\.sysext\.raw is not a readable extension image/);
+                assert.strictEqual(failures?.[0].property, "extensions[0]");
+                assert.match(failures![0].reason, /junk\.sysext\.raw is not a signed extension image \(a DDI with root, verity and signature partitions\): .* has no readable partition table/);
+            });
+
+            describe("what the enrolled keys would not run or merge is refused, in preview and again in the build", () => {
+                let stranger: { key: string; certificate: string };
+                const strip = async (from: string, to: string) => {
+                    fs.mkdirSync(path.dirname(to), { recursive: true });
+                    fs.copyFileSync(from, to);
+                    await run(["sbattach", "--remove", to]);
+                    return to;
+                };
+                const refusal = async (news: Record<string, unknown>) => {
+                    const { failures } = await media.check({}, { ...mediaBase, secureBootEnroll: "force", type: "dir", ...news });
+                    assert.strictEqual(failures?.length, 1, JSON.stringify(failures));
+                    return failures![0];
+                };
+                const ext = async (name: string, outDir: string, signing?: { key: string; certificate: string }) => {
+                    const src = path.join(work, `src-${outDir}`);
+                    fs.mkdirSync(path.join(src, "usr", "bin"), { recursive: true });
+                    fs.writeFileSync(path.join(src, "usr", "bin", name), `${name}\n`);
+                    return createVia(systemExtensionHandler, { name, outputDir: path.join(work, outDir), source: { dir: src }, ...(signing ? { signing } : {}) });
+                };
+                before(async () => {
+                    stranger = await makeCertificate(work, "stranger-db");
+                });
+
+                it("a UKI signed by a key whose certificate is not in the enrolled db, naming the signer", async () => {
+                    const foreign = path.join(work, "foreign-uki", "norole.efi");
+                    await strip(built.ukis[0].path, `${foreign}.unsigned`);
+                    await run(["sbsign", "--key", stranger.key, "--cert", stranger.certificate, "--output", foreign, `${foreign}.unsigned`]);
+                    const f = await refusal({ name: "foreign-uki", uki: { ...(mediaBase.uki as object), efiFiles: [foreign] } });
+                    assert.strictEqual(f.property, "uki.efiFiles[0]");
+                    assert.match(f.reason, /norole\.efi is signed by CN=stranger-db, which is not in the enrolled db \(CN=uki-test-db\)/);
+                });
+
+                it("an unsigned UKI and an unsigned systemd-boot, each named", async () => {
+                    const unsigned = await strip(built.ukis[0].path, path.join(work, "unsigned-uki", "norole.efi"));
+                    const boot = await strip(built.systemdBoot.path, path.join(work, "unsigned-uki", "BOOTX64.EFI"));
+                    const { failures } = await media.check({}, { ...mediaBase, name: "unsigned", secureBootEnroll: "force", uki: { ...(mediaBase.uki as object), efiFiles: [built.ukis[0].path, unsigned], systemdBoot: boot } });
+                    assert.deepStrictEqual(failures!.map((x) => x.property), ["uki.efiFiles[1]", "uki.systemdBoot"]);
+                    for (const x of failures!) assert.match(x.reason, /is not signed \(no Authenticode signature\); sign it with the db key/);
+                });
+
+                it("a private key handed over as a UKI (the last link of the exfiltration chain)", async () => {
+                    const f = await refusal({ name: "key-as-uki", uki: { ...(mediaBase.uki as object), efiFiles: [built.ukis[0].path, keys.files.db.key] } });
+                    assert.strictEqual(f.property, "uki.efiFiles[1]");
+                    assert.match(f.reason, /db\.key holds a PEM block \(-----BEGIN PRIVATE KEY-----\), not a signed PE image; key material never goes on boot media/);
+                    assert.ok(!f.reason.includes("MII"), "the key's bytes are not in the message");
+                });
+
+                it("a loader entry that is a PEM block, or not a .conf", async () => {
+                    const pem = path.join(work, "pem-entry", "norole.conf");
+                    fs.mkdirSync(path.dirname(pem), { recursive: true });
+                    fs.copyFileSync(keys.files.db.key, pem);
+                    const f = await refusal({ name: "pem-entry", uki: { ...(mediaBase.uki as object), loaderEntries: [pem] } });
+                    assert.strictEqual(f.property, "uki.loaderEntries[0]");
+                    assert.match(f.reason, /norole\.conf holds a PEM block, not a loader entry/);
+                    const g = await refusal({ name: "pem-entry", uki: { ...(mediaBase.uki as object), loaderEntries: [keys.files.db.pem] } });
+                    assert.match(g.reason, /db\.pem is not a loader entry: systemd-boot reads only loader\/entries\/\*\.conf/);
+                });
+
+                it("an unsigned extension, and one signed by a key that is not among PK, KEK and db, naming the signer", async () => {
+                    const unsigned = await ext("tool", "ext-unsigned");
+                    const foreign = await ext("tool", "ext-foreign", stranger);
+                    const { failures } = await media.check({}, { ...mediaBase, name: "bad-ext", secureBootEnroll: "force", extensions: [k3s.path, unsigned.path, motd.path].map(String) });
+                    assert.deepStrictEqual(failures!.map((x) => x.property), ["extensions[1]"]);
+                    assert.match(failures![0].reason, /tool\.sysext\.raw is not signed \(no verity signature partition\); Kairos merges only extensions signed by a certificate in PK, KEK or db/);
+                    const f = await refusal({ name: "bad-ext", extensions: [foreign.path] });
+                    assert.strictEqual(f.property, "extensions[0]");
+                    assert.match(f.reason, /tool\.sysext\.raw's verity signature is by CN=stranger-db, which is not among the enrolled PK, KEK and db certificates \(PK: CN=uki-test-PK; KEK: CN=uki-test-KEK; db: CN=uki-test-db\)/);
+                });
+
+                it("accepts an extension signed by the KEK key (Kairos trusts PK, KEK and db for extensions)", async () => {
+                    const kekSigned = await ext("kektool", "ext-kek", { key: keys.files.KEK.key, certificate: keys.files.KEK.pem });
+                    const outs = await createVia(media, { ...mediaBase, name: "kek-ext", type: "dir", secureBootEnroll: "force", extensions: [kekSigned.path] });
+                    assert.ok(outs.files.includes("kektool.sysext.raw"), JSON.stringify(outs.files));
+                });
+
+                it("a preview remembers a pass only for the file as it was: changed in place, it is checked again and refused", async () => {
+                    const uki = path.join(work, "remembered", "norole.efi");
+                    fs.mkdirSync(path.dirname(uki), { recursive: true });
+                    fs.copyFileSync(built.ukis[0].path, uki);
+                    await new Promise((r) => setTimeout(r, 2100)); // a file changed within 2 s is never remembered (file-identity.ts)
+                    const verdicts = path.join(cacheRoot(), "verdicts");
+                    const count = () => (fs.existsSync(verdicts) ? fs.readdirSync(verdicts).length : 0);
+                    const news = { ...mediaBase, name: "remembered", type: "dir", secureBootEnroll: "force", uki: { ...(mediaBase.uki as object), efiFiles: [uki] } };
+                    const before = count();
+                    assert.deepStrictEqual((await media.check({}, news)).failures ?? [], []);
+                    assert.strictEqual(count(), before + 1, "the pass of this UKI is remembered");
+                    await run(["sbattach", "--remove", uki]);
+                    const { failures } = await media.check({}, news);
+                    assert.strictEqual(failures?.[0]?.property, "uki.efiFiles[0]", JSON.stringify(failures));
+                    assert.match(failures![0].reason, /remembered\/norole\.efi is not signed/);
+                });
+
+                it("a file changed between preview and build: the build refuses its own copy, and writes nothing", async () => {
+                    const uki = path.join(work, "swapped", "norole.efi");
+                    fs.mkdirSync(path.dirname(uki), { recursive: true });
+                    fs.copyFileSync(built.ukis[0].path, uki);
+                    const { inputs, failures } = await media.check({}, { ...mediaBase, name: "swapped", type: "dir", secureBootEnroll: "force", uki: { ...(mediaBase.uki as object), efiFiles: [uki] } });
+                    assert.deepStrictEqual(failures ?? [], []);
+                    await run(["sbattach", "--remove", uki]); // after preview, before up
+                    await assert.rejects(media.create(inputs), (e: Error) => {
+                        assert.match(e.message, /BootMedia swapped: step "check inputs" failed: uki\.efiFiles\[0\]: .*swapped\/norole\.efi is not signed/s);
+                        assert.ok(!e.message.includes(".work-"), `names the input, not the build's copy: ${e.message}`);
+                        return true;
+                    });
+                    assert.ok(!fs.existsSync(path.join(work, "media", "swapped")));
+                    assert.deepStrictEqual([...fs.readdirSync(work), ...fs.readdirSync(path.join(work, "media"))].filter((n) => n.includes(".work-") || n.includes(".staging-")), []);
+                });
             });
         });
 

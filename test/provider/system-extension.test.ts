@@ -182,6 +182,48 @@ describe("SystemExtension handler", function () {
         });
     });
 
+    describe("a source whose links point at the host (its '/' is its own root, as on the booted system)", () => {
+        let outside: string;
+        const hostFiles = () => Object.fromEntries(listTree(outside).map((f) => [f, fs.readFileSync(path.join(outside, f), "utf8")]));
+        before(() => {
+            outside = tempDir("sysext-host"); // stands for a host folder: not under `work`
+            fs.writeFileSync(path.join(outside, "extension-release.decoy"), "ID=_any\n");
+            fs.mkdirSync(path.join(outside, "lib", "extension-release.d"), { recursive: true });
+            fs.writeFileSync(path.join(outside, "lib", "keep.txt"), "host\n");
+        });
+
+        const cases: [string, TarSpec[], string][] = [
+            ["an absolute link at usr/lib/extension-release.d", [dir("usr"), dir("usr/lib"), { name: "usr/lib/extension-release.d", type: "symlink", linkname: "OUTSIDE" }, dir("usr/bin"), file("usr/bin/x", "x\n", 0o755)], "OUTSIDE"],
+            ["an absolute link at a parent folder (usr/lib)", [dir("usr"), { name: "usr/lib", type: "symlink", linkname: "OUTSIDE/lib" }, dir("usr/bin"), file("usr/bin/x", "x\n", 0o755)], "OUTSIDE/lib/extension-release.d"],
+        ];
+        for (const [what, entries, lands] of cases) {
+            it(`${what}: resolves inside the image; nothing on the host is listed or written`, async () => {
+                const before = hostFiles();
+                const at = (s: string) => s.replace("OUTSIDE", outside.slice(1)).replace(/^\//, "");
+                const layout = path.join(work, `layout-${what.length}`);
+                writeOciLayout(layout, [{ image: buildImage({ layers: [await makeLayer(entries.map((e) => (e.linkname ? { ...e, linkname: e.linkname.replace("OUTSIDE", outside) } : e)))] }), name: "latest" }]);
+                const outs = await build({ name: "app", outputDir: path.join(work, `out-link-${what.length}`), source: { ociLayout: layout }, signing: signer });
+                assert.deepStrictEqual(hostFiles(), before, "the host folder is as it was");
+                assert.strictEqual(outs.extensionRelease, "ID=_any\nARCHITECTURE=x86-64\n");
+                const tree = await extractRootTree(outs.path, path.join(work, `x-link-${what.length}`));
+                assert.ok(listTree(tree).includes(`${at(lands)}/extension-release.app`), JSON.stringify(listTree(tree)));
+            });
+        }
+
+        it("a directory source with such a link: check and build stay inside the source and its copy", async () => {
+            const before = hostFiles();
+            const src = payloadDir(path.join(work, "src-link"), { "usr/bin/x": "x\n" });
+            fs.mkdirSync(path.join(src, "usr", "lib"));
+            fs.symlinkSync(outside, path.join(src, "usr", "lib", "extension-release.d"));
+            // the host folder's extension-release.decoy is not the source's: no "another name" refusal
+            const outs = await build({ name: "linked", outputDir: path.join(work, "out-link-dir"), source: { dir: src }, signing: signer });
+            assert.deepStrictEqual(hostFiles(), before);
+            assert.deepStrictEqual(listTree(src), ["usr/bin/x", "usr/lib/extension-release.d"], "the source folder is only read");
+            const tree = await extractRootTree(outs.path, path.join(work, "x-link-dir"));
+            assert.ok(listTree(tree).includes(`${outside.slice(1)}/extension-release.linked`), JSON.stringify(listTree(tree)));
+        });
+    });
+
     describe("from a registry (Debian's docker-registry on 127.0.0.1, pulled with skopeo)", () => {
         let registry: TestRegistry;
         before(async () => (registry = await startRegistry()));
