@@ -26,6 +26,7 @@ import type { SystemExtension } from "./system-extension";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import type { ArtifactStoreSpec } from "./store/artifact-store";
 import { artifactStoreInput } from "./artifact-store-config";
+import { MoveSpec, sameInputHash } from "./artifact-move";
 
 export const BOOT_MEDIA_TOKEN = "kairos:index:BootMedia";
 const BUILDER_VERSION = "boot-media/2";
@@ -99,6 +100,28 @@ export const bootMediaLayout: ArtifactLayout = {
     localFiles: (outs) => [outs.path],
     label: (p) => `BootMedia ${p.name}`,
 };
+
+/**
+ * A new outputDir or name whose place already holds the recorded media (same sha256; for type "dir"
+ * the same tree digest) is a move (artifact-move.ts). A "dir" place holding other files is refused.
+ */
+export const bootMediaMoves: MoveSpec = {
+    label: (p) => `BootMedia ${p.name}`,
+    placeFields: ["name", "outputDir"],
+    root: (p) => p.outputDir,
+    sameArtifact: (olds, news) => (olds.type !== news.type ? false : sameInputHash(olds, news)),
+    files: (olds, news) => [{ from: olds.path, to: mediaPath(news), sha256: olds.sha256, tree: olds.type === "dir" }],
+    moved: (_olds, news) => ({ path: mediaPath(news) }),
+    refusal(_olds, news) {
+        const target = mediaPath(news);
+        if (news.type !== "dir" || !fs.existsSync(target) || fs.readdirSync(target).length === 0) return undefined;
+        return new Error(`BootMedia ${news.name}: ${target} already exists and is not the media this BootMedia recorded; type "dir" replaces its folder whole, so give a name or outputDir of its own. Nothing was changed.`);
+    },
+};
+
+function mediaPath(p: Record<string, any>): string {
+    return path.join(p.outputDir, p.type === "dir" ? p.name : `${p.name}.iso`);
+}
 
 export const bootMediaHandler: Handler = {
     writes: (p) => [path.join(p.outputDir, p.name)],
@@ -259,7 +282,8 @@ function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): Inp
         if (why) problems.push({ property: `overlayFiles[${k}].path`, reason: `"${o.path}" ${why}; give a path inside the media, such as "config/extra.yaml"` });
     });
     const target = path.join(i.outputDir, i.name);
-    const ours = olds.type === "dir" && olds.outputDir !== undefined && olds.name !== undefined && samePath(path.join(olds.outputDir, olds.name), target);
+    // An existing "dir" media moving to another folder: the diff compares what is there with the recorded tree (bootMediaMoves).
+    const ours = olds.type === "dir" && olds.outputDir !== undefined && olds.name !== undefined && (samePath(path.join(olds.outputDir, olds.name), target) || i.type === "dir");
     if (i.type === "dir" && !ours && fs.existsSync(target) && fs.readdirSync(target).length > 0) {
         problems.push({ property: "name", reason: `${target} already exists and was not made by this BootMedia; type "dir" replaces its folder whole, so give a name or outputDir of its own` });
     }

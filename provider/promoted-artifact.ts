@@ -15,6 +15,7 @@ import { stageThenMove, withScratch } from "./store/staging";
 import { ArtifactStoreSpec, artifactStoreFor } from "./store/artifact-store";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
+import { MoveSpec, sameInputHash } from "./artifact-move";
 
 export const PROMOTED_ARTIFACT_TOKEN = "kairos:index:PromotedArtifact";
 const BUILDER_VERSION = "promoted-artifact/1";
@@ -64,6 +65,20 @@ export const promotedArtifactLayout: ArtifactLayout = {
     localFiles: (outs) => [outs.path],
     label: (p) => `PromotedArtifact ${path.basename(p.source)}`,
 };
+
+/** A new outputDir (or source file name) already holding the promoted file is a move (artifact-move.ts). */
+export const promotedArtifactMoves: MoveSpec = {
+    label: (p) => `PromotedArtifact ${path.basename(String(p.source))}`,
+    placeFields: ["outputDir", "source"],
+    root: (p) => p.outputDir,
+    sameArtifact: sameInputHash,
+    files: (olds, news) => [{ from: olds.path, to: promotedPath(news), sha256: olds.sha256 }],
+    moved: (_olds, news) => ({ path: promotedPath(news) }),
+};
+
+function promotedPath(p: Record<string, any>): string {
+    return typeof p.outputDir === "string" && typeof p.source === "string" ? path.join(p.outputDir, path.basename(p.source)) : String(p.outputDir);
+}
 
 export const promotedArtifactHandler: Handler = {
     writes: (p) => [path.join(p.outputDir, path.basename(p.source))],

@@ -18,6 +18,7 @@ import type { SigningKeys } from "./signing-keys";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import type { ArtifactStoreSpec } from "./store/artifact-store";
 import { artifactStoreInput } from "./artifact-store-config";
+import { MoveSpec, sameInputHash } from "./artifact-move";
 
 export const SYSTEM_EXTENSION_TOKEN = "kairos:index:SystemExtension";
 const BUILDER_VERSION = "system-extension/1";
@@ -106,6 +107,16 @@ export const systemExtensionLayout: ArtifactLayout = {
     placement: () => "files",
     localFiles: (outs) => [outs.path],
     label: (p) => `SystemExtension ${p.name}`,
+};
+
+/** A new outputDir already holding the recorded image is a move (artifact-move.ts); a new name or kind is new content. */
+export const systemExtensionMoves: MoveSpec = {
+    label: (p) => `SystemExtension ${p.name}`,
+    placeFields: ["outputDir"],
+    root: (p) => p.outputDir,
+    sameArtifact: sameInputHash,
+    files: (olds, _news, at) => [{ from: olds.path, to: at(olds.path), sha256: olds.sha256 }],
+    moved: (olds, _news, at) => ({ path: at(olds.path) }),
 };
 
 export const systemExtensionHandler: Handler = {
