@@ -72,12 +72,14 @@ export const promotedArtifactMoves: MoveSpec = {
     placeFields: ["outputDir", "source"],
     root: (p) => p.outputDir,
     sameArtifact: sameInputHash,
-    files: (olds, news) => [{ from: olds.path, to: promotedPath(news), sha256: olds.sha256 }],
-    moved: (_olds, news) => ({ path: promotedPath(news) }),
+    files: (olds, news) => [{ from: olds.path, to: promotedPath(olds, news), sha256: olds.sha256 }],
+    moved: (olds, news) => ({ path: promotedPath(olds, news) }),
 };
 
-function promotedPath(p: Record<string, any>): string {
-    return typeof p.outputDir === "string" && typeof p.source === "string" ? path.join(p.outputDir, path.basename(p.source)) : String(p.outputDir);
+/** Where the promoted file goes; a source still unknown in a preview (another resource's output) is taken to keep its name. */
+function promotedPath(olds: Record<string, any>, news: Record<string, any>): string {
+    const source = typeof news.source === "string" && !containsUnknown(news.source) ? news.source : olds.source;
+    return path.join(String(news.outputDir), path.basename(String(source)));
 }
 
 export const promotedArtifactHandler: Handler = {

@@ -28,8 +28,9 @@ describe("npm run demo (scripts/run-demo.sh)", function () {
         assert.match(stdout, /k3s\.service: active\/enabled; cloud-config boot stage: 2 commands, 0 failed/);
         assert.match(stdout, /PCR 13 \(extensions\) predicted ([0-9a-f]{64})\n\s+measured\s+\1 -> equal/);
         const outputs = JSON.parse(fs.readFileSync(path.join(out, "outputs.json"), "utf8"));
-        assert.strictEqual(outputs.iso.path, path.join(out, "media", "kairos-demo.iso"));
-        assert.ok(fs.existsSync(outputs.iso.path));
+        // relative to the demo's project folder (the output folder): the state names no folder of this machine
+        assert.strictEqual(outputs.iso.path, path.join("media", "kairos-demo.iso"));
+        assert.ok(fs.existsSync(path.join(out, outputs.iso.path)));
         assert.deepStrictEqual(outputs.extensions.map((e: { path: string }) => path.basename(e.path)).sort(), ["demo-motd.confext.raw", "k3s.sysext.raw"]);
         assert.deepStrictEqual(outputs.pcr13.extensions, ["k3s.sysext.raw"]);
         assert.strictEqual(outputs.ukis[0].fileName, "norole");
