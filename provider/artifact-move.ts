@@ -79,7 +79,7 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
             const same = spec.sameArtifact(olds, news);
             if (same === false || seen.foreign.length > 0 || (inner.replaces ?? []).some((f) => !spec.placeFields.includes(f))) return inner;
             logLine(
-                `${spec.label(news)}: ${movedReason(plan.from, plan.to)}: the recorded artifact is there (${describe(plan.files)}), ` +
+                `${labelOf(spec, olds, news)}: ${movedReason(plan.from, plan.to)}: the recorded artifact is there (${describe(plan.files)}), ` +
                     `so the update takes it over and rebuilds nothing${same ? "" : " (if its other inputs, known only then, are unchanged)"}` +
                     (seen.repair.length > 0 ? `; ${seen.repair.map((f) => path.basename(f.to)).join(", ")} will be put right` : "") +
                     `; ${plan.from} is left as it is`,
@@ -90,7 +90,7 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
             const plan = spec.sameArtifact(olds, news) === true ? planMove(spec, olds, news) : undefined;
             if (!plan) return h.update(id, olds, news);
             const reason = movedReason(plan.from, plan.to);
-            const log = new BuildLog(spec.label(news), "moved", [reason]);
+            const log = new BuildLog(labelOf(spec, olds, news), "moved", [reason]);
             const seen = await log.step(`verify ${describe(plan.files)} at the new place`, () => inspect(spec, plan.files));
             if (seen.foreign.length > 0) {
                 const refusal = spec.refusal?.(olds, news, seen.foreign);
@@ -115,6 +115,12 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
     };
 }
 
+/** The resource's label from the new inputs, or the recorded ones while a preview does not know them yet. */
+function labelOf(spec: MoveSpec, olds: Record<string, any>, news: Record<string, any>): string {
+    const label = spec.label(news);
+    return label.includes(UNKNOWN) ? spec.label(olds) : label;
+}
+
 interface Plan {
     from: string;
     to: string;
@@ -131,7 +137,11 @@ function planMove(spec: MoveSpec, olds: Record<string, any>, news: Record<string
     const at = (p: string) => relocatedPath(p, from, to);
     const files = spec.files(olds, news, at);
     if (files.length === 0 || files.some((f) => !known(f.to) || !known(f.from))) return undefined;
-    if (samePath(from, to) && files.every((f) => samePath(f.from, f.to))) return undefined;
+    if (samePath(from, to)) {
+        // Same folder, another file name (BootMedia's name): the move is said by file.
+        const renamed = files.find((f) => !samePath(f.from, f.to));
+        return renamed ? { from: renamed.from, to: renamed.to, at, files } : undefined;
+    }
     return { from, to, at, files };
 }
 

@@ -130,7 +130,8 @@ export const kairosUkiImageMoves: MoveSpec = {
     placeFields: ["outputDir"],
     root: (p) => p.outputDir,
     sameArtifact: sameInputHash,
-    files: (olds, _news, at) => [
+    // State without these outputs (an older version) names no files, so it is never taken for a move.
+    files: (olds, _news, at) => !Array.isArray(olds.ukis) || !olds.systemdBoot?.path || !olds.bootFiles ? [] : [
         ...(olds.ukis as UkiOutput[]).flatMap((u) => [{ from: u.path, to: at(u.path), sha256: u.sha256 }, { from: u.entryPath, to: at(u.entryPath) }]),
         { from: olds.systemdBoot.path, to: at(olds.systemdBoot.path), sha256: olds.systemdBoot.sha256 },
         { from: path.join(olds.outputDir, OWNER_MARKER), to: at(path.join(olds.outputDir, OWNER_MARKER)) },

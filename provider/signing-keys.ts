@@ -327,7 +327,7 @@ export const signingKeysMoves: MoveSpec = {
     placeFields: [],
     root: (p) => p.keyDir ?? p.outputDir,
     sameArtifact: (olds, news) => (typeof news.keyMaterialHash === "string" ? olds.keyMaterialHash === news.keyMaterialHash : undefined),
-    files: (olds, _news, at) => Object.entries(olds.fileDigests ?? {}).map(([name, digest]) => ({ from: path.join(olds.keyDir, name), to: at(path.join(olds.keyDir, name)), sha256: digest as string })),
+    files: (olds, _news, at) => !olds.keyDir || !olds.files ? [] : Object.entries(olds.fileDigests ?? {}).map(([name, digest]) => ({ from: path.join(olds.keyDir, name), to: at(path.join(olds.keyDir, name)), sha256: digest as string })),
     async digestsAt(files) {
         const now = files.length > 0 ? await digestKeySet(path.dirname(files[0].to)) : {};
         return files.map((f) => now[path.basename(f.to)]);

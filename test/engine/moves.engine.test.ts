@@ -36,6 +36,7 @@ describe("moves through the Pulumi engine", function () {
 
     describe("a program with absolute paths, moved with its artifacts to another folder", function () {
         let root: string;
+        let isoName = "kairos";
         let stack: EngineStack;
         const RESOURCES = ["keys", "alpha", "os", "iso", "esp", "promoted"];
 
@@ -50,7 +51,7 @@ describe("moves through the Pulumi engine", function () {
                 const keys = new SigningKeys("keys", { name: "moves", outputDir: at("keys") });
                 const alpha = new SystemExtension("alpha", { name: "alpha", outputDir: at("extensions"), source: { dir: at("src/alpha") }, signingKeys: keys });
                 const uki = new KairosUkiImage("os", { outputDir: at("uki"), source: { dir: at("os-tree") }, signingKeys: keys, initrdCompressionLevel: 3 });
-                const iso = new BootMedia("iso", { name: "kairos", outputDir: at("media"), ukiImage: uki, signingKeys: keys, extensions: [alpha], secureBootEnroll: "force" });
+                const iso = new BootMedia("iso", { name: isoName, outputDir: at("media"), ukiImage: uki, signingKeys: keys, extensions: [alpha], secureBootEnroll: "force" });
                 const esp = new BootMedia("esp", { name: "esp", type: "dir", outputDir: at("media"), ukiImage: uki, signingKeys: keys, secureBootEnroll: "force" });
                 const promoted = new PromotedArtifact("promoted", { source: alpha.path, expectedSha256: alpha.sha256, outputDir: at("promoted"), kind: "sysext" });
                 return { keyDir: keys.keyDir, alpha: alpha.path, iso: iso.path, esp: esp.path, promoted: promoted.path };
@@ -105,6 +106,24 @@ describe("moves through the Pulumi engine", function () {
 
             const again = await stack.up();
             assert.deepStrictEqual(changes(again.summary.resourceChanges), {});
+        });
+
+        it("BootMedia renamed along with its ISO file: moved, not rebuilt", async () => {
+            const from = path.join(root, "media", "kairos.iso");
+            const to = path.join(root, "media", "prod.iso");
+            const before = fs.statSync(from);
+            fs.renameSync(from, to);
+            isoName = "prod";
+            const preview = await stack.preview();
+            assert.deepStrictEqual(changes(preview.changeSummary), { update: 1 }, preview.stdout);
+            assert.match(preview.stdout, new RegExp(re(`BootMedia prod: moved from ${from} to ${to}: the recorded artifact is there (prod.iso, same sha256)`)));
+            await stack.up();
+            const outs = await stack.resourceOutputs("iso");
+            assert.strictEqual(outs.lastBuild.action, "moved");
+            assert.deepStrictEqual(outs.lastBuild.reasons, [`moved from ${from} to ${to}`]);
+            assert.strictEqual(outs.path, to);
+            assert.strictEqual(fs.statSync(to).mtimeMs, before.mtimeMs);
+            assert.deepStrictEqual(changes((await stack.up()).summary.resourceChanges), {});
         });
 
         it("a new outputDir that does not hold the artifact rebuilds it there, as before (a replace)", async () => {
