@@ -57,6 +57,9 @@ export function sameInputHash(olds: Record<string, any>, news: Record<string, an
     return olds.inputHash === news.inputHash;
 }
 
+/** The one step of a move (lastBuild.steps). */
+export const MOVE_STEP = "verify the recorded digests at the new place";
+
 /** The reason a moved resource's lastBuild gives. */
 export function movedReason(from: string, to: string): string {
     return `moved from ${from} to ${to}`;
@@ -91,7 +94,7 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
             if (!plan) return h.update(id, olds, news);
             const reason = movedReason(plan.from, plan.to);
             const log = new BuildLog(labelOf(spec, olds, news), "moved", [reason]);
-            const seen = await log.step(`verify ${describe(plan.files)} at the new place`, () => inspect(spec, plan.files));
+            const seen = await log.step(MOVE_STEP, () => inspect(spec, plan.files));
             if (seen.foreign.length > 0) {
                 const refusal = spec.refusal?.(olds, news, seen.foreign);
                 if (refusal) throw refusal;
@@ -99,11 +102,12 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
                 log.say(`${seen.foreign.map((f) => path.basename(f.to)).join(", ")} at ${plan.to} ${seen.foreign.length > 1 ? "are" : "is"} not the recorded artifact; building there instead`);
                 return h.update(id, olds, news);
             }
-            const moved = {
+            const moved: Record<string, any> = {
                 ...olds, ...news, ...spec.moved(olds, news, plan.at),
-                store: olds.store ? { ...olds.store, objects: Object.fromEntries(Object.entries(olds.store.objects ?? {}).map(([f, uri]) => [plan.at(f), uri])) } : undefined,
                 drift: seen.repair.map((f) => `${path.basename(f.to)}: ${fs.existsSync(f.to) ? "altered" : "missing"}`),
             };
+            // The store keeps the same objects (content-addressed); only the local paths they stand for move.
+            if (olds.store) moved.store = { ...olds.store, objects: Object.fromEntries(Object.entries(olds.store.objects ?? {}).map(([f, uri]) => [plan.at(f), uri])) };
             const store = artifactStoreFor(news.artifactStore);
             const publish = store !== undefined && olds.store?.location !== store.location;
             if (moved.drift.length === 0 && olds.inputHash === news.inputHash && !publish) return { outs: { ...moved, lastBuild: log.report() } };

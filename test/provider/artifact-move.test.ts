@@ -68,7 +68,7 @@ describe("moves (artifact-move.ts)", () => {
         assert.equal(outs!.outputDir, to);
         assert.equal(outs!.lastBuild.action, "moved");
         assert.deepEqual(outs!.lastBuild.reasons, [`moved from ${olds.outputDir} to ${to}`]);
-        assert.deepEqual(outs!.lastBuild.steps.map((s: { step: string }) => s.step), ["verify t.raw, same sha256 at the new place"]);
+        assert.deepEqual(outs!.lastBuild.steps.map((s: { step: string }) => s.step), ["verify the recorded digests at the new place"]);
         assert.ok(!fs.existsSync(olds.outputDir), "nothing was made at the old place");
     });
 
