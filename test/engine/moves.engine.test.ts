@@ -41,6 +41,7 @@ describe("moves through the Pulumi engine", function () {
     describe("a program with absolute paths, moved with its artifacts to another folder", function () {
         let root: string;
         let isoName = "kairos";
+        let espName = "esp";
         let stack: EngineStack;
         const RESOURCES = ["keys", "alpha", "os", "iso", "esp", "promoted"];
 
@@ -56,7 +57,7 @@ describe("moves through the Pulumi engine", function () {
                 const alpha = new SystemExtension("alpha", { name: "alpha", outputDir: at("extensions"), source: { dir: at("src/alpha") }, signingKeys: keys });
                 const uki = new KairosUkiImage("os", { outputDir: at("uki"), source: { dir: at("os-tree") }, signingKeys: keys, initrdCompressionLevel: 3 });
                 const iso = new BootMedia("iso", { name: isoName, outputDir: at("media"), ukiImage: uki, signingKeys: keys, extensions: [alpha], secureBootEnroll: "force" });
-                const esp = new BootMedia("esp", { name: "esp", type: "dir", outputDir: at("media"), ukiImage: uki, signingKeys: keys, secureBootEnroll: "force" });
+                const esp = new BootMedia("esp", { name: espName, type: "dir", outputDir: at("media"), ukiImage: uki, signingKeys: keys, secureBootEnroll: "force" });
                 const promoted = new PromotedArtifact("promoted", { source: alpha.path, expectedSha256: alpha.sha256, outputDir: at("promoted"), kind: "sysext" });
                 return { keyDir: keys.keyDir, alpha: alpha.path, iso: iso.path, esp: esp.path, promoted: promoted.path };
             });
@@ -128,6 +129,22 @@ describe("moves through the Pulumi engine", function () {
             assert.strictEqual(outs.path, to);
             assert.strictEqual(fs.statSync(to).mtimeMs, before.mtimeMs);
             assert.deepStrictEqual(changes((await stack.up()).summary.resourceChanges), {});
+        });
+
+        it("BootMedia type dir pointed at a folder holding something else: refused in preview, nothing written", async () => {
+            const foreign = path.join(root, "media", "foreign");
+            fs.mkdirSync(foreign);
+            fs.writeFileSync(path.join(foreign, "keep.txt"), "not ours\n");
+            espName = "foreign";
+            try {
+                const err = await previewOf(stack).catch((e) => e);
+                assert.ok(err instanceof Error, "preview must fail");
+                assert.match(String(err.message), new RegExp(re(`BootMedia foreign: ${foreign} already exists and is not the media this BootMedia recorded; type "dir" replaces its folder whole`)));
+                assert.deepStrictEqual(fs.readdirSync(foreign), ["keep.txt"]);
+                assert.strictEqual((await stack.resourceOutputs("esp")).path, path.join(root, "media", "esp"));
+            } finally {
+                espName = "esp";
+            }
         });
 
         it("a new outputDir that does not hold the artifact rebuilds it there, as before (a replace)", async () => {
