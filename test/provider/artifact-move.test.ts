@@ -72,6 +72,16 @@ describe("moves (artifact-move.ts)", () => {
         assert.ok(!fs.existsSync(olds.outputDir), "nothing was made at the old place");
     });
 
+    it("a stored artifact keeps its store record; the local paths it stands for move with it", async () => {
+        const calls: string[] = [];
+        const h = withMoves(recordingHandler(calls), spec);
+        const store = { location: "s3://bucket/p", manifest: "s3://bucket/p/manifests/x.json", objects: { [olds.path]: "s3://bucket/p/blobs/sha256/ab" } };
+        fs.renameSync(path.join(root, "a"), path.join(root, "b"));
+        const { outs } = await logged(() => h.update("x", { ...olds, store }, news(path.join(root, "b"))));
+        assert.deepEqual(calls, []);
+        assert.deepEqual(outs!.store, { ...store, objects: { [path.join(root, "b", "t.raw")]: "s3://bucket/p/blobs/sha256/ab" } });
+    });
+
     it("an empty new folder, other bytes there, or changed inputs: the inner diff's replace stands", async () => {
         const calls: string[] = [];
         const h = withMoves(recordingHandler(calls), spec);
