@@ -7,6 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { MoveSpec, sameInputHash } from "./artifact-move";
 import { Handler, checkInputs, packageProvider, replacedFields, samePath } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
@@ -26,7 +27,6 @@ import type { SystemExtension } from "./system-extension";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import type { ArtifactStoreSpec } from "./store/artifact-store";
 import { artifactStoreInput } from "./artifact-store-config";
-import { MoveSpec, sameInputHash } from "./artifact-move";
 
 export const BOOT_MEDIA_TOKEN = "kairos:index:BootMedia";
 const BUILDER_VERSION = "boot-media/2";
@@ -100,28 +100,6 @@ export const bootMediaLayout: ArtifactLayout = {
     localFiles: (outs) => [outs.path],
     label: (p) => `BootMedia ${p.name}`,
 };
-
-/**
- * A new outputDir or name whose place already holds the recorded media (same sha256; for type "dir"
- * the same tree digest) is a move (artifact-move.ts). A "dir" place holding other files is refused.
- */
-export const bootMediaMoves: MoveSpec = {
-    label: (p) => `BootMedia ${p.name}`,
-    placeFields: ["name", "outputDir"],
-    root: (p) => p.outputDir,
-    sameArtifact: (olds, news) => (olds.type !== news.type ? false : sameInputHash(olds, news)),
-    files: (olds, news) => [{ from: olds.path, to: mediaPath(news), sha256: olds.sha256, tree: olds.type === "dir" }],
-    moved: (_olds, news) => ({ path: mediaPath(news) }),
-    refusal(_olds, news) {
-        const target = mediaPath(news);
-        if (news.type !== "dir" || !fs.existsSync(target) || fs.readdirSync(target).length === 0) return undefined;
-        return new Error(`BootMedia ${news.name}: ${target} already exists and is not the media this BootMedia recorded; type "dir" replaces its folder whole, so give a name or outputDir of its own. Nothing was changed.`);
-    },
-};
-
-function mediaPath(p: Record<string, any>): string {
-    return path.join(p.outputDir, p.type === "dir" ? p.name : `${p.name}.iso`);
-}
 
 export const bootMediaHandler: Handler = {
     writes: (p) => [path.join(p.outputDir, p.name)],
@@ -348,4 +326,26 @@ export class BootMedia extends pulumi.dynamic.Resource {
         const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, size: undefined, files: undefined, pcr13: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined, store: undefined };
         super(packageProvider(BOOT_MEDIA_TOKEN), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "BootMedia");
     }
+}
+
+/**
+ * A new outputDir or name whose place already holds the recorded media (same sha256; for type "dir"
+ * the same tree digest) is a move (artifact-move.ts). A "dir" place holding other files is refused.
+ */
+export const bootMediaMoves: MoveSpec = {
+    label: (p) => `BootMedia ${p.name}`,
+    placeFields: ["name", "outputDir"],
+    root: (p) => p.outputDir,
+    sameArtifact: (olds, news) => (olds.type !== news.type ? false : sameInputHash(olds, news)),
+    files: (olds, news) => [{ from: olds.path, to: mediaPath(news), sha256: olds.sha256, tree: olds.type === "dir" }],
+    moved: (_olds, news) => ({ path: mediaPath(news) }),
+    refusal(_olds, news) {
+        const target = mediaPath(news);
+        if (news.type !== "dir" || !fs.existsSync(target) || fs.readdirSync(target).length === 0) return undefined;
+        return new Error(`BootMedia ${news.name}: ${target} already exists and is not the media this BootMedia recorded; type "dir" replaces its folder whole, so give a name or outputDir of its own. Nothing was changed.`);
+    },
+};
+
+function mediaPath(p: Record<string, any>): string {
+    return path.join(p.outputDir, p.type === "dir" ? p.name : `${p.name}.iso`);
 }

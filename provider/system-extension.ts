@@ -4,6 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { MoveSpec, sameInputHash } from "./artifact-move";
 import { Handler, checkInputs, packageProvider, replacedFields, signingPairProblems, sourceProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
@@ -18,7 +19,6 @@ import type { SigningKeys } from "./signing-keys";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import type { ArtifactStoreSpec } from "./store/artifact-store";
 import { artifactStoreInput } from "./artifact-store-config";
-import { MoveSpec, sameInputHash } from "./artifact-move";
 
 export const SYSTEM_EXTENSION_TOKEN = "kairos:index:SystemExtension";
 const BUILDER_VERSION = "system-extension/1";
@@ -107,16 +107,6 @@ export const systemExtensionLayout: ArtifactLayout = {
     placement: () => "files",
     localFiles: (outs) => [outs.path],
     label: (p) => `SystemExtension ${p.name}`,
-};
-
-/** A new outputDir already holding the recorded image is a move (artifact-move.ts); a new name or kind is new content. */
-export const systemExtensionMoves: MoveSpec = {
-    label: (p) => `SystemExtension ${p.name}`,
-    placeFields: ["outputDir"],
-    root: (p) => p.outputDir,
-    sameArtifact: sameInputHash,
-    files: (olds, _news, at) => [{ from: olds.path, to: at(olds.path), sha256: olds.sha256 }],
-    moved: (olds, _news, at) => ({ path: at(olds.path) }),
 };
 
 export const systemExtensionHandler: Handler = {
@@ -296,3 +286,13 @@ export class SystemExtension extends pulumi.dynamic.Resource {
         super(packageProvider(SYSTEM_EXTENSION_TOKEN), name, { ...outputs, ...rest, signing, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "SystemExtension");
     }
 }
+
+/** A new outputDir already holding the recorded image is a move (artifact-move.ts); a new name or kind is new content. */
+export const systemExtensionMoves: MoveSpec = {
+    label: (p) => `SystemExtension ${p.name}`,
+    placeFields: ["outputDir"],
+    root: (p) => p.outputDir,
+    sameArtifact: sameInputHash,
+    files: (olds, _news, at) => [{ from: olds.path, to: at(olds.path), sha256: olds.sha256 }],
+    moved: (olds, _news, at) => ({ path: at(olds.path) }),
+};
