@@ -43,6 +43,11 @@ export interface MoveSpec {
     files(olds: Record<string, any>, news: Record<string, any>, at: Relocate): RecordedFile[];
     /** The outputs that name places, rewritten for the new place (the rest of the outputs stay). */
     moved(olds: Record<string, any>, news: Record<string, any>, at: Relocate): Record<string, any>;
+    /**
+     * Whether the moved outputs need nothing more than the new paths (default: the input hash is the
+     * same). SigningKeys with a new authTimestamp, say, re-signs after the move.
+     */
+    settled?(olds: Record<string, any>, news: Record<string, any>): boolean;
     /** Files that may differ at the new place without making it someone else's (SigningKeys' derived files). */
     repairable?(file: RecordedFile): boolean;
     /** Reads what is at the new place; default: sha256 (or tree digest), undefined when missing. */
@@ -55,6 +60,19 @@ export interface MoveSpec {
 export function sameInputHash(olds: Record<string, any>, news: Record<string, any>): boolean | undefined {
     if (typeof news.inputHash !== "string" || news.inputHash === UNKNOWN) return undefined;
     return olds.inputHash === news.inputHash;
+}
+
+/**
+ * sameArtifact for resources whose input hash also names where the artifact is (a hash part for the
+ * file name, which keeps the artifact store's manifests apart): the other parts must be equal.
+ */
+export function sameHashPartsBut(placeParts: string[]) {
+    return (olds: Record<string, any>, news: Record<string, any>): boolean | undefined => {
+        const same = sameInputHash(olds, news);
+        if (same !== false || !olds.hashParts || !news.hashParts) return same;
+        const content = (parts: Record<string, string>) => JSON.stringify(Object.entries(parts).filter(([k]) => !placeParts.includes(k)).sort());
+        return content(olds.hashParts) === content(news.hashParts);
+    };
 }
 
 /** The one step of a move (lastBuild.steps). */
@@ -108,9 +126,11 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
             };
             // The store keeps the same objects (content-addressed); only the local paths they stand for move.
             if (olds.store) moved.store = { ...olds.store, objects: Object.fromEntries(Object.entries(olds.store.objects ?? {}).map(([f, uri]) => [plan.at(f), uri])) };
+            // A store keeps manifests by input hash: a new store, or a new hash, needs the update's publish.
             const store = artifactStoreFor(news.artifactStore);
-            const publish = store !== undefined && olds.store?.location !== store.location;
-            if (moved.drift.length === 0 && olds.inputHash === news.inputHash && !publish) return { outs: { ...moved, lastBuild: log.report() } };
+            const publish = store !== undefined && (olds.store?.location !== store.location || olds.inputHash !== news.inputHash);
+            const settled = spec.settled ? spec.settled(olds, news) : olds.inputHash === news.inputHash;
+            if (moved.drift.length === 0 && settled && !publish) return { outs: { ...moved, lastBuild: log.report() } };
             // Moved, and more to do (files to put right, a re-sign, a store that lacks it): the update runs on the moved state.
             const updated = await h.update(id, moved, news);
             const b = updated.outs?.lastBuild;

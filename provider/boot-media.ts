@@ -7,7 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { MoveSpec, sameInputHash } from "./artifact-move";
+import { MoveSpec, sameHashPartsBut } from "./artifact-move";
 import { Handler, checkInputs, packageProvider, replacedFields, samePath } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
@@ -336,7 +336,9 @@ export const bootMediaMoves: MoveSpec = {
     label: (p) => `BootMedia ${p.name}`,
     placeFields: ["name", "outputDir"],
     root: (p) => p.outputDir,
-    sameArtifact: (olds, news) => (olds.type !== news.type ? false : sameInputHash(olds, news)),
+    // A "media" hash part (name and type: the store's manifests per artifact) may differ; the bytes may not.
+    sameArtifact: (olds, news) => (olds.type !== news.type ? false : sameHashPartsBut(["media"])(olds, news)),
+    settled: (olds, news) => sameHashPartsBut(["media"])(olds, news) === true,
     files: (olds, news) => [{ from: olds.path, to: mediaPath(news), sha256: olds.sha256, tree: olds.type === "dir" }],
     moved: (_olds, news) => ({ path: mediaPath(news) }),
     refusal(_olds, news) {
