@@ -7,6 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { MoveSpec, sameHashPartsBut } from "./artifact-move";
 import { Handler, checkInputs, packageProvider, replacedFields, samePath } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
@@ -399,7 +400,8 @@ function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): Inp
         if (why) problems.push({ property: `overlayFiles[${k}].path`, reason: `"${o.path}" ${why}; give a path inside the media, such as "config/extra.yaml"` });
     });
     const target = path.join(i.outputDir, i.name);
-    const ours = olds.type === "dir" && olds.outputDir !== undefined && olds.name !== undefined && samePath(path.join(olds.outputDir, olds.name), target);
+    // An existing "dir" media moving to another folder: the diff compares what is there with the recorded tree (bootMediaMoves).
+    const ours = olds.type === "dir" && olds.outputDir !== undefined && olds.name !== undefined && (samePath(path.join(olds.outputDir, olds.name), target) || i.type === "dir");
     if (i.type === "dir" && !ours && fs.existsSync(target) && fs.readdirSync(target).length > 0) {
         problems.push({ property: "name", reason: `${target} already exists and was not made by this BootMedia; type "dir" replaces its folder whole, so give a name or outputDir of its own` });
     }
@@ -464,4 +466,28 @@ export class BootMedia extends pulumi.dynamic.Resource {
         const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, size: undefined, files: undefined, pcr13: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined, store: undefined };
         super(packageProvider(BOOT_MEDIA_TOKEN), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "BootMedia");
     }
+}
+
+/**
+ * A new outputDir or name whose place already holds the recorded media (same sha256; for type "dir"
+ * the same tree digest) is a move (artifact-move.ts). A "dir" place holding other files is refused.
+ */
+export const bootMediaMoves: MoveSpec = {
+    label: (p) => `BootMedia ${p.name}`,
+    placeFields: ["name", "outputDir"],
+    root: (p) => p.outputDir,
+    // A "media" hash part (name and type: the store's manifests per artifact) may differ; the bytes may not.
+    sameArtifact: (olds, news) => (olds.type !== news.type ? false : sameHashPartsBut(["media"])(olds, news)),
+    settled: (olds, news) => sameHashPartsBut(["media"])(olds, news) === true,
+    files: (olds, news) => [{ from: olds.path, to: mediaPath(news), sha256: olds.sha256, tree: olds.type === "dir" }],
+    moved: (_olds, news) => ({ path: mediaPath(news) }),
+    refusal(_olds, news) {
+        const target = mediaPath(news);
+        if (news.type !== "dir" || !fs.existsSync(target) || fs.readdirSync(target).length === 0) return undefined;
+        return new Error(`BootMedia ${news.name}: ${target} already exists and is not the media this BootMedia recorded; type "dir" replaces its folder whole, so give a name or outputDir of its own. Nothing was changed.`);
+    },
+};
+
+function mediaPath(p: Record<string, any>): string {
+    return path.join(p.outputDir, p.type === "dir" ? p.name : `${p.name}.iso`);
 }

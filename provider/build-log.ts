@@ -44,8 +44,8 @@ export function logLine(message: string): void {
 }
 
 export interface BuildReport {
-    action: "created" | "updated" | "re-signed" | "restored" | "adopted" | "fetched" | "published";
-    /** Which parts of the input hash changed (or "new", or the drift that was repaired). */
+    action: "created" | "updated" | "re-signed" | "restored" | "adopted" | "fetched" | "published" | "moved";
+    /** Which parts of the input hash changed (or "new", or the drift that was repaired, or "moved from A to B"). */
     reasons: string[];
     steps: { step: string; seconds: number }[];
     seconds: number;

@@ -14,26 +14,29 @@
 // version. A newer version than this package knows is refused: install that pulumi-kairos or newer.
 import type { Handler } from "./resource-kit";
 import { withOutputLock } from "./store/output-lock";
+import * as fs from "fs";
 import * as path from "path";
 import { explainFullDisk, logLine } from "./build-log";
-import { SIGNING_KEYS_TOKEN, signingKeysHandler, withKeyStore } from "./signing-keys";
-import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler, systemExtensionLayout } from "./system-extension";
-import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler, kairosUkiImageLayout } from "./kairos-uki-image";
-import { BOOT_MEDIA_TOKEN, bootMediaHandler, bootMediaLayout } from "./boot-media";
-import { PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler, promotedArtifactLayout } from "./promoted-artifact";
+import { SIGNING_KEYS_TOKEN, signingKeysHandler, signingKeysMoves, withKeyStore } from "./signing-keys";
+import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler, systemExtensionLayout, systemExtensionMoves } from "./system-extension";
+import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler, kairosUkiImageLayout, kairosUkiImageMoves } from "./kairos-uki-image";
+import { BOOT_MEDIA_TOKEN, bootMediaHandler, bootMediaLayout, bootMediaMoves } from "./boot-media";
+import { PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler, promotedArtifactLayout, promotedArtifactMoves } from "./promoted-artifact";
 import { withArtifactStore } from "./store/stored-artifacts";
+import { withMoves } from "./artifact-move";
 
 export const STATE_VERSION = 2;
 /** What state without a `stateVersion` output is: written by pulumi-kairos 0.1.x. */
 const UNVERSIONED_STATE = 1;
 
-// Each resource with the artifact store of its `artifactStore` input (none: the handler as it is).
+// Each resource with the artifact store of its `artifactStore` input (none: the handler as it is), and
+// taking its artifact over when it finds it already at a new outputDir (artifact-move.ts).
 const HANDLERS: Record<string, Handler> = {
-    [SIGNING_KEYS_TOKEN]: withKeyStore(signingKeysHandler),
-    [SYSTEM_EXTENSION_TOKEN]: withArtifactStore(SYSTEM_EXTENSION_TOKEN, systemExtensionHandler, systemExtensionLayout),
-    [KAIROS_UKI_IMAGE_TOKEN]: withArtifactStore(KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler, kairosUkiImageLayout),
-    [BOOT_MEDIA_TOKEN]: withArtifactStore(BOOT_MEDIA_TOKEN, bootMediaHandler, bootMediaLayout),
-    [PROMOTED_ARTIFACT_TOKEN]: withArtifactStore(PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler, promotedArtifactLayout),
+    [SIGNING_KEYS_TOKEN]: withMoves(withKeyStore(signingKeysHandler), signingKeysMoves),
+    [SYSTEM_EXTENSION_TOKEN]: withMoves(withArtifactStore(SYSTEM_EXTENSION_TOKEN, systemExtensionHandler, systemExtensionLayout), systemExtensionMoves),
+    [KAIROS_UKI_IMAGE_TOKEN]: withMoves(withArtifactStore(KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler, kairosUkiImageLayout), kairosUkiImageMoves),
+    [BOOT_MEDIA_TOKEN]: withMoves(withArtifactStore(BOOT_MEDIA_TOKEN, bootMediaHandler, bootMediaLayout), bootMediaMoves),
+    [PROMOTED_ARTIFACT_TOKEN]: withMoves(withArtifactStore(PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler, promotedArtifactLayout), promotedArtifactMoves),
 };
 
 export const RESOURCE_TOKENS = Object.keys(HANDLERS);
@@ -63,7 +66,9 @@ export function versionedHandler(token: string, h: Handler): Handler {
     const stamp = <T extends { outs?: any }>(result: T): T => ({ ...result, outs: { ...result.outs, stateVersion: STATE_VERSION } });
     // One writer per artifact across processes (two stacks on one output folder): see store/output-lock.ts.
     const locked = <T>(props: Record<string, any>[], fn: () => Promise<T>): Promise<T> => {
-        const targets = props.flatMap((p) => h.writes?.(p) ?? []);
+        // An old place whose folder is gone (a moved checkout) holds nothing to guard, and taking a lock
+        // there would make its folders again.
+        const targets = props.flatMap((p, i) => (h.writes?.(p) ?? []).filter((t) => i === props.length - 1 || fs.existsSync(path.dirname(path.resolve(t)))));
         const owner = `${token.split(":").pop()} ${props[props.length - 1]?.name ?? ""}`.trim();
         return withOutputLock(targets, owner, fn, (m) => logLine(`${owner}: ${m}`)).catch((e) => {
             throw explainFullDisk(e, targets.map((t) => path.dirname(path.resolve(t))));

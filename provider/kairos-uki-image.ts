@@ -4,6 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { MoveSpec, sameInputHash } from "./artifact-move";
 import { Handler, checkInputs, packageProvider, privateKeyProblems, replacedFields, samePath, signingPairProblems, sourceProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
@@ -488,3 +489,25 @@ export class KairosUkiImage extends pulumi.dynamic.Resource {
         super(packageProvider(KAIROS_UKI_IMAGE_TOKEN), name, { ...outputs, ...rest, signing, pcrKey, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "KairosUkiImage");
     }
 }
+
+/**
+ * A new outputDir already holding the recorded folder is a move (artifact-move.ts): every UKI and
+ * systemd-boot with its recorded sha256, the loader entries and the owner marker present.
+ */
+export const kairosUkiImageMoves: MoveSpec = {
+    label: () => "KairosUkiImage",
+    placeFields: ["outputDir"],
+    root: (p) => p.outputDir,
+    sameArtifact: sameInputHash,
+    // State without these outputs (an older version) names no files, so it is never taken for a move.
+    files: (olds, _news, at) => !Array.isArray(olds.ukis) || !olds.systemdBoot?.path || !olds.bootFiles ? [] : [
+        ...(olds.ukis as UkiOutput[]).flatMap((u) => [{ from: u.path, to: at(u.path), sha256: u.sha256 }, { from: u.entryPath, to: at(u.entryPath) }]),
+        { from: olds.systemdBoot.path, to: at(olds.systemdBoot.path), sha256: olds.systemdBoot.sha256 },
+        { from: path.join(olds.outputDir, OWNER_MARKER), to: at(path.join(olds.outputDir, OWNER_MARKER)) },
+    ],
+    moved: (olds, _news, at) => ({
+        ukis: (olds.ukis as UkiOutput[]).map((u) => ({ ...u, path: at(u.path), entryPath: at(u.entryPath) })),
+        systemdBoot: { ...olds.systemdBoot, path: at(olds.systemdBoot.path) },
+        bootFiles: { efiFiles: olds.bootFiles.efiFiles.map(at), loaderEntries: olds.bootFiles.loaderEntries.map(at), systemdBoot: at(olds.bootFiles.systemdBoot) },
+    }),
+};

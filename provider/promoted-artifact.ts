@@ -5,6 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { MoveSpec, sameInputHash } from "./artifact-move";
 import { Handler, checkInputs, containsUnknown, packageProvider, replacedFields, signingPairProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
@@ -270,4 +271,20 @@ export class PromotedArtifact extends pulumi.dynamic.Resource {
         const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, sourceSha256: undefined, rootHash: undefined, changes: undefined, drift: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, store: undefined };
         super(packageProvider(PROMOTED_ARTIFACT_TOKEN), name, { ...outputs, ...args, artifactStore: artifactStoreInput(args.artifactStore) }, opts, "kairos", "PromotedArtifact");
     }
+}
+
+/** A new outputDir (or source file name) already holding the promoted file is a move (artifact-move.ts). */
+export const promotedArtifactMoves: MoveSpec = {
+    label: (p) => `PromotedArtifact ${path.basename(String(p.source))}`,
+    placeFields: ["outputDir", "source"],
+    root: (p) => p.outputDir,
+    sameArtifact: sameInputHash,
+    files: (olds, news) => [{ from: olds.path, to: promotedPath(olds, news), sha256: olds.sha256 }],
+    moved: (olds, news) => ({ path: promotedPath(olds, news) }),
+};
+
+/** Where the promoted file goes; a source still unknown in a preview (another resource's output) is taken to keep its name. */
+function promotedPath(olds: Record<string, any>, news: Record<string, any>): string {
+    const source = typeof news.source === "string" && !containsUnknown(news.source) ? news.source : olds.source;
+    return path.join(String(news.outputDir), path.basename(String(source)));
 }

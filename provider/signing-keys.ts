@@ -20,6 +20,7 @@ import { publicKeyPem } from "./toolkit/openssl";
 import { ArtifactStoreSpec, StoreIntegrityError } from "./store/artifact-store";
 import { ArtifactLayout, StoreOutput, diffWithStore, publish, publisherProblems, storeOf } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
+import { MoveSpec, RecordedFile } from "./artifact-move";
 
 export const SIGNING_KEYS_TOKEN = "kairos:index:SigningKeys";
 const BUILDER_VERSION = "signing-keys/1";
@@ -281,7 +282,8 @@ async function deriveHashes(inputs: CheckedInputs, olds: Partial<CheckedInputs>)
     // Same identity (paths by the place they name), same rotation: the same keys, whatever hash formula
     // the version that made them used, and without re-reading import sources that may be gone by now.
     const sameKeys = olds.keyMaterialHash && changedIdentity(olds, inputs).length === 0 && olds.rotation === inputs.rotation;
-    inputs.keyMaterialHash = sameKeys
+    const moved = await maybeMovedHere(olds, inputs);
+    inputs.keyMaterialHash = sameKeys || moved
         ? olds.keyMaterialHash!
         : sha256Hex(canonicalJson({
               builder: BUILDER_VERSION,
@@ -298,12 +300,76 @@ async function deriveHashes(inputs: CheckedInputs, olds: Partial<CheckedInputs>)
     inputs.inputHash = sha256Hex(canonicalJson(inputs.hashParts));
     // Known only with the key-material hash: a folder holding the keys of this very create, made by a
     // run killed before the engine recorded it, is resumed rather than refused.
-    if (!samePath(olds.outputDir, inputs.outputDir) && keyFilesIn(inputs.outputDir).length > 0 && !madeByAnInterruptedCreate(inputs)) {
+    if (!moved && !samePath(olds.outputDir, inputs.outputDir) && keyFilesIn(inputs.outputDir).length > 0 && !madeByAnInterruptedCreate(inputs)) {
         return [{ property: "outputDir", reason: `${inputs.outputDir} already holds ${keyFilesIn(inputs.outputDir).join(", ")}; SigningKeys never overwrites keys (adopt them with import)` }];
     }
     if (olds.keyMaterialHash && olds.keyMaterialHash !== inputs.keyMaterialHash) return rotationProblems(olds, inputs);
     return [];
 }
+
+/**
+ * Only outputDir changed, and the new folder holds key files that may be the recorded set moved there:
+ * they keep the recorded key-material hash, and the diff, which sees the state's digests, takes them
+ * over or refuses them (signingKeysMoves). A stamp naming another key set is refused here already.
+ */
+async function maybeMovedHere(olds: Partial<CheckedInputs>, inputs: CheckedInputs): Promise<boolean> {
+    if (!olds.keyMaterialHash || olds.rotation !== inputs.rotation) return false;
+    const changed = changedIdentity(olds, inputs).filter((f) => f !== "outputDir");
+    if (changedIdentity(olds, inputs).length === changed.length || keyFilesIn(inputs.outputDir).length === 0) return false;
+    // Import sources that moved along (absolute paths in a moved checkout) must name the keys found in the folder.
+    if (changed.length > 0 && (changed.join() !== "import" || !olds.import || !(await importNamesKeysIn(inputs)))) return false;
+    const stamp = stampedWith(inputs.outputDir);
+    return stamp === undefined || stamp.keyMaterialHash === olds.keyMaterialHash;
+}
+
+/** The import sources hold the key material outputDir holds (private keys compared by their public halves). */
+async function importNamesKeysIn(inputs: CheckedInputs): Promise<boolean> {
+    const sources = { ...importedKeyFiles(inputs.import!), ...Object.fromEntries(KEY_ROLES.map((r) => [keyFileNames(r).pem, importPairs(inputs.import!)[r].certificate])) };
+    if (Object.values(sources).some((f) => isPkcs11Uri(f) || !fs.existsSync(f))) return false;
+    const inFolder = await digestKeySet(inputs.outputDir);
+    for (const [name, source] of Object.entries(sources)) {
+        const digest = isPrivateKeyFile(name) ? `pub:${sha256Hex(publicKeyPem(source))}` : await sha256File(source);
+        if (inFolder[name] !== digest) return false;
+    }
+    return true;
+}
+
+/**
+ * Keys moved with their folder (artifact-move.ts): the new outputDir must hold the recorded key material,
+ * private keys known by their public halves ("pub:<sha256>") and the certificates by their sha256,
+ * whatever the stamp there says; a signature list or .auth file that differs is signed again in place.
+ * Anything else there is someone else's keys, refused.
+ */
+export const signingKeysMoves: MoveSpec = {
+    label: (p) => `SigningKeys ${p.name}`,
+    placeFields: [],
+    root: (p) => p.keyDir ?? p.outputDir,
+    sameArtifact: (olds, news) => (typeof news.keyMaterialHash === "string" ? olds.keyMaterialHash === news.keyMaterialHash : undefined),
+    files: (olds, _news, at) => !olds.keyDir || !olds.files ? [] : Object.entries(olds.fileDigests ?? {}).map(([name, digest]) => ({ from: path.join(olds.keyDir, name), to: at(path.join(olds.keyDir, name)), sha256: digest as string })),
+    async digestsAt(files) {
+        const now = files.length > 0 ? await digestKeySet(path.dirname(files[0].to)) : {};
+        return files.map((f) => now[path.basename(f.to)]);
+    },
+    repairable: (f) => !KEY_MATERIAL_FILES.includes(path.basename(f.to)),
+    moved: (olds, news, at) => {
+        const place = (p: string) => (isPkcs11Uri(p) ? p : at(p));
+        return {
+            keyDir: news.outputDir,
+            files: Object.fromEntries(Object.entries(olds.files as Outputs["files"]).map(([role, f]) => [role, Object.fromEntries(Object.entries(f).map(([k, p]) => [k, place(p)]))])),
+            tpmPcrKeyFile: place(olds.tpmPcrKeyFile),
+        };
+    },
+    refusal(olds, news, differing: RecordedFile[]) {
+        if (olds.keyMaterialHash !== news.keyMaterialHash) return undefined; // a rotation into a new folder: new keys, made there
+        const present = keyFilesIn(news.outputDir);
+        const why = differing.map((f) => `${path.basename(f.to)} ${fs.existsSync(f.to) ? "differs" : "is missing"}`).join(", ");
+        return new Error(
+            `SigningKeys ${news.name}: outputDir ${news.outputDir} ${present.length > 0 ? `holds ${present.join(", ")}, which are not the keys this stack recorded in ${olds.keyDir}` : `does not hold the keys this stack recorded in ${olds.keyDir}`} (${why}). ` +
+                `SigningKeys never overwrites or regenerates keys: to take the keys along, move the whole key folder to ${news.outputDir}; ` +
+                `to use the keys that are there, import them (import: { dir: "${news.outputDir}" }) into another, empty outputDir; otherwise choose an empty outputDir and raise \`rotation\`. Nothing was changed.`,
+        );
+    },
+};
 
 /** Makes (or imports) a complete key set in staging; `beforeMove` runs just before it is moved in. */
 async function buildKeySet(inputs: CheckedInputs, log: BuildLog, beforeMove?: () => void): Promise<Outputs> {
@@ -457,7 +523,9 @@ function rotationProblems(old: Partial<CheckedInputs>, next: CheckedInputs): Inp
         reason:
             `changing ${what} would replace the Secure Boot keys, which SigningKeys never does silently. ` +
             `To rotate in place, also raise \`rotation\` to ${oldRotation + 1} (the current files move to retired/rotation-${oldRotation}/); ` +
-            `or create a new SigningKeys resource with another outputDir. Nothing was changed.`,
+            `or create a new SigningKeys resource with another outputDir. ` +
+            (changed.length === 1 && changed[0] === "outputDir" ? `To keep these keys in the new folder, move the key folder there (${old.outputDir} -> ${next.outputDir}): keys found there as recorded are taken over. ` : "") +
+            `Nothing was changed.`,
     }];
 }
 

@@ -4,6 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { MoveSpec, sameInputHash } from "./artifact-move";
 import { Handler, checkInputs, packageProvider, replacedFields, signingPairProblems, sourceProblems } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
@@ -324,3 +325,13 @@ export class SystemExtension extends pulumi.dynamic.Resource {
         super(packageProvider(SYSTEM_EXTENSION_TOKEN), name, { ...outputs, ...rest, signing, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "SystemExtension");
     }
 }
+
+/** A new outputDir already holding the recorded image is a move (artifact-move.ts); a new name or kind is new content. */
+export const systemExtensionMoves: MoveSpec = {
+    label: (p) => `SystemExtension ${p.name}`,
+    placeFields: ["outputDir"],
+    root: (p) => p.outputDir,
+    sameArtifact: sameInputHash,
+    files: (olds, _news, at) => [{ from: olds.path, to: at(olds.path), sha256: olds.sha256 }],
+    moved: (olds, _news, at) => ({ path: at(olds.path) }),
+};

@@ -3,14 +3,24 @@
 // the keys, carries the extensions next to the UKI (systemd-stub hands them to the booted system) and
 // a cloud-config that starts k3s — TrustedBootImage wiring the whole pipeline. Everything comes from
 // Debian packages and this repo; no network.
+//
+// Every path it gives the resources is relative to the Pulumi project folder, as the README tells users
+// to write them: the state then names no folder of this machine, and the same checkout moved elsewhere
+// (or cloned at another path by a CI runner) previews no changes.
 import * as path from "path";
 import { TrustedBootImage } from "../../index";
 import { SYSTEMD_TEST_OS_CMDLINE } from "../../scripts/lib/systemd-test-os";
 import { writeDemoPayloads } from "./payloads";
 
-export function demoProgram(outDir: string, testOsDir: string) {
+/**
+ * `outDir` and `testOsDir` are relative to `projectDir`, the Pulumi project folder (the working
+ * directory of the providers, where relative inputs resolve); this process may run elsewhere.
+ */
+export function demoProgram(outDir: string, testOsDir: string, projectDir = process.cwd()) {
     return async () => {
-        const payloads = await writeDemoPayloads(path.join(outDir, "payloads"));
+        const written = await writeDemoPayloads(path.resolve(projectDir, outDir, "payloads"));
+        const rel = (p: string) => path.relative(projectDir, p);
+        const payloads = { k3s: rel(written.k3s), config: rel(written.config), cloudConfig: rel(written.cloudConfig) };
         const image = new TrustedBootImage("pulumi-kairos-demo", {
             outputDir: outDir,
             keys: { name: "pulumi-kairos-demo" },

@@ -1,7 +1,7 @@
 // Entry point for `pulumi up` with a full Pulumi installation (Pulumi.yaml at the repo root points
-// here); it expects the test OS that `npm run demo` writes to out/demo/test-os.
+// here); it expects the test OS that `npm run demo` writes to out/demo/test-os. The project folder is
+// the repo root, so the paths are relative to it (index.ts says why).
 import * as path from "path";
 import { demoProgram } from "./index";
 
-const out = path.resolve(__dirname, "..", "..", "out", "demo");
-export = demoProgram(out, path.join(out, "test-os"));
+export = demoProgram(path.join("out", "demo"), path.join("out", "demo", "test-os"), path.resolve(__dirname, "..", ".."));

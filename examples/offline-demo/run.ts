@@ -1,5 +1,7 @@
 // `npm run demo`: deploys the offline demo through the real Pulumi engine (local file backend under
-// out/demo/.state), writes the stack outputs to out/demo/outputs.json, says what was built and why,
+// out/demo/.state; out/demo is the demo's Pulumi project folder, so every path in its state and outputs
+// is relative to it, and a moved checkout builds nothing), writes the stack outputs to
+// out/demo/outputs.json, says what was built and why,
 // then boots the ISO in QEMU/OVMF with Secure Boot from a blank key store and a vTPM, and prints what
 // the booted system reports: `systemd-sysext status`, the k3s service started from the extension,
 // and PCR 13 measured against the prediction. KAIROS_DEMO_BOOT=0 skips the boot.
@@ -12,7 +14,9 @@ import { bootMedia, freshVars } from "../../scripts/lib/qemu";
 import { demoProgram } from "./index";
 
 const OUT_DIR = path.resolve(process.env.KAIROS_DEMO_OUT ?? path.join(REPO_ROOT, "out", "demo"));
-const TEST_OS_DIR = path.join(OUT_DIR, "test-os");
+/** As the program names it: relative to the project folder, OUT_DIR. */
+const TEST_OS = "test-os";
+const TEST_OS_DIR = path.join(OUT_DIR, TEST_OS);
 // A fixed passphrase is fine for a local demo; real stacks take theirs from PULUMI_CONFIG_PASSPHRASE.
 const DEMO_PASSPHRASE = process.env.PULUMI_CONFIG_PASSPHRASE ?? "pulumi-kairos-demo";
 const BOOT_TIMEOUT_MS = 600000;
@@ -38,11 +42,13 @@ async function main(): Promise<void> {
     const started = Date.now();
     fs.mkdirSync(OUT_DIR, { recursive: true });
     await ensureTestOs();
-    const stack = await openLocalStack(demoProgram(OUT_DIR, TEST_OS_DIR), {
+    const stack = await openLocalStack(demoProgram(".", TEST_OS, OUT_DIR), {
         backendDir: path.join(OUT_DIR, ".state"),
         passphrase: DEMO_PASSPHRASE,
         projectName: "kairos-offline-demo",
         stackName: "demo",
+        // The project folder: the providers run there, and the program's relative paths resolve there.
+        workDir: OUT_DIR,
     });
     const ops = new Map<string, string>();
     const onEvent = (e: EngineEvent) => {
@@ -53,7 +59,7 @@ async function main(): Promise<void> {
     const result = await stack.up({ color: "never", onOutput: (line) => process.stdout.write(line), onEvent });
     const upSeconds = seconds(upStarted);
     const outputs = Object.fromEntries(Object.entries(result.outputs).map(([k, v]) => [k, v.value]));
-    fs.writeFileSync(path.join(OUT_DIR, "outputs.json"), JSON.stringify(outputs, null, 2) + "\n");
+    writeIfChanged(path.join(OUT_DIR, "outputs.json"), JSON.stringify(outputs, null, 2) + "\n");
 
     console.log("\nWhat happened:");
     const state = (await stack.exportStack()).deployment.resources ?? [];
@@ -72,7 +78,7 @@ async function main(): Promise<void> {
             : `demo: ${changes.map(([op, n]) => `${n} ${op}`).join(", ")} in ${upSeconds} s; outputs in ${path.join(OUT_DIR, "outputs.json")}`,
     );
 
-    const iso = outputs.iso.path as string;
+    const iso = path.resolve(OUT_DIR, outputs.iso.path as string);
     if (process.env.KAIROS_DEMO_BOOT === "0") {
         console.log(`demo: total ${seconds(started)} s (boot skipped: KAIROS_DEMO_BOOT=0)`);
         return;
@@ -100,6 +106,12 @@ async function main(): Promise<void> {
     console.log(`  k3s.service: ${f["service k3s"]}; cloud-config boot stage: ${f["boot-stage-commands"]} commands, ${f["boot-stage-failed"]} failed; serial log in ${path.join(OUT_DIR, "boot.log")}`);
     console.log(`demo: total ${seconds(started)} s`);
     if (f.sb !== "enabled" || f["service k3s"] !== "active/enabled" || f["boot-stage-failed"] !== "0" || !/\/usr\s+k3s/.test(report.sections["systemd-sysext status"] ?? "") || !pcr13Match) process.exit(2);
+}
+
+/** A run that changes nothing leaves the file as it was (its time included). */
+function writeIfChanged(file: string, content: string): void {
+    if (fs.existsSync(file) && fs.readFileSync(file, "utf8") === content) return;
+    fs.writeFileSync(file, content);
 }
 
 /** The serial log of this run only. */
