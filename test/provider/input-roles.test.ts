@@ -19,6 +19,7 @@ import { PIN_ENV } from "../../provider/toolkit/pkcs11";
 import { makeCertificate } from "../helpers/pki";
 import { createVia } from "../helpers/handlers";
 import { tempDir } from "../helpers/temp";
+import { run } from "../../provider/toolkit/run";
 
 type Inputs = Record<string, any>;
 /** One field of the base inputs changed (only that field, or the inputs it needs to stay valid). */
@@ -54,7 +55,7 @@ describe("input roles: every input reaches the input hash, a replace, or is said
         write("os-a/etc/os-release", "ID=kairos\n");
         write("os-b/etc/os-release", "ID=kairos-2\n");
         write("splash.bmp", "BM not really\n");
-        for (const n of ["norole.efi", "other.efi", "BOOTX64.EFI", "norole.conf", "PK.auth", "KEK.auth", "db.auth", "db2.auth", "config.yaml", "extra.txt"]) write(`files/${n}`, `${n}\n`);
+        for (const n of ["config.yaml", "extra.txt"]) write(`files/${n}`, `${n}\n`);
         const store = { bucket: "elsewhere", endpoint: "http://127.0.0.1:9" };
         // A token key set is only checked in preview (no token is reached until the build); check wants the PIN.
         process.env[PIN_ENV] = "1234";
@@ -112,11 +113,22 @@ describe("input roles: every input reaches the input hash, a replace, or is said
             artifactStore: (b) => ({ ...b, artifactStore: store }),
         };
 
-        // BootMedia reads the extension images it is given (their extension-release names): a real one.
-        // The UKI files are stand-ins: with secureBootEnroll "force" check() does not read systemd-boot's version.
-        const ext = await createVia(systemExtensionHandler, base[SYSTEM_EXTENSION_TOKEN]);
+        // BootMedia checks what it is handed: the .auth files of a real key set, PEs signed by its db key, a
+        // loader entry, and an extension signed by that db key. The PEs are the host's systemd-boot signed
+        // under two names (check reads no UKI sections). db2.auth enrols the same db certificate with another
+        // timestamp, so the media stay valid while the file's bytes change.
+        const keys = await createVia(signingKeysHandler, { name: "roles-media", outputDir: f("media-keys") });
+        const keys2 = await createVia(signingKeysHandler, { name: "roles-media", outputDir: f("media-keys-2"), import: { dir: f("media-keys") }, authTimestamp: "2031-01-01T00:00:00Z" });
+        fs.copyFileSync(keys2.files.db.auth, f("files", "db2.auth"));
+        const mediaSigner = { key: keys.files.db.key, certificate: keys.files.db.pem };
+        for (const n of ["norole.efi", "other.efi", "BOOTX64.EFI"]) {
+            fs.mkdirSync(f("files"), { recursive: true });
+            await run(["sbsign", "--key", mediaSigner.key, "--cert", mediaSigner.certificate, "--output", f("files", n), "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"]);
+        }
+        write("files/norole.conf", "title Kairos\nsort-key norole-0\nefi /EFI/kairos/norole.efi\n");
+        const ext = await createVia(systemExtensionHandler, { ...base[SYSTEM_EXTENSION_TOKEN], outputDir: f("media-ext"), signing: mediaSigner });
         const uki = { efiFiles: [f("files", "norole.efi")], loaderEntries: [f("files", "norole.conf")], systemdBoot: f("files", "BOOTX64.EFI") };
-        const enrollKeys = { PK: f("files", "PK.auth"), KEK: f("files", "KEK.auth"), db: f("files", "db.auth") };
+        const enrollKeys = { PK: keys.files.PK.auth, KEK: keys.files.KEK.auth, db: keys.files.db.auth };
         base[BOOT_MEDIA_TOKEN] = { name: "media", outputDir: f("media"), uki, enrollKeys, extensions: [ext.path], secureBootEnroll: "force" };
         perturb[BOOT_MEDIA_TOKEN] = {
             name: (b) => ({ ...b, name: "media-2" }),
