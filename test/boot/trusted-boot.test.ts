@@ -11,6 +11,9 @@ import { systemExtensionHandler } from "../../provider/system-extension";
 import { kairosUkiImageHandler } from "../../provider/kairos-uki-image";
 import { bootMediaHandler } from "../../provider/boot-media";
 import { readPeSections } from "../../provider/toolkit/pe";
+import { buildEspImage } from "../../provider/toolkit/esp";
+import { ISO_ESP_NAME, buildIso } from "../../provider/toolkit/iso";
+import { renderLoaderConf } from "../../provider/toolkit/boot-entries";
 import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/engine";
 import { createVia } from "../helpers/handlers";
@@ -29,18 +32,37 @@ describe("trusted boot in firmware: keys + extensions + UKI + ISO under OVMF Sec
     let enrolledVars: string;
     const ext: any[] = [];
 
-    /** The media again, with norole.efi replaced by `efi` (for the refusal cases). */
+    /**
+     * The media again, with norole.efi replaced by `efi` (for the refusal cases). BootMedia itself refuses
+     * to put such a UKI on media (asserted here), so the forged medium is assembled with the toolkit's own
+     * ESP and ISO writers, as an attacker with a copy of the tools would: the firmware is the last line.
+     */
     async function mediaWith(label: string, efi: string): Promise<string> {
         const dir = path.join(work, `neg-${label}`);
         fs.mkdirSync(dir, { recursive: true });
         const copy = path.join(dir, "norole.efi");
         fs.copyFileSync(efi, copy);
-        const outs = await createVia(bootMediaHandler, {
+        const enrollKeys = { PK: keys.files.PK.auth, KEK: keys.files.KEK.auth, db: keys.files.db.auth };
+        const { failures } = await bootMediaHandler.check({}, {
             name: `neg-${label}`, outputDir: path.join(work, "media"), timeout: 0, secureBootEnroll: "force",
-            uki: { efiFiles: [copy], loaderEntries: uki.ukis.map((u: any) => u.entryPath), systemdBoot: uki.systemdBoot.path },
-            enrollKeys: { PK: keys.files.PK.auth, KEK: keys.files.KEK.auth, db: keys.files.db.auth },
+            uki: { efiFiles: [copy], loaderEntries: uki.ukis.map((u: any) => u.entryPath), systemdBoot: uki.systemdBoot.path }, enrollKeys,
         });
-        return outs.path;
+        assert.deepEqual((failures ?? []).map((f: { property: string }) => f.property), ["uki.efiFiles[0]"], `BootMedia refuses the ${label} UKI`);
+        const loaderConf = path.join(dir, "loader.conf");
+        fs.writeFileSync(loaderConf, renderLoaderConf({ timeout: 0, secureBootEnroll: "force" }));
+        const esp = await buildEspImage({
+            out: path.join(dir, ISO_ESP_NAME), epoch: 315532800, emptyDirs: ["EFI/tools", "loader/keys"],
+            files: [
+                { espPath: "EFI/BOOT/BOOTX64.EFI", source: path.resolve(uki.systemdBoot.path) },
+                { espPath: "EFI/kairos/norole.efi", source: copy },
+                { espPath: "loader/loader.conf", source: loaderConf },
+                ...uki.ukis.map((u: any) => ({ espPath: `loader/entries/${path.basename(u.entryPath)}`, source: path.resolve(u.entryPath) })),
+                ...(["PK", "KEK", "db"] as const).map((k) => ({ espPath: `loader/keys/auto/${k}.auth`, source: path.resolve(enrollKeys[k]) })),
+            ],
+        });
+        const iso = path.join(dir, `neg-${label}.iso`);
+        await buildIso({ espImage: esp.path, out: iso, epoch: 315532800 });
+        return iso;
     }
 
     before(async function () {
