@@ -8,7 +8,7 @@ import * as path from "path";
 import { spawnSync } from "child_process";
 import { run } from "../../provider/toolkit/run";
 import { PIN_ENV, explainTokenFailure, tokenKeyProblem, withPin } from "../../provider/toolkit/pkcs11";
-import { OWNERLESS_PIN_FOLDER_AGE_MS, pinEnv, pinFolderParent, redactPin, sweepStalePinFolders } from "../../provider/toolkit/pin";
+import { OWNERLESS_PIN_FOLDER_AGE_MS, pinCarryingInputs, pinEnv, pinFolderParent, redactPin, sweepStalePinFolders } from "../../provider/toolkit/pin";
 import { startTimeOf } from "../../provider/toolkit/process-alive";
 import { signingKeysHandler } from "../../provider/signing-keys";
 import { systemExtensionHandler } from "../../provider/system-extension";
@@ -84,6 +84,12 @@ describe("the token PIN", () => {
                 assert.ok(!failure.includes(PIN), failure);
             }
             assert.equal(redactPin(`pkcs11:token=a;pin-value=${PIN};object=b`), "pkcs11:token=a;pin-value=***;object=b");
+            // the toolkit and check apply one rule: any case, in the path or after other query attributes
+            for (const uri of [`pkcs11:token=a;object=b;PIN-VALUE=${PIN}`, `pkcs11:token=a;object=b?module-name=p11-kit-proxy.so&Pin-Source=file:/run/${PIN}`]) {
+                assert.match(tokenKeyProblem(uri)!, /carries a PIN/, uri);
+                assert.ok(!tokenKeyProblem(uri)!.includes(PIN));
+                assert.deepEqual(pinCarryingInputs({ key: uri }).map((p) => p.property), ["key"], uri);
+            }
         });
     });
 
