@@ -16,6 +16,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { stepFailure } from "../build-log";
+import { processAlive, startTimeOf } from "../toolkit/process-alive";
 
 export interface LockHolder {
     pid: number;
@@ -136,18 +137,7 @@ function tryPlace(lock: string, holder: LockHolder): boolean {
 /** Alive means: a process with that pid exists and started when the holder did (no pid reuse). */
 export function holderAlive(holder: Pick<LockHolder, "pid" | "started" | "host">): boolean {
     if (holder.host !== os.hostname()) return true; // another machine's build on a shared folder: cannot tell, so respect it
-    const now = startTimeOf(holder.pid);
-    return now !== undefined && (holder.started === "" || now === holder.started);
-}
-
-function startTimeOf(pid: number): string | undefined {
-    try {
-        const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-        // The command name (field 2) is in parentheses and may hold spaces; fields after it are plain.
-        return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-    } catch {
-        return undefined;
-    }
+    return processAlive(holder.pid, { started: holder.started });
 }
 
 /**

@@ -3,6 +3,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { faultPoint } from "../fault-points";
+import { processAlive, processTag, taggedProcess } from "../toolkit/process-alive";
 
 /**
  * Runs `build(staging)`; on success moves everything it wrote into `targetDir` (the whole directory
@@ -73,19 +74,19 @@ export async function withScratch<T>(outputDir: string, label: string, fn: (work
 /**
  * A fresh folder next to `target`, as an absolute path: `target` may be relative to the project
  * folder, and the tools that get these paths must not depend on the working directory. Its name
- * carries this process's id, so the leftovers of a killed build (a staged key set holds private keys)
+ * carries this process's id and start time, so the leftovers of a killed build (a staged key set holds private keys)
  * are recognised as dead and removed by the next build beside the same target.
  */
 function makeBeside(target: string, prefix: string): string {
     const dir = path.dirname(target);
     restoreInterruptedSwap(target);
     sweepDeadLeftovers(dir, prefix);
-    return path.resolve(fs.mkdtempSync(path.join(dir, `${prefix}${process.pid}-`)));
+    return path.resolve(fs.mkdtempSync(path.join(dir, `${prefix}${processTag()}-`)));
 }
 
 /**
  * replaceDirectory swaps with two renames (old tree aside, new tree in); a build killed between them
- * leaves no `targetDir`, and the previous tree under `.<name>.staging-<pid>-XXXXXX.old`. This puts that
+ * leaves no `targetDir`, and the previous tree under `.<name>.staging-<pid>-<start>-XXXXXX.old`. This puts that
  * tree back, so what the state records is there again. Resources call it before reading their folder;
  * every build beside the target calls it before sweeping.
  */
@@ -105,21 +106,22 @@ export function sweepDeadLeftovers(dir: string, prefix: string): string[] {
     return removed;
 }
 
-/** The `<prefix><pid>-*` entries of `dir` whose builder process is gone. */
+/** The `<prefix><pid>-*` entries of `dir` whose builder process is gone (or whose pid now names another process). */
 function deadLeftovers(dir: string, prefix: string): string[] {
     if (!fs.existsSync(dir)) return [];
     return fs.readdirSync(dir).filter((name) => {
         if (!name.startsWith(prefix)) return false;
-        const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
-        return pid > 0 && !processAlive(pid);
+        const owner = taggedProcess(name.slice(prefix.length));
+        if (!owner) return false;
+        const notAfter = owner.started ? undefined : mtimeOf(path.join(dir, name));
+        return !processAlive(owner.pid, { started: owner.started, notAfter });
     });
 }
 
-function processAlive(pid: number): boolean {
+function mtimeOf(file: string): Date | undefined {
     try {
-        process.kill(pid, 0);
-        return true;
-    } catch (e) {
-        return (e as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
+        return fs.lstatSync(file).mtime;
+    } catch {
+        return undefined;
     }
 }

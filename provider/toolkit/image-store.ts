@@ -168,7 +168,7 @@ class ArchiveStore implements ImageStore {
             const member = this.members.get(joinParts(parts));
             if (!member) return undefined;
             if (member.kind === "file") return { path: this.source, offset: member.offset, size: member.size };
-            const next = member.kind === "symlink" ? resolveLinkTarget(parts, member.target) : safeParts(member.target);
+            const next = member.kind === "symlink" ? resolveLinkTarget(parts, member.target, "refuse") : safeParts(member.target);
             if (!next) throw new ImageFormatError(`${this.source}: member ${name} links outside the archive`);
             parts = next;
         }

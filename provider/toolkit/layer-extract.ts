@@ -238,7 +238,7 @@ class TreeWriter {
 
     private checkSymlink(entry: TarEntry, parts: string[]): void {
         if (entry.linkname === "") throw this.unsafe(entry, "it is a symlink with an empty target");
-        if (!resolveLinkTarget(parts, entry.linkname)) {
+        if (!resolveLinkTarget(parts, entry.linkname, "refuse")) { // DESIGN rule 8: a link out of the layer is refused, not clamped
             throw this.unsafe(entry, `it is a symlink to ${JSON.stringify(entry.linkname)}, which points outside the tree`);
         }
     }

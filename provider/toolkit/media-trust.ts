@@ -13,6 +13,7 @@ import { parseSignatureLists } from "./efi-signature-list";
 import { certificatesOfSignedData } from "./authenticode";
 import { readPeSections } from "./pe";
 import { checkEfiSignature } from "./uki";
+import { writePemBundle } from "./openssl";
 import { readVeritySignature, veritySignatureVerifiesWith } from "./ddi";
 import { KEY_ROLES, KeyRole } from "./secure-boot-keyset";
 
@@ -56,12 +57,6 @@ export function subjectOf(cert: X509Certificate | Buffer): string {
     } catch {
         return "an unreadable certificate";
     }
-}
-
-/** Writes `certs` as one PEM bundle (what sbverify --cert and openssl -CAfile read). */
-export function writePemBundle(certs: X509Certificate[], file: string): string {
-    fs.writeFileSync(file, certs.map((c) => c.toString()).join(""));
-    return file;
 }
 
 /**

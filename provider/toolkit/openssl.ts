@@ -10,6 +10,15 @@ import { ENGINE_KEY_ARGS, explainTokenFailure, isPkcs11Uri, tokenPublicKey, with
 /** Keeps the host's openssl.cnf from changing what is generated, signed or verified. */
 export const OPENSSL_ENV = { OPENSSL_CONF: "/dev/null" };
 
+/**
+ * Writes `certs` as one PEM bundle, the form sbverify --cert and openssl -CAfile read (they take no DER),
+ * and returns `file`.
+ */
+export function writePemBundle(certs: X509Certificate[], file: string): string {
+    fs.writeFileSync(file, certs.map((c) => c.toString()).join(""));
+    return file;
+}
+
 export interface CertificateRequest {
     commonName: string;
     keySize: number;

@@ -7,6 +7,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { processAlive, processTag, taggedProcess } from "./process-alive";
 
 export const PIN_ENV = "KAIROS_PKCS11_PIN";
 
@@ -63,8 +64,18 @@ export function redactedDeep<T>(value: T): T {
     return value;
 }
 
-/** PIN folders are named kairos-pin-<pid>-<random>: the pid says whose, so a dead signer's can be swept. */
+/**
+ * PIN folders are named kairos-pin-<pid>-<start>-<random>: pid and start time say whose, so a dead
+ * signer's can be swept even when its pid has been reused. Versions before 0.3 named them
+ * kairos-pin-<pid>-<random> or kairos-pin-<random> (no owner at all).
+ */
 const PIN_FOLDER_PREFIX = "kairos-pin-";
+
+/**
+ * An ownerless PIN folder (of an older version) untouched this long is a dead signer's: each one held
+ * the PIN for a single signing command, which takes seconds.
+ */
+export const OWNERLESS_PIN_FOLDER_AGE_MS = 60 * 60 * 1000;
 
 /** Where PIN files live: in memory where /dev/shm exists. */
 export function pinFolderParent(): string {
@@ -78,7 +89,7 @@ export function pinFolderParent(): string {
  */
 export function makePinFolder(pin: string): string {
     sweepStalePinFolders();
-    const dir = fs.mkdtempSync(path.join(pinFolderParent(), `${PIN_FOLDER_PREFIX}${process.pid}-`));
+    const dir = fs.mkdtempSync(path.join(pinFolderParent(), `${PIN_FOLDER_PREFIX}${processTag()}-`));
     fs.writeFileSync(path.join(dir, "pin"), pin, { mode: 0o600 });
     return dir;
 }
@@ -93,8 +104,7 @@ export function sweepStalePinFolders(parent = pinFolderParent()): string[] {
     }
     const removed: string[] = [];
     for (const name of names) {
-        const pid = Number(new RegExp(`^${PIN_FOLDER_PREFIX}(\\d+)-`).exec(name)?.[1]);
-        if (!(pid > 0) || processAlive(pid)) continue;
+        if (!name.startsWith(PIN_FOLDER_PREFIX) || !stale(path.join(parent, name))) continue;
         try {
             fs.rmSync(path.join(parent, name), { recursive: true, force: true });
             removed.push(name);
@@ -105,11 +115,16 @@ export function sweepStalePinFolders(parent = pinFolderParent()): string[] {
     return removed;
 }
 
-function processAlive(pid: number): boolean {
+function stale(folder: string): boolean {
+    let changed: Date;
     try {
-        process.kill(pid, 0);
-        return true;
-    } catch (e) {
-        return (e as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
+        changed = fs.lstatSync(folder).mtime;
+    } catch {
+        return false; // gone meanwhile
     }
+    const rest = path.basename(folder).slice(PIN_FOLDER_PREFIX.length);
+    const owner = taggedProcess(rest);
+    if (owner) return !processAlive(owner.pid, { started: owner.started, notAfter: owner.started ? undefined : changed });
+    // kairos-pin-XXXXXX (mkdtemp's six characters) of a version that did not name the owner
+    return /^[A-Za-z0-9]{6}$/.test(rest) && Date.now() - changed.getTime() > OWNERLESS_PIN_FOLDER_AGE_MS;
 }

@@ -53,8 +53,8 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
 /** Why a URI cannot name a signing key here, or undefined. */
 export function pkcs11UriProblem(uri: string): string | undefined {
     const u = parsePkcs11Uri(uri);
-    const query = uri.includes("?") ? uri.slice(uri.indexOf("?") + 1) : "";
-    if ("pin-value" in u.attributes || "pin-source" in u.attributes || /(^|&)pin-(value|source)=/.test(query) || carriesPin(uri)) {
+    // the one PIN rule (pin.ts), the same check refuses inputs with: path attribute or query, any case
+    if (carriesPin(uri)) {
         return `carries a PIN; a PIN in the URI would be kept in the state and shown in logs. Remove it and give the PIN in ${PIN_ENV}`;
     }
     if (!u.token) return "names no token (token=…)";

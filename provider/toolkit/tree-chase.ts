@@ -5,6 +5,7 @@
 // link an image brought.
 import * as fs from "fs";
 import * as path from "path";
+import { stepComponent } from "./tree-path";
 
 /** Links followed on one lookup before giving up (the kernel's own limit). */
 const MAX_LINKS = 40;
@@ -26,14 +27,9 @@ export function resolveInTree(root: string, relative: string, opts: { followLast
     let missing = false;
     while (todo.length > 0) {
         const part = todo.shift()!;
-        if (part === "" || part === ".") continue;
         if (part.includes("\0")) throw new TreeLinkError(`${relative}: a name with a NUL byte`);
-        if (part === "..") {
-            done.pop(); // at the root, ".." is the root
-            continue;
-        }
-        if (missing) {
-            done.push(part);
+        if (part === "" || part === "." || part === ".." || missing) {
+            stepComponent(done, part, "stay"); // chroot: at the root, ".." is the root (see AboveRoot)
             continue;
         }
         const here = path.join(root, ...done, part);

@@ -18,6 +18,7 @@ import { firstMatchInFile, sha256File } from "./files";
 import { PeError, type PeInfo, align, authenticodeDigest, normalizePeTimestamp, readPeSections, readSectionData } from "./pe";
 import { authenticodeSignature } from "./authenticode";
 import { openSigner } from "./signer";
+import { writePemBundle } from "./openssl";
 import { isPkcs11Uri, withPin } from "./pkcs11";
 import {
     DEFAULT_PHASES,
@@ -188,9 +189,7 @@ async function pemCertificate(cert: string, scratch: string): Promise<string> {
         throw new UkiError(`${cert} is not an X.509 certificate (PEM or DER): ${(e as Error).message}`);
     }
     if (raw.includes("-----BEGIN CERTIFICATE-----")) return cert;
-    const pem = `${scratch}.crt`;
-    fs.writeFileSync(pem, parsed.toString());
-    return pem;
+    return writePemBundle([parsed], `${scratch}.crt`);
 }
 
 export type EfiVerification =

@@ -5,6 +5,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { restoreInterruptedSwap, stageThenMove, sweepDeadLeftovers, withScratch } from "../../provider/store/staging";
+import { startTimeOf } from "../../provider/toolkit/process-alive";
 import { tempDir } from "../helpers/temp";
 
 /** The pid of a process that has exited. */
@@ -25,7 +26,7 @@ describe("staging leftovers of killed builds", () => {
             fs.writeFileSync(path.join(d, "PK.key"), "-----BEGIN PRIVATE KEY-----\n", { mode: 0o600 });
         }
         await stageThenMove(target, async (staging) => {
-            assert.match(path.basename(staging), new RegExp(`^\\.keys\\.staging-${process.pid}-`));
+            assert.match(path.basename(staging), new RegExp(`^\\.keys\\.staging-${process.pid}-${startTimeOf(process.pid)}-`));
             fs.writeFileSync(path.join(staging, "PK.key"), "new", { mode: 0o600 });
         });
         assert.ok(!fs.existsSync(dead), "the dead build's staging folder is gone");
@@ -55,5 +56,22 @@ describe("staging leftovers of killed builds", () => {
         assert.equal(restoreInterruptedSwap(target), false, "a target that exists is left alone");
         assert.equal(restoreInterruptedSwap(path.join(root, "media")), false, "a live build's swap is its own business");
         assert.ok(fs.existsSync(running));
+    });
+
+    it("a live pid is not taken for the builder when it names another process now (pid reuse)", async () => {
+        const root = tempDir("reuse");
+        const started = Number(startTimeOf(process.pid));
+        assert.ok(started > 0);
+        // Same pid, another start time: the builder that made it died and its pid went to this process.
+        const reused = path.join(root, `.keys.staging-${process.pid}-${started + 1}-AbCdEf`);
+        const ours = path.join(root, `.keys.staging-${process.pid}-${started}-GhIjKl`);
+        // An older version's name (pid only) written long before this process started: not this process's.
+        const oldReused = path.join(root, `.keys.staging-${process.pid}-MnOpQr`);
+        const oldLive = path.join(root, `.keys.staging-${process.ppid}-StUvWx`); // written just now by a live pid: kept
+        for (const d of [reused, ours, oldReused, oldLive]) fs.mkdirSync(d);
+        const longAgo = new Date(Date.now() - 30 * 24 * 3600 * 1000);
+        fs.utimesSync(oldReused, longAgo, longAgo);
+        assert.deepEqual(sweepDeadLeftovers(root, ".keys.staging-").sort(), [path.basename(oldReused), path.basename(reused)].sort());
+        assert.deepEqual(fs.readdirSync(root).sort(), [path.basename(ours), path.basename(oldLive)].sort());
     });
 });

@@ -8,7 +8,8 @@ import * as path from "path";
 import { spawnSync } from "child_process";
 import { run } from "../../provider/toolkit/run";
 import { PIN_ENV, explainTokenFailure, tokenKeyProblem, withPin } from "../../provider/toolkit/pkcs11";
-import { pinEnv, pinFolderParent, redactPin } from "../../provider/toolkit/pin";
+import { OWNERLESS_PIN_FOLDER_AGE_MS, pinCarryingInputs, pinEnv, pinFolderParent, redactPin, sweepStalePinFolders } from "../../provider/toolkit/pin";
+import { startTimeOf } from "../../provider/toolkit/process-alive";
 import { signingKeysHandler } from "../../provider/signing-keys";
 import { systemExtensionHandler } from "../../provider/system-extension";
 import { kairosUkiImageHandler } from "../../provider/kairos-uki-image";
@@ -83,6 +84,12 @@ describe("the token PIN", () => {
                 assert.ok(!failure.includes(PIN), failure);
             }
             assert.equal(redactPin(`pkcs11:token=a;pin-value=${PIN};object=b`), "pkcs11:token=a;pin-value=***;object=b");
+            // the toolkit and check apply one rule: any case, in the path or after other query attributes
+            for (const uri of [`pkcs11:token=a;object=b;PIN-VALUE=${PIN}`, `pkcs11:token=a;object=b?module-name=p11-kit-proxy.so&Pin-Source=file:/run/${PIN}`]) {
+                assert.match(tokenKeyProblem(uri)!, /carries a PIN/, uri);
+                assert.ok(!tokenKeyProblem(uri)!.includes(PIN));
+                assert.deepEqual(pinCarryingInputs({ key: uri }).map((p) => p.property), ["key"], uri);
+            }
         });
     });
 
@@ -107,11 +114,45 @@ describe("the token PIN", () => {
                 });
                 assert.ok(!fs.existsSync(stale), "the dead signer's PIN folder was swept");
                 assert.ok(fs.existsSync(others), "a live process's PIN folder stays");
-                assert.match(path.basename(during!), new RegExp(`^kairos-pin-${process.pid}-`));
+                assert.match(path.basename(during!), new RegExp(`^kairos-pin-${process.pid}-${startTimeOf(process.pid)}-`));
                 assert.ok(!fs.existsSync(during!), "the run's own PIN folder is removed when it ends");
             } finally {
                 fs.rmSync(stale, { recursive: true, force: true });
                 fs.rmSync(others, { recursive: true, force: true });
+            }
+        });
+
+        it("a reused pid does not keep a dead signer's folder, and an older version's folders (no start time, or no pid at all) are swept too", () => {
+            const parent = pinFolderParent();
+            const started = Number(startTimeOf(process.pid));
+            assert.ok(started > 0);
+            const longAgo = new Date(Date.now() - 2 * OWNERLESS_PIN_FOLDER_AGE_MS);
+            const recently = new Date(Date.now() - OWNERLESS_PIN_FOLDER_AGE_MS / 2);
+            const planted = {
+                // this process's pid, another start time: a dead signer whose pid went to us
+                reused: { name: `kairos-pin-${process.pid}-${started + 1}-Rz8kQ2`, at: undefined, swept: true },
+                ours: { name: `kairos-pin-${process.pid}-${started}-Lv3nP0`, at: undefined, swept: false },
+                // pid-only name written long before this process started: its signer is gone
+                pidOnlyReused: { name: `kairos-pin-${process.pid}-Hx1yT7`, at: longAgo, swept: true },
+                pidOnlyLive: { name: `kairos-pin-${process.ppid}-Wq4eR5`, at: undefined, swept: false },
+                // no pid at all (mkdtemp's six characters): by age
+                ownerlessOld: { name: "kairos-pin-Ab3dEf", at: longAgo, swept: true },
+                ownerlessRecent: { name: "kairos-pin-Gh6jKl", at: recently, swept: false },
+            };
+            try {
+                for (const { name, at } of Object.values(planted)) {
+                    const dir = path.join(parent, name);
+                    fs.mkdirSync(dir, { mode: 0o700 });
+                    fs.writeFileSync(path.join(dir, "pin"), PIN, { mode: 0o600 });
+                    if (at) fs.utimesSync(dir, at, at);
+                }
+                const removed = sweepStalePinFolders(parent);
+                for (const [what, { name, swept }] of Object.entries(planted)) {
+                    assert.equal(removed.includes(name), swept, `${what}: ${name} ${swept ? "swept" : "kept"}`);
+                    assert.equal(fs.existsSync(path.join(parent, name)), !swept, `${what}: ${name}`);
+                }
+            } finally {
+                for (const { name } of Object.values(planted)) fs.rmSync(path.join(parent, name), { recursive: true, force: true });
             }
         });
     });

@@ -4,6 +4,7 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
 import { TreeLinkError, resolveInTree } from "../../provider/toolkit/tree-chase";
+import { resolveLinkTarget } from "../../provider/toolkit/tree-path";
 import { tempDir } from "../helpers/temp";
 
 describe("resolveInTree", () => {
@@ -40,5 +41,19 @@ describe("resolveInTree", () => {
     it("refuses link loops and a file used as a folder", () => {
         assert.throws(() => resolveInTree(root, "etc/loop-a/x"), (e: Error) => e instanceof TreeLinkError && /more than 40 symbolic links/.test(e.message));
         assert.throws(() => resolveInTree(root, "etc/file/x"), (e: Error) => e instanceof TreeLinkError && /\/etc\/file in the tree is not a directory/.test(e.message));
+    });
+
+    it("follows one link exactly where the lexical resolver says with aboveRoot 'stay'; layer extraction's 'refuse' rejects the same climbing targets", () => {
+        const tree = tempDir("chase-agree");
+        fs.mkdirSync(path.join(tree, "usr", "lib"), { recursive: true });
+        const targets = ["../share/x", "/etc/y", "../../../../z", "./a/./b/", "/../../usr/lib/c", "../../..", "d/../../e"];
+        for (const [i, target] of targets.entries()) {
+            const link = ["usr", "lib", `link-${i}`];
+            fs.symlinkSync(target, path.join(tree, ...link));
+            const lexical = resolveLinkTarget(link, target, "stay")!;
+            assert.strictEqual(resolveInTree(tree, link.join("/")), path.join(tree, ...lexical), `${link.join("/")} -> ${target}`);
+            const climbs = ["../../../../z", "/../../usr/lib/c", "../../.."].includes(target);
+            assert.strictEqual(resolveLinkTarget(link, target, "refuse") === undefined, climbs, `${target}: refused by layer extraction`);
+        }
     });
 });
