@@ -169,6 +169,37 @@ describe("KairosUkiImage and BootMedia handlers", function () {
             assert.deepStrictEqual((await media.check(own, own)).failures ?? [], []);
         });
 
+        it("type dir moved to another folder: only that media, moved there, is taken for its own; a folder it did not make is refused, move or not", async () => {
+            const own = { ...mediaBase, name: "mine", type: "dir", secureBootEnroll: "force" };
+            const { inputs: olds } = await media.check({}, own);
+            const outs = (await media.create(olds)).outs;
+            const moved = path.join(work, "media-moved");
+            fs.mkdirSync(moved);
+            fs.cpSync(outs.path, path.join(moved, "mine"), { recursive: true });
+            // the recorded media, moved with its folder: accepted (the move then takes it over)
+            assert.deepStrictEqual((await media.check(olds, { ...own, outputDir: moved })).failures ?? [], []);
+            // the same place name holding someone else's files, under a new outputDir or a new name: refused
+            const foreign = path.join(work, "media-foreign");
+            fs.mkdirSync(path.join(foreign, "mine"), { recursive: true });
+            fs.writeFileSync(path.join(foreign, "mine", "keep.txt"), "not ours\n");
+            fs.mkdirSync(path.join(work, "media", "other"));
+            fs.writeFileSync(path.join(work, "media", "other", "keep.txt"), "not ours\n");
+            for (const news of [{ ...own, outputDir: foreign }, { ...own, name: "other" }]) {
+                const { failures } = await media.check(olds, news);
+                assert.strictEqual(failures?.length, 1, JSON.stringify(failures));
+                assert.strictEqual(failures![0].property, "name");
+                assert.match(failures![0].reason, /already exists and was not made by this BootMedia; type "dir" replaces its folder whole/);
+            }
+            // the moved media with one file added or one altered is not ours either
+            fs.writeFileSync(path.join(moved, "mine", "extra.txt"), "added\n");
+            assert.strictEqual((await media.check(olds, { ...own, outputDir: moved })).failures?.[0]?.property, "name");
+            fs.rmSync(path.join(moved, "mine", "extra.txt"));
+            fs.appendFileSync(path.join(moved, "mine", "loader", "loader.conf"), "editor yes\n");
+            assert.strictEqual((await media.check(olds, { ...own, outputDir: moved })).failures?.[0]?.property, "name");
+            assert.strictEqual(fs.readFileSync(path.join(foreign, "mine", "keep.txt"), "utf8"), "not ours\n");
+            assert.strictEqual(fs.readFileSync(path.join(work, "media", "other", "keep.txt"), "utf8"), "not ours\n");
+        });
+
         describe("with extensions", () => {
             let k3s: any;
             let motd: any;
