@@ -52,6 +52,11 @@ export interface MoveSpec {
     repairable?(file: RecordedFile): boolean;
     /** Reads what is at the new place; default: sha256 (or tree digest), undefined when missing. */
     digestsAt?(files: RecordedFile[]): Promise<(string | undefined)[]>;
+    /**
+     * Puts right what the taken-over files may have lost on the way without being other files (a
+     * private key's mode after a copy); returns what it changed, for the build log.
+     */
+    takeOver?(files: RecordedFile[]): string[];
     /** The error when the new place holds something else that must not be built over; undefined: replace as usual. */
     refusal?(olds: Record<string, any>, news: Record<string, any>, differing: RecordedFile[]): Error | undefined;
 }
@@ -120,6 +125,8 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
                 log.say(`${seen.foreign.map((f) => path.basename(f.to)).join(", ")} at ${plan.to} ${seen.foreign.length > 1 ? "are" : "is"} not the recorded artifact; building there instead`);
                 return h.update(id, olds, news);
             }
+            const fixed = spec.takeOver?.(plan.files) ?? [];
+            if (fixed.length > 0) log.say(fixed.join("; "));
             const moved: Record<string, any> = {
                 ...olds, ...news, ...spec.moved(olds, news, plan.at),
                 drift: seen.repair.map((f) => `${path.basename(f.to)}: ${fs.existsSync(f.to) ? "altered" : "missing"}`),
