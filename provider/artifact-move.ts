@@ -112,8 +112,10 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
             );
             return { ...inner, changes: true, replaces: [] };
         },
+        // The update takes the artifact over at the new place and never writes the old one (README: Moves).
+        leavesOldPlace: (olds, news) => updatePlan(spec, olds, news) !== undefined || (h.leavesOldPlace?.(olds, news) ?? false),
         async update(id, olds, news) {
-            const plan = spec.sameArtifact(olds, news) === true ? planMove(spec, olds, news) : undefined;
+            const plan = updatePlan(spec, olds, news);
             if (!plan) return h.update(id, olds, news);
             const reason = movedReason(plan.from, plan.to);
             const log = new BuildLog(labelOf(spec, olds, news), "moved", [reason]);
@@ -157,6 +159,11 @@ interface Plan {
     to: string;
     at: Relocate;
     files: RecordedFile[];
+}
+
+/** The move an update makes: only once every input is known to describe the recorded artifact. */
+function updatePlan(spec: MoveSpec, olds: Record<string, any>, news: Record<string, any>): Plan | undefined {
+    return spec.sameArtifact(olds, news) === true ? planMove(spec, olds, news) : undefined;
 }
 
 /** Where the artifact was and where the new inputs put it; undefined: the same place, or not known yet. */

@@ -4,6 +4,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { SIGNING_KEYS_TOKEN, signingKeysHandler as handler } from "../../provider/signing-keys";
 import { handlerFor } from "../../provider/handlers";
+import { LOCK_TIMEOUT_ENV, withOutputLock } from "../../provider/store/output-lock";
 import { tempDir } from "../helpers/engine";
 import { makeCertificate } from "../helpers/pki";
 
@@ -128,7 +129,7 @@ describe("SigningKeys handler: bad input gets one clear error and writes nothing
 describe("SigningKeys moved with their folder (artifact-move.ts through handlerFor)", function () {
     this.timeout(120000);
 
-    it("takes the keys over and makes private keys that arrived readable by others 0600 again; the old folder is left as it is", async () => {
+    it("takes the keys over and makes private keys that arrived readable by others 0600 again; the old folder is neither locked nor written", async () => {
         const root = tempDir("sk-move");
         const h = handlerFor(SIGNING_KEYS_TOKEN);
         const a = await h.check({}, { name: "acme", outputDir: path.join(root, "a") });
@@ -140,7 +141,12 @@ describe("SigningKeys moved with their folder (artifact-move.ts through handlerF
         const b = await h.check(a.inputs, { name: "acme", outputDir: to });
         assert.deepStrictEqual(b.failures ?? [], []);
         assert.deepStrictEqual((await h.diff(outs.keyDir, outs, b.inputs)).replaces, []);
-        const moved = (await h.update(outs.keyDir, outs, b.inputs)).outs!;
+        // Another build holding the old folder's lock does not hold up the move: it never locks (nor writes) there.
+        const saved = process.env[LOCK_TIMEOUT_ENV];
+        process.env[LOCK_TIMEOUT_ENV] = "1";
+        const moved = await withOutputLock([outs.keyDir], "SigningKeys acme (another stack)", async () => (await h.update(outs.keyDir, outs, b.inputs)).outs!).finally(() => {
+            saved === undefined ? delete process.env[LOCK_TIMEOUT_ENV] : (process.env[LOCK_TIMEOUT_ENV] = saved);
+        });
         assert.strictEqual(moved.lastBuild.action, "moved");
         assert.strictEqual(moved.keyDir, to);
         for (const f of fs.readdirSync(to).filter((f) => f.endsWith(".key") || f === "tpm2-pcr-private.pem")) {
