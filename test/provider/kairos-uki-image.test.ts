@@ -3,7 +3,9 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { kairosUkiImageHandler as uki } from "../../provider/kairos-uki-image";
+import { kairosUkiImageHandler as uki, kairosUkiImageMoves } from "../../provider/kairos-uki-image";
+import { withMoves } from "../../provider/artifact-move";
+import { withLogSink } from "../../provider/build-log";
 import { bootMediaHandler as media } from "../../provider/boot-media";
 import { signingKeysHandler } from "../../provider/signing-keys";
 import { systemExtensionHandler } from "../../provider/system-extension";
@@ -122,6 +124,29 @@ describe("KairosUkiImage and BootMedia handlers", function () {
                 uki: { efiFiles: built.ukis.map((u: any) => u.path), loaderEntries: built.ukis.map((u: any) => u.entryPath), systemdBoot: built.systemdBoot.path },
                 enrollKeys: { PK: keys.files.PK.auth, KEK: keys.files.KEK.auth, db: keys.files.db.auth },
             };
+        });
+
+        it("KairosUkiImage moved with its folder: taken over only when each loader entry is what the inputs render", async () => {
+            const moves = withMoves(uki, kairosUkiImageMoves);
+            const copy = (name: string) => {
+                const to = path.join(work, name);
+                fs.cpSync(built.outputDir, to, { recursive: true });
+                return to;
+            };
+            const intact = copy("m-uki-moved");
+            const { inputs: atIntact, failures } = await uki.check(built, { ...base, outputDir: intact });
+            assert.deepStrictEqual(failures ?? [], []);
+            assert.deepStrictEqual((await withLogSink({ info: () => undefined, progress: () => undefined }, () => moves.diff("x", built, atIntact))).replaces, []);
+            // the same UKIs, but an entry that boots them differently (an added kernel option): not the recorded artifact
+            const altered = copy("m-uki-altered");
+            const entry = path.join(altered, "entries", path.basename(built.ukis[0].entryPath));
+            fs.writeFileSync(entry, fs.readFileSync(entry, "utf8").replace(/^(title .*)$/m, "$1\noptions init=/bin/sh"));
+            const { inputs: atAltered } = await uki.check(built, { ...base, outputDir: altered });
+            assert.deepStrictEqual((await moves.diff("x", built, atAltered)).replaces, ["outputDir"]);
+            // its update (had the diff been passed) builds there instead of taking the altered entry over
+            const rebuilt = (await withLogSink({ info: () => undefined, progress: () => undefined }, () => moves.update("x", built, atAltered))).outs!;
+            assert.notStrictEqual(rebuilt.lastBuild.action, "moved");
+            assert.strictEqual(fs.readFileSync(entry, "utf8"), fs.readFileSync(built.ukis[0].entryPath, "utf8"));
         });
 
         it("refuses secure-boot-enroll if-safe for a systemd-boot that does not know it", async () => {
