@@ -143,7 +143,9 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
             // Moved, and more to do (files to put right, a re-sign, a store that lacks it): the update runs on the moved state.
             const updated = await h.update(id, moved, news);
             const b = updated.outs?.lastBuild;
-            return { outs: { ...updated.outs, lastBuild: b ? { ...b, reasons: [reason, ...b.reasons], steps: [...log.report().steps, ...b.steps] } : log.report() } };
+            // Publishing the moved artifact (a store new to it, or a BootMedia's new name) builds nothing: still a move.
+            const action = b?.action === "published" ? "moved" : b?.action;
+            return { outs: { ...updated.outs, lastBuild: b ? { ...b, action, reasons: [reason, ...b.reasons], steps: [...log.report().steps, ...b.steps] } : log.report() } };
         },
     };
 }

@@ -82,6 +82,23 @@ describe("moves (artifact-move.ts)", () => {
         assert.deepEqual(outs!.store, { ...store, objects: { [path.join(root, "b", "t.raw")]: "s3://bucket/p/blobs/sha256/ab" } });
     });
 
+    it("moved into a store that lacks it: the update publishes it, and lastBuild still says moved (nothing was built)", async () => {
+        const calls: string[] = [];
+        const publishing: Handler = {
+            ...recordingHandler(calls),
+            update: async (_id, moved, news) => (calls.push("update"), { outs: { ...moved, ...news, lastBuild: { action: "published", reasons: ["not yet in s3://bucket/p"], steps: [{ step: "publish", seconds: 0 }], seconds: 0 } } }),
+        };
+        const h = withMoves(publishing, spec);
+        fs.renameSync(path.join(root, "a"), path.join(root, "b"));
+        const to = path.join(root, "b");
+        const { outs } = await logged(() => h.update("x", olds, { ...news(to), artifactStore: { bucket: "bucket", prefix: "p", endpoint: "http://127.0.0.1:9" } }));
+        assert.deepEqual(calls, ["update"]);
+        assert.equal(outs!.path, path.join(to, "t.raw"));
+        assert.equal(outs!.lastBuild.action, "moved");
+        assert.deepEqual(outs!.lastBuild.reasons, [`moved from ${olds.outputDir} to ${to}`, "not yet in s3://bucket/p"]);
+        assert.deepEqual(outs!.lastBuild.steps.map((s: { step: string }) => s.step), ["verify the recorded digests at the new place", "publish"]);
+    });
+
     it("an empty new folder, other bytes there, or changed inputs: the inner diff's replace stands", async () => {
         const calls: string[] = [];
         const h = withMoves(recordingHandler(calls), spec);
