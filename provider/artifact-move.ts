@@ -215,8 +215,18 @@ function describe(files: RecordedFile[]): string {
  * stays relative: it resolves against the project folder). A path outside `from` is returned as it is.
  */
 export function relocatedPath(recorded: string, from: string, to: string): string {
+    if (!isInside(from, recorded)) return recorded;
     const rel = path.relative(path.resolve(from), path.resolve(recorded));
-    if (rel === "") return to;
-    if (rel.startsWith("..") || path.isAbsolute(rel)) return recorded;
-    return path.join(to, rel);
+    return rel === "" ? to : path.join(to, rel);
+}
+
+// Not the artifact store's relocate (store/artifact-store.ts), on purpose: that one rewrites the text of
+// stored outputs under a placeholder root (`${outputRoot}` is no path to resolve) and refuses what climbs
+// out as a corrupt store; this one compares resolved places (the state may say /abs/out, the inputs "out")
+// and leaves a path outside the folder as it is.
+
+/** Whether `p` is `root` or under it; a name that merely starts with ".." (`..data`) is under it. */
+function isInside(root: string, p: string): boolean {
+    const rel = path.relative(path.resolve(root), path.resolve(p));
+    return rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
 }

@@ -51,6 +51,10 @@ describe("moves (artifact-move.ts)", () => {
         assert.equal(relocatedPath(path.resolve("out/keys/db.key"), path.resolve("out/keys"), "keys"), path.join("keys", "db.key"));
         assert.equal(relocatedPath("out/keys/db.key", "./out/keys", "k2"), path.join("k2", "db.key"));
         assert.equal(relocatedPath("/elsewhere/f", "/x/a", "/y/c"), "/elsewhere/f");
+        // a name starting with ".." is inside the folder; only ".." itself climbs out
+        assert.equal(relocatedPath("/x/a/..data/f", "/x/a", "/y/c"), "/y/c/..data/f");
+        assert.equal(relocatedPath("/x/a/..", "/x/a", "/y/c"), "/x/a/..");
+        assert.equal(relocatedPath("/x/ab/f", "/x/a", "/y/c"), "/x/ab/f");
     });
 
     it("the recorded artifact found at the new folder: diff says update (no replace) and says moved; update takes it over without building", async () => {
