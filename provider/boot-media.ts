@@ -520,8 +520,9 @@ export class BootMedia extends pulumi.dynamic.Resource {
  * the same tree digest) is a move (artifact-move.ts). A "dir" place holding other files is refused by check().
  */
 export const bootMediaMoves: MoveSpec = {
-    label: (p) => `BootMedia ${p.name}`,
+    label: bootMediaLayout.label,
     placeFields: ["name", "outputDir"],
+    // Not the layout's root (the folder NAME of a "dir" media): a rename moves within outputDir.
     root: (p) => p.outputDir,
     // A "media" hash part (name and type: the store's manifests per artifact) may differ; the bytes may not.
     sameArtifact: (olds, news) => (olds.type !== news.type ? false : sameHashPartsBut(["media"])(olds, news)),

@@ -500,9 +500,9 @@ export class KairosUkiImage extends pulumi.dynamic.Resource {
  * systemd-boot with its recorded sha256, the loader entries and the owner marker present.
  */
 export const kairosUkiImageMoves: MoveSpec = {
-    label: () => "KairosUkiImage",
+    label: kairosUkiImageLayout.label,
     placeFields: ["outputDir"],
-    root: (p) => p.outputDir,
+    root: kairosUkiImageLayout.root,
     sameArtifact: sameInputHash,
     // State without these outputs (an older version) names no files, so it is never taken for a move.
     // Every file is held to its bytes: the UKIs and systemd-boot to their recorded sha256, each loader

@@ -346,9 +346,9 @@ async function importNamesKeysIn(inputs: CheckedInputs): Promise<boolean> {
  * Anything else there is someone else's keys, refused.
  */
 export const signingKeysMoves: MoveSpec = {
-    label: (p) => `SigningKeys ${p.name}`,
+    label: signingKeysLayout.label,
     placeFields: [],
-    root: (p) => keyFolder(p),
+    root: signingKeysLayout.root,
     sameArtifact: (olds, news) => (typeof news.keyMaterialHash === "string" ? olds.keyMaterialHash === news.keyMaterialHash : undefined),
     files: (olds, _news, at) => !olds.keyDir || !olds.files ? [] : Object.entries(olds.fileDigests ?? {}).map(([name, digest]) => ({ from: path.join(olds.keyDir, name), to: at(path.join(olds.keyDir, name)), sha256: digest as string })),
     async digestsAt(files) {
