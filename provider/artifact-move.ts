@@ -52,6 +52,11 @@ export interface MoveSpec {
     repairable?(file: RecordedFile): boolean;
     /** Reads what is at the new place; default: sha256 (or tree digest), undefined when missing. */
     digestsAt?(files: RecordedFile[]): Promise<(string | undefined)[]>;
+    /**
+     * Puts right what the taken-over files may have lost on the way without being other files (a
+     * private key's mode after a copy); returns what it changed, for the build log.
+     */
+    takeOver?(files: RecordedFile[]): string[];
     /** The error when the new place holds something else that must not be built over; undefined: replace as usual. */
     refusal?(olds: Record<string, any>, news: Record<string, any>, differing: RecordedFile[]): Error | undefined;
 }
@@ -107,8 +112,10 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
             );
             return { ...inner, changes: true, replaces: [] };
         },
+        // The update takes the artifact over at the new place and never writes the old one (README: Moves).
+        leavesOldPlace: (olds, news) => updatePlan(spec, olds, news) !== undefined || (h.leavesOldPlace?.(olds, news) ?? false),
         async update(id, olds, news) {
-            const plan = spec.sameArtifact(olds, news) === true ? planMove(spec, olds, news) : undefined;
+            const plan = updatePlan(spec, olds, news);
             if (!plan) return h.update(id, olds, news);
             const reason = movedReason(plan.from, plan.to);
             const log = new BuildLog(labelOf(spec, olds, news), "moved", [reason]);
@@ -120,6 +127,8 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
                 log.say(`${seen.foreign.map((f) => path.basename(f.to)).join(", ")} at ${plan.to} ${seen.foreign.length > 1 ? "are" : "is"} not the recorded artifact; building there instead`);
                 return h.update(id, olds, news);
             }
+            const fixed = spec.takeOver?.(plan.files) ?? [];
+            if (fixed.length > 0) log.say(fixed.join("; "));
             const moved: Record<string, any> = {
                 ...olds, ...news, ...spec.moved(olds, news, plan.at),
                 drift: seen.repair.map((f) => `${path.basename(f.to)}: ${fs.existsSync(f.to) ? "altered" : "missing"}`),
@@ -134,7 +143,9 @@ export function withMoves(h: Handler, spec: MoveSpec): Handler {
             // Moved, and more to do (files to put right, a re-sign, a store that lacks it): the update runs on the moved state.
             const updated = await h.update(id, moved, news);
             const b = updated.outs?.lastBuild;
-            return { outs: { ...updated.outs, lastBuild: b ? { ...b, reasons: [reason, ...b.reasons], steps: [...log.report().steps, ...b.steps] } : log.report() } };
+            // Publishing the moved artifact (a store new to it, or a BootMedia's new name) builds nothing: still a move.
+            const action = b?.action === "published" ? "moved" : b?.action;
+            return { outs: { ...updated.outs, lastBuild: b ? { ...b, action, reasons: [reason, ...b.reasons], steps: [...log.report().steps, ...b.steps] } : log.report() } };
         },
     };
 }
@@ -150,6 +161,11 @@ interface Plan {
     to: string;
     at: Relocate;
     files: RecordedFile[];
+}
+
+/** The move an update makes: only once every input is known to describe the recorded artifact. */
+function updatePlan(spec: MoveSpec, olds: Record<string, any>, news: Record<string, any>): Plan | undefined {
+    return spec.sameArtifact(olds, news) === true ? planMove(spec, olds, news) : undefined;
 }
 
 /** Where the artifact was and where the new inputs put it; undefined: the same place, or not known yet. */
@@ -199,8 +215,18 @@ function describe(files: RecordedFile[]): string {
  * stays relative: it resolves against the project folder). A path outside `from` is returned as it is.
  */
 export function relocatedPath(recorded: string, from: string, to: string): string {
+    if (!isInside(from, recorded)) return recorded;
     const rel = path.relative(path.resolve(from), path.resolve(recorded));
-    if (rel === "") return to;
-    if (rel.startsWith("..") || path.isAbsolute(rel)) return recorded;
-    return path.join(to, rel);
+    return rel === "" ? to : path.join(to, rel);
+}
+
+// Not the artifact store's relocate (store/artifact-store.ts), on purpose: that one rewrites the text of
+// stored outputs under a placeholder root (`${outputRoot}` is no path to resolve) and refuses what climbs
+// out as a corrupt store; this one compares resolved places (the state may say /abs/out, the inputs "out")
+// and leaves a path outside the folder as it is.
+
+/** Whether `p` is `root` or under it; a name that merely starts with ".." (`..data`) is under it. */
+function isInside(root: string, p: string): boolean {
+    const rel = path.relative(path.resolve(root), path.resolve(p));
+    return rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
 }

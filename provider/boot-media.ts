@@ -311,9 +311,11 @@ async function buildDir(i: CheckedInputs, s: CheckedInputs, files: EspFile[], lo
     return { ...i, path: target, sha256: await treeDigest(target), size, files: written.map((f) => f.path), drift: [], lastBuild: log.report() };
 }
 
-async function deriveHashes(i: CheckedInputs): Promise<InputProblem[]> {
+async function deriveHashes(i: CheckedInputs, olds: Partial<CheckedInputs>): Promise<InputProblem[]> {
     const refused = await trustProblems(i, { remember: true, shownAs: i });
     if (refused.length > 0) return refused;
+    const foreign = await movedFolderProblem(i, olds);
+    if (foreign) return [foreign];
     const digest = async (files: string[]) => Promise.all(files.map(async (f) => `${path.basename(f)}:${await sha256File(f)}`));
     i.hashParts = {
         uki: sha256Hex(canonicalJson(await digest([i.uki.systemdBoot, ...i.uki.efiFiles, ...i.uki.loaderEntries]))),
@@ -328,6 +330,52 @@ async function deriveHashes(i: CheckedInputs): Promise<InputProblem[]> {
     };
     i.inputHash = sha256Hex(canonicalJson(i.hashParts));
     return [];
+}
+
+function nonEmptyFolder(p: string): boolean {
+    return fs.existsSync(p) && (!fs.statSync(p).isDirectory() || fs.readdirSync(p).length > 0);
+}
+
+function foreignFolder(target: string): InputProblem {
+    return { property: "name", reason: `${target} already exists and was not made by this BootMedia; type "dir" replaces its folder whole, so give a name or outputDir of its own` };
+}
+
+/**
+ * A "dir" media given another folder that is not empty: the build would replace that folder whole, so
+ * it must hold exactly what these inputs write there (this media, moved with its folder; artifact-move.ts
+ * then takes it over). Anything else is someone else's, whether or not a move is planned: a replace
+ * (a rebuild there) would empty it.
+ */
+async function movedFolderProblem(i: CheckedInputs, olds: Partial<CheckedInputs>): Promise<InputProblem | undefined> {
+    const target = path.join(i.outputDir, i.name);
+    if (i.type !== "dir" || olds.type !== "dir" || olds.outputDir === undefined || olds.name === undefined) return undefined;
+    if (samePath(path.join(olds.outputDir, olds.name), target) || !nonEmptyFolder(target)) return undefined;
+    return (await holdsRenderedMedia(i, target)) ? undefined : foreignFolder(target);
+}
+
+/** Whether `folder` holds exactly the files a type "dir" build from `i` writes, with their bytes, and nothing else. */
+async function holdsRenderedMedia(i: CheckedInputs, folder: string): Promise<boolean> {
+    if (!fs.statSync(folder).isDirectory()) return false;
+    const loaderConf = "\0loader.conf"; // stands for the rendered loader.conf: no real path holds a NUL
+    const want = new Map(mediaFiles(i, loaderConf).map((f) => [path.posix.normalize(f.to), f.from]));
+    const dirs = new Set(EMPTY_ESP_DIRS.flatMap(ancestorsAndSelf));
+    for (const f of want.keys()) for (const d of ancestorsAndSelf(path.posix.dirname(f))) dirs.add(d);
+    const entries = await treeEntries(folder);
+    const files = entries.filter((e) => e.type === "file");
+    if (entries.some((e) => (e.type === "dir" ? !dirs.has(e.path) : e.type !== "file"))) return false;
+    if (files.length !== want.size || files.some((e) => !want.has(e.path))) return false;
+    const rendered = sha256Hex(renderLoaderConf({ timeout: i.timeout, secureBootEnroll: i.secureBootEnroll, consoleMode: i.consoleMode as "max" }));
+    for (const e of files) {
+        const from = want.get(e.path)!;
+        if (e.sha256 !== (from === path.resolve(loaderConf) ? rendered : await sha256File(from))) return false;
+    }
+    return true;
+}
+
+/** "a/b/c" -> ["a", "a/b", "a/b/c"]; "." -> []. */
+function ancestorsAndSelf(p: string): string[] {
+    const parts = p.split("/").filter((x) => x !== "" && x !== ".");
+    return parts.map((_, k) => parts.slice(0, k + 1).join("/"));
 }
 
 /**
@@ -400,11 +448,10 @@ function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): Inp
         if (why) problems.push({ property: `overlayFiles[${k}].path`, reason: `"${o.path}" ${why}; give a path inside the media, such as "config/extra.yaml"` });
     });
     const target = path.join(i.outputDir, i.name);
-    // An existing "dir" media moving to another folder: the diff compares what is there with the recorded tree (bootMediaMoves).
-    const ours = olds.type === "dir" && olds.outputDir !== undefined && olds.name !== undefined && (samePath(path.join(olds.outputDir, olds.name), target) || i.type === "dir");
-    if (i.type === "dir" && !ours && fs.existsSync(target) && fs.readdirSync(target).length > 0) {
-        problems.push({ property: "name", reason: `${target} already exists and was not made by this BootMedia; type "dir" replaces its folder whole, so give a name or outputDir of its own` });
-    }
+    // Its own folder: the one the previous inputs wrote. Another non-empty folder is judged by derive
+    // (folderProblem), when a "dir" media moves: it may be this media, moved there with its folder.
+    const ownFolder = olds.type === "dir" && olds.outputDir !== undefined && olds.name !== undefined && samePath(path.join(olds.outputDir, olds.name), target);
+    if (i.type === "dir" && !ownFolder && olds.type !== "dir" && nonEmptyFolder(target)) problems.push(foreignFolder(target));
     const need = (property: string, files: string[]) => {
         const missing = files.filter((f) => !fs.existsSync(f));
         if (missing.length > 0) problems.push({ property, reason: `${missing.join(", ")} not found` });
@@ -470,22 +517,20 @@ export class BootMedia extends pulumi.dynamic.Resource {
 
 /**
  * A new outputDir or name whose place already holds the recorded media (same sha256; for type "dir"
- * the same tree digest) is a move (artifact-move.ts). A "dir" place holding other files is refused.
+ * the same tree digest) is a move (artifact-move.ts). A "dir" place holding other files is refused by check().
  */
 export const bootMediaMoves: MoveSpec = {
-    label: (p) => `BootMedia ${p.name}`,
+    label: bootMediaLayout.label,
     placeFields: ["name", "outputDir"],
+    // Not the layout's root (the folder NAME of a "dir" media): a rename moves within outputDir.
     root: (p) => p.outputDir,
     // A "media" hash part (name and type: the store's manifests per artifact) may differ; the bytes may not.
     sameArtifact: (olds, news) => (olds.type !== news.type ? false : sameHashPartsBut(["media"])(olds, news)),
     settled: (olds, news) => sameHashPartsBut(["media"])(olds, news) === true,
     files: (olds, news) => [{ from: olds.path, to: mediaPath(news), sha256: olds.sha256, tree: olds.type === "dir" }],
     moved: (_olds, news) => ({ path: mediaPath(news) }),
-    refusal(_olds, news) {
-        const target = mediaPath(news);
-        if (news.type !== "dir" || !fs.existsSync(target) || fs.readdirSync(target).length === 0) return undefined;
-        return new Error(`BootMedia ${news.name}: ${target} already exists and is not the media this BootMedia recorded; type "dir" replaces its folder whole, so give a name or outputDir of its own. Nothing was changed.`);
-    },
+    // No refusal here: check() already refused a "dir" place holding anything but what these inputs
+    // write (movedFolderProblem), whether or not a move is planned; what passed it may be rebuilt over.
 };
 
 function mediaPath(p: Record<string, any>): string {

@@ -66,9 +66,12 @@ export function versionedHandler(token: string, h: Handler): Handler {
     const stamp = <T extends { outs?: any }>(result: T): T => ({ ...result, outs: { ...result.outs, stateVersion: STATE_VERSION } });
     // One writer per artifact across processes (two stacks on one output folder): see store/output-lock.ts.
     const locked = <T>(props: Record<string, any>[], fn: () => Promise<T>): Promise<T> => {
-        // An old place whose folder is gone (a moved checkout) holds nothing to guard, and taking a lock
-        // there would make its folders again.
-        const targets = props.flatMap((p, i) => (h.writes?.(p) ?? []).filter((t) => i === props.length - 1 || fs.existsSync(path.dirname(path.resolve(t)))));
+        // The old place of an update is guarded only when the update may write there: not for a move,
+        // which leaves it as it is (it may be read-only, or another checkout's), nor when its folder is
+        // gone (taking a lock there would make its folders again).
+        const [olds, news] = props;
+        const keepsOld = props.length === 2 && h.leavesOldPlace?.(olds, news) === true;
+        const targets = props.flatMap((p, i) => (i === props.length - 1 ? h.writes?.(p) ?? [] : keepsOld ? [] : (h.writes?.(p) ?? []).filter((t) => fs.existsSync(path.dirname(path.resolve(t))))));
         const owner = `${token.split(":").pop()} ${props[props.length - 1]?.name ?? ""}`.trim();
         return withOutputLock(targets, owner, fn, (m) => logLine(`${owner}: ${m}`)).catch((e) => {
             throw explainFullDisk(e, targets.map((t) => path.dirname(path.resolve(t))));

@@ -138,6 +138,11 @@ function bootEntriesOf(i: CheckedInputs): BootEntry[] {
     return planBootEntries({ extendCmdline: i.extendCmdline, extraCmdlines: i.extraCmdlines, singleEntries: i.singleEntries, bootTitle: i.bootTitle });
 }
 
+/** The loader entry file for `entry`, as a build writes it; a fetch and a move hold the files found to it. */
+function renderedEntry(i: CheckedInputs, entry: BootEntry, key: LoaderEntryKey, kairosRelease: string): string {
+    return renderLoaderEntry(entry, { key, version: i.includeVersionInConfig ? kairosRelease : undefined, includeCmdline: i.includeCmdlineInConfig });
+}
+
 /**
  * Fetched UKIs, checked as build() checks its own and more: every UKI and BOOTX64.EFI must pass sbverify
  * against this runner's db certificate; each UKI's .pcrpkey must be pcrKey's public half, and its .pcrsig
@@ -173,7 +178,7 @@ async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<st
             throw refuse(`${entry.fileName}.efi: ${(e as Error).message}`);
         });
         const entryName = loaderEntryFileName(entry);
-        const want = renderLoaderEntry(entry, { key: entryKey, version: i.includeVersionInConfig ? kairosRelease : undefined, includeCmdline: i.includeCmdlineInConfig });
+        const want = renderedEntry(i, entry, entryKey, kairosRelease);
         if (fs.readFileSync(path.join(staged, "entries", entryName), "utf8") !== want) throw refuse(`entries/${entryName} is not the loader entry these inputs make`);
         ukis.push({
             fileName: entry.fileName, path: path.join(i.outputDir, `${entry.fileName}.efi`), sha256: await sha256File(file), size: fs.statSync(file).size,
@@ -364,7 +369,7 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
                 );
                 checkBuiltSize(inputs, entry, built.size, built.sections);
                 const entryFile = path.join(staging, "entries", loaderEntryFileName(entry));
-                fs.writeFileSync(entryFile, renderLoaderEntry(entry, { key: entryKey, version: inputs.includeVersionInConfig ? info.kairosRelease : undefined, includeCmdline: inputs.includeCmdlineInConfig }));
+                fs.writeFileSync(entryFile, renderedEntry(inputs, entry, entryKey, info.kairosRelease));
                 pcr11[entry.fileName] = built.pcr11;
                 ukis.push({
                     fileName: entry.fileName, path: path.join(inputs.outputDir, `${entry.fileName}.efi`), sha256: built.sha256, size: built.size,
@@ -495,16 +500,27 @@ export class KairosUkiImage extends pulumi.dynamic.Resource {
  * systemd-boot with its recorded sha256, the loader entries and the owner marker present.
  */
 export const kairosUkiImageMoves: MoveSpec = {
-    label: () => "KairosUkiImage",
+    label: kairosUkiImageLayout.label,
     placeFields: ["outputDir"],
-    root: (p) => p.outputDir,
+    root: kairosUkiImageLayout.root,
     sameArtifact: sameInputHash,
     // State without these outputs (an older version) names no files, so it is never taken for a move.
-    files: (olds, _news, at) => !Array.isArray(olds.ukis) || !olds.systemdBoot?.path || !olds.bootFiles ? [] : [
-        ...(olds.ukis as UkiOutput[]).flatMap((u) => [{ from: u.path, to: at(u.path), sha256: u.sha256 }, { from: u.entryPath, to: at(u.entryPath) }]),
-        { from: olds.systemdBoot.path, to: at(olds.systemdBoot.path), sha256: olds.systemdBoot.sha256 },
-        { from: path.join(olds.outputDir, OWNER_MARKER), to: at(path.join(olds.outputDir, OWNER_MARKER)) },
-    ],
+    // Every file is held to its bytes: the UKIs and systemd-boot to their recorded sha256, each loader
+    // entry to what the recorded inputs render (as a fetch is, acceptFetched), the marker to its text.
+    files: (olds, _news, at) => {
+        if (!Array.isArray(olds.ukis) || !olds.systemdBoot?.path || !olds.bootFiles || typeof olds.entryKey !== "string" || typeof olds.kairosRelease !== "string") return [];
+        const entries = new Map(bootEntriesOf(olds as Outputs).map((e) => [e.fileName, e]));
+        const ukis = olds.ukis as UkiOutput[];
+        if (ukis.some((u) => !entries.has(u.fileName))) return [];
+        return [
+            ...ukis.flatMap((u) => [
+                { from: u.path, to: at(u.path), sha256: u.sha256 },
+                { from: u.entryPath, to: at(u.entryPath), sha256: sha256Hex(renderedEntry(olds as Outputs, entries.get(u.fileName)!, olds.entryKey, olds.kairosRelease)) },
+            ]),
+            { from: olds.systemdBoot.path, to: at(olds.systemdBoot.path), sha256: olds.systemdBoot.sha256 },
+            { from: path.join(olds.outputDir, OWNER_MARKER), to: at(path.join(olds.outputDir, OWNER_MARKER)), sha256: sha256Hex(OWNER_TEXT) },
+        ];
+    },
     moved: (olds, _news, at) => ({
         ukis: (olds.ukis as UkiOutput[]).map((u) => ({ ...u, path: at(u.path), entryPath: at(u.entryPath) })),
         systemdBoot: { ...olds.systemdBoot, path: at(olds.systemdBoot.path) },

@@ -64,7 +64,7 @@ export const promotedArtifactLayout: ArtifactLayout = {
     root: (p) => p.outputDir,
     placement: () => "files",
     localFiles: (outs) => [outs.path],
-    label: (p) => `PromotedArtifact ${path.basename(p.source)}`,
+    label: (p) => `PromotedArtifact ${path.basename(String(p.source))}`,
     id: (outs) => outs.path,
     expectedFiles: (i) => [path.basename(i.source)],
     accept: (i, staged, _stored, work) => acceptFetched(i as CheckedInputs, staged, work),
@@ -275,9 +275,9 @@ export class PromotedArtifact extends pulumi.dynamic.Resource {
 
 /** A new outputDir (or source file name) already holding the promoted file is a move (artifact-move.ts). */
 export const promotedArtifactMoves: MoveSpec = {
-    label: (p) => `PromotedArtifact ${path.basename(String(p.source))}`,
+    label: promotedArtifactLayout.label,
     placeFields: ["outputDir", "source"],
-    root: (p) => p.outputDir,
+    root: promotedArtifactLayout.root,
     sameArtifact: sameInputHash,
     files: (olds, news) => [{ from: olds.path, to: promotedPath(olds, news), sha256: olds.sha256 }],
     moved: (olds, news) => ({ path: promotedPath(olds, news) }),

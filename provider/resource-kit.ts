@@ -19,6 +19,8 @@ export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "
     adopt?(id: string): Promise<{ id: string; props: Record<string, any>; inputs: Record<string, any> }>;
     /** What a create/update/delete with these inputs or outputs writes (artifact files or owned folders), for the output lock. */
     writes?(props: Record<string, any>): string[];
+    /** Whether an update from `olds` to `news` leaves the old place alone (a move: artifact-move.ts), so the output lock need not guard it. */
+    leavesOldPlace?(olds: Record<string, any>, news: Record<string, any>): boolean;
 };
 
 /**

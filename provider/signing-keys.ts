@@ -99,11 +99,16 @@ interface Outputs extends CheckedInputs {
     lastBuild: BuildReport;
 }
 
+/** The key folder: where the outputs say the keys are, or (inputs, before a first build) where they go. */
+function keyFolder(p: Record<string, any>): string {
+    return p.keyDir ?? p.outputDir;
+}
+
 /** What identifies the keys themselves; a change here means new keys, which needs a rotation. */
 const KEY_IDENTITY_FIELDS = ["outputDir", "name", "keySize", "validityDays", "import", "token"] as const;
 
 export const signingKeysHandler: Handler = {
-    writes: (p) => [p.keyDir ?? p.outputDir],
+    writes: (p) => [keyFolder(p)],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(SIGNING_KEYS_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
@@ -182,7 +187,7 @@ export const signingKeysHandler: Handler = {
 
 /** The key folder's recorded files; only the public ones (certificates, .esl, .auth) are ever stored. */
 export const signingKeysLayout: ArtifactLayout = {
-    root: (p) => p.keyDir ?? p.outputDir,
+    root: (p) => keyFolder(p),
     placement: () => "files",
     localFiles: (outs) => Object.keys(outs.fileDigests ?? {}).map((f) => path.join(outs.keyDir, f)),
     storedFiles: (outs) => Object.keys(outs.fileDigests ?? {}).filter((f) => !isPrivateKeyFile(f)).map((f) => path.join(outs.keyDir, f)),
@@ -341,9 +346,9 @@ async function importNamesKeysIn(inputs: CheckedInputs): Promise<boolean> {
  * Anything else there is someone else's keys, refused.
  */
 export const signingKeysMoves: MoveSpec = {
-    label: (p) => `SigningKeys ${p.name}`,
+    label: signingKeysLayout.label,
     placeFields: [],
-    root: (p) => p.keyDir ?? p.outputDir,
+    root: signingKeysLayout.root,
     sameArtifact: (olds, news) => (typeof news.keyMaterialHash === "string" ? olds.keyMaterialHash === news.keyMaterialHash : undefined),
     files: (olds, _news, at) => !olds.keyDir || !olds.files ? [] : Object.entries(olds.fileDigests ?? {}).map(([name, digest]) => ({ from: path.join(olds.keyDir, name), to: at(path.join(olds.keyDir, name)), sha256: digest as string })),
     async digestsAt(files) {
@@ -351,6 +356,12 @@ export const signingKeysMoves: MoveSpec = {
         return files.map((f) => now[path.basename(f.to)]);
     },
     repairable: (f) => !KEY_MATERIAL_FILES.includes(path.basename(f.to)),
+    // A folder copied or unpacked elsewhere may have lost its modes; the keys SigningKeys keeps are 0600.
+    takeOver(files) {
+        const opened = files.filter((f) => isPrivateKeyFile(path.basename(f.to)) && fs.existsSync(f.to) && (fs.statSync(f.to).mode & 0o077) !== 0);
+        for (const f of opened) fs.chmodSync(f.to, 0o600);
+        return opened.length > 0 ? [`${opened.map((f) => path.basename(f.to)).join(", ")} readable by others at ${path.dirname(opened[0].to)}: made 0600`] : [];
+    },
     moved: (olds, news, at) => {
         const place = (p: string) => (isPkcs11Uri(p) ? p : at(p));
         return {

@@ -328,9 +328,9 @@ export class SystemExtension extends pulumi.dynamic.Resource {
 
 /** A new outputDir already holding the recorded image is a move (artifact-move.ts); a new name or kind is new content. */
 export const systemExtensionMoves: MoveSpec = {
-    label: (p) => `SystemExtension ${p.name}`,
+    label: systemExtensionLayout.label,
     placeFields: ["outputDir"],
-    root: (p) => p.outputDir,
+    root: systemExtensionLayout.root,
     sameArtifact: sameInputHash,
     files: (olds, _news, at) => [{ from: olds.path, to: at(olds.path), sha256: olds.sha256 }],
     moved: (olds, _news, at) => ({ path: at(olds.path) }),

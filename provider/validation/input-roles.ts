@@ -31,7 +31,7 @@ export const INPUT_ROLES: Record<string, Record<string, InputRole>> = {
         // Key identity: these name the key set itself (hash part "keys", the keyMaterialHash); check()
         // refuses a change to them unless `rotation` is raised, so they never replace silently.
         name: { hash: { part: "keys" } },
-        outputDir: { hash: { part: "keys", digest: "the folder as first written (a respelling of the same place keeps the recorded hash): the key folder is part of the key set's identity, and moving it is a rotation" } },
+        outputDir: { hash: { part: "keys", digest: "the folder as first written (a respelling of the same place keeps the recorded hash): the keys the folder holds are the key set's identity; pointing outputDir at a folder holding them is a move (artifact-move.ts), anywhere else a rotation, which check() refuses without `rotation`" } },
         keySize: { hash: { part: "keys" } },
         validityDays: { hash: { part: "keys" } },
         token: { hash: { part: "keys" } },

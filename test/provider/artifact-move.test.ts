@@ -51,6 +51,10 @@ describe("moves (artifact-move.ts)", () => {
         assert.equal(relocatedPath(path.resolve("out/keys/db.key"), path.resolve("out/keys"), "keys"), path.join("keys", "db.key"));
         assert.equal(relocatedPath("out/keys/db.key", "./out/keys", "k2"), path.join("k2", "db.key"));
         assert.equal(relocatedPath("/elsewhere/f", "/x/a", "/y/c"), "/elsewhere/f");
+        // a name starting with ".." is inside the folder; only ".." itself climbs out
+        assert.equal(relocatedPath("/x/a/..data/f", "/x/a", "/y/c"), "/y/c/..data/f");
+        assert.equal(relocatedPath("/x/a/..", "/x/a", "/y/c"), "/x/a/..");
+        assert.equal(relocatedPath("/x/ab/f", "/x/a", "/y/c"), "/x/ab/f");
     });
 
     it("the recorded artifact found at the new folder: diff says update (no replace) and says moved; update takes it over without building", async () => {
@@ -80,6 +84,23 @@ describe("moves (artifact-move.ts)", () => {
         const { outs } = await logged(() => h.update("x", { ...olds, store }, news(path.join(root, "b"))));
         assert.deepEqual(calls, []);
         assert.deepEqual(outs!.store, { ...store, objects: { [path.join(root, "b", "t.raw")]: "s3://bucket/p/blobs/sha256/ab" } });
+    });
+
+    it("moved into a store that lacks it: the update publishes it, and lastBuild still says moved (nothing was built)", async () => {
+        const calls: string[] = [];
+        const publishing: Handler = {
+            ...recordingHandler(calls),
+            update: async (_id, moved, news) => (calls.push("update"), { outs: { ...moved, ...news, lastBuild: { action: "published", reasons: ["not yet in s3://bucket/p"], steps: [{ step: "publish", seconds: 0 }], seconds: 0 } } }),
+        };
+        const h = withMoves(publishing, spec);
+        fs.renameSync(path.join(root, "a"), path.join(root, "b"));
+        const to = path.join(root, "b");
+        const { outs } = await logged(() => h.update("x", olds, { ...news(to), artifactStore: { bucket: "bucket", prefix: "p", endpoint: "http://127.0.0.1:9" } }));
+        assert.deepEqual(calls, ["update"]);
+        assert.equal(outs!.path, path.join(to, "t.raw"));
+        assert.equal(outs!.lastBuild.action, "moved");
+        assert.deepEqual(outs!.lastBuild.reasons, [`moved from ${olds.outputDir} to ${to}`, "not yet in s3://bucket/p"]);
+        assert.deepEqual(outs!.lastBuild.steps.map((s: { step: string }) => s.step), ["verify the recorded digests at the new place", "publish"]);
     });
 
     it("an empty new folder, other bytes there, or changed inputs: the inner diff's replace stands", async () => {

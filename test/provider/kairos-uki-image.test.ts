@@ -3,7 +3,9 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { kairosUkiImageHandler as uki } from "../../provider/kairos-uki-image";
+import { kairosUkiImageHandler as uki, kairosUkiImageMoves } from "../../provider/kairos-uki-image";
+import { withMoves } from "../../provider/artifact-move";
+import { withLogSink } from "../../provider/build-log";
 import { bootMediaHandler as media } from "../../provider/boot-media";
 import { signingKeysHandler } from "../../provider/signing-keys";
 import { systemExtensionHandler } from "../../provider/system-extension";
@@ -124,6 +126,29 @@ describe("KairosUkiImage and BootMedia handlers", function () {
             };
         });
 
+        it("KairosUkiImage moved with its folder: taken over only when each loader entry is what the inputs render", async () => {
+            const moves = withMoves(uki, kairosUkiImageMoves);
+            const copy = (name: string) => {
+                const to = path.join(work, name);
+                fs.cpSync(built.outputDir, to, { recursive: true });
+                return to;
+            };
+            const intact = copy("m-uki-moved");
+            const { inputs: atIntact, failures } = await uki.check(built, { ...base, outputDir: intact });
+            assert.deepStrictEqual(failures ?? [], []);
+            assert.deepStrictEqual((await withLogSink({ info: () => undefined, progress: () => undefined }, () => moves.diff("x", built, atIntact))).replaces, []);
+            // the same UKIs, but an entry that boots them differently (an added kernel option): not the recorded artifact
+            const altered = copy("m-uki-altered");
+            const entry = path.join(altered, "entries", path.basename(built.ukis[0].entryPath));
+            fs.writeFileSync(entry, fs.readFileSync(entry, "utf8").replace(/^(title .*)$/m, "$1\noptions init=/bin/sh"));
+            const { inputs: atAltered } = await uki.check(built, { ...base, outputDir: altered });
+            assert.deepStrictEqual((await moves.diff("x", built, atAltered)).replaces, ["outputDir"]);
+            // its update (had the diff been passed) builds there instead of taking the altered entry over
+            const rebuilt = (await withLogSink({ info: () => undefined, progress: () => undefined }, () => moves.update("x", built, atAltered))).outs!;
+            assert.notStrictEqual(rebuilt.lastBuild.action, "moved");
+            assert.strictEqual(fs.readFileSync(entry, "utf8"), fs.readFileSync(built.ukis[0].entryPath, "utf8"));
+        });
+
         it("refuses secure-boot-enroll if-safe for a systemd-boot that does not know it", async () => {
             const { failures } = await media.check({}, { ...mediaBase, name: "m" });
             assert.strictEqual(failures?.length, 1);
@@ -167,6 +192,37 @@ describe("KairosUkiImage and BootMedia handlers", function () {
             const own = { ...mediaBase, name: "own", type: "dir", secureBootEnroll: "force" };
             await createVia(media, own);
             assert.deepStrictEqual((await media.check(own, own)).failures ?? [], []);
+        });
+
+        it("type dir moved to another folder: only that media, moved there, is taken for its own; a folder it did not make is refused, move or not", async () => {
+            const own = { ...mediaBase, name: "mine", type: "dir", secureBootEnroll: "force" };
+            const { inputs: olds } = await media.check({}, own);
+            const outs = (await media.create(olds)).outs;
+            const moved = path.join(work, "media-moved");
+            fs.mkdirSync(moved);
+            fs.cpSync(outs.path, path.join(moved, "mine"), { recursive: true });
+            // the recorded media, moved with its folder: accepted (the move then takes it over)
+            assert.deepStrictEqual((await media.check(olds, { ...own, outputDir: moved })).failures ?? [], []);
+            // the same place name holding someone else's files, under a new outputDir or a new name: refused
+            const foreign = path.join(work, "media-foreign");
+            fs.mkdirSync(path.join(foreign, "mine"), { recursive: true });
+            fs.writeFileSync(path.join(foreign, "mine", "keep.txt"), "not ours\n");
+            fs.mkdirSync(path.join(work, "media", "other"));
+            fs.writeFileSync(path.join(work, "media", "other", "keep.txt"), "not ours\n");
+            for (const news of [{ ...own, outputDir: foreign }, { ...own, name: "other" }]) {
+                const { failures } = await media.check(olds, news);
+                assert.strictEqual(failures?.length, 1, JSON.stringify(failures));
+                assert.strictEqual(failures![0].property, "name");
+                assert.match(failures![0].reason, /already exists and was not made by this BootMedia; type "dir" replaces its folder whole/);
+            }
+            // the moved media with one file added or one altered is not ours either
+            fs.writeFileSync(path.join(moved, "mine", "extra.txt"), "added\n");
+            assert.strictEqual((await media.check(olds, { ...own, outputDir: moved })).failures?.[0]?.property, "name");
+            fs.rmSync(path.join(moved, "mine", "extra.txt"));
+            fs.appendFileSync(path.join(moved, "mine", "loader", "loader.conf"), "editor yes\n");
+            assert.strictEqual((await media.check(olds, { ...own, outputDir: moved })).failures?.[0]?.property, "name");
+            assert.strictEqual(fs.readFileSync(path.join(foreign, "mine", "keep.txt"), "utf8"), "not ours\n");
+            assert.strictEqual(fs.readFileSync(path.join(work, "media", "other", "keep.txt"), "utf8"), "not ours\n");
         });
 
         describe("with extensions", () => {

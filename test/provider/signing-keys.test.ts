@@ -2,7 +2,9 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { signingKeysHandler as handler } from "../../provider/signing-keys";
+import { SIGNING_KEYS_TOKEN, signingKeysHandler as handler } from "../../provider/signing-keys";
+import { handlerFor } from "../../provider/handlers";
+import { LOCK_TIMEOUT_ENV, withOutputLock } from "../../provider/store/output-lock";
 import { tempDir } from "../helpers/engine";
 import { makeCertificate } from "../helpers/pki";
 
@@ -121,5 +123,36 @@ describe("SigningKeys handler: bad input gets one clear error and writes nothing
         const f = await checkFailures({ name: "acme", outputDir: path.join(root, "b"), rotation: 1 }, a.inputs);
         assert.deepStrictEqual(f.map((x) => x.property), ["outputDir"]);
         assert.ok(fs.readFileSync(path.join(root, "b", "db.key")).equals(before));
+    });
+});
+
+describe("SigningKeys moved with their folder (artifact-move.ts through handlerFor)", function () {
+    this.timeout(120000);
+
+    it("takes the keys over and makes private keys that arrived readable by others 0600 again; the old folder is neither locked nor written", async () => {
+        const root = tempDir("sk-move");
+        const h = handlerFor(SIGNING_KEYS_TOKEN);
+        const a = await h.check({}, { name: "acme", outputDir: path.join(root, "a") });
+        const { outs } = await h.create(a.inputs);
+        const to = path.join(root, "b");
+        fs.cpSync(path.join(root, "a"), to, { recursive: true });
+        fs.chmodSync(path.join(to, "db.key"), 0o644);
+        fs.chmodSync(path.join(to, "tpm2-pcr-private.pem"), 0o640);
+        const b = await h.check(a.inputs, { name: "acme", outputDir: to });
+        assert.deepStrictEqual(b.failures ?? [], []);
+        assert.deepStrictEqual((await h.diff(outs.keyDir, outs, b.inputs)).replaces, []);
+        // Another build holding the old folder's lock does not hold up the move: it never locks (nor writes) there.
+        const saved = process.env[LOCK_TIMEOUT_ENV];
+        process.env[LOCK_TIMEOUT_ENV] = "1";
+        const moved = await withOutputLock([outs.keyDir], "SigningKeys acme (another stack)", async () => (await h.update(outs.keyDir, outs, b.inputs)).outs!).finally(() => {
+            saved === undefined ? delete process.env[LOCK_TIMEOUT_ENV] : (process.env[LOCK_TIMEOUT_ENV] = saved);
+        });
+        assert.strictEqual(moved.lastBuild.action, "moved");
+        assert.strictEqual(moved.keyDir, to);
+        for (const f of fs.readdirSync(to).filter((f) => f.endsWith(".key") || f === "tpm2-pcr-private.pem")) {
+            assert.strictEqual(fs.statSync(path.join(to, f)).mode & 0o777, 0o600, f);
+            assert.strictEqual(fs.statSync(path.join(root, "a", f)).mode & 0o777, 0o600, `a/${f}`);
+        }
+        assert.deepStrictEqual(moved.fileDigests, outs.fileDigests);
     });
 });
