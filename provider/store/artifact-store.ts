@@ -292,11 +292,13 @@ export class ArtifactStore {
     }
 
     /**
-     * Signs and writes the manifest unless one exists: the first complete build of an input hash wins
-     * (If-None-Match: *), and a later runner's identical build does not rewrite it. `replace` overwrites
-     * (a manifest found damaged or foreign-signed).
+     * Signs and writes the manifest unless a valid one exists: the first complete build of an input hash
+     * wins (If-None-Match: *), and a later runner's identical build does not rewrite it. An object already
+     * at the key that does not verify (junk planted by anyone who can write the bucket, a damaged or
+     * foreign-signed manifest) is overwritten: otherwise a bucket writer could block the key for good.
+     * `replace` overwrites unconditionally (a manifest found damaged while fetching).
      */
-    async putManifest(m: Omit<ArtifactManifest, "format">, opts: { replace?: boolean } = {}): Promise<"written" | "present"> {
+    async putManifest(m: Omit<ArtifactManifest, "format">, opts: { replace?: boolean } = {}): Promise<"written" | "present" | "replaced"> {
         const key = this.spec.publisher?.key;
         if (!key) throw new Error(`artifact store ${this.location}: artifactStore.publisher has no key; this runner only fetches`);
         const payload = Buffer.from(canonicalJson({ format: MANIFEST_FORMAT, ...m }), "utf8");
@@ -308,18 +310,26 @@ export class ArtifactStore {
         };
         const body = `${JSON.stringify(envelope, null, 1)}\n`;
         if (body.length > MAX_MANIFEST_BYTES) throw new Error(`the manifest for ${m.resource} ${m.inputHash} would be ${body.length} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
+        const write = (ifNoneMatch: "*" | undefined) => this.call(`write ${this.manifestUri(m.resource, m.inputHash)}`, () =>
+            this.client.send(new PutObjectCommand({
+                Bucket: this.spec.bucket, Key: this.manifestKey(m.resource, m.inputHash), Body: body, ContentType: "application/json",
+                IfNoneMatch: ifNoneMatch,
+            })),
+        );
         try {
-            await this.call(`write ${this.manifestUri(m.resource, m.inputHash)}`, () =>
-                this.client.send(new PutObjectCommand({
-                    Bucket: this.spec.bucket, Key: this.manifestKey(m.resource, m.inputHash), Body: body, ContentType: "application/json",
-                    IfNoneMatch: opts.replace ? undefined : "*",
-                })),
-            );
+            await write(opts.replace ? undefined : "*");
             return "written";
         } catch (e) {
-            if (isPreconditionFailed(e)) return "present";
-            throw e;
+            if (!isPreconditionFailed(e)) throw e;
         }
+        // Something is there: it counts only if it is a manifest this runner would read.
+        try {
+            if (await this.getManifest(m.resource, m.inputHash)) return "present";
+        } catch (e) {
+            if (!(e instanceof StoreIntegrityError)) throw e;
+        }
+        await write(undefined);
+        return "replaced";
     }
 
     /** Runs one S3 call; a failure names the operation, the store and the server's answer. */

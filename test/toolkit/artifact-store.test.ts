@@ -83,6 +83,22 @@ describe("artifact store on a real S3 server", function () {
         assert.strictEqual(await store.getManifest("kairos:index:SystemExtension", "absent"), undefined);
     });
 
+    it("junk or a foreign-signed manifest planted first at a manifest key does not block the honest one", async () => {
+        const resource = "kairos:index:SystemExtension";
+        for (const [hash, planted] of [
+            ["q1", Buffer.from("{not a manifest")],
+            ["q2", handMadeManifest({ format: "pulumi-kairos-artifacts/1", resource, inputHash: "q2", entries: [], outputs: { forged: true } }, foreign)],
+            ["q3", handMadeManifest({ format: "pulumi-kairos-artifacts/1", resource, inputHash: "q3", entries: [], outputs: { forged: true } })],
+        ] as const) {
+            await objects.put("unit", store.manifestKey(resource, hash), planted);
+            assert.strictEqual(await store.putManifest({ resource, inputHash: hash, entries: [], outputs: { honest: hash } }), "replaced");
+            assert.deepStrictEqual((await store.getManifest(resource, hash))!.outputs, { honest: hash });
+        }
+        // A valid manifest already there is kept: the first honest build wins.
+        assert.strictEqual(await store.putManifest({ resource, inputHash: "q1", entries: [], outputs: { later: true } }), "present");
+        assert.deepStrictEqual((await store.getManifest(resource, "q1"))!.outputs, { honest: "q1" });
+    });
+
     it("a manifest that is not JSON or describes something else is refused", async () => {
         await objects.put("unit", store.manifestKey("kairos:index:BootMedia", "h2"), Buffer.from("{not json"));
         await assert.rejects(store.getManifest("kairos:index:BootMedia", "h2"), (e: Error) => e instanceof StoreIntegrityError && /manifests\/BootMedia\/h2\.json is not a signed manifest \(not JSON\); it was not used/.test(e.message));
