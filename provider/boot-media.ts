@@ -288,7 +288,28 @@ async function checkedCopies(i: CheckedInputs, dir: string): Promise<CheckedInpu
     };
     const problems = await trustProblems(s, { remember: false, shownAs: i });
     if (problems.length > 0) throw new Error(problems.map((p) => `${p.property}: ${p.reason}`).join("\n"));
+    // A file changed since the input hash was taken (a valid, re-signed UKI, say) would go on the media
+    // under the old hash: the copies must be the bytes the hash records.
+    const copied = await contentHashParts(s);
+    const changed = Object.keys(copied).filter((k) => copied[k] !== i.hashParts[k]);
+    if (changed.length > 0) {
+        throw new Error(`${changed.map((k) => CONTENT_PART_PROPERTY[k]).join(", ")} changed after the input hash was taken (the files are no longer the bytes it records); run the update again so the media are built from what is there now`);
+    }
     return s;
+}
+
+/** The property each content part of the input hash covers, to name it when its files change. */
+const CONTENT_PART_PROPERTY: Record<string, string> = { uki: "uki", keys: "enrollKeys", extensions: "extensions", overlay: "cloudConfig/overlayFiles" };
+
+/** The parts of the input hash that digest file contents (names as the media carry them, and bytes). */
+async function contentHashParts(i: CheckedInputs): Promise<Record<string, string>> {
+    const digest = async (files: string[]) => Promise.all(files.map(async (f) => `${path.basename(f)}:${await sha256File(f)}`));
+    return {
+        uki: sha256Hex(canonicalJson(await digest([i.uki.systemdBoot, ...i.uki.efiFiles, ...i.uki.loaderEntries]))),
+        keys: sha256Hex(canonicalJson(await digest([i.enrollKeys.PK, i.enrollKeys.KEK, i.enrollKeys.db]))),
+        extensions: sha256Hex(canonicalJson(await digest(i.extensions ?? []))),
+        overlay: sha256Hex(canonicalJson({ cloudConfig: i.cloudConfig ? await sha256File(i.cloudConfig) : null, files: await Promise.all((i.overlayFiles ?? []).map(async (o) => [o.path, await sha256File(o.source)])) })),
+    };
 }
 
 /** type "dir": the ESP tree as a folder, with the ISO-root files beside it. */
@@ -314,12 +335,8 @@ async function buildDir(i: CheckedInputs, s: CheckedInputs, files: EspFile[], lo
 async function deriveHashes(i: CheckedInputs): Promise<InputProblem[]> {
     const refused = await trustProblems(i, { remember: true, shownAs: i });
     if (refused.length > 0) return refused;
-    const digest = async (files: string[]) => Promise.all(files.map(async (f) => `${path.basename(f)}:${await sha256File(f)}`));
     i.hashParts = {
-        uki: sha256Hex(canonicalJson(await digest([i.uki.systemdBoot, ...i.uki.efiFiles, ...i.uki.loaderEntries]))),
-        keys: sha256Hex(canonicalJson(await digest([i.enrollKeys.PK, i.enrollKeys.KEK, i.enrollKeys.db]))),
-        extensions: sha256Hex(canonicalJson(await digest(i.extensions ?? []))),
-        overlay: sha256Hex(canonicalJson({ cloudConfig: i.cloudConfig ? await sha256File(i.cloudConfig) : null, files: await Promise.all((i.overlayFiles ?? []).map(async (o) => [o.path, await sha256File(o.source)])) })),
+        ...(await contentHashParts(i)),
         options: sha256Hex(canonicalJson(plainHashValues(BOOT_MEDIA_TOKEN, "options", i))),
         // The artifact's name and form (NAME.iso or the folder NAME): media that differ only there must
         // not share a manifest in the store, where the input hash is the key.
