@@ -14,7 +14,7 @@ import { isPkcs11Uri } from "./toolkit/pkcs11";
 import { publicKeyPem, readCertificate } from "./toolkit/openssl";
 import { replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/staging";
 import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
-import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
+import { inspectKairosRootfs, kairosReleaseIn, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
 import { buildInitrd, INITRD_EXCLUDES, isInitrdWindowLog, MAX_KERNEL_WINDOW_LOG } from "./toolkit/initrd";
 import { InitrdCache } from "./store/initrd-cache";
 import { BootEntry, LoaderEntryKey, SingleEntry, loaderEntryFileName, planBootEntries, renderLoaderEntry } from "./toolkit/boot-entries";
@@ -142,8 +142,11 @@ function bootEntriesOf(i: CheckedInputs): BootEntry[] {
  * Fetched UKIs, checked as build() checks its own and more: every UKI and BOOTX64.EFI must pass sbverify
  * against this runner's db certificate; each UKI's .pcrpkey must be pcrKey's public half, and its .pcrsig
  * must sign, with that key, the PCR 11 policy recomputed here from the UKI's own sections (the pcr11
- * output is that recomputation); the loader entries must be byte-for-byte what these inputs render. The
- * entries (file names, command lines, titles) come from the inputs; only kairosRelease and the two
+ * output is that recomputation); each UKI's .cmdline must be its entry's command line from these inputs
+ * (a db-signed UKI of another build is not this one), and every UKI must carry the same .osrel; the
+ * loader entries must be byte-for-byte what these inputs render. The entries (file names, command
+ * lines, titles) come from the inputs, kairosRelease from the UKIs' .osrel (from the manifest, validated,
+ * only when .osrel has no KAIROS_RELEASE: the build then read it from /etc/kairos-release); only the two
  * origins are taken from the manifest, validated.
  */
 async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<string, unknown>, work: string): Promise<Partial<Outputs>> {
@@ -152,8 +155,9 @@ async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<st
         if (v !== "image" && v !== "host") throw refuse(`its manifest gives ${what} ${JSON.stringify(v)}`);
         return v;
     };
-    const kairosRelease = stored.kairosRelease;
-    if (typeof kairosRelease !== "string" || kairosRelease.length > 256 || /[\0\n\r]/.test(kairosRelease)) throw refuse("its manifest gives no one-line kairosRelease");
+    const osrel = ukiOsRelease(bootEntriesOf(i).map((e) => path.join(staged, `${e.fileName}.efi`)), refuse);
+    const kairosRelease = kairosReleaseIn(osrel) ?? stored.kairosRelease;
+    if (typeof kairosRelease !== "string" || kairosRelease === "" || kairosRelease.length > 256 || /[\0\n\r]/.test(kairosRelease)) throw refuse("neither its .osrel nor its manifest gives a one-line kairosRelease");
     const storedBoot = (stored.systemdBoot ?? {}) as Record<string, unknown>;
     if (fs.readFileSync(path.join(staged, OWNER_MARKER), "utf8") !== OWNER_TEXT) throw refuse(`${OWNER_MARKER} is not the marker a build writes`);
     const bootx64 = path.join(staged, "BOOTX64.EFI");
@@ -172,6 +176,8 @@ async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<st
         pcr11[entry.fileName] = await verifiedPcr11(file, pcrPublic, path.join(work, `pcr-${entry.fileName}`)).catch((e) => {
             throw refuse(`${entry.fileName}.efi: ${(e as Error).message}`);
         });
+        const cmdline = sectionText(file, ".cmdline");
+        if (cmdline !== entry.cmdline) throw refuse(`${entry.fileName}.efi carries the command line ${JSON.stringify(cmdline)}, not ${JSON.stringify(entry.cmdline)} that these inputs give it: a UKI of another build`);
         const entryName = loaderEntryFileName(entry);
         const want = renderLoaderEntry(entry, { key: entryKey, version: i.includeVersionInConfig ? kairosRelease : undefined, includeCmdline: i.includeCmdlineInConfig });
         if (fs.readFileSync(path.join(staged, "entries", entryName), "utf8") !== want) throw refuse(`entries/${entryName} is not the loader entry these inputs make`);
@@ -190,6 +196,19 @@ async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<st
         kairosRelease,
         entryKey,
     };
+}
+
+/** A UKI section's text as the stub reads it (trailing NUL padding dropped); undefined without the section. */
+function sectionText(uki: string, name: string): string | undefined {
+    return readSectionData(uki, readPeSections(uki), name)?.toString("utf8").replace(/\0+$/, "");
+}
+
+/** The .osrel every one of `ukis` carries: one build embeds one os-release in all of them. */
+function ukiOsRelease(ukis: string[], refuse: (why: string) => Error): string {
+    const texts = ukis.map((f) => sectionText(f, ".osrel"));
+    if (texts.some((t) => t === undefined)) throw refuse(`${path.basename(ukis[texts.indexOf(undefined)])} has no .osrel section`);
+    if (new Set(texts).size !== 1) throw refuse("its UKIs carry different .osrel sections: they are not from one build");
+    return texts[0]!;
 }
 
 /**

@@ -26,7 +26,7 @@ import { S3Server, startS3Server } from "../helpers/s3-server";
 import { envelopePayload, handMadeManifest, s3Objects } from "../helpers/s3-objects";
 import { makeCertificate } from "../helpers/pki";
 import { makeGenkeyFolder } from "../helpers/genkey";
-import { buildTestOsRootfs } from "../helpers/test-os";
+import { TEST_OS_RELEASE, buildTestOsRootfs } from "../helpers/test-os";
 import { tempDir } from "../helpers/temp";
 
 const BUCKET = "hostile";
@@ -277,6 +277,28 @@ describe("a hostile artifact store: nothing fetched is trusted until it passes a
         const b = freshRunner();
         const inputs = await checked(handler.uki, ukiInputs(b));
         await assertRefused(b, () => handler.uki.create(inputs), manifestUriOf(KAIROS_UKI_IMAGE_TOKEN), /BOOTX64\.EFI does not verify against the db certificate .* \(untrusted-signer\)/);
+    });
+
+    it("an older db-signed UKI (another build: another command line) under the current input hash is refused; kairosRelease comes from the UKIs' .osrel, not the manifest", async () => {
+        const olderDir = tempDir("hostile-older-uki");
+        const older = await createVia(handler.uki, { ...ukiInputs(runnerA), outputDir: olderDir, extendCmdline: "console=ttyS0 rd.older.build", artifactStore: undefined });
+        const swapped = older.ukis[0] as { fileName: string; path: string; sha256: string; size: number };
+        await objects.put(BUCKET, `kairos/sha256/${swapped.sha256}`, fs.readFileSync(swapped.path));
+        await forge(KAIROS_UKI_IMAGE_TOKEN, (m) => {
+            m.entries = m.entries.map((e: { path: string }) => (e.path === `${swapped.fileName}.efi` ? { ...e, sha256: swapped.sha256, size: swapped.size } : e));
+        });
+        const b = freshRunner();
+        const inputs = await checked(handler.uki, ukiInputs(b));
+        await assertRefused(b, () => handler.uki.create(inputs), manifestUriOf(KAIROS_UKI_IMAGE_TOKEN), new RegExp(`${swapped.fileName}\\.efi carries the command line ".*rd\\.older\\.build.*", not .*: a UKI of another build`));
+
+        await restore();
+        await forge(KAIROS_UKI_IMAGE_TOKEN, (m) => {
+            m.outputs.kairosRelease = "v9.9.9-forged";
+        });
+        const c = freshRunner();
+        const outs = await createVia(handler.uki, ukiInputs(c));
+        assert.strictEqual(outs.lastBuild.action, "fetched");
+        assert.strictEqual(outs.kairosRelease, TEST_OS_RELEASE);
     });
 
     it("a promoted artifact whose stored bytes are not expectedSha256 is refused", async () => {
