@@ -8,6 +8,7 @@ import type { Handler } from "../resource-kit";
 import { BuildLog } from "../build-log";
 import { sha256File, sha256FileIfExists } from "../toolkit/files";
 import { treeEntries } from "../toolkit/tree-digest";
+import { ToolNotFoundError } from "../toolkit/run";
 import { X509Certificate } from "crypto";
 import { containsUnknown, signingPairProblems } from "../resource-kit";
 import type { InputProblem } from "../validation/schema-validator";
@@ -328,14 +329,27 @@ async function placeEntries<T>(store: ArtifactStore, root: string, placement: "f
             else await store.getBlob(e.sha256, e.size!, to);
             fs.chmodSync(to, placedMode(e.mode, false));
         }
-        // Verified in staging: a refused artifact never reaches root. Whatever check fails, the fetched
-        // bytes are not what a build would accept: a refusal (onCorrupt "rebuild" then builds).
+        // Verified in staging: a refused artifact never reaches root. A check that fails on the fetched
+        // bytes is a refusal (onCorrupt "rebuild" then builds); a failure of this machine (a full disk,
+        // an I/O error, a missing tool) is not the store's fault and stays what it is.
         return accept(staging).catch((e) => {
-            throw e instanceof StoreIntegrityError ? e : new StoreIntegrityError(`the fetched artifacts do not pass the checks a build makes: ${(e as Error).message}`);
+            throw e instanceof StoreIntegrityError || isLocalFailure(e) ? e : new StoreIntegrityError(`the fetched artifacts do not pass the checks a build makes: ${(e as Error).message}`);
         });
     };
     if (placement === "dir") return replaceDirectory(root, write, 0o755);
     return stageThenMove(root, write, 0o755);
+}
+
+/** errno codes that say the machine failed, whatever bytes it was handed. */
+const LOCAL_ERRNO = new Set(["ENOSPC", "EDQUOT", "EIO", "EACCES", "EPERM", "EROFS", "EMFILE", "ENFILE", "ENOMEM", "EBUSY"]);
+
+/** An error of this machine rather than of the bytes checked: a full disk, an I/O error, a tool not installed. */
+export function isLocalFailure(e: unknown): boolean {
+    if (e instanceof ToolNotFoundError) return true;
+    const code = (e as NodeJS.ErrnoException | undefined)?.code;
+    if (typeof code === "string" && LOCAL_ERRNO.has(code)) return true;
+    const cause = (e as { cause?: unknown } | undefined)?.cause;
+    return cause !== undefined && cause !== e && isLocalFailure(cause);
 }
 
 /** The `artifactStore` of a resource's inputs, as a store (undefined: none configured). */

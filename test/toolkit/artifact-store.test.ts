@@ -6,6 +6,8 @@ import * as path from "path";
 import { createHash } from "crypto";
 import { ArtifactStore, MAX_MANIFEST_BYTES, OUTPUT_ROOT, StoreIntegrityError, relocate } from "../../provider/store/artifact-store";
 import { sha256File } from "../../provider/toolkit/files";
+import { ToolNotFoundError } from "../../provider/toolkit/run";
+import { ArtifactLayout, fetchFromStore } from "../../provider/store/stored-artifacts";
 import { S3Server, startS3Server } from "../helpers/s3-server";
 import { envelopePayload, handMadeManifest, s3Objects } from "../helpers/s3-objects";
 import { tempDir } from "../helpers/temp";
@@ -97,6 +99,32 @@ describe("artifact store on a real S3 server", function () {
         // A valid manifest already there is kept: the first honest build wins.
         assert.strictEqual(await store.putManifest({ resource, inputHash: "q1", entries: [], outputs: { later: true } }), "present");
         assert.deepStrictEqual((await store.getManifest(resource, "q1"))!.outputs, { honest: "q1" });
+    });
+
+    it("fetching: only a failed check of the fetched bytes is a store refusal; a full disk or a missing tool stays a local error", async () => {
+        const f = fileWith("fetch.txt", "stored bytes\n");
+        const sha = await sha256File(f);
+        await store.putBlob(f, sha, 13);
+        const resource = "kairos:index:PromotedArtifact";
+        await store.putManifest({ resource, inputHash: "f1", entries: [{ path: "fetch.txt", sha256: sha, size: 13, mode: 0o644 }], outputs: {} });
+        const layoutWith = (fail: () => never): ArtifactLayout => ({
+            root: (p) => p.outputDir, placement: () => "files", localFiles: () => [], label: () => "fetch test",
+            expectedFiles: () => ["fetch.txt"],
+            accept: async () => fail(),
+        });
+        const inputs = () => ({ inputHash: "f1", outputDir: tempDir("fetch-root") });
+        const refused = await fetchFromStore(store, resource, inputs(), layoutWith(() => {
+            throw new Error("fetch.txt is not signed by the db certificate");
+        })).catch((e) => e);
+        assert.ok(refused instanceof StoreIntegrityError, String(refused));
+        assert.match(refused.message, /do not pass the checks a build makes: fetch\.txt is not signed by the db certificate/);
+        for (const local of [Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" }), Object.assign(new Error("EIO: i/o error, read"), { code: "EIO" }), new ToolNotFoundError("xorriso")]) {
+            const err = await fetchFromStore(store, resource, inputs(), layoutWith(() => {
+                throw local;
+            })).catch((e) => e);
+            assert.strictEqual(err, local, `${local.message} is passed on as it is, not as a damaged store`);
+            assert.ok(!(err instanceof StoreIntegrityError));
+        }
     });
 
     it("a manifest that is not JSON or describes something else is refused", async () => {
