@@ -51,6 +51,11 @@ export interface StoreOutput {
     manifest: string;
     /** Local path (as in the other outputs) -> object URI. */
     objects: Record<string, string>;
+    /**
+     * false: this runner had no publisher key, so no manifest was written; a later run with the key
+     * publishes. Absent (states from before this field): published.
+     */
+    published: boolean;
 }
 
 /** Outputs that describe one run, not the artifact: never stored, never taken from the store. */
@@ -129,7 +134,8 @@ export async function diffWithStore(h: Handler, layout: ArtifactLayout, id: stri
     const result = await h.diff(id, olds, news);
     const store = artifactStoreFor(news.artifactStore);
     if (result.changes || !store) return result;
-    return missingLocally(olds, layout).length > 0 || olds.store?.location !== store.location ? { ...result, changes: true } : result;
+    const unpublished = olds.store?.published === false && store.canPublish; // the key came later: publish now
+    return missingLocally(olds, layout).length > 0 || olds.store?.location !== store.location || unpublished ? { ...result, changes: true } : result;
 }
 
 function idOf(layout: ArtifactLayout, outs: Record<string, any>): string {
@@ -201,7 +207,7 @@ export async function publish(
     const readsManifests = !!layout.accept;
     if (!store.canPublish && readsManifests) {
         log.say(`not published to ${store.location}: artifactStore.publisher has no key, so this runner only fetches`);
-        return { ...outs, lastBuild: withReport(), store: storeOutput(store, token, inputs.inputHash, root, entries) };
+        return { ...outs, lastBuild: withReport(), store: storeOutput(store, token, inputs.inputHash, root, entries, false) };
     }
     const uploaded = await log.step(`upload to ${store.location}`, async () => {
         let n = 0;
@@ -222,11 +228,12 @@ export async function publish(
     return { ...outs, lastBuild: withReport(), store: storeOutput(store, token, inputs.inputHash, root, entries) };
 }
 
-function storeOutput(store: ArtifactStore, token: string, inputHash: string, root: string, entries: ManifestEntry[]): StoreOutput {
+function storeOutput(store: ArtifactStore, token: string, inputHash: string, root: string, entries: ManifestEntry[], published = true): StoreOutput {
     return {
         location: store.location,
         manifest: store.manifestUri(token, inputHash),
         objects: Object.fromEntries(entries.filter((e) => e.sha256).map((e) => [path.join(root, e.path), store.blobUri(e.sha256!)])),
+        published,
     };
 }
 

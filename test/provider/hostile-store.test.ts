@@ -301,6 +301,25 @@ describe("a hostile artifact store: nothing fetched is trusted until it passes a
         assert.strictEqual(outs.kairosRelease, TEST_OS_RELEASE);
     });
 
+    it("a runner without the publisher key records published: false; given the key later, diff asks for an update and the update publishes", async () => {
+        const later = path.join(tempDir("hostile-later"), "later.txt");
+        fs.writeFileSync(later, "published once the key is here\n");
+        const b = freshRunner();
+        const base = { ...promotedInputs(b), source: later, expectedSha256: await sha256File(later) };
+        const keyless = await checked(handler.promoted, { ...base, artifactStore: spec({ publisher: { certificate: publisher.certificate } }) });
+        const built = (await handler.promoted.create(keyless)).outs;
+        assert.strictEqual(built.store.published, false);
+        assert.strictEqual(await probe.getManifest(PROMOTED_ARTIFACT_TOKEN, built.inputHash), undefined);
+        const withKey = await checked(handler.promoted, base);
+        assert.strictEqual(withKey.inputHash, built.inputHash, "the publisher is not part of the input hash");
+        assert.strictEqual((await handler.promoted.diff(built.path, built, withKey)).changes, true);
+        const updated = (await handler.promoted.update(built.path, built, withKey)).outs;
+        assert.strictEqual(updated.store.published, true);
+        assert.strictEqual(updated.lastBuild.action, "published");
+        assert.ok(await probe.getManifest(PROMOTED_ARTIFACT_TOKEN, built.inputHash), "the manifest is written now");
+        assert.strictEqual((await handler.promoted.diff(built.path, updated, withKey)).changes, false);
+    });
+
     it("a promoted artifact whose stored bytes are not expectedSha256 is refused", async () => {
         const other = path.join(tempDir("hostile-other"), "notes.txt");
         fs.writeFileSync(other, "never tested\n");
