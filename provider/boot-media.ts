@@ -11,7 +11,7 @@ import { MoveSpec, sameHashPartsBut } from "./artifact-move";
 import { Handler, checkInputs, packageProvider, replacedFields, samePath } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
-import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
+import { canonicalJson, isInside, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { stageThenMove, replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/staging";
 import { treeDigest, treeEntries } from "./toolkit/tree-digest";
 import { EspFile, buildEspImage, listEsp, readEspFile } from "./toolkit/esp";
@@ -321,7 +321,7 @@ async function buildDir(i: CheckedInputs, s: CheckedInputs, files: EspFile[], lo
             for (const f of [...files.map((f) => ({ to: f.espPath, from: f.source })), ...rootFiles(s).map((r) => ({ to: r.isoPath, from: r.source }))]) {
                 const to = path.join(staging, f.to);
                 // check() refuses such paths already; this keeps any caller from writing outside the media
-                if (path.relative(staging, to).startsWith("..") || path.isAbsolute(path.relative(staging, to))) throw new Error(`${f.to}: outside the media folder`);
+                if (!isInside(staging, to)) throw new Error(`${f.to}: outside the media folder`);
                 fs.mkdirSync(path.dirname(to), { recursive: true });
                 fs.copyFileSync(f.from, to);
             }

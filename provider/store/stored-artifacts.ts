@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { Handler } from "../resource-kit";
 import { BuildLog } from "../build-log";
-import { sha256File, sha256FileIfExists } from "../toolkit/files";
+import { isInside, sha256File, sha256FileIfExists } from "../toolkit/files";
 import { treeEntries } from "../toolkit/tree-digest";
 import { ToolNotFoundError } from "../toolkit/run";
 import { X509Certificate } from "crypto";
@@ -323,7 +323,7 @@ async function placeEntries<T>(store: ArtifactStore, root: string, placement: "f
     const write = async (staging: string) => {
         for (const e of [...entries].sort((a, b) => a.path.localeCompare(b.path))) {
             const to = path.join(staging, e.path);
-            if (path.relative(staging, to).startsWith("..")) throw new StoreIntegrityError(`the manifest names ${e.path}, outside the artifact folder`);
+            if (!isInside(staging, to)) throw new StoreIntegrityError(`the manifest names ${e.path}, outside the artifact folder`);
             if (!e.sha256) {
                 fs.mkdirSync(to, { recursive: true });
                 fs.chmodSync(to, placedMode(e.mode, true));
