@@ -15,7 +15,7 @@ import { canonicalJson, isInside, sha256File, sha256FileIfExists, sha256Hex } fr
 import { stageThenMove, replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/staging";
 import { treeDigest, treeEntries } from "./toolkit/tree-digest";
 import { EspFile, buildEspImage, listEsp, readEspFile } from "./toolkit/esp";
-import { buildIso, ISO_ESP_NAME, listIso, normalizeIsoPath } from "./toolkit/iso";
+import { buildIso, espBootProblem, ISO_ESP_NAME, listIso, normalizeIsoPath } from "./toolkit/iso";
 import { run } from "./toolkit/run";
 import { StoreIntegrityError } from "./store/artifact-store";
 import { SecureBootEnroll, renderLoaderConf } from "./toolkit/boot-entries";
@@ -120,7 +120,9 @@ function mediaFiles(i: CheckedInputs, loaderConf: string): { to: string; from: s
  * Fetched media, held to what a build puts on them: every file on the ESP (inside efiboot.img for an
  * ISO) and at the media root is exactly one of this runner's inputs (UKIs, systemd-boot, loader
  * entries, .auth files, extensions, overlay files) or the loader.conf these inputs render, byte for
- * byte, and nothing else is there. So a manifest cannot slip a key or a foreign binary onto the media.
+ * byte, and nothing else is there (hidden and system FAT files included); an ISO boots only
+ * /efiboot.img, through El Torito and through its GPT (toolkit/iso.ts espBootProblem). So a manifest
+ * cannot slip a key or a foreign binary onto the media.
  * Every output is computed here (pcr13 from the extensions, as a build predicts it).
  */
 async function acceptFetched(i: CheckedInputs, staged: string, work: string): Promise<Partial<Outputs>> {
@@ -148,6 +150,8 @@ async function acceptFetched(i: CheckedInputs, staged: string, work: string): Pr
     await run(["xorriso", "-abort_on", "FAILURE", "-osirrox", "on", "-indev", iso, "-extract", `/${ISO_ESP_NAME}`, esp]).catch((e) => {
         throw refuse(`no /${ISO_ESP_NAME} can be read from it (${(e as Error).message.split("\n")[0]})`);
     });
+    const bootProblem = await espBootProblem(iso);
+    if (bootProblem) throw refuse(bootProblem);
     const onEsp = await listEsp(esp);
     const espWant = espFiles(i, loaderConf).map((f) => f.espPath);
     const isoFiles = await listIso(iso);
