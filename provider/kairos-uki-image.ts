@@ -132,6 +132,7 @@ export const kairosUkiImageLayout: ArtifactLayout = {
         ...bootEntriesOf(i as CheckedInputs).flatMap((e) => [`${e.fileName}.efi`, `entries/${loaderEntryFileName(e)}`]),
     ],
     accept: (i, staged, stored, work) => acceptFetched(i as CheckedInputs, staged, stored, work),
+    beforePlace: (i) => refuseForeignFiles(i.outputDir),
 };
 
 function bootEntriesOf(i: CheckedInputs): BootEntry[] {

@@ -43,6 +43,11 @@ export interface ArtifactLayout {
      * validated. Throws StoreIntegrityError when the artifacts are not what a build would accept.
      */
     accept?(inputs: Record<string, any>, staged: string, stored: Record<string, unknown>, work: string): Promise<Record<string, any>>;
+    /**
+     * Throws when the artifacts must not be placed at root (a folder holding files the resource did not
+     * make, which a build refuses to replace): a fetch places as a build does, so it refuses alike.
+     */
+    beforePlace?(inputs: Record<string, any>): void;
 }
 
 /** The `store` output: where this resource's artifacts are kept besides the local files. */
@@ -256,6 +261,7 @@ export async function fetchFromStore(
         const placement = layout.placement(inputs);
         const uri = store.manifestUri(token, inputs.inputHash);
         const entries = checkedEntries(uri, manifest.entries, placement, layout.expectedFiles(inputs), layout.expectedDirs?.(inputs) ?? []);
+        layout.beforePlace?.(inputs);
         const outputs = await log.step("fetch from the store", () =>
             withScratch(root, "fetch", (work) => placeEntries(store, root, placement, entries, (staged) => layout.accept!(inputs, staged, manifest.outputs ?? {}, work))).catch((e) => {
                 // A refusal names the manifest it came from, whatever object failed.
