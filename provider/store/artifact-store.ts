@@ -139,6 +139,19 @@ export class ArtifactStore {
     }
 
     /**
+     * The size to download a blob by, when only its digest is recorded: the object's length (undefined
+     * when the store lacks it), refused over `maxBytes`. A HEAD's length is the server's word, not a cap:
+     * without one a bucket writer could fill the disk before the digest check refuses the bytes.
+     */
+    async blobSizeAtMost(sha256: string, maxBytes: number, what: string): Promise<number | undefined> {
+        const size = await this.blobSize(sha256);
+        if (size !== undefined && size > maxBytes) {
+            throw new StoreIntegrityError(`${this.blobUri(sha256)} is ${size} bytes, over the ${maxBytes}-byte limit for ${what}; it was not used`);
+        }
+        return size;
+    }
+
+    /**
      * Stores `file` under its digest unless an object of that size is there already (content
      * addressing makes an existing one the same bytes). An S3 upload appears whole or not at all, and
      * concurrent uploads of one digest carry the same bytes, so the store always ends with one object.

@@ -168,6 +168,15 @@ describe("artifact store on a real S3 server", function () {
         assert.ok(!fs.existsSync(dest), "nothing written");
     });
 
+    it("a blob downloaded by its digest alone is sized under a hard cap, not by the server's word (promotions, key files)", async () => {
+        const f = fileWith("capped.bin", Buffer.alloc(8192, 5));
+        const sha = await sha256File(f);
+        await store.putBlob(f, sha, 8192);
+        assert.strictEqual(await store.blobSizeAtMost(sha, 8192, "a test file"), 8192);
+        await assert.rejects(store.blobSizeAtMost(sha, 8191, "a test file"), (e: Error) => e instanceof StoreIntegrityError && e.message === `${store.blobUri(sha)} is 8192 bytes, over the 8191-byte limit for a test file; it was not used`);
+        assert.strictEqual(await store.blobSizeAtMost("0".repeat(64), 8192, "a test file"), undefined);
+    });
+
     it("wrong credentials and a missing bucket are errors that name the store and the fix", async () => {
         const f = fileWith("d.bin", "d");
         const sha = await sha256File(f);
