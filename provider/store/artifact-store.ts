@@ -20,7 +20,7 @@ import { pipeline } from "stream/promises";
 import { Transform } from "stream";
 import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { canonicalJson } from "../toolkit/files";
+import { canonicalJson, sha256Hex } from "../toolkit/files";
 import { openSigner } from "../toolkit/signer";
 
 /** The `artifactStore` input (schema.json, kairos:index:ArtifactStore). */
@@ -296,7 +296,7 @@ export class ArtifactStore {
         const file = this.spec.publisher?.certificate;
         if (!file) throw new Error(`artifact store ${this.location}: artifactStore.publisher is not set; give the certificate whose key signs the manifests (the project's db certificate, say)`);
         const cert = new X509Certificate(fs.readFileSync(file));
-        return { cert, sha256: createHash("sha256").update(cert.raw).digest("hex") };
+        return { cert, sha256: sha256Hex(cert.raw) };
     }
 
     /** Whether this runner may publish: it holds the publisher's key. */
