@@ -19,10 +19,9 @@ import { buildInitrd, INITRD_EXCLUDES, isInitrdWindowLog, MAX_KERNEL_WINDOW_LOG 
 import { InitrdCache } from "./store/initrd-cache";
 import { BootEntry, LoaderEntryKey, SingleEntry, loaderEntryFileName, planBootEntries, renderLoaderEntry } from "./toolkit/boot-entries";
 import { PCR11_STUB_ONLY, buildUki, checkEfiSignature, measuredSectionsForStub, readLoaderInfo, readPeSections, signEfi, verifyEfi } from "./toolkit/uki";
-import type { PeSection } from "./toolkit/pe";
-import { readSectionData } from "./toolkit/pe";
-import { DEFAULT_PHASES, PCR_BANKS, PcrBank, PcrSignatureDocument, SectionContent, extendPhases, measureSections, pcrPolicyDigest, publicKeyFingerprint } from "./toolkit/pcr11";
-import { KeyObject, createPublicKey, verify as rsaVerify } from "crypto";
+import { copySectionData, readSectionData } from "./toolkit/pe";
+import { PcrSignatureDocument, SectionContent, verifyPcr11Signature } from "./toolkit/pcr11";
+import { KeyObject, createPublicKey } from "crypto";
 import { StoreIntegrityError } from "./store/artifact-store";
 import { largestContributors } from "./toolkit/size-report";
 import type { SigningKeys } from "./signing-keys";
@@ -236,49 +235,13 @@ async function verifiedPcr11(uki: string, pcrPublic: KeyObject, work: string): P
     for (const s of info.sections) {
         if (!measured.includes(s.name) || s.name === ".pcrsig") continue;
         const out = path.join(work, `section${sections.length}`);
-        copySection(uki, s, out);
+        copySectionData(uki, s, out);
         sections.push({ name: s.name, file: out });
     }
-    const banks = Object.keys(doc) as PcrBank[];
-    if (banks.length === 0 || !banks.every((b) => PCR_BANKS.includes(b))) throw new Error(`its .pcrsig names banks ${banks.join(", ") || "none"}`);
-    const base = await measureSections(sections, { banks, measuredSections: measured });
-    const perBank = extendPhases(base, DEFAULT_PHASES);
-    const fingerprint = publicKeyFingerprint(pcrPublic);
-    for (const bank of banks) {
-        const phases = [...perBank.get(bank)!];
-        const entries = doc[bank];
-        if (!Array.isArray(entries) || entries.length !== phases.length) throw new Error(`its .pcrsig has ${entries?.length} ${bank} entries, not one per phase (${phases.length})`);
-        phases.forEach(([phase, pcr], k) => {
-            const e = entries[k];
-            const pol = pcrPolicyDigest(bank, pcr);
-            if (e.pkfp !== fingerprint) throw new Error(`its .pcrsig is signed by key ${e.pkfp}, not pcrKey (${fingerprint})`);
-            if (e.pol !== pol.toString("hex")) throw new Error(`its .pcrsig policy for phase "${phase}" (${bank}) is not the PCR 11 its sections give`);
-            if (!rsaVerify(bank, pol, pcrPublic, Buffer.from(e.sig, "base64"))) throw new Error(`its .pcrsig signature for phase "${phase}" (${bank}) does not verify with pcrKey`);
-        });
-    }
+    const { banks, base, perBank } = await verifyPcr11Signature(doc, sections, pcrPublic, { measuredSections: measured });
     fs.rmSync(work, { recursive: true, force: true });
     const bank = banks.includes("sha256") ? "sha256" : banks[0];
     return { [PCR11_STUB_ONLY]: base.get(bank)!.toString("hex"), ...Object.fromEntries([...perBank.get(bank)!].map(([phase, v]) => [phase, v.toString("hex")])) };
-}
-
-/** A PE section's bytes as its loader sees them (raw data, zero-padded to VirtualSize), streamed to `out`. */
-function copySection(file: string, s: PeSection, out: string): void {
-    const raw = Math.min(s.virtualSize, s.sizeOfRawData);
-    const fd = fs.openSync(file, "r");
-    const wd = fs.openSync(out, "w");
-    try {
-        const buf = Buffer.alloc(1 << 20);
-        for (let done = 0; done < raw;) {
-            const n = fs.readSync(fd, buf, 0, Math.min(buf.length, raw - done), s.pointerToRawData + done);
-            if (n <= 0) throw new Error(`section ${s.name} is cut short`);
-            fs.writeSync(wd, buf, 0, n);
-            done += n;
-        }
-        if (s.virtualSize > raw) fs.ftruncateSync(wd, s.virtualSize);
-    } finally {
-        fs.closeSync(fd);
-        fs.closeSync(wd);
-    }
 }
 
 export const kairosUkiImageHandler: Handler = {
