@@ -60,7 +60,7 @@ export interface StoreOutput {
      * false: this runner had no publisher key, so no manifest was written; a later run with the key
      * publishes. Absent (states from before this field): published.
      */
-    published: boolean;
+    published?: boolean;
 }
 
 /** Outputs that describe one run, not the artifact: never stored, never taken from the store. */
