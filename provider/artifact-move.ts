@@ -10,7 +10,7 @@ import type { Handler } from "./resource-kit";
 import { samePath } from "./resource-kit";
 import { UNKNOWN } from "./validation/schema-validator";
 import { BuildLog, logLine } from "./build-log";
-import { sha256FileIfExists } from "./toolkit/files";
+import { isInside, sha256FileIfExists } from "./toolkit/files";
 import { treeDigest } from "./toolkit/tree-digest";
 import { artifactStoreFor } from "./store/artifact-store";
 
@@ -224,9 +224,3 @@ export function relocatedPath(recorded: string, from: string, to: string): strin
 // stored outputs under a placeholder root (`${outputRoot}` is no path to resolve) and refuses what climbs
 // out as a corrupt store; this one compares resolved places (the state may say /abs/out, the inputs "out")
 // and leaves a path outside the folder as it is.
-
-/** Whether `p` is `root` or under it; a name that merely starts with ".." (`..data`) is under it. */
-function isInside(root: string, p: string): boolean {
-    const rel = path.relative(path.resolve(root), path.resolve(p));
-    return rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
-}

@@ -11,11 +11,11 @@ import { MoveSpec, sameHashPartsBut } from "./artifact-move";
 import { Handler, checkInputs, packageProvider, replacedFields, samePath } from "./resource-kit";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
-import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
+import { canonicalJson, isInside, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { stageThenMove, replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/staging";
 import { treeDigest, treeEntries } from "./toolkit/tree-digest";
 import { EspFile, buildEspImage, listEsp, readEspFile } from "./toolkit/esp";
-import { buildIso, ISO_ESP_NAME, listIso, normalizeIsoPath } from "./toolkit/iso";
+import { buildIso, espBootProblem, ISO_ESP_NAME, listIso, normalizeIsoPath } from "./toolkit/iso";
 import { run } from "./toolkit/run";
 import { StoreIntegrityError } from "./store/artifact-store";
 import { SecureBootEnroll, renderLoaderConf } from "./toolkit/boot-entries";
@@ -120,7 +120,9 @@ function mediaFiles(i: CheckedInputs, loaderConf: string): { to: string; from: s
  * Fetched media, held to what a build puts on them: every file on the ESP (inside efiboot.img for an
  * ISO) and at the media root is exactly one of this runner's inputs (UKIs, systemd-boot, loader
  * entries, .auth files, extensions, overlay files) or the loader.conf these inputs render, byte for
- * byte, and nothing else is there. So a manifest cannot slip a key or a foreign binary onto the media.
+ * byte, and nothing else is there (hidden and system FAT files included); an ISO boots only
+ * /efiboot.img, through El Torito and through its GPT (toolkit/iso.ts espBootProblem). So a manifest
+ * cannot slip a key or a foreign binary onto the media.
  * Every output is computed here (pcr13 from the extensions, as a build predicts it).
  */
 async function acceptFetched(i: CheckedInputs, staged: string, work: string): Promise<Partial<Outputs>> {
@@ -148,6 +150,8 @@ async function acceptFetched(i: CheckedInputs, staged: string, work: string): Pr
     await run(["xorriso", "-abort_on", "FAILURE", "-osirrox", "on", "-indev", iso, "-extract", `/${ISO_ESP_NAME}`, esp]).catch((e) => {
         throw refuse(`no /${ISO_ESP_NAME} can be read from it (${(e as Error).message.split("\n")[0]})`);
     });
+    const bootProblem = await espBootProblem(iso);
+    if (bootProblem) throw refuse(bootProblem);
     const onEsp = await listEsp(esp);
     const espWant = espFiles(i, loaderConf).map((f) => f.espPath);
     const isoFiles = await listIso(iso);
@@ -288,7 +292,28 @@ async function checkedCopies(i: CheckedInputs, dir: string): Promise<CheckedInpu
     };
     const problems = await trustProblems(s, { remember: false, shownAs: i });
     if (problems.length > 0) throw new Error(problems.map((p) => `${p.property}: ${p.reason}`).join("\n"));
+    // A file changed since the input hash was taken (a valid, re-signed UKI, say) would go on the media
+    // under the old hash: the copies must be the bytes the hash records.
+    const copied = await contentHashParts(s);
+    const changed = Object.keys(copied).filter((k) => copied[k] !== i.hashParts[k]);
+    if (changed.length > 0) {
+        throw new Error(`${changed.map((k) => CONTENT_PART_PROPERTY[k]).join(", ")} changed after the input hash was taken (the files are no longer the bytes it records); run the update again so the media are built from what is there now`);
+    }
     return s;
+}
+
+/** The property each content part of the input hash covers, to name it when its files change. */
+const CONTENT_PART_PROPERTY: Record<string, string> = { uki: "uki", keys: "enrollKeys", extensions: "extensions", overlay: "cloudConfig/overlayFiles" };
+
+/** The parts of the input hash that digest file contents (names as the media carry them, and bytes). */
+async function contentHashParts(i: CheckedInputs): Promise<Record<string, string>> {
+    const digest = async (files: string[]) => Promise.all(files.map(async (f) => `${path.basename(f)}:${await sha256File(f)}`));
+    return {
+        uki: sha256Hex(canonicalJson(await digest([i.uki.systemdBoot, ...i.uki.efiFiles, ...i.uki.loaderEntries]))),
+        keys: sha256Hex(canonicalJson(await digest([i.enrollKeys.PK, i.enrollKeys.KEK, i.enrollKeys.db]))),
+        extensions: sha256Hex(canonicalJson(await digest(i.extensions ?? []))),
+        overlay: sha256Hex(canonicalJson({ cloudConfig: i.cloudConfig ? await sha256File(i.cloudConfig) : null, files: await Promise.all((i.overlayFiles ?? []).map(async (o) => [o.path, await sha256File(o.source)])) })),
+    };
 }
 
 /** type "dir": the ESP tree as a folder, with the ISO-root files beside it. */
@@ -300,7 +325,7 @@ async function buildDir(i: CheckedInputs, s: CheckedInputs, files: EspFile[], lo
             for (const f of [...files.map((f) => ({ to: f.espPath, from: f.source })), ...rootFiles(s).map((r) => ({ to: r.isoPath, from: r.source }))]) {
                 const to = path.join(staging, f.to);
                 // check() refuses such paths already; this keeps any caller from writing outside the media
-                if (path.relative(staging, to).startsWith("..") || path.isAbsolute(path.relative(staging, to))) throw new Error(`${f.to}: outside the media folder`);
+                if (!isInside(staging, to)) throw new Error(`${f.to}: outside the media folder`);
                 fs.mkdirSync(path.dirname(to), { recursive: true });
                 fs.copyFileSync(f.from, to);
             }
@@ -316,12 +341,8 @@ async function deriveHashes(i: CheckedInputs, olds: Partial<CheckedInputs>): Pro
     if (refused.length > 0) return refused;
     const foreign = await movedFolderProblem(i, olds);
     if (foreign) return [foreign];
-    const digest = async (files: string[]) => Promise.all(files.map(async (f) => `${path.basename(f)}:${await sha256File(f)}`));
     i.hashParts = {
-        uki: sha256Hex(canonicalJson(await digest([i.uki.systemdBoot, ...i.uki.efiFiles, ...i.uki.loaderEntries]))),
-        keys: sha256Hex(canonicalJson(await digest([i.enrollKeys.PK, i.enrollKeys.KEK, i.enrollKeys.db]))),
-        extensions: sha256Hex(canonicalJson(await digest(i.extensions ?? []))),
-        overlay: sha256Hex(canonicalJson({ cloudConfig: i.cloudConfig ? await sha256File(i.cloudConfig) : null, files: await Promise.all((i.overlayFiles ?? []).map(async (o) => [o.path, await sha256File(o.source)])) })),
+        ...(await contentHashParts(i)),
         options: sha256Hex(canonicalJson(plainHashValues(BOOT_MEDIA_TOKEN, "options", i))),
         // The artifact's name and form (NAME.iso or the folder NAME): media that differ only there must
         // not share a manifest in the store, where the input hash is the key.

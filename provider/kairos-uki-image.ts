@@ -14,15 +14,14 @@ import { isPkcs11Uri } from "./toolkit/pkcs11";
 import { publicKeyPem, readCertificate } from "./toolkit/openssl";
 import { replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/staging";
 import { ExtensionSourceSpec, materializeSource, sourceDigest } from "./toolkit/extension-source";
-import { inspectKairosRootfs, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
+import { inspectKairosRootfs, kairosReleaseIn, prepareUkiRootfs } from "./toolkit/kairos-rootfs";
 import { buildInitrd, INITRD_EXCLUDES, isInitrdWindowLog, MAX_KERNEL_WINDOW_LOG } from "./toolkit/initrd";
 import { InitrdCache } from "./store/initrd-cache";
 import { BootEntry, LoaderEntryKey, SingleEntry, loaderEntryFileName, planBootEntries, renderLoaderEntry } from "./toolkit/boot-entries";
 import { PCR11_STUB_ONLY, buildUki, checkEfiSignature, measuredSectionsForStub, readLoaderInfo, readPeSections, signEfi, verifyEfi } from "./toolkit/uki";
-import type { PeSection } from "./toolkit/pe";
-import { readSectionData } from "./toolkit/pe";
-import { DEFAULT_PHASES, PCR_BANKS, PcrBank, PcrSignatureDocument, SectionContent, extendPhases, measureSections, pcrPolicyDigest, publicKeyFingerprint } from "./toolkit/pcr11";
-import { KeyObject, createPublicKey, verify as rsaVerify } from "crypto";
+import { copySectionData, readSectionData } from "./toolkit/pe";
+import { PcrSignatureDocument, SectionContent, verifyPcr11Signature } from "./toolkit/pcr11";
+import { KeyObject, createPublicKey } from "crypto";
 import { StoreIntegrityError } from "./store/artifact-store";
 import { largestContributors } from "./toolkit/size-report";
 import type { SigningKeys } from "./signing-keys";
@@ -132,6 +131,7 @@ export const kairosUkiImageLayout: ArtifactLayout = {
         ...bootEntriesOf(i as CheckedInputs).flatMap((e) => [`${e.fileName}.efi`, `entries/${loaderEntryFileName(e)}`]),
     ],
     accept: (i, staged, stored, work) => acceptFetched(i as CheckedInputs, staged, stored, work),
+    beforePlace: (i) => refuseForeignFiles(i.outputDir),
 };
 
 function bootEntriesOf(i: CheckedInputs): BootEntry[] {
@@ -147,8 +147,11 @@ function renderedEntry(i: CheckedInputs, entry: BootEntry, key: LoaderEntryKey, 
  * Fetched UKIs, checked as build() checks its own and more: every UKI and BOOTX64.EFI must pass sbverify
  * against this runner's db certificate; each UKI's .pcrpkey must be pcrKey's public half, and its .pcrsig
  * must sign, with that key, the PCR 11 policy recomputed here from the UKI's own sections (the pcr11
- * output is that recomputation); the loader entries must be byte-for-byte what these inputs render. The
- * entries (file names, command lines, titles) come from the inputs; only kairosRelease and the two
+ * output is that recomputation); each UKI's .cmdline must be its entry's command line from these inputs
+ * (a db-signed UKI of another build is not this one), and every UKI must carry the same .osrel; the
+ * loader entries must be byte-for-byte what these inputs render. The entries (file names, command
+ * lines, titles) come from the inputs, kairosRelease from the UKIs' .osrel (from the manifest, validated,
+ * only when .osrel has no KAIROS_RELEASE: the build then read it from /etc/kairos-release); only the two
  * origins are taken from the manifest, validated.
  */
 async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<string, unknown>, work: string): Promise<Partial<Outputs>> {
@@ -157,8 +160,9 @@ async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<st
         if (v !== "image" && v !== "host") throw refuse(`its manifest gives ${what} ${JSON.stringify(v)}`);
         return v;
     };
-    const kairosRelease = stored.kairosRelease;
-    if (typeof kairosRelease !== "string" || kairosRelease.length > 256 || /[\0\n\r]/.test(kairosRelease)) throw refuse("its manifest gives no one-line kairosRelease");
+    const osrel = ukiOsRelease(bootEntriesOf(i).map((e) => path.join(staged, `${e.fileName}.efi`)), refuse);
+    const kairosRelease = kairosReleaseIn(osrel) ?? stored.kairosRelease;
+    if (typeof kairosRelease !== "string" || kairosRelease === "" || kairosRelease.length > 256 || /[\0\n\r]/.test(kairosRelease)) throw refuse("neither its .osrel nor its manifest gives a one-line kairosRelease");
     const storedBoot = (stored.systemdBoot ?? {}) as Record<string, unknown>;
     if (fs.readFileSync(path.join(staged, OWNER_MARKER), "utf8") !== OWNER_TEXT) throw refuse(`${OWNER_MARKER} is not the marker a build writes`);
     const bootx64 = path.join(staged, "BOOTX64.EFI");
@@ -177,6 +181,8 @@ async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<st
         pcr11[entry.fileName] = await verifiedPcr11(file, pcrPublic, path.join(work, `pcr-${entry.fileName}`)).catch((e) => {
             throw refuse(`${entry.fileName}.efi: ${(e as Error).message}`);
         });
+        const cmdline = sectionText(file, ".cmdline");
+        if (cmdline !== entry.cmdline) throw refuse(`${entry.fileName}.efi carries the command line ${JSON.stringify(cmdline)}, not ${JSON.stringify(entry.cmdline)} that these inputs give it: a UKI of another build`);
         const entryName = loaderEntryFileName(entry);
         const want = renderedEntry(i, entry, entryKey, kairosRelease);
         if (fs.readFileSync(path.join(staged, "entries", entryName), "utf8") !== want) throw refuse(`entries/${entryName} is not the loader entry these inputs make`);
@@ -195,6 +201,19 @@ async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<st
         kairosRelease,
         entryKey,
     };
+}
+
+/** A UKI section's text as the stub reads it (trailing NUL padding dropped); undefined without the section. */
+function sectionText(uki: string, name: string): string | undefined {
+    return readSectionData(uki, readPeSections(uki), name)?.toString("utf8").replace(/\0+$/, "");
+}
+
+/** The .osrel every one of `ukis` carries: one build embeds one os-release in all of them. */
+function ukiOsRelease(ukis: string[], refuse: (why: string) => Error): string {
+    const texts = ukis.map((f) => sectionText(f, ".osrel"));
+    if (texts.some((t) => t === undefined)) throw refuse(`${path.basename(ukis[texts.indexOf(undefined)])} has no .osrel section`);
+    if (new Set(texts).size !== 1) throw refuse("its UKIs carry different .osrel sections: they are not from one build");
+    return texts[0]!;
 }
 
 /**
@@ -221,49 +240,13 @@ async function verifiedPcr11(uki: string, pcrPublic: KeyObject, work: string): P
     for (const s of info.sections) {
         if (!measured.includes(s.name) || s.name === ".pcrsig") continue;
         const out = path.join(work, `section${sections.length}`);
-        copySection(uki, s, out);
+        copySectionData(uki, s, out);
         sections.push({ name: s.name, file: out });
     }
-    const banks = Object.keys(doc) as PcrBank[];
-    if (banks.length === 0 || !banks.every((b) => PCR_BANKS.includes(b))) throw new Error(`its .pcrsig names banks ${banks.join(", ") || "none"}`);
-    const base = await measureSections(sections, { banks, measuredSections: measured });
-    const perBank = extendPhases(base, DEFAULT_PHASES);
-    const fingerprint = publicKeyFingerprint(pcrPublic);
-    for (const bank of banks) {
-        const phases = [...perBank.get(bank)!];
-        const entries = doc[bank];
-        if (!Array.isArray(entries) || entries.length !== phases.length) throw new Error(`its .pcrsig has ${entries?.length} ${bank} entries, not one per phase (${phases.length})`);
-        phases.forEach(([phase, pcr], k) => {
-            const e = entries[k];
-            const pol = pcrPolicyDigest(bank, pcr);
-            if (e.pkfp !== fingerprint) throw new Error(`its .pcrsig is signed by key ${e.pkfp}, not pcrKey (${fingerprint})`);
-            if (e.pol !== pol.toString("hex")) throw new Error(`its .pcrsig policy for phase "${phase}" (${bank}) is not the PCR 11 its sections give`);
-            if (!rsaVerify(bank, pol, pcrPublic, Buffer.from(e.sig, "base64"))) throw new Error(`its .pcrsig signature for phase "${phase}" (${bank}) does not verify with pcrKey`);
-        });
-    }
+    const { banks, base, perBank } = await verifyPcr11Signature(doc, sections, pcrPublic, { measuredSections: measured });
     fs.rmSync(work, { recursive: true, force: true });
     const bank = banks.includes("sha256") ? "sha256" : banks[0];
     return { [PCR11_STUB_ONLY]: base.get(bank)!.toString("hex"), ...Object.fromEntries([...perBank.get(bank)!].map(([phase, v]) => [phase, v.toString("hex")])) };
-}
-
-/** A PE section's bytes as its loader sees them (raw data, zero-padded to VirtualSize), streamed to `out`. */
-function copySection(file: string, s: PeSection, out: string): void {
-    const raw = Math.min(s.virtualSize, s.sizeOfRawData);
-    const fd = fs.openSync(file, "r");
-    const wd = fs.openSync(out, "w");
-    try {
-        const buf = Buffer.alloc(1 << 20);
-        for (let done = 0; done < raw;) {
-            const n = fs.readSync(fd, buf, 0, Math.min(buf.length, raw - done), s.pointerToRawData + done);
-            if (n <= 0) throw new Error(`section ${s.name} is cut short`);
-            fs.writeSync(wd, buf, 0, n);
-            done += n;
-        }
-        if (s.virtualSize > raw) fs.ftruncateSync(wd, s.virtualSize);
-    } finally {
-        fs.closeSync(fd);
-        fs.closeSync(wd);
-    }
 }
 
 export const kairosUkiImageHandler: Handler = {

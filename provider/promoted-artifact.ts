@@ -116,8 +116,15 @@ async function testedBytes(i: CheckedInputs, dir: string): Promise<string> {
     return out;
 }
 
+/**
+ * The largest artifact a promotion downloads by its digest (a sysext, a confext or an ISO: well under
+ * this). The object's own length is the store's word; this bounds what a bucket writer can make a
+ * runner write before the digest check.
+ */
+export const MAX_PROMOTED_BYTES = 16 * 1024 ** 3;
+
 async function testedSize(store: ArtifactStore, sha256: string): Promise<number> {
-    const size = await store.blobSize(sha256);
+    const size = await store.blobSizeAtMost(sha256, MAX_PROMOTED_BYTES, "a promoted artifact");
     if (size === undefined) throw new Error(`${store.blobUri(sha256)} is not in the store: the tested artifact must be in fromStore`);
     return size;
 }

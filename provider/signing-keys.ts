@@ -17,7 +17,7 @@ import {
 } from "./toolkit/secure-boot-keyset";
 import { PIN_ENV, isPkcs11Uri, parsePkcs11Uri } from "./toolkit/pkcs11";
 import { publicKeyPem } from "./toolkit/openssl";
-import { ArtifactStoreSpec, StoreIntegrityError } from "./store/artifact-store";
+import { ArtifactStoreSpec } from "./store/artifact-store";
 import { ArtifactLayout, StoreOutput, diffWithStore, publish, publisherProblems, storeOf } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
 import { MoveSpec, RecordedFile } from "./artifact-move";
@@ -269,9 +269,8 @@ async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, old
  * only a cap for the download, whose bytes must still hash to the recorded digest.
  */
 async function recordedBlobSize(store: NonNullable<ReturnType<typeof storeOf>>, sha256: string): Promise<number> {
-    const size = await store.blobSize(sha256);
+    const size = await store.blobSizeAtMost(sha256, 16 << 20, "a certificate, .esl or .auth file");
     if (size === undefined) throw new Error(`${store.blobUri(sha256)} is not in ${store.location}; nothing was changed`);
-    if (size > 16 << 20) throw new StoreIntegrityError(`${store.blobUri(sha256)} is ${size} bytes: no certificate, .esl or .auth file is that large; it was not used`);
     return size;
 }
 

@@ -20,7 +20,7 @@ import { pipeline } from "stream/promises";
 import { Transform } from "stream";
 import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { canonicalJson } from "../toolkit/files";
+import { canonicalJson, sha256Hex } from "../toolkit/files";
 import { openSigner } from "../toolkit/signer";
 
 /** The `artifactStore` input (schema.json, kairos:index:ArtifactStore). */
@@ -136,6 +136,19 @@ export class ArtifactStore {
             if (isNotFound(e)) return undefined;
             throw e;
         }
+    }
+
+    /**
+     * The size to download a blob by, when only its digest is recorded: the object's length (undefined
+     * when the store lacks it), refused over `maxBytes`. A HEAD's length is the server's word, not a cap:
+     * without one a bucket writer could fill the disk before the digest check refuses the bytes.
+     */
+    async blobSizeAtMost(sha256: string, maxBytes: number, what: string): Promise<number | undefined> {
+        const size = await this.blobSize(sha256);
+        if (size !== undefined && size > maxBytes) {
+            throw new StoreIntegrityError(`${this.blobUri(sha256)} is ${size} bytes, over the ${maxBytes}-byte limit for ${what}; it was not used`);
+        }
+        return size;
     }
 
     /**
@@ -283,7 +296,7 @@ export class ArtifactStore {
         const file = this.spec.publisher?.certificate;
         if (!file) throw new Error(`artifact store ${this.location}: artifactStore.publisher is not set; give the certificate whose key signs the manifests (the project's db certificate, say)`);
         const cert = new X509Certificate(fs.readFileSync(file));
-        return { cert, sha256: createHash("sha256").update(cert.raw).digest("hex") };
+        return { cert, sha256: sha256Hex(cert.raw) };
     }
 
     /** Whether this runner may publish: it holds the publisher's key. */
@@ -292,11 +305,13 @@ export class ArtifactStore {
     }
 
     /**
-     * Signs and writes the manifest unless one exists: the first complete build of an input hash wins
-     * (If-None-Match: *), and a later runner's identical build does not rewrite it. `replace` overwrites
-     * (a manifest found damaged or foreign-signed).
+     * Signs and writes the manifest unless a valid one exists: the first complete build of an input hash
+     * wins (If-None-Match: *), and a later runner's identical build does not rewrite it. An object already
+     * at the key that does not verify (junk planted by anyone who can write the bucket, a damaged or
+     * foreign-signed manifest) is overwritten: otherwise a bucket writer could block the key for good.
+     * `replace` overwrites unconditionally (a manifest found damaged while fetching).
      */
-    async putManifest(m: Omit<ArtifactManifest, "format">, opts: { replace?: boolean } = {}): Promise<"written" | "present"> {
+    async putManifest(m: Omit<ArtifactManifest, "format">, opts: { replace?: boolean } = {}): Promise<"written" | "present" | "replaced"> {
         const key = this.spec.publisher?.key;
         if (!key) throw new Error(`artifact store ${this.location}: artifactStore.publisher has no key; this runner only fetches`);
         const payload = Buffer.from(canonicalJson({ format: MANIFEST_FORMAT, ...m }), "utf8");
@@ -308,18 +323,26 @@ export class ArtifactStore {
         };
         const body = `${JSON.stringify(envelope, null, 1)}\n`;
         if (body.length > MAX_MANIFEST_BYTES) throw new Error(`the manifest for ${m.resource} ${m.inputHash} would be ${body.length} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
+        const write = (ifNoneMatch: "*" | undefined) => this.call(`write ${this.manifestUri(m.resource, m.inputHash)}`, () =>
+            this.client.send(new PutObjectCommand({
+                Bucket: this.spec.bucket, Key: this.manifestKey(m.resource, m.inputHash), Body: body, ContentType: "application/json",
+                IfNoneMatch: ifNoneMatch,
+            })),
+        );
         try {
-            await this.call(`write ${this.manifestUri(m.resource, m.inputHash)}`, () =>
-                this.client.send(new PutObjectCommand({
-                    Bucket: this.spec.bucket, Key: this.manifestKey(m.resource, m.inputHash), Body: body, ContentType: "application/json",
-                    IfNoneMatch: opts.replace ? undefined : "*",
-                })),
-            );
+            await write(opts.replace ? undefined : "*");
             return "written";
         } catch (e) {
-            if (isPreconditionFailed(e)) return "present";
-            throw e;
+            if (!isPreconditionFailed(e)) throw e;
         }
+        // Something is there: it counts only if it is a manifest this runner would read.
+        try {
+            if (await this.getManifest(m.resource, m.inputHash)) return "present";
+        } catch (e) {
+            if (!(e instanceof StoreIntegrityError)) throw e;
+        }
+        await write(undefined);
+        return "replaced";
     }
 
     /** Runs one S3 call; a failure names the operation, the store and the server's answer. */

@@ -6,8 +6,9 @@ import * as fs from "fs";
 import * as path from "path";
 import type { Handler } from "../resource-kit";
 import { BuildLog } from "../build-log";
-import { sha256File, sha256FileIfExists } from "../toolkit/files";
+import { isInside, sha256File, sha256FileIfExists } from "../toolkit/files";
 import { treeEntries } from "../toolkit/tree-digest";
+import { ToolNotFoundError } from "../toolkit/run";
 import { X509Certificate } from "crypto";
 import { containsUnknown, signingPairProblems } from "../resource-kit";
 import type { InputProblem } from "../validation/schema-validator";
@@ -42,6 +43,11 @@ export interface ArtifactLayout {
      * validated. Throws StoreIntegrityError when the artifacts are not what a build would accept.
      */
     accept?(inputs: Record<string, any>, staged: string, stored: Record<string, unknown>, work: string): Promise<Record<string, any>>;
+    /**
+     * Throws when the artifacts must not be placed at root (a folder holding files the resource did not
+     * make, which a build refuses to replace): a fetch places as a build does, so it refuses alike.
+     */
+    beforePlace?(inputs: Record<string, any>): void;
 }
 
 /** The `store` output: where this resource's artifacts are kept besides the local files. */
@@ -50,6 +56,11 @@ export interface StoreOutput {
     manifest: string;
     /** Local path (as in the other outputs) -> object URI. */
     objects: Record<string, string>;
+    /**
+     * false: this runner had no publisher key, so no manifest was written; a later run with the key
+     * publishes. Absent (states from before this field): published.
+     */
+    published?: boolean;
 }
 
 /** Outputs that describe one run, not the artifact: never stored, never taken from the store. */
@@ -128,7 +139,8 @@ export async function diffWithStore(h: Handler, layout: ArtifactLayout, id: stri
     const result = await h.diff(id, olds, news);
     const store = artifactStoreFor(news.artifactStore);
     if (result.changes || !store) return result;
-    return missingLocally(olds, layout).length > 0 || olds.store?.location !== store.location ? { ...result, changes: true } : result;
+    const unpublished = olds.store?.published === false && store.canPublish; // the key came later: publish now
+    return missingLocally(olds, layout).length > 0 || olds.store?.location !== store.location || unpublished ? { ...result, changes: true } : result;
 }
 
 function idOf(layout: ArtifactLayout, outs: Record<string, any>): string {
@@ -200,7 +212,7 @@ export async function publish(
     const readsManifests = !!layout.accept;
     if (!store.canPublish && readsManifests) {
         log.say(`not published to ${store.location}: artifactStore.publisher has no key, so this runner only fetches`);
-        return { ...outs, lastBuild: withReport(), store: storeOutput(store, token, inputs.inputHash, root, entries) };
+        return { ...outs, lastBuild: withReport(), store: storeOutput(store, token, inputs.inputHash, root, entries, false) };
     }
     const uploaded = await log.step(`upload to ${store.location}`, async () => {
         let n = 0;
@@ -221,11 +233,12 @@ export async function publish(
     return { ...outs, lastBuild: withReport(), store: storeOutput(store, token, inputs.inputHash, root, entries) };
 }
 
-function storeOutput(store: ArtifactStore, token: string, inputHash: string, root: string, entries: ManifestEntry[]): StoreOutput {
+function storeOutput(store: ArtifactStore, token: string, inputHash: string, root: string, entries: ManifestEntry[], published = true): StoreOutput {
     return {
         location: store.location,
         manifest: store.manifestUri(token, inputHash),
         objects: Object.fromEntries(entries.filter((e) => e.sha256).map((e) => [path.join(root, e.path), store.blobUri(e.sha256!)])),
+        published,
     };
 }
 
@@ -248,6 +261,7 @@ export async function fetchFromStore(
         const placement = layout.placement(inputs);
         const uri = store.manifestUri(token, inputs.inputHash);
         const entries = checkedEntries(uri, manifest.entries, placement, layout.expectedFiles(inputs), layout.expectedDirs?.(inputs) ?? []);
+        layout.beforePlace?.(inputs);
         const outputs = await log.step("fetch from the store", () =>
             withScratch(root, "fetch", (work) => placeEntries(store, root, placement, entries, (staged) => layout.accept!(inputs, staged, manifest.outputs ?? {}, work))).catch((e) => {
                 // A refusal names the manifest it came from, whatever object failed.
@@ -315,7 +329,7 @@ async function placeEntries<T>(store: ArtifactStore, root: string, placement: "f
     const write = async (staging: string) => {
         for (const e of [...entries].sort((a, b) => a.path.localeCompare(b.path))) {
             const to = path.join(staging, e.path);
-            if (path.relative(staging, to).startsWith("..")) throw new StoreIntegrityError(`the manifest names ${e.path}, outside the artifact folder`);
+            if (!isInside(staging, to)) throw new StoreIntegrityError(`the manifest names ${e.path}, outside the artifact folder`);
             if (!e.sha256) {
                 fs.mkdirSync(to, { recursive: true });
                 fs.chmodSync(to, placedMode(e.mode, true));
@@ -328,14 +342,27 @@ async function placeEntries<T>(store: ArtifactStore, root: string, placement: "f
             else await store.getBlob(e.sha256, e.size!, to);
             fs.chmodSync(to, placedMode(e.mode, false));
         }
-        // Verified in staging: a refused artifact never reaches root. Whatever check fails, the fetched
-        // bytes are not what a build would accept: a refusal (onCorrupt "rebuild" then builds).
+        // Verified in staging: a refused artifact never reaches root. A check that fails on the fetched
+        // bytes is a refusal (onCorrupt "rebuild" then builds); a failure of this machine (a full disk,
+        // an I/O error, a missing tool) is not the store's fault and stays what it is.
         return accept(staging).catch((e) => {
-            throw e instanceof StoreIntegrityError ? e : new StoreIntegrityError(`the fetched artifacts do not pass the checks a build makes: ${(e as Error).message}`);
+            throw e instanceof StoreIntegrityError || isLocalFailure(e) ? e : new StoreIntegrityError(`the fetched artifacts do not pass the checks a build makes: ${(e as Error).message}`);
         });
     };
     if (placement === "dir") return replaceDirectory(root, write, 0o755);
     return stageThenMove(root, write, 0o755);
+}
+
+/** errno codes that say the machine failed, whatever bytes it was handed. */
+const LOCAL_ERRNO = new Set(["ENOSPC", "EDQUOT", "EIO", "EACCES", "EPERM", "EROFS", "EMFILE", "ENFILE", "ENOMEM", "EBUSY"]);
+
+/** An error of this machine rather than of the bytes checked: a full disk, an I/O error, a tool not installed. */
+export function isLocalFailure(e: unknown): boolean {
+    if (e instanceof ToolNotFoundError) return true;
+    const code = (e as NodeJS.ErrnoException | undefined)?.code;
+    if (typeof code === "string" && LOCAL_ERRNO.has(code)) return true;
+    const cause = (e as { cause?: unknown } | undefined)?.cause;
+    return cause !== undefined && cause !== e && isLocalFailure(cause);
 }
 
 /** The `artifactStore` of a resource's inputs, as a store (undefined: none configured). */

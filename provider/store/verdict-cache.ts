@@ -4,11 +4,11 @@
 // exactly what it was when it passed (store/file-identity.ts: device, inode, size, mtime and ctime to the
 // nanosecond, never a file too fresh to trust). Failures are never remembered. The build does not use
 // this: it checks its own private copies of the inputs every time.
-import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { DIGEST_CACHE_ENV } from "./digest-cache";
 import { FileIdentity, cacheRoot, fileIdentity, tooFreshToTrust, touch, wallClockNs } from "./file-identity";
+import { sha256Hex } from "../toolkit/files";
 
 const FORMAT = "pulumi-kairos verdict-cache v1";
 const MAX_ENTRIES = 1024;
@@ -28,7 +28,7 @@ interface Entry {
 export async function rememberedPass(file: string, check: string, run: () => Promise<string | undefined>): Promise<string | undefined> {
     if (process.env[DIGEST_CACHE_ENV] === "off") return run();
     const abs = path.resolve(file);
-    const entryFile = path.join(cacheRoot(), "verdicts", `${createHash("sha256").update(`${check}\0${abs}`).digest("hex")}.json`);
+    const entryFile = path.join(cacheRoot(), "verdicts", `${sha256Hex(`${check}\0${abs}`)}.json`);
     const before = fs.statSync(abs, { bigint: true, throwIfNoEntry: false });
     if (!before) return run();
     const id = fileIdentity(before);

@@ -284,7 +284,8 @@ function isDiskFull(e: unknown): boolean {
 
 /** The paths in a FAT image, sorted ("EFI/BOOT/BOOTX64.EFI"); with `dirs`, directories too, with a trailing "/". */
 export async function listEsp(image: string, opts: { dirs?: boolean } = {}): Promise<string[]> {
-    const { stdout } = await run(["mdir", "-i", image, "-/", "-b", "::/"], { env: { MTOOLS_SKIP_CHECK: "1", MTOOLSRC: "/dev/null" } });
+    // -a: hidden and system files too (without it mdir leaves them out, and a check of what the ESP holds would miss them)
+    const { stdout } = await run(["mdir", "-i", image, "-/", "-a", "-b", "::/"], { env: { MTOOLS_SKIP_CHECK: "1", MTOOLSRC: "/dev/null" } });
     return stdout
         .split("\n")
         .filter((l) => l.startsWith("::/"))

@@ -3,6 +3,7 @@
 // never whole (issue 12: the provider process stays under 300 MB).
 import { createHash } from "crypto";
 import * as fs from "fs";
+import * as path from "path";
 
 /** How much of a file the helpers below hold at a time. */
 export const READ_CHUNK = 1 << 20;
@@ -12,6 +13,15 @@ export const READ_CHUNK = 1 << 20;
  * full GC (scanning a 630 MB file: +8 MB of peak RSS against +77 MB).
  */
 export const SCAN_CHUNK = 64 << 10;
+
+/**
+ * Whether `p` is `root` or lies under it, by the paths' text (symlinks are not followed). A name that
+ * merely starts with two dots ("..data") is inside; only a ".." component climbs out.
+ */
+export function isInside(root: string, p: string): boolean {
+    const rel = path.relative(root, p);
+    return rel === "" || (rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+}
 
 export function sha256Hex(data: string | Buffer): string {
     return createHash("sha256").update(data).digest("hex");

@@ -17,7 +17,7 @@ import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "./run";
-import { forEachConcurrently, sha256File, sha256Hex } from "./files";
+import { forEachConcurrently, isInside, sha256File, sha256Hex } from "./files";
 
 export class InitrdError extends Error {
     readonly code = "INITRD";
@@ -277,8 +277,7 @@ export async function cpioDigest(rootfs: string, opts: CpioOptions = {}): Promis
 /** Writes the tree at `rootfs` as a deterministic newc cpio. */
 export async function writeCpio(rootfs: string, cpioFile: string, opts: CpioOptions = {}): Promise<CpioResult> {
     const root = path.resolve(rootfs);
-    const rel = path.relative(root, path.resolve(cpioFile));
-    if (!rel.startsWith("..") && !path.isAbsolute(rel)) throw new InitrdError(`the cpio ${cpioFile} must not be written inside the tree it archives`);
+    if (isInside(root, path.resolve(cpioFile))) throw new InitrdError(`the cpio ${cpioFile} must not be written inside the tree it archives`);
     const entries = await collect(root, opts);
     const fh = await fs.promises.open(cpioFile, "w");
     try {

@@ -251,6 +251,45 @@ export async function inspectIso(iso: string): Promise<IsoInfo> {
     return { volumeId, elTorito, systemArea, gpt: [...gpt.values()].sort((a, b) => a.index - b.index), mbr };
 }
 
+/** Where a file's data lies in the ISO: its first 2048-byte block and its block count (one extent only). */
+export async function isoFileExtent(iso: string, isoPath: string): Promise<{ lba: number; blocks: number; size: number }> {
+    const { stdout } = await run(["xorriso", "-abort_on", "FAILURE", "-indev", iso, "-find", isoPath, "-exec", "report_lba", "--"]);
+    const extents = stdout.split("\n").map((l) => /^File data lba:\s+\d+\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,/.exec(l)).filter((m): m is RegExpExecArray => m !== null);
+    if (extents.length !== 1) throw new IsoError(`${iso}: ${isoPath} has ${extents.length} data extents, not one`);
+    return { lba: Number(extents[0][1]), blocks: Number(extents[0][2]), size: Number(extents[0][3]) };
+}
+
+/** GPT type of the "Gap" partitions xorriso adds around an appended or embedded ESP (Microsoft basic data). */
+export const GAP_TYPE_GUID = "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7";
+
+/**
+ * What is wrong with how the ISO boots, measured against /efiboot.img: the El Torito catalog must hold
+ * one UEFI image, /efiboot.img at its own blocks; the GPT exactly one ESP, spanning exactly
+ * /efiboot.img's blocks (a USB boot uses it, so an ESP appended elsewhere would boot unchecked), besides
+ * only xorriso's "Gap" entries over the ISO's own data; the MBR only the protective entry. undefined: fine.
+ */
+export async function espBootProblem(iso: string): Promise<string | undefined> {
+    const info = await inspectIso(iso);
+    const esp = await isoFileExtent(iso, `/${ISO_ESP_NAME}`);
+    const sectors = { start: esp.lba * 4, size: esp.blocks * 4 };
+    const isoSectors = Math.floor(fs.statSync(iso).size / 512);
+    if (info.elTorito.length !== 1) return `its El Torito catalog has ${info.elTorito.length} boot images, not one`;
+    const et = info.elTorito[0];
+    if (et.platform !== "UEFI" || et.path !== `/${ISO_ESP_NAME}` || et.lba !== esp.lba) return `its El Torito boot image is ${et.platform} at block ${et.lba} (${et.path ?? "no path"}), not /${ISO_ESP_NAME} at block ${esp.lba}`;
+    const espEntries = info.gpt.filter((g) => g.type === ESP_TYPE_GUID);
+    if (espEntries.length !== 1) return `its GPT has ${espEntries.length} EFI system partitions, not one`;
+    if (espEntries[0].start !== sectors.start || espEntries[0].size !== sectors.size) {
+        return `its GPT EFI system partition spans sectors ${espEntries[0].start}+${espEntries[0].size}, not /${ISO_ESP_NAME} (${sectors.start}+${sectors.size})`;
+    }
+    for (const g of info.gpt.filter((x) => x.type !== ESP_TYPE_GUID)) {
+        const overlaps = g.start < sectors.start + sectors.size && sectors.start < g.start + g.size;
+        if (g.type !== GAP_TYPE_GUID || !/^Gap\d+$/.test(g.name) || overlaps || g.start + g.size > isoSectors) return `its GPT has a partition ${g.index} ("${g.name}", type ${g.type}, sectors ${g.start}+${g.size}) that no build makes`;
+    }
+    const other = info.mbr.filter((m) => m.type !== "0xee");
+    if (other.length > 0) return `its MBR has partitions ${other.map((m) => `${m.index} (type ${m.type})`).join(", ")} besides the protective one`;
+    return undefined;
+}
+
 /** xorriso prints GUIDs as their 16 on-disk bytes (first three fields little-endian). */
 export function guidFromXorriso(hex: string): string {
     const b = Buffer.from(hex, "hex");

@@ -128,6 +128,11 @@ function findKernel(rootfs: string): { path?: string; problem?: string } {
     return { path: kernel };
 }
 
+/** The KAIROS_RELEASE="…" value of an os-release or kairos-release text (AuroraBoot reads only the quoted form). */
+export function kairosReleaseIn(text: string): string | undefined {
+    return /^KAIROS_RELEASE="(.*)"/m.exec(text)?.[1];
+}
+
 /** Checks every contract and returns what the UKI build needs; throws one error listing all problems. */
 export function inspectKairosRootfs(rootfs: string): KairosRootfsInfo {
     const problems: string[] = [];
@@ -150,10 +155,10 @@ export function inspectKairosRootfs(rootfs: string): KairosRootfsInfo {
         problems.push('neither /etc/kairos-release nor /etc/os-release exists (KAIROS_RELEASE="…" is read from one of them)');
     } else {
         const text = fs.readFileSync(releasePath, "utf8");
-        const quoted = /^KAIROS_RELEASE="(.*)"/m.exec(text);
-        if (quoted) {
-            if (quoted[1] === "") problems.push(`KAIROS_RELEASE in ${releaseFile} is empty`);
-            else kairosRelease = quoted[1];
+        const quoted = kairosReleaseIn(text);
+        if (quoted !== undefined) {
+            if (quoted === "") problems.push(`KAIROS_RELEASE in ${releaseFile} is empty`);
+            else kairosRelease = quoted;
         } else {
             const bare = /^KAIROS_RELEASE=(.*)$/m.exec(text);
             problems.push(

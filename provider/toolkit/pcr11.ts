@@ -19,7 +19,7 @@
 //   the same order for the sections a Kairos UKI has.
 // .pcrsig is never measured (it cannot sign itself).
 import { sha256Hex } from "./files";
-import { createHash, createPrivateKey, createPublicKey, KeyObject } from "crypto";
+import { createHash, createPrivateKey, createPublicKey, KeyObject, verify as rsaVerify } from "crypto";
 import { NotRsaKeyError, openSigner, RsaSigner } from "./signer";
 import * as fs from "fs";
 
@@ -283,6 +283,36 @@ export async function signPcr11(sections: SectionContent[], privateKey: string |
     }
     const stubOnly = Object.fromEntries([...base].map(([bank, pcr]) => [bank, pcr.toString("hex")]));
     return { values, document, json: `${JSON.stringify(document)}\n`, stubOnly };
+}
+
+/**
+ * Checks a .pcrsig document (as signPcr11 writes it) against the sections it claims to sign: the banks
+ * it names, one entry per phase of the PCR 11 recomputed here from `sections`, each entry with
+ * `publicKey`'s fingerprint, that phase's policy digest and a signature by `publicKey` over it. Returns
+ * the recomputation (per bank: the stub-only value and each phase's); throws Pcr11Error naming the
+ * first thing that does not hold.
+ */
+export async function verifyPcr11Signature(
+    doc: PcrSignatureDocument, sections: SectionContent[], publicKey: KeyObject, opts: Omit<Pcr11Options, "banks"> = {},
+): Promise<{ banks: PcrBank[]; base: Map<PcrBank, Buffer>; perBank: Map<PcrBank, Map<string, Buffer>> }> {
+    const banks = Object.keys(doc) as PcrBank[];
+    if (banks.length === 0 || !banks.every((b) => PCR_BANKS.includes(b))) throw new Pcr11Error(`its .pcrsig names banks ${banks.join(", ") || "none"}`);
+    const base = await measureSections(sections, { ...opts, banks });
+    const perBank = extendPhases(base, opts.phases ?? DEFAULT_PHASES);
+    const fingerprint = publicKeyFingerprint(publicKey);
+    for (const bank of banks) {
+        const phases = [...perBank.get(bank)!];
+        const entries = doc[bank];
+        if (!Array.isArray(entries) || entries.length !== phases.length) throw new Pcr11Error(`its .pcrsig has ${entries?.length} ${bank} entries, not one per phase (${phases.length})`);
+        phases.forEach(([phase, pcr], k) => {
+            const e = entries[k];
+            const pol = pcrPolicyDigest(bank, pcr);
+            if (e.pkfp !== fingerprint) throw new Pcr11Error(`its .pcrsig is signed by key ${e.pkfp}, not pcrKey (${fingerprint})`);
+            if (e.pol !== pol.toString("hex")) throw new Pcr11Error(`its .pcrsig policy for phase "${phase}" (${bank}) is not the PCR 11 its sections give`);
+            if (typeof e.sig !== "string" || !rsaVerify(bank, pol, publicKey, Buffer.from(e.sig, "base64"))) throw new Pcr11Error(`its .pcrsig signature for phase "${phase}" (${bank}) does not verify with pcrKey`);
+        });
+    }
+    return { banks, base, perBank };
 }
 
 /** The public half of a private or public key object. */

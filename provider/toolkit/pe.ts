@@ -144,6 +144,34 @@ export function readSectionData(file: string, info: PeInfo, name: string): Buffe
     return buf;
 }
 
+/**
+ * A section's bytes as the loader sees them (raw data, zero-padded to VirtualSize), streamed to `out`:
+ * for sections too large to hold in memory (.linux, .initrd). The raw data must lie inside the file, and
+ * the zero padding past it is held to MAX_SECTION_READ as readSectionData's whole section is (a larger
+ * VirtualSize comes from a corrupt or hostile header).
+ */
+export function copySectionData(file: string, s: PeSection, out: string): void {
+    const raw = Math.min(s.virtualSize, s.sizeOfRawData);
+    if (s.virtualSize - raw > MAX_SECTION_READ) {
+        throw new PeError(`section ${s.name} claims ${s.virtualSize - raw} bytes of zero padding past its raw data, more than the ${MAX_SECTION_READ} this reader accepts`);
+    }
+    const fd = fs.openSync(file, "r");
+    const wd = fs.openSync(out, "w");
+    try {
+        const buf = Buffer.alloc(Math.min(READ_CHUNK, Math.max(raw, 1)));
+        for (let done = 0; done < raw;) {
+            const n = fs.readSync(fd, buf, 0, Math.min(buf.length, raw - done), s.pointerToRawData + done);
+            if (n <= 0) throw new PeError(`section ${s.name} is cut short by the end of ${file}`);
+            fs.writeSync(wd, buf, 0, n);
+            done += n;
+        }
+        if (s.virtualSize > raw) fs.ftruncateSync(wd, s.virtualSize);
+    } finally {
+        fs.closeSync(fd);
+        fs.closeSync(wd);
+    }
+}
+
 interface Region {
     offset: number;
     size: number;

@@ -27,6 +27,8 @@ interface BadInput {
     what: string;
     /** The bad inputs, made from the good ones. */
     inputs: (good: Inputs) => Inputs | Promise<Inputs>;
+    /** Run between check and the build (a file changed after the preview). */
+    afterCheck?: () => void;
     /** The property the error must name: check's failure property, or a build error's message. */
     names: RegExp;
     /**
@@ -188,6 +190,18 @@ describe("the bad-input table", function () {
             { what: "a loader entry that is a PEM block", inputs: (g) => ({ ...g, uki: { ...g.uki, loaderEntries: [(fs.copyFileSync(signer.key, f("evil.conf")), f("evil.conf"))] } }), names: /^uki\.loaderEntries\[0\]$/ },
             { what: "an unsigned extension", inputs: (g) => ({ ...g, extensions: [extensions.unsigned] }), names: /^extensions\[0\]$/ },
             { what: "an extension signed by a key that is not among PK, KEK and db", inputs: (g) => ({ ...g, extensions: [extensions.foreign] }), names: /^extensions\[0\]$/ },
+            {
+                what: "a loader entry changed (still a valid one) after the preview: its bytes are not the ones the input hash records",
+                inputs: (g) => {
+                    fs.mkdirSync(f("entry-edit"), { recursive: true });
+                    const entry = f("entry-edit", path.basename(g.uki.loaderEntries[0]));
+                    fs.writeFileSync(entry, `${fs.readFileSync(g.uki.loaderEntries[0], "utf8")}# as previewed\n`);
+                    return { ...g, uki: { ...g.uki, loaderEntries: [entry, ...g.uki.loaderEntries.slice(1)] } };
+                },
+                afterCheck: () => fs.appendFileSync(f("entry-edit", fs.readdirSync(f("entry-edit"))[0]), "# changed after the preview\n"),
+                names: /step "check inputs" failed: uki changed after the input hash was taken/,
+                atBuild: true,
+            },
             { what: "an enrolment db.auth that is not a signed variable update", inputs: (g) => ({ ...g, enrollKeys: { ...g.enrollKeys, db: f("garbage") } }), names: /^enrollKeys\.db$/ },
         ]],
         PromotedArtifact: [PROMOTED_ARTIFACT_TOKEN, [
@@ -225,8 +239,12 @@ describe("the bad-input table", function () {
                     const before = treeSnapshot(work);
                     const news = await c.inputs(good[resource]);
                     const fresh = news.outputDir !== good[resource].outputDir;
-                    const afterSetup = treeSnapshot(work); // the case's own fixture files are not the resource's writing
-                    const { inputs, failures } = await h.check(fresh ? {} : olds, news);
+                    let afterSetup = treeSnapshot(work); // the case's own fixture files are not the resource's writing
+                    let { inputs, failures } = await h.check(fresh ? {} : olds, news);
+                    if (c.afterCheck) {
+                        c.afterCheck();
+                        afterSetup = treeSnapshot(work);
+                    }
                     if (!c.atBuild) {
                         assert.ok((failures ?? []).length > 0, "a preview case is refused by check, before anything runs");
                         assert.strictEqual(failures!.length, 1, `one error, not ${JSON.stringify(failures)}`);

@@ -15,7 +15,7 @@ import { KAIROS_UKI_IMAGE_TOKEN } from "../../provider/kairos-uki-image";
 import { BOOT_MEDIA_TOKEN } from "../../provider/boot-media";
 import { PROMOTED_ARTIFACT_TOKEN } from "../../provider/promoted-artifact";
 import { ArtifactStore, MAX_MANIFEST_BYTES, OUTPUT_ROOT } from "../../provider/store/artifact-store";
-import { listIso } from "../../provider/toolkit/iso";
+import { listIso, xorrisoArgs } from "../../provider/toolkit/iso";
 import { listEsp } from "../../provider/toolkit/esp";
 import { run } from "../../provider/toolkit/run";
 import { signEfi } from "../../provider/toolkit/uki";
@@ -26,7 +26,7 @@ import { S3Server, startS3Server } from "../helpers/s3-server";
 import { envelopePayload, handMadeManifest, s3Objects } from "../helpers/s3-objects";
 import { makeCertificate } from "../helpers/pki";
 import { makeGenkeyFolder } from "../helpers/genkey";
-import { buildTestOsRootfs } from "../helpers/test-os";
+import { TEST_OS_RELEASE, buildTestOsRootfs } from "../helpers/test-os";
 import { tempDir } from "../helpers/temp";
 
 const BUCKET = "hostile";
@@ -234,6 +234,57 @@ describe("a hostile artifact store: nothing fetched is trusted until it passes a
         assert.ok(!fs.existsSync(path.join(b, "media", "kairos.iso")));
     });
 
+    it("a forged ISO is refused: a hidden file in efiboot.img, or a second ESP partition appended for USB boots", async () => {
+        const dir = tempDir("hostile-forged-iso");
+        const honestIso = path.join(runnerA, "media", "kairos.iso");
+        const espImg = path.join(dir, "efiboot.img");
+        await run(["xorriso", "-osirrox", "on", "-indev", honestIso, "-extract", "/efiboot.img", espImg]);
+        fs.chmodSync(espImg, 0o644);
+        const rootFiles = [];
+        for (const f of (await listIso(honestIso)).filter((f) => f !== "efiboot.img" && f !== "boot.catalog")) {
+            const out = path.join(dir, "root", f);
+            fs.mkdirSync(path.dirname(out), { recursive: true });
+            await run(["xorriso", "-osirrox", "on", "-indev", honestIso, "-extract", `/${f}`, out]);
+            rootFiles.push({ isoPath: f, source: out });
+        }
+        const mtools = { env: { MTOOLS_SKIP_CHECK: "1", MTOOLSRC: "/dev/null" } };
+        const hiddenEsp = path.join(dir, "hidden-efiboot.img");
+        fs.copyFileSync(espImg, hiddenEsp);
+        fs.writeFileSync(path.join(dir, "payload.efi"), "a foreign binary\n");
+        await run(["mcopy", "-i", hiddenEsp, path.join(dir, "payload.efi"), "::/EFI/BOOT/PAYLOAD.EFI"], mtools);
+        await run(["mattrib", "-i", hiddenEsp, "+h", "+s", "::/EFI/BOOT/PAYLOAD.EFI"], mtools);
+        const forgedIsos = {
+            hidden: { args: xorrisoArgs({ espImage: hiddenEsp, rootFiles, volumeId: "UKI_ISO_INSTALL", out: path.join(dir, "hidden.iso"), epoch: 0, hybrid: true }), why: /it holds efiboot\.img:EFI\/BOOT\/PAYLOAD\.EFI, which no input puts there/ },
+            appended: { args: [...xorrisoArgs({ espImage: espImg, rootFiles, volumeId: "UKI_ISO_INSTALL", out: path.join(dir, "appended.iso"), epoch: 0, hybrid: true }), "-append_partition", "3", "0xef", hiddenEsp], why: /its GPT has 2 EFI system partitions, not one/ },
+        };
+        for (const [name, forged] of Object.entries(forgedIsos)) {
+            const iso = path.join(dir, `${name}.iso`);
+            await run(["xorriso", ...forged.args]);
+            const sha = await sha256File(iso);
+            await objects.put(BUCKET, `kairos/sha256/${sha}`, fs.readFileSync(iso));
+            await forge(BOOT_MEDIA_TOKEN, (m) => {
+                m.entries = [{ path: "kairos.iso", sha256: sha, size: fs.statSync(iso).size, mode: 0o644 }];
+            });
+            const b = freshRunner();
+            const ext = await createVia(handler.ext, extInputs(b));
+            const uki = await createVia(handler.uki, ukiInputs(b));
+            const inputs = await checked(handler.media, mediaInputs(b, uki.bootFiles, ext.path));
+            await assertRefused(b, () => handler.media.create(inputs), manifestUriOf(BOOT_MEDIA_TOKEN), forged.why);
+            await restore();
+        }
+    });
+
+    it("a fetch never replaces a folder holding files the resource did not make (the build refuses it too)", async () => {
+        const b = freshRunner();
+        // An owned folder (its marker passes check) where someone has since put a file of their own.
+        fs.copyFileSync(path.join(runnerA, "uki", ".kairos-uki-image"), path.join(b, "uki", ".kairos-uki-image"));
+        fs.writeFileSync(path.join(b, "uki", "notes.txt"), "someone else's\n");
+        const inputs = await checked(handler.uki, ukiInputs(b));
+        await assert.rejects(handler.uki.create(inputs), /outputDir .*uki holds files KairosUkiImage did not make \(notes\.txt\)/);
+        assert.deepStrictEqual(fs.readdirSync(path.join(b, "uki")).sort(), [".kairos-uki-image", "notes.txt"]);
+        assert.strictEqual(fs.readFileSync(path.join(b, "uki", "notes.txt"), "utf8"), "someone else's\n");
+    });
+
     it("an unsigned manifest is not used", async () => {
         await forge(SYSTEM_EXTENSION_TOKEN, () => undefined, null);
         const b = freshRunner();
@@ -277,6 +328,47 @@ describe("a hostile artifact store: nothing fetched is trusted until it passes a
         const b = freshRunner();
         const inputs = await checked(handler.uki, ukiInputs(b));
         await assertRefused(b, () => handler.uki.create(inputs), manifestUriOf(KAIROS_UKI_IMAGE_TOKEN), /BOOTX64\.EFI does not verify against the db certificate .* \(untrusted-signer\)/);
+    });
+
+    it("an older db-signed UKI (another build: another command line) under the current input hash is refused; kairosRelease comes from the UKIs' .osrel, not the manifest", async () => {
+        const olderDir = tempDir("hostile-older-uki");
+        const older = await createVia(handler.uki, { ...ukiInputs(runnerA), outputDir: olderDir, extendCmdline: "console=ttyS0 rd.older.build", artifactStore: undefined });
+        const swapped = older.ukis[0] as { fileName: string; path: string; sha256: string; size: number };
+        await objects.put(BUCKET, `kairos/sha256/${swapped.sha256}`, fs.readFileSync(swapped.path));
+        await forge(KAIROS_UKI_IMAGE_TOKEN, (m) => {
+            m.entries = m.entries.map((e: { path: string }) => (e.path === `${swapped.fileName}.efi` ? { ...e, sha256: swapped.sha256, size: swapped.size } : e));
+        });
+        const b = freshRunner();
+        const inputs = await checked(handler.uki, ukiInputs(b));
+        await assertRefused(b, () => handler.uki.create(inputs), manifestUriOf(KAIROS_UKI_IMAGE_TOKEN), new RegExp(`${swapped.fileName}\\.efi carries the command line ".*rd\\.older\\.build.*", not .*: a UKI of another build`));
+
+        await restore();
+        await forge(KAIROS_UKI_IMAGE_TOKEN, (m) => {
+            m.outputs.kairosRelease = "v9.9.9-forged";
+        });
+        const c = freshRunner();
+        const outs = await createVia(handler.uki, ukiInputs(c));
+        assert.strictEqual(outs.lastBuild.action, "fetched");
+        assert.strictEqual(outs.kairosRelease, TEST_OS_RELEASE);
+    });
+
+    it("a runner without the publisher key records published: false; given the key later, diff asks for an update and the update publishes", async () => {
+        const later = path.join(tempDir("hostile-later"), "later.txt");
+        fs.writeFileSync(later, "published once the key is here\n");
+        const b = freshRunner();
+        const base = { ...promotedInputs(b), source: later, expectedSha256: await sha256File(later) };
+        const keyless = await checked(handler.promoted, { ...base, artifactStore: spec({ publisher: { certificate: publisher.certificate } }) });
+        const built = (await handler.promoted.create(keyless)).outs;
+        assert.strictEqual(built.store.published, false);
+        assert.strictEqual(await probe.getManifest(PROMOTED_ARTIFACT_TOKEN, built.inputHash), undefined);
+        const withKey = await checked(handler.promoted, base);
+        assert.strictEqual(withKey.inputHash, built.inputHash, "the publisher is not part of the input hash");
+        assert.strictEqual((await handler.promoted.diff(built.path, built, withKey)).changes, true);
+        const updated = (await handler.promoted.update(built.path, built, withKey)).outs;
+        assert.strictEqual(updated.store.published, true);
+        assert.strictEqual(updated.lastBuild.action, "published");
+        assert.ok(await probe.getManifest(PROMOTED_ARTIFACT_TOKEN, built.inputHash), "the manifest is written now");
+        assert.strictEqual((await handler.promoted.diff(built.path, updated, withKey)).changes, false);
     });
 
     it("a promoted artifact whose stored bytes are not expectedSha256 is refused", async () => {

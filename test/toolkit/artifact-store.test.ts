@@ -6,6 +6,8 @@ import * as path from "path";
 import { createHash } from "crypto";
 import { ArtifactStore, MAX_MANIFEST_BYTES, OUTPUT_ROOT, StoreIntegrityError, relocate } from "../../provider/store/artifact-store";
 import { sha256File } from "../../provider/toolkit/files";
+import { ToolNotFoundError } from "../../provider/toolkit/run";
+import { ArtifactLayout, fetchFromStore } from "../../provider/store/stored-artifacts";
 import { S3Server, startS3Server } from "../helpers/s3-server";
 import { envelopePayload, handMadeManifest, s3Objects } from "../helpers/s3-objects";
 import { tempDir } from "../helpers/temp";
@@ -83,6 +85,48 @@ describe("artifact store on a real S3 server", function () {
         assert.strictEqual(await store.getManifest("kairos:index:SystemExtension", "absent"), undefined);
     });
 
+    it("junk or a foreign-signed manifest planted first at a manifest key does not block the honest one", async () => {
+        const resource = "kairos:index:SystemExtension";
+        for (const [hash, planted] of [
+            ["q1", Buffer.from("{not a manifest")],
+            ["q2", handMadeManifest({ format: "pulumi-kairos-artifacts/1", resource, inputHash: "q2", entries: [], outputs: { forged: true } }, foreign)],
+            ["q3", handMadeManifest({ format: "pulumi-kairos-artifacts/1", resource, inputHash: "q3", entries: [], outputs: { forged: true } })],
+        ] as const) {
+            await objects.put("unit", store.manifestKey(resource, hash), planted);
+            assert.strictEqual(await store.putManifest({ resource, inputHash: hash, entries: [], outputs: { honest: hash } }), "replaced");
+            assert.deepStrictEqual((await store.getManifest(resource, hash))!.outputs, { honest: hash });
+        }
+        // A valid manifest already there is kept: the first honest build wins.
+        assert.strictEqual(await store.putManifest({ resource, inputHash: "q1", entries: [], outputs: { later: true } }), "present");
+        assert.deepStrictEqual((await store.getManifest(resource, "q1"))!.outputs, { honest: "q1" });
+    });
+
+    it("fetching: only a failed check of the fetched bytes is a store refusal; a full disk or a missing tool stays a local error", async () => {
+        const f = fileWith("fetch.txt", "stored bytes\n");
+        const sha = await sha256File(f);
+        await store.putBlob(f, sha, 13);
+        const resource = "kairos:index:PromotedArtifact";
+        await store.putManifest({ resource, inputHash: "f1", entries: [{ path: "fetch.txt", sha256: sha, size: 13, mode: 0o644 }], outputs: {} });
+        const layoutWith = (fail: () => never): ArtifactLayout => ({
+            root: (p) => p.outputDir, placement: () => "files", localFiles: () => [], label: () => "fetch test",
+            expectedFiles: () => ["fetch.txt"],
+            accept: async () => fail(),
+        });
+        const inputs = () => ({ inputHash: "f1", outputDir: tempDir("fetch-root") });
+        const refused = await fetchFromStore(store, resource, inputs(), layoutWith(() => {
+            throw new Error("fetch.txt is not signed by the db certificate");
+        })).catch((e) => e);
+        assert.ok(refused instanceof StoreIntegrityError, String(refused));
+        assert.match(refused.message, /do not pass the checks a build makes: fetch\.txt is not signed by the db certificate/);
+        for (const local of [Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" }), Object.assign(new Error("EIO: i/o error, read"), { code: "EIO" }), new ToolNotFoundError("xorriso")]) {
+            const err = await fetchFromStore(store, resource, inputs(), layoutWith(() => {
+                throw local;
+            })).catch((e) => e);
+            assert.strictEqual(err, local, `${local.message} is passed on as it is, not as a damaged store`);
+            assert.ok(!(err instanceof StoreIntegrityError));
+        }
+    });
+
     it("a manifest that is not JSON or describes something else is refused", async () => {
         await objects.put("unit", store.manifestKey("kairos:index:BootMedia", "h2"), Buffer.from("{not json"));
         await assert.rejects(store.getManifest("kairos:index:BootMedia", "h2"), (e: Error) => e instanceof StoreIntegrityError && /manifests\/BootMedia\/h2\.json is not a signed manifest \(not JSON\); it was not used/.test(e.message));
@@ -122,6 +166,15 @@ describe("artifact store on a real S3 server", function () {
         const dest = path.join(work, "g.back");
         await assert.rejects(store.getBlob(sha, 100, dest), (e: Error) => e instanceof StoreIntegrityError && /is damaged: the server holds 4096 bytes, but its name and manifest promise 100 bytes/.test(e.message));
         assert.ok(!fs.existsSync(dest), "nothing written");
+    });
+
+    it("a blob downloaded by its digest alone is sized under a hard cap, not by the server's word (promotions, key files)", async () => {
+        const f = fileWith("capped.bin", Buffer.alloc(8192, 5));
+        const sha = await sha256File(f);
+        await store.putBlob(f, sha, 8192);
+        assert.strictEqual(await store.blobSizeAtMost(sha, 8192, "a test file"), 8192);
+        await assert.rejects(store.blobSizeAtMost(sha, 8191, "a test file"), (e: Error) => e instanceof StoreIntegrityError && e.message === `${store.blobUri(sha)} is 8192 bytes, over the 8191-byte limit for a test file; it was not used`);
+        assert.strictEqual(await store.blobSizeAtMost("0".repeat(64), 8192, "a test file"), undefined);
     });
 
     it("wrong credentials and a missing bucket are errors that name the store and the fix", async () => {

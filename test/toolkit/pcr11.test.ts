@@ -14,7 +14,9 @@ import {
     pcrPolicyDigest,
     pcrPublicKeyPem,
     predictPcr11,
+    Pcr11Error,
     signPcr11,
+    verifyPcr11Signature,
 } from "../../provider/toolkit/pcr11";
 import { tempDir } from "../helpers/oci-fixtures";
 import { Swtpm, startSwtpm } from "../helpers/swtpm";
@@ -112,6 +114,24 @@ describe("pcr11", () => {
         const other = path.join(tmp, "other.key");
         await run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", other], { env: { OPENSSL_CONF: "/dev/null" } });
         await assert.rejects(signPcr11(full, other), /does not hold the public half/);
+    });
+
+    it("verifyPcr11Signature takes what signPcr11 signs and refuses another key, another section or a changed policy", async () => {
+        const pub = createPublicKey(fs.readFileSync(pubFile));
+        const signed = await signPcr11(full, keyFile, { banks: ["sha256", "sha1"] });
+        const { banks, perBank, base } = await verifyPcr11Signature(signed.document, full, pub);
+        assert.deepStrictEqual(banks, ["sha1", "sha256"]);
+        assert.deepStrictEqual(Object.fromEntries([...perBank.get("sha256")!].map(([p, v]) => [p, v.toString("hex")])), signed.values.sha256);
+        assert.strictEqual(base.get("sha256")!.toString("hex"), signed.stubOnly.sha256);
+        const otherCmdline = full.map((x) => (x.name === ".cmdline" ? { name: ".cmdline", file: f("cmdline2", "console=ttyS0 init=/bin/sh") } : x));
+        await assert.rejects(verifyPcr11Signature(signed.document, otherCmdline, pub), (e: Error) => e instanceof Pcr11Error && /policy for phase "enter-initrd" \(sha1\) is not the PCR 11 its sections give/.test(e.message));
+        const otherKey = path.join(tmp, "other-verify.key");
+        await run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", otherKey], { env: { OPENSSL_CONF: "/dev/null" } });
+        await assert.rejects(verifyPcr11Signature(signed.document, full, createPublicKey(loadRsaPrivateKey(otherKey))), /its \.pcrsig is signed by key [0-9a-f]{64}, not pcrKey/);
+        const forged = JSON.parse(signed.json);
+        forged.sha256[0].sig = forged.sha256[1].sig;
+        await assert.rejects(verifyPcr11Signature(forged, full, pub), /signature for phase "enter-initrd" \(sha256\) does not verify with pcrKey/);
+        await assert.rejects(verifyPcr11Signature({}, full, pub), /names banks none/);
     });
 
     describe("against systemd-measure sign on a software TPM", () => {
