@@ -27,7 +27,6 @@ import {
     Pcr11Values,
     SYSTEMD_252_MEASURED_SECTIONS,
     SectionContent,
-    loadRsaPrivateKey,
     pcrPublicKeyPem,
     signPcr11,
 } from "./pcr11";
