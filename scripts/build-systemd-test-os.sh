@@ -6,6 +6,9 @@
 #   libcryptsetup12 dmsetup            verity: systemd dlopen()s libcryptsetup ("Suggests" only)
 #   systemd-boot-efi                   the 257 stub and boot loader, so the UKI is built on them
 #   keyutils                           the report shows the kernel's .platform keyring
+#   cryptsetup-bin systemd-cryptsetup  the installer stand-in's LUKS2 format and TPM2 enrolment
+#   libtss2-*                          (systemd-cryptenroll/-cryptsetup dlopen() them), and the unlock
+#   fdisk dosfstools e2fsprogs         the installer stand-in partitions and formats the disk
 # and trixie's signed 6.12 kernel (its config has DM_VERITY_VERIFY_ROOTHASH_SIG with the platform
 # keyring fallback; bookworm's 6.1 lacks it) with only the modules extensions and the install medium
 # need. Trixie packages go into the rootfs only, never onto the host.
@@ -18,11 +21,14 @@ export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 
 SUITE=trixie
 # Bump when the package set, the module list or the trimming changes: a new cache folder is built.
-LAYOUT=1
-PACKAGES=systemd,systemd-sysv,udev,kmod,libcryptsetup12,dmsetup,systemd-boot-efi,keyutils
-# Verity-checked extensions (loop, device-mapper, dm-verity, erofs, overlay), EFI variables, and the
-# install medium (AHCI CD-ROM, ISO 9660) that carries the cloud-config. modprobe adds dependencies.
-MODULES=(loop dm_mod dm_verity erofs overlay efivarfs ahci sr_mod isofs)
+LAYOUT=2
+PACKAGES=systemd,systemd-sysv,udev,kmod,libcryptsetup12,dmsetup,systemd-boot-efi,keyutils,cryptsetup-bin,systemd-cryptsetup,libtss2-esys-3.0.2-0t64,libtss2-rc0t64,libtss2-mu-4.0.1-0t64,libtss2-tcti-device0t64,fdisk,dosfstools,e2fsprogs
+# Verity-checked extensions (loop, device-mapper, dm-verity, erofs, overlay), EFI variables, the
+# install medium (AHCI CD-ROM, ISO 9660) that carries the cloud-config, and the installed disk
+# (virtio, its FAT ESP, the LUKS2 persistent partition with ext4; libcryptsetup reaches the kernel's
+# ciphers through AF_ALG). modprobe adds dependencies.
+MODULES=(loop dm_mod dm_verity erofs overlay efivarfs ahci sr_mod isofs
+  virtio_blk vfat nls_cp437 nls_iso8859_1 nls_ascii dm_crypt xts ext4 af_alg algif_skcipher algif_hash)
 
 CACHE_ROOT="${PULUMI_KAIROS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pulumi-kairos}"
 BASE="$CACHE_ROOT/systemd-test-os"

@@ -4,10 +4,11 @@
 //   downloaded here, so the binary is a stand-in built from examples/k3s-sysext/standin (it tells
 //   systemd it is ready and listens on k3s' port, as `k3s server` does);
 // - demo-motd, a confext with a configuration file under /etc;
-// - the cloud-config whose boot stage starts k3s from the extension, as the blog's does.
+// - the cloud-config: it installs the live medium onto the node's disk (kairos-agent's install.auto),
+//   and its boot stage starts k3s from the extension on the installed node, as the blog's does.
 import * as fs from "fs";
 import * as path from "path";
-import { buildK3sStandin } from "../../scripts/lib/systemd-test-os";
+import { autoInstallConfig, buildK3sStandin } from "../../scripts/lib/systemd-test-os";
 
 const K3S_UNIT = path.resolve(__dirname, "..", "k3s-sysext", "k3s.service");
 
@@ -21,7 +22,7 @@ function write(root: string, rel: string, content: string | Buffer, mode: number
 }
 
 export const DEMO_CLOUD_CONFIG = `#cloud-config
-stages:
+${autoInstallConfig()}stages:
   boot:
     - name: "Start k3s from its system extension"
       commands:

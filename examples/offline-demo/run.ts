@@ -9,8 +9,8 @@ import * as fs from "fs";
 import * as path from "path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { openLocalStack, REPO_ROOT } from "../../scripts/lib/local-engine";
-import { SYSTEMD_REPORT_END, buildSystemdTestOsRootfs, parseSystemdReport } from "../../scripts/lib/systemd-test-os";
-import { bootMedia, freshVars } from "../../scripts/lib/qemu";
+import { buildSystemdTestOsRootfs } from "../../scripts/lib/systemd-test-os";
+import { VirtualNode } from "../../scripts/lib/virtual-node";
 import { demoProgram } from "./index";
 
 const OUT_DIR = path.resolve(process.env.KAIROS_DEMO_OUT ?? path.join(REPO_ROOT, "out", "demo"));
@@ -83,41 +83,57 @@ async function main(): Promise<void> {
         console.log(`demo: total ${seconds(started)} s (boot skipped: KAIROS_DEMO_BOOT=0)`);
         return;
     }
-    console.log(`\nBooting ${path.relative(REPO_ROOT, iso)} in QEMU/OVMF (Secure Boot, blank key store, vTPM); under TCG this takes a few minutes...`);
-    const boot = await bootMedia({
-        media: iso, as: "cdrom", vars: freshVars(path.join(OUT_DIR, ".vars")), tpm: true, timeoutMs: BOOT_TIMEOUT_MS,
-        endMarker: SYSTEMD_REPORT_END, memoryMB: 1536, logFile: freshLog(path.join(OUT_DIR, "boot.log")),
-    });
-    const report = parseSystemdReport(boot.log);
-    console.log(`  keys enrolled by systemd-boot: ${boot.enrolled ? "yes" : "no"}`);
+    const ok = await installAndBoot(iso, outputs);
+    console.log(`demo: total ${seconds(started)} s`);
+    if (!ok) process.exit(2);
+}
+
+/**
+ * The seed's story to its end on a virtual node (out/demo/node: a blank 2 GiB sparse disk, a blank
+ * firmware key store, a new vTPM, all made afresh each run): the ISO boots and installs itself onto
+ * the disk, then the disk alone boots the installed node. Prints what that node reports; false when
+ * something the story promises did not happen.
+ */
+async function installAndBoot(iso: string, outputs: Record<string, any>): Promise<boolean> {
+    const node = new VirtualNode(path.join(OUT_DIR, "node"));
+    console.log(`\nBooting ${path.relative(REPO_ROOT, iso)} in QEMU/OVMF (Secure Boot, blank key store, vTPM) with a blank disk; it installs itself (under TCG this takes a few minutes)...`);
+    const live = await node.boot("live", { iso, timeoutMs: BOOT_TIMEOUT_MS });
+    console.log(`  keys enrolled by systemd-boot: ${live.boot.enrolled ? "yes" : "no"}`);
+    if (!live.report || live.report.facts["install-exit"] !== "0") {
+        console.log(`  the installation did not finish (${live.boot.timedOut ? "timed out" : "stopped"} after ${live.boot.seconds.toFixed(1)} s); serial log in ${live.logFile}`);
+        if (live.report) console.log(indented(live.report.sections.install));
+        return false;
+    }
+    console.log(`  Secure Boot in the guest: ${live.report.facts.sb}; installed in ${live.boot.seconds.toFixed(1)} s:\n${indented(live.report.sections.install)}`);
+
+    console.log("\nAfter the installation has finished: booting the disk alone (same firmware keys, same TPM)...");
+    const installed = await node.boot("installed", { timeoutMs: BOOT_TIMEOUT_MS });
+    const report = installed.report;
     if (!report) {
-        console.log(`  the guest sent no report (${boot.timedOut ? "timed out" : "stopped"} after ${boot.seconds.toFixed(1)} s); serial log in ${path.join(OUT_DIR, "boot.log")}`);
-        process.exit(2);
+        console.log(`  the installed node sent no report (${installed.boot.timedOut ? "timed out" : "stopped"} after ${installed.boot.seconds.toFixed(1)} s); serial log in ${installed.logFile}`);
+        return false;
     }
     const f = report.facts;
-    console.log(`  Secure Boot in the guest: ${f.sb}; systemd ${f.systemd}, kernel ${f.kernel}; report after ${boot.seconds.toFixed(1)} s`);
-    console.log(`\n  $ systemd-sysext status\n${indented(report.sections["systemd-sysext status"])}`);
+    const pcr11 = (outputs.pcr11 as Record<string, Record<string, string>>).norole ?? {};
+    const unlockedBySignedPolicy = f.unlock === "unlocked" && f["pcr11-at-unlock"] === pcr11["enter-initrd"];
+    console.log(`  Secure Boot in the guest: ${f.sb}; systemd ${f.systemd}, kernel ${f.kernel}; booted entry ${f.profile}; report after ${installed.boot.seconds.toFixed(1)} s`);
+    console.log(`  persistent partition (LUKS2): ${f.unlock === "unlocked" ? "unlocked by the TPM with the UKI's signed PCR 11 policy, no passphrase" : `NOT unlocked (${f.unlock})`}`);
+    console.log(`    PCR 11 at unlock ${f["pcr11-at-unlock"]}\n    signed for phase enter-initrd ${pcr11["enter-initrd"]} -> ${unlockedBySignedPolicy ? "equal" : "DIFFERENT"}`);
+    console.log(`\n  $ sudo -i; systemd-sysext status\n${indented(report.sections["systemd-sysext status"])}`);
     console.log(`\n  $ systemd-confext status\n${indented(report.sections["systemd-confext status"])}`);
-    console.log(`\n  $ ls -l /usr/local/bin /usr/local/lib/systemd/system\n${indented(report.sections["ls /usr/local/bin /usr/local/lib/systemd/system"])}`);
-    console.log(`\n  $ systemctl status k3s  (started by the cloud-config's boot stage)\n${indented(report.sections["extension services"])}`);
+    console.log(`\n  $ systemctl status k3s  (started by the cloud-config's boot stage)\n${indented(report.sections["systemctl status k3s"])}`);
     const pcr13 = outputs.pcr13 as { sha256: string };
     const pcr13Match = f.pcr13 === pcr13.sha256;
     console.log(`\n  PCR 13 (extensions) predicted ${pcr13.sha256}\n                     measured  ${f.pcr13} -> ${pcr13Match ? "equal" : "DIFFERENT"}`);
-    console.log(`  k3s.service: ${f["service k3s"]}; cloud-config boot stage: ${f["boot-stage-commands"]} commands, ${f["boot-stage-failed"]} failed; serial log in ${path.join(OUT_DIR, "boot.log")}`);
-    console.log(`demo: total ${seconds(started)} s`);
-    if (f.sb !== "enabled" || f["service k3s"] !== "active/enabled" || f["boot-stage-failed"] !== "0" || !/\/usr\s+k3s/.test(report.sections["systemd-sysext status"] ?? "") || !pcr13Match) process.exit(2);
+    console.log(`  k3s.service: ${f["service k3s"]}; cloud-config boot stage: ${f["boot-stage-commands"]} commands, ${f["boot-stage-failed"]} failed; serial logs in ${node.dir}`);
+    return f.sb === "enabled" && unlockedBySignedPolicy && f["service k3s"] === "active/enabled" && f["boot-stage-failed"] === "0"
+        && /^\/usr\/local\/bin\s+k3s\s/m.test(report.sections["systemd-sysext status"] ?? "") && pcr13Match;
 }
 
 /** A run that changes nothing leaves the file as it was (its time included). */
 function writeIfChanged(file: string, content: string): void {
     if (fs.existsSync(file) && fs.readFileSync(file, "utf8") === content) return;
     fs.writeFileSync(file, content);
-}
-
-/** The serial log of this run only. */
-function freshLog(file: string): string {
-    fs.rmSync(file, { force: true });
-    return file;
 }
 
 main().catch((e) => {

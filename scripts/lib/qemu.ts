@@ -18,6 +18,15 @@ export interface BootOptions {
     vars: string;
     /** Attach a software TPM 2.0 (swtpm, tpm-tis). */
     tpm?: boolean;
+    /**
+     * Keep the TPM's state in this folder (created if missing) instead of a throwaway one, so keys
+     * it sealed in one boot (an enrolled disk) open in the next. Implies tpm.
+     */
+    tpmStateDir?: string;
+    /** Writable virtio disks (raw images) attached after the medium: an installer's target. */
+    disks?: string[];
+    /** With as "disk": the medium itself takes the guest's writes (an installed disk), not a throwaway overlay. */
+    writable?: boolean;
     timeoutMs: number;
     /** The word that starts the busybox test OS's report line ("MARKER sb=… pcr11=… cmdline=…"). */
     marker?: string;
@@ -60,7 +69,7 @@ export function freshVars(dir: string, name = "OVMF_VARS.fd"): string {
     return file;
 }
 
-export function qemuArgs(o: { media: string; as: "cdrom" | "disk"; vars: string; tpmSocket?: string; memoryMB?: number }): string[] {
+export function qemuArgs(o: { media: string; as: "cdrom" | "disk"; vars: string; tpmSocket?: string; memoryMB?: number; disks?: string[]; writable?: boolean }): string[] {
     return [
         "-machine", "q35,smm=on,accel=tcg",
         "-global", "driver=cfi.pflash01,property=secure,value=on",
@@ -70,8 +79,9 @@ export function qemuArgs(o: { media: string; as: "cdrom" | "disk"; vars: string;
         "-m", String(o.memoryMB ?? 1024), "-smp", "1",
         "-nographic", "-serial", "mon:stdio",
         "-no-user-config", "-nodefaults",
-        // a raw disk / USB stick: writes go to a throwaway overlay, the medium is never changed
-        ...(o.as === "cdrom" ? ["-cdrom", o.media] : ["-drive", `file=${o.media},format=raw,if=virtio,snapshot=on`]),
+        // a raw disk / USB stick: writes go to a throwaway overlay, the medium is never changed (unless writable)
+        ...(o.as === "cdrom" ? ["-cdrom", o.media] : ["-drive", `file=${o.media},format=raw,if=virtio${o.writable ? "" : ",snapshot=on"}`]),
+        ...(o.disks ?? []).flatMap((d) => ["-drive", `file=${d},format=raw,if=virtio`]),
         ...(o.tpmSocket
             ? ["-chardev", `socket,id=chrtpm,path=${o.tpmSocket}`, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"]
             : []),
@@ -84,15 +94,16 @@ const ENROLL = "Enrolling secure boot keys";
 export async function bootMedia(o: BootOptions): Promise<BootResult> {
     if (!(o.timeoutMs > 0)) throw new Error("bootMedia needs a timeout");
     if (!o.marker && !o.endMarker) throw new Error("bootMedia needs a marker or an endMarker to know when the guest is done");
-    for (const f of [o.media, o.vars, OVMF_CODE_SECBOOT]) if (!fs.existsSync(f)) throw new Error(`${f} does not exist`);
+    for (const f of [o.media, o.vars, OVMF_CODE_SECBOOT, ...(o.disks ?? [])]) if (!fs.existsSync(f)) throw new Error(`${f} does not exist`);
     const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-qemu-"));
     let swtpm: ChildProcess | undefined;
     try {
         let tpmSocket: string | undefined;
-        if (o.tpm) {
+        if (o.tpm || o.tpmStateDir) {
             tpmSocket = path.join(scratch, "swtpm.sock");
-            fs.mkdirSync(path.join(scratch, "tpm"));
-            swtpm = spawn("swtpm", ["socket", "--tpm2", "--tpmstate", `dir=${path.join(scratch, "tpm")}`, "--ctrl", `type=unixio,path=${tpmSocket}`, "--flags", "not-need-init", "--terminate"], {
+            const state = o.tpmStateDir ?? path.join(scratch, "tpm");
+            fs.mkdirSync(state, { recursive: true });
+            swtpm = spawn("swtpm", ["socket", "--tpm2", "--tpmstate", `dir=${state}`, "--ctrl", `type=unixio,path=${tpmSocket}`, "--flags", "not-need-init", "--terminate"], {
                 stdio: ["ignore", "ignore", "pipe"],
             });
             let swtpmErr = "";
@@ -103,7 +114,7 @@ export async function bootMedia(o: BootOptions): Promise<BootResult> {
                 await new Promise((r) => setTimeout(r, 50));
             }
         }
-        return await runQemu(o, qemuArgs({ media: o.media, as: o.as, vars: o.vars, tpmSocket, memoryMB: o.memoryMB }));
+        return await runQemu(o, qemuArgs({ media: o.media, as: o.as, vars: o.vars, tpmSocket, memoryMB: o.memoryMB, disks: o.disks, writable: o.writable }));
     } finally {
         if (swtpm && swtpm.exitCode === null && swtpm.signalCode === null) {
             swtpm.kill("SIGKILL");

@@ -1,22 +1,31 @@
 // The "Kairos-like with systemd" test OS: the trixie base that scripts/build-systemd-test-os.sh caches
-// (systemd 257, trixie's signed 6.12 kernel and the verity/erofs/overlay modules), plus the parts of a
-// Kairos UKI boot that merging signed extensions depends on:
+// (systemd 257, trixie's signed 6.12 kernel, the verity/erofs/overlay, disk and dm-crypt modules, the
+// LUKS/TPM2 and partitioning tools), plus stand-ins for the parts of Kairos that installing a
+// trusted-boot node and merging signed extensions depend on. Each says in its comments which Kairos
+// step it mirrors (shared/reference/kairos-day2.md); docs/installed-node.md tells the whole story.
 // - /usr/bin/immucore (the UKI's /init) hands over to systemd as PID 1 in the initrd-rootfs, with no
 //   switch-root and no /etc/initrd-release, as immucore ends up doing;
-// - kairos-stage-extensions.service (immucore's part) links what systemd-stub placed in
-//   /.extra/sysext and /.extra/confext into /run/extensions and /run/confexts, because systemd-sysext
-//   reads /.extra only in initrd mode;
-// - systemd-sysext/-confext.service enabled with Kairos' drop-in: refresh with the strict image policy
-//   (root=signed+absent:usr=signed+absent), so unsigned or foreign-signed images are refused. No
-//   certificate is installed in */verity.d: only the kernel's keyring (the firmware db, .platform) can
-//   vouch for an image, and the UKI's command line adds systemd.allow_userspace_verity=0;
-// - kairos-boot-stage.service, a stand-in for kairos-agent's boot stage: it mounts the install medium
-//   (label UKI_ISO_INSTALL) at /run/initramfs/live, as immucore does, and runs the `commands` of the
-//   cloud-config's `stages.boot` entries (e.g. systemctl enable/start k3s);
-// - kairos-test-report.service prints what the tests read on the serial port (between
-//   SYSTEMD_REPORT_BEGIN and SYSTEMD_REPORT_END), tries each image under
-//   /run/initramfs/live/kairos-test/refusals/<case>/ in a refresh of its own, restores the boot's
-//   extensions, then powers off.
+// - live or installed is told by the boot entry systemd-boot started (usr/lib/kairos-test/mode);
+// - kairos-extract-certs (immucore ExtractCerts): PK, KEK and db certificates from efivarfs into
+//   /run/verity.d, so userspace verity accepts an image signed by any of them (allowed: no
+//   systemd.allow_userspace_verity=0);
+// - kairos-initrd-phase / kairos-leave-initrd: PCR 11 barriers "enter-initrd" and "leave-initrd" around
+//   the initrd's work, as systemd-pcrphase-initrd measures them on Kairos; systemd's own sysinit and
+//   ready follow, so PCR 11 walks the four phases the UKI's .pcrsig signs;
+// - kairos-persistent (kcrypt, immucore): on an installed disk, unlocks the LUKS2 persistent partition
+//   with the TPM and the UKI's signed PCR 11 policy, and mounts it at /usr/local;
+// - kairos-stage-extensions (immucore MigrateSysExt, EnableSysAndConfExtensions): on an installed disk,
+//   moves the ESP's <profile>.efi.extra.d images to /var/lib/kairos/extensions, validates them with
+//   systemd-dissect under the signed-only policy and links them into /run/extensions;
+// - systemd-sysext/-confext.service with Kairos' drop-in: refresh with the strict image policy
+//   (root=signed+absent:usr=signed+absent) over Kairos' hierarchy list (also in /etc/profile.d);
+// - kairos-boot-stage (kairos-agent): on the live medium (label UKI_ISO_INSTALL, mounted at
+//   /run/initramfs/live) a config.yaml with install.auto runs the installer stand-in
+//   (usr/lib/kairos-test/install); on an installed disk it runs the `commands` of stages.boot of the
+//   cloud-config kept in /oem (e.g. systemctl enable/start k3s);
+// - kairos-test-report prints what the tests read on the serial port (between SYSTEMD_REPORT_BEGIN
+//   and SYSTEMD_REPORT_END), on the first installed boot tries each image of the refusal trials in a
+//   refresh of its own and restores the boot's extensions, then powers off.
 // Those guest files live as they are installed, in scripts/lib/systemd-test-os/guest/.
 import * as fs from "fs";
 import * as path from "path";
@@ -27,10 +36,23 @@ const REPO = path.resolve(__dirname, "../..");
 export const SYSTEMD_REPORT_BEGIN = "KAIROS-SYSTEMD-REPORT-BEGIN";
 export const SYSTEMD_REPORT_END = "KAIROS-SYSTEMD-REPORT-END";
 /** Kernel options the systemd test OS boots with (added to the Kairos default by extendCmdline). */
-export const SYSTEMD_TEST_OS_CMDLINE = "systemd.allow_userspace_verity=0 systemd.show_status=no";
-/** Where the guest looks for images to try one by one (an ISO overlay folder). */
+export const SYSTEMD_TEST_OS_CMDLINE = "systemd.show_status=no";
+/**
+ * Where the installed node's report looks for images to try one by one: an ISO overlay folder that
+ * the installer stand-in copies onto the persistent partition (a test hook, not a Kairos step).
+ */
 export const REFUSALS_ISO_DIR = "kairos-test/refusals";
+/** Kairos' image policy for systemd-dissect --validate and systemd-sysext refresh (kairos PR #4444). */
 export const IMAGE_POLICY = "root=signed+absent:usr=signed+absent";
+/** Kairos' SYSTEMD_SYSEXT_HIERARCHIES, as the seed's `systemd-sysext status` shows it (kairos-init 99_sysext.yaml). */
+export const SYSEXT_HIERARCHIES = [
+    "/usr/local/bin", "/usr/local/sbin", "/usr/local/include", "/usr/local/lib", "/usr/local/share", "/usr/local/src",
+    "/usr/bin", "/usr/share", "/usr/lib", "/usr/include", "/usr/src", "/usr/sbin",
+];
+/** A cloud-config key block that makes the live medium install itself (kairos-agent's install.auto). */
+export function autoInstallConfig(device = "/dev/vda"): string {
+    return `install:\n  auto: true\n  device: ${device}\n`;
+}
 
 let basePromise: Promise<string> | undefined;
 
@@ -50,7 +72,7 @@ const GUEST_DIR = path.join(__dirname, "systemd-test-os", "guest");
 
 /** @NAME@ placeholders in the guest files, so the host and the guest share one value of each. */
 function placeholders(): Record<string, string> {
-    return { REPORT_BEGIN: SYSTEMD_REPORT_BEGIN, REPORT_END: SYSTEMD_REPORT_END, IMAGE_POLICY, REFUSALS_DIR: REFUSALS_ISO_DIR };
+    return { REPORT_BEGIN: SYSTEMD_REPORT_BEGIN, REPORT_END: SYSTEMD_REPORT_END, IMAGE_POLICY, SYSEXT_HIERARCHIES: SYSEXT_HIERARCHIES.join(":") };
 }
 
 /** A guest file's text with its placeholders filled in. */
@@ -79,6 +101,10 @@ export function bootStageAwkProgram(): string {
 
 /** unit -> target whose .wants/ links it (what `systemctl enable` would do). */
 const ENABLED: Record<string, string> = {
+    "kairos-extract-certs.service": "sysinit.target",
+    "kairos-initrd-phase.service": "sysinit.target",
+    "kairos-persistent.service": "sysinit.target",
+    "kairos-leave-initrd.service": "sysinit.target",
     "kairos-stage-extensions.service": "sysinit.target",
     "systemd-sysext.service": "sysinit.target",
     "systemd-confext.service": "sysinit.target",

@@ -1,12 +1,15 @@
 // The systemd test OS's stand-ins that run in the guest, checked on the host: the boot stage's
-// cloud-config reader (the same awk program, run by Debian's mawk as in the guest) and the parser of
-// the report the guest writes on the serial port.
+// cloud-config reader (the same awk program, run by Debian's mawk as in the guest), the install
+// block reader, live-or-installed from the loader's variable, the ExtractCerts stand-in over
+// efivarfs-shaped files, and the parser of the report the guest writes on the serial port.
 import { strict as assert } from "assert";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/engine";
-import { IMAGE_POLICY, SYSTEMD_REPORT_BEGIN, SYSTEMD_REPORT_END, bootStageAwkProgram, guestFile, guestFiles, parseSystemdReport } from "../../scripts/lib/systemd-test-os";
+import {
+    IMAGE_POLICY, SYSEXT_HIERARCHIES, SYSTEMD_REPORT_BEGIN, SYSTEMD_REPORT_END, autoInstallConfig, bootStageAwkProgram, guestFile, guestFiles, parseSystemdReport,
+} from "../../scripts/lib/systemd-test-os";
 import { DEMO_CLOUD_CONFIG } from "../../examples/offline-demo/payloads";
 
 describe("systemd test OS stand-ins", () => {
@@ -72,5 +75,82 @@ describe("systemd test OS stand-ins", () => {
         assert.deepEqual(r.facts, { sb: "enabled", "service k3s": "active", cmdline: "a=b c" });
         assert.equal(r.sections["systemd-sysext status"], "HIERARCHY EXTENSIONS SINCE\n/usr      k3s        now");
         assert.equal(parseSystemdReport(`${SYSTEMD_REPORT_BEGIN}\n### facts\nsb=enabled\n`), undefined);
+    });
+
+    /** A guest script written out with its placeholders filled, runnable by the host's dash. */
+    function guestScript(rel: string): string {
+        const file = path.join(work, rel.replace(/\//g, "_"));
+        fs.writeFileSync(file, guestFile(rel), { mode: 0o755 });
+        return file;
+    }
+
+    it("reads the install block: auto and device, quoted or not; nothing from other blocks", async () => {
+        const config = path.join(work, "install.yaml");
+        const read = async (key: string) => (await run(["dash", guestScript("usr/lib/kairos-test/install-config"), key, config])).stdout.trim();
+        fs.writeFileSync(config, `${autoInstallConfig("/dev/sdb")}stages:\n  boot:\n    - commands:\n        - "device: x"\n`);
+        assert.equal(await read("auto"), "true");
+        assert.equal(await read("device"), "/dev/sdb");
+        fs.writeFileSync(config, `users:\n  auto: true\ninstall:\n  # comment\n  device: "/dev/vdb"\n`);
+        assert.equal(await read("auto"), "");
+        assert.equal(await read("device"), "/dev/vdb");
+    });
+
+    it("tells live from installed by the entry systemd-boot started (LoaderEntrySelected, UTF-16), boot counters included", async () => {
+        const vars = path.join(work, "loader-vars");
+        fs.mkdirSync(vars, { recursive: true });
+        const mode = async (entry: string | undefined) => {
+            const file = path.join(vars, "LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f");
+            fs.rmSync(file, { force: true });
+            if (entry !== undefined) fs.writeFileSync(file, Buffer.concat([Buffer.from([6, 0, 0, 0]), Buffer.from(`${entry}\0`, "utf16le")]));
+            const script = `. ${guestScript("usr/lib/kairos-test/mode")}; echo "$KAIROS_MODE $KAIROS_PROFILE"`;
+            return (await run(["dash", "-c", script], { env: { LOADER_VARS: vars } })).stdout.trim();
+        };
+        assert.equal(await mode("active.conf"), "installed active");
+        assert.equal(await mode("passive+2-1.conf"), "installed passive");
+        assert.equal(await mode("norole.conf"), "live norole");
+        assert.equal(await mode(undefined), "live norole");
+    });
+
+    it("ExtractCerts: every X.509 entry of PK, KEK and db becomes /run/verity.d/<VAR><n>.crt; other entry types are skipped", async () => {
+        const dir = path.join(work, "certs");
+        fs.mkdirSync(dir, { recursive: true });
+        const cert = async (name: string) => {
+            const pem = path.join(dir, `${name}.pem`);
+            await run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path.join(dir, `${name}.key`), "-out", pem, "-subj", `/CN=${name}`, "-days", "1"]);
+            const esl = path.join(dir, `${name}.esl`);
+            await run(["cert-to-efi-sig-list", pem, esl]);
+            return { pem, esl: fs.readFileSync(esl) };
+        };
+        const [pk, kek, db1, db2] = [await cert("pk"), await cert("kek"), await cert("db1"), await cert("db2")];
+        const hashList = path.join(dir, "hash.esl");
+        fs.writeFileSync(path.join(dir, "blob"), "not a certificate");
+        await run(["hash-to-efi-sig-list", path.join(dir, "blob"), hashList]);
+        const efivars = path.join(work, "efivars");
+        fs.mkdirSync(efivars, { recursive: true });
+        const variable = (name: string, ...lists: Buffer[]) => fs.writeFileSync(path.join(efivars, name), Buffer.concat([Buffer.from([0x27, 0, 0, 0]), ...lists]));
+        variable("PK-8be4df61-93ca-11d2-aa0d-00e098032b8c", pk.esl);
+        variable("KEK-8be4df61-93ca-11d2-aa0d-00e098032b8c", kek.esl);
+        variable("db-d719b2cb-3d3a-4596-a3bc-dad00e67656f", db1.esl, fs.readFileSync(hashList), db2.esl);
+        const out = path.join(work, "verity.d");
+        await run(["dash", guestScript("usr/lib/kairos-test/extract-certs")], { env: { EFIVARS: efivars, VERITY_DIR: out } });
+        assert.deepEqual(fs.readdirSync(out).sort(), ["DB0.crt", "DB1.crt", "KEK0.crt", "PK0.crt"]);
+        const der = async (pem: string) => {
+            await run(["openssl", "x509", "-in", pem, "-outform", "DER", "-out", `${pem}.der`]);
+            return fs.readFileSync(`${pem}.der`);
+        };
+        for (const [file, want] of [["PK0.crt", pk], ["KEK0.crt", kek], ["DB0.crt", db1], ["DB1.crt", db2]] as const) {
+            assert.deepEqual(await der(path.join(out, file)), await der(want.pem), file);
+            assert.equal(fs.statSync(path.join(out, file)).mode & 0o777, 0o644);
+        }
+        // a list that claims more bytes than the variable holds is refused, not read past its end
+        variable("KEK-8be4df61-93ca-11d2-aa0d-00e098032b8c", kek.esl.subarray(0, kek.esl.length - 10));
+        await assert.rejects(run(["dash", guestScript("usr/lib/kairos-test/extract-certs")], { env: { EFIVARS: efivars, VERITY_DIR: out } }), /overruns/);
+    });
+
+    it("the sysext drop-in and the login profile carry Kairos' hierarchy list", () => {
+        const list = SYSEXT_HIERARCHIES.join(":");
+        assert.equal(list, "/usr/local/bin:/usr/local/sbin:/usr/local/include:/usr/local/lib:/usr/local/share:/usr/local/src:/usr/bin:/usr/share:/usr/lib:/usr/include:/usr/src:/usr/sbin");
+        assert.match(guestFile("etc/systemd/system/systemd-sysext.service.d/10-kairos.conf"), new RegExp(`^Environment=SYSTEMD_SYSEXT_HIERARCHIES=${list}$`, "m"));
+        assert.match(guestFile("etc/profile.d/systemd-sysext.sh"), new RegExp(`^export SYSTEMD_SYSEXT_HIERARCHIES=${list}$`, "m"));
     });
 });
