@@ -9,6 +9,9 @@
 #   cryptsetup-bin systemd-cryptsetup  the installer stand-in's LUKS2 format and TPM2 enrolment
 #   libtss2-*                          (systemd-cryptenroll/-cryptsetup dlopen() them), and the unlock
 #   fdisk dosfstools e2fsprogs         the installer stand-in partitions and formats the disk
+#   systemd-container                  systemd-dissect, which immucore's stand-in validates extensions
+#                                      with (installed by apt after debootstrap: it needs a D-Bus system
+#                                      bus, a virtual package debootstrap cannot resolve)
 # and trixie's signed 6.12 kernel (its config has DM_VERITY_VERIFY_ROOTHASH_SIG with the platform
 # keyring fallback; bookworm's 6.1 lacks it) with only the modules extensions and the install medium
 # need. Trixie packages go into the rootfs only, never onto the host.
@@ -21,7 +24,7 @@ export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 
 SUITE=trixie
 # Bump when the package set, the module list or the trimming changes: a new cache folder is built.
-LAYOUT=2
+LAYOUT=3
 PACKAGES=systemd,systemd-sysv,udev,kmod,libcryptsetup12,dmsetup,systemd-boot-efi,keyutils,cryptsetup-bin,systemd-cryptsetup,libtss2-esys-3.0.2-0t64,libtss2-rc0t64,libtss2-mu-4.0.1-0t64,libtss2-tcti-device0t64,fdisk,dosfstools,e2fsprogs
 # Verity-checked extensions (loop, device-mapper, dm-verity, erofs, overlay), EFI variables, the
 # install medium (AHCI CD-ROM, ISO 9660) that carries the cloud-config, and the installed disk
@@ -63,6 +66,7 @@ in_root() { unshare -m -- chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin
 # The kernel: downloaded (not installed, which would build an initramfs) and unpacked beside the rootfs.
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 in_root apt-get update -qq >&2
+in_root apt-get install -y -qq --no-install-recommends -o APT::Sandbox::User=root systemd-container >"$work/apt.log" 2>&1 || { tail -n 30 "$work/apt.log" >&2; exit 1; }
 kpkg="$(in_root apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1)"
 [ -n "$kpkg" ] || { echo "build-systemd-test-os: cannot resolve the kernel package behind linux-image-amd64 in $SUITE" >&2; exit 1; }
 mkdir -p "$root/tmp/kernel"

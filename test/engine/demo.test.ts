@@ -1,5 +1,6 @@
 // The README's main command, as a new user runs it (in a temp output folder): the first run builds,
-// boots the ISO and shows the guest merging k3s and running it; the second builds nothing and says so
+// installs the ISO onto a virtual disk and boots that disk, showing the installed node unlock its
+// persistent partition with the TPM, merge k3s and run it; the second builds nothing and says so
 // (KAIROS_DEMO_BOOT=0: that run is about the no-op, and the boot is proven by the first); the third runs
 // after the output folder (the demo's Pulumi project folder, state included) moved elsewhere, as it does
 // with a moved checkout, and still builds nothing and writes no file (issue 22).
@@ -34,13 +35,16 @@ describe("npm run demo (scripts/run-demo.sh)", function () {
 
     before(() => (out = tempDir("demo")));
 
-    it("builds keys, k3s + a confext, the UKI and the ISO; the booted guest merges k3s and runs it", async () => {
+    it("builds keys, k3s + a confext, the UKI and the ISO; the ISO installs itself, and the installed node unlocks its disk with the TPM, merges k3s and runs it", async () => {
         const { stdout } = await demo();
         assert.match(stdout, /demo: 7 create in/);
         assert.match(stdout, /KairosUkiImage pulumi-kairos-demo-uki: created \(new\)/);
         assert.match(stdout, /keys enrolled by systemd-boot: yes/);
-        assert.match(stdout, /Secure Boot in the guest: enabled; systemd 257/);
-        assert.match(stdout, /\$ systemd-sysext status\n\s+HIERARCHY\s+EXTENSIONS\s+SINCE\n(.*\n)*\s+\/usr\s+k3s\s/);
+        assert.match(stdout, /kairos-install: done/);
+        assert.match(stdout, /Secure Boot in the guest: enabled; systemd 257, kernel \S+; booted entry active/);
+        assert.match(stdout, /persistent partition \(LUKS2\): unlocked by the TPM with the UKI's signed PCR 11 policy, no passphrase/);
+        assert.match(stdout, /PCR 11 at unlock ([0-9a-f]{64})\n\s+signed for phase enter-initrd \1 -> equal/);
+        assert.match(stdout, /\$ sudo -i; systemd-sysext status\n\s+HIERARCHY\s+EXTENSIONS\s+SINCE\n(.*\n)*\s+\/usr\/local\/bin\s+k3s\s/);
         assert.match(stdout, /\$ systemd-confext status\n(.*\n)*\s+\/etc\s+demo-motd\s/);
         assert.match(stdout, /k3s\.service - Lightweight Kubernetes \(from the k3s system extension\)\n\s+Loaded: loaded \(\/usr\/local\/lib\/systemd\/system\/k3s\.service; enabled;.*\n\s+Active: active \(running\)/);
         assert.match(stdout, /k3s\.service: active\/enabled; cloud-config boot stage: 2 commands, 0 failed/);
