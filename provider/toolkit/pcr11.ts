@@ -14,7 +14,7 @@
 //   what Kairos images ship) measures every section of its list but .pcrsig, in the list's order:
 //   .linux .osrel .cmdline .initrd .ucode .splash .dtb .uname .sbat .pcrpkey .profile .dtbauto .hwids
 //   (src/fundamental/uki.h, unified_section_measure). A UKI on Debian 13's 257 stub booted here under
-//   a vTPM showed the PCR 11 this list predicts (test/boot/sysext-merge.test.ts).
+//   a vTPM showed the PCR 11 this list predicts (test/boot/installed-node.test.ts).
 // - go-ukify (AuroraBoot) measures .linux .osrel .cmdline .initrd .splash .dtb .uname .sbat .pcrpkey:
 //   the same order for the sections a Kairos UKI has.
 // .pcrsig is never measured (it cannot sign itself).

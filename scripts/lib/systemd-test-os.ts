@@ -7,8 +7,8 @@
 //   switch-root and no /etc/initrd-release, as immucore ends up doing;
 // - live or installed is told by the boot entry systemd-boot started (usr/lib/kairos-test/mode);
 // - kairos-extract-certs (immucore ExtractCerts): PK, KEK and db certificates from efivarfs into
-//   /run/verity.d, so userspace verity accepts an image signed by any of them (allowed: no
-//   systemd.allow_userspace_verity=0);
+//   /run/verity.d, so userspace verity accepts an image signed by any of them (systemd allows it by
+//   default, and this OS no longer turns it off);
 // - kairos-initrd-phase / kairos-leave-initrd: PCR 11 barriers "enter-initrd" and "leave-initrd" around
 //   the initrd's work, as systemd-pcrphase-initrd measures them on Kairos; systemd's own sysinit and
 //   ready follow, so PCR 11 walks the four phases the UKI's .pcrsig signs;

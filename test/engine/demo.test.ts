@@ -29,9 +29,10 @@ async function demoFiles(dir: string): Promise<Record<string, string>> {
 const REPO = path.resolve(__dirname, "..", "..");
 
 describe("npm run demo (scripts/run-demo.sh)", function () {
-    this.timeout(900000);
+    // a build and two boots (install, installed node), each boot allowed 600 s by the demo
+    this.timeout(1800000);
     let out: string;
-    const demo = (env: Record<string, string> = {}) => run(["bash", path.join(REPO, "scripts", "run-demo.sh")], { env: { KAIROS_DEMO_OUT: out, ...env }, timeoutMs: 840000 });
+    const demo = (env: Record<string, string> = {}) => run(["bash", path.join(REPO, "scripts", "run-demo.sh")], { env: { KAIROS_DEMO_OUT: out, ...env }, timeoutMs: 1740000 });
 
     before(() => (out = tempDir("demo")));
 

@@ -1,6 +1,6 @@
 // PCR 13 prediction: the stub's sysext cpio rebuilt byte for byte. GNU cpio reads the archive back
 // (an independent check of the format); the guest's PCR 13 equals the prediction in
-// test/boot/sysext-merge.test.ts, which is the proof that the bytes are the stub's.
+// test/boot/installed-node.test.ts, which is the proof that the bytes are the stub's.
 import { strict as assert } from "assert";
 import * as crypto from "crypto";
 import * as fs from "fs";
