@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { run } from "../provider/toolkit/run";
-import { DEFAULT_INITRD_LEVEL, DEFAULT_INITRD_WINDOW_LOG, writeCpio } from "../provider/toolkit/initrd";
+import { DEFAULT_INITRD_LEVEL, DEFAULT_INITRD_WINDOW_LOG, writeCpio } from "../provider/toolkit/boot/initrd";
 import { timed } from "./timing";
 
 export interface Compressed {

@@ -1,10 +1,10 @@
-// The bench rootfs as a UKI source: a hard-link mirror of the cached tree (toolkit/tree-mirror.ts, so
+// The bench rootfs as a UKI source: a hard-link mirror of the cached tree (toolkit/source/tree-mirror.ts, so
 // ~1 s instead of copying 900 MB) plus the one Kairos part Debian has no package for, /usr/bin/immucore
 // (the test OS's stand-in). The cache itself is never written: changes are made by replacing names in
 // the mirror, never by writing into a linked file.
 import * as fs from "fs";
 import * as path from "path";
-import { mirrorTree, newMirrorState } from "../provider/toolkit/tree-mirror";
+import { mirrorTree, newMirrorState } from "../provider/toolkit/source/tree-mirror";
 import { run } from "../provider/toolkit/run";
 import { immucoreScript, TEST_OS_MARKER } from "../scripts/lib/test-os";
 

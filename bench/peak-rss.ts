@@ -17,7 +17,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { run } from "../provider/toolkit/run";
-import { inspectKairosRootfs } from "../provider/toolkit/kairos-rootfs";
+import { inspectKairosRootfs } from "../provider/toolkit/boot/kairos-rootfs";
 import { systemdTestOsBase } from "../scripts/lib/systemd-test-os";
 import { immucoreScript, kairosRelease, osRelease, testKernel, TEST_OS_MARKER } from "../scripts/lib/test-os";
 

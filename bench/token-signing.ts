@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { openSigner } from "../provider/toolkit/signer";
+import { openSigner } from "../provider/toolkit/keys/signer";
 import { makeCertificate } from "../test/helpers/pki";
 import { makeTestToken } from "../test/helpers/softhsm";
 import { timed } from "./timing";

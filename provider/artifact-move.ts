@@ -11,7 +11,7 @@ import { samePath } from "./resource-kit";
 import { UNKNOWN } from "./validation/schema-validator";
 import { BuildLog, logLine } from "./build-log";
 import { isInside, sha256FileIfExists } from "./toolkit/files";
-import { treeDigest } from "./toolkit/tree-digest";
+import { treeDigest } from "./toolkit/source/tree-digest";
 import { artifactStoreFor } from "./store/artifact-store";
 
 /** One recorded file (or folder) of an artifact: where the state has it, where the new inputs put it. */

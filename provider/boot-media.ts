@@ -12,19 +12,19 @@ import { Handler, checkInputs, packageProvider, replacedFields, samePath } from 
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, isInside, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
-import { stageThenMove, replaceDirectory, restoreInterruptedSwap, withScratch } from "./store/staging";
-import { treeDigest, treeEntries } from "./toolkit/tree-digest";
-import { EspFile, buildEspImage, listEsp, readEspFile } from "./toolkit/esp";
-import { buildIso, espBootProblem, ISO_ESP_NAME, listIso, normalizeIsoPath } from "./toolkit/iso";
+import { stageThenMove, replaceDirectory, restoreInterruptedSwap, withScratch } from "./output/staging";
+import { treeDigest, treeEntries } from "./toolkit/source/tree-digest";
+import { EspFile, buildEspImage, listEsp, readEspFile } from "./toolkit/boot/esp";
+import { buildIso, espBootProblem, ISO_ESP_NAME, listIso, normalizeIsoPath } from "./toolkit/boot/iso";
 import { run } from "./toolkit/run";
 import { StoreIntegrityError } from "./store/artifact-store";
-import { SecureBootEnroll, renderLoaderConf } from "./toolkit/boot-entries";
-import { readLoaderInfo } from "./toolkit/uki";
-import { predictPcr13, stubExtensions } from "./toolkit/pcr13";
-import { readPartitionTable } from "./toolkit/ddi";
-import { extensionReleaseNames } from "./toolkit/erofs-reader";
-import { EnrolledCertificate, efiImageProblem, enrolledCertificates, extensionImageProblem, loaderEntryProblem } from "./toolkit/media-trust";
-import { rememberedPass } from "./store/verdict-cache";
+import { SecureBootEnroll, renderLoaderConf } from "./toolkit/boot/boot-entries";
+import { readLoaderInfo } from "./toolkit/boot/uki";
+import { predictPcr13, stubExtensions } from "./toolkit/boot/pcr13";
+import { readPartitionTable } from "./toolkit/sysext/ddi";
+import { extensionReleaseNames } from "./toolkit/sysext/erofs-reader";
+import { EnrolledCertificate, efiImageProblem, enrolledCertificates, extensionImageProblem, loaderEntryProblem } from "./toolkit/boot/media-trust";
+import { rememberedPass } from "./output/verdict-cache";
 import * as os from "os";
 import type { KairosUkiImage } from "./kairos-uki-image";
 import type { SigningKeys } from "./signing-keys";
@@ -121,7 +121,7 @@ function mediaFiles(i: CheckedInputs, loaderConf: string): { to: string; from: s
  * ISO) and at the media root is exactly one of this runner's inputs (UKIs, systemd-boot, loader
  * entries, .auth files, extensions, overlay files) or the loader.conf these inputs render, byte for
  * byte, and nothing else is there (hidden and system FAT files included); an ISO boots only
- * /efiboot.img, through El Torito and through its GPT (toolkit/iso.ts espBootProblem). So a manifest
+ * /efiboot.img, through El Torito and through its GPT (toolkit/boot/iso.ts espBootProblem). So a manifest
  * cannot slip a key or a foreign binary onto the media.
  * Every output is computed here (pcr13 from the extensions, as a build predicts it).
  */
@@ -400,7 +400,7 @@ function ancestorsAndSelf(p: string): string[] {
 }
 
 /**
- * What the media may carry, judged by the keys they enrol (toolkit/media-trust.ts): each UKI and the
+ * What the media may carry, judged by the keys they enrol (toolkit/boot/media-trust.ts): each UKI and the
  * systemd-boot a PE image signed for the enrolled db, each loader entry a loader entry, each extension
  * a DDI signed by a certificate in PK, KEK or db that carries the extension-release file of its name.
  * One problem per refused entry, named by its property. `shownAs` holds the paths to name (the build

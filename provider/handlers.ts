@@ -13,7 +13,7 @@
 // regenerated: SigningKeys only re-checks and re-records them), and the state is rewritten at this
 // version. A newer version than this package knows is refused: install that pulumi-kairos or newer.
 import type { Handler } from "./resource-kit";
-import { withOutputLock } from "./store/output-lock";
+import { withOutputLock } from "./output/output-lock";
 import * as fs from "fs";
 import * as path from "path";
 import { explainFullDisk, logLine } from "./build-log";
@@ -64,7 +64,7 @@ export function versionedHandler(token: string, h: Handler): Handler {
         }
     };
     const stamp = <T extends { outs?: any }>(result: T): T => ({ ...result, outs: { ...result.outs, stateVersion: STATE_VERSION } });
-    // One writer per artifact across processes (two stacks on one output folder): see store/output-lock.ts.
+    // One writer per artifact across processes (two stacks on one output folder): see output/output-lock.ts.
     const locked = <T>(props: Record<string, any>[], fn: () => Promise<T>): Promise<T> => {
         // The old place of an update is guarded only when the update may write there: not for a move,
         // which leaves it as it is (it may be read-only, or another checkout's), nor when its folder is

@@ -10,9 +10,9 @@ import { Handler, checkInputs, containsUnknown, packageProvider, replacedFields,
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, rangesEqual, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
-import { readCertificate } from "./toolkit/openssl";
-import { readPartitionTable, resignSysextImage, verifySysextImage } from "./toolkit/ddi";
-import { stageThenMove, withScratch } from "./store/staging";
+import { readCertificate } from "./toolkit/keys/openssl";
+import { readPartitionTable, resignSysextImage, verifySysextImage } from "./toolkit/sysext/ddi";
+import { stageThenMove, withScratch } from "./output/staging";
 import { ArtifactStore, ArtifactStoreSpec, StoreIntegrityError, artifactStoreFor } from "./store/artifact-store";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";

@@ -8,10 +8,10 @@ import * as path from "path";
 import { X509Certificate, createPrivateKey } from "crypto";
 import type * as pulumi from "@pulumi/pulumi";
 import { InputProblem, UNKNOWN, inputDefaults, validateInputs } from "./validation/schema-validator";
-import { keyMatchesCertificate } from "./toolkit/openssl";
+import { keyMatchesCertificate } from "./toolkit/keys/openssl";
 import { memoByFiles } from "./toolkit/file-memo";
-import { ExtensionSourceSpec, sourceForms } from "./toolkit/extension-source";
-import { isPkcs11Uri, tokenKeyProblem } from "./toolkit/pkcs11";
+import { ExtensionSourceSpec, sourceForms } from "./toolkit/source/extension-source";
+import { isPkcs11Uri, tokenKeyProblem } from "./toolkit/keys/pkcs11";
 import { pinCarryingInputs, redactPin, redactedDeep } from "./toolkit/pin";
 
 export type Handler = Required<Pick<pulumi.dynamic.ResourceProvider, "check" | "diff" | "create" | "read" | "update" | "delete">> & {

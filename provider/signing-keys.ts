@@ -8,15 +8,15 @@ import { Handler, checkInputs, packageProvider, samePath } from "./resource-kit"
 import { BuildLog, BuildReport, logLine, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
-import { readExistingKeySet } from "./toolkit/key-set-reader";
-import { stageThenMove } from "./store/staging";
+import { readExistingKeySet } from "./toolkit/keys/key-set-reader";
+import { stageThenMove } from "./output/staging";
 import { faultPoint } from "./fault-points";
 import {
     KEY_ROLES, KeyPairPaths, KeyRole, KeySource, TPM_PCR_KEY_FILE,
     allKeySetFiles, checkImport, createKeyMaterial, deriveSignatureFiles, digestKeySet, isPrivateKeyFile, keyFileNames, tokenKeyRefs,
-} from "./toolkit/secure-boot-keyset";
-import { PIN_ENV, isPkcs11Uri, parsePkcs11Uri } from "./toolkit/pkcs11";
-import { publicKeyPem } from "./toolkit/openssl";
+} from "./toolkit/keys/secure-boot-keyset";
+import { PIN_ENV, isPkcs11Uri, parsePkcs11Uri } from "./toolkit/keys/pkcs11";
+import { publicKeyPem } from "./toolkit/keys/openssl";
 import { ArtifactStoreSpec } from "./store/artifact-store";
 import { ArtifactLayout, StoreOutput, diffWithStore, publish, publisherProblems, storeOf } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";

@@ -21,7 +21,7 @@ import { Transform } from "stream";
 import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { canonicalJson, sha256Hex } from "../toolkit/files";
-import { openSigner } from "../toolkit/signer";
+import { openSigner } from "../toolkit/keys/signer";
 
 /** The `artifactStore` input (schema.json, kairos:index:ArtifactStore). */
 export interface ArtifactStoreSpec {

@@ -7,12 +7,12 @@ import * as path from "path";
 import type { Handler } from "../resource-kit";
 import { BuildLog } from "../build-log";
 import { isInside, sha256File, sha256FileIfExists } from "../toolkit/files";
-import { treeEntries } from "../toolkit/tree-digest";
+import { treeEntries } from "../toolkit/source/tree-digest";
 import { ToolNotFoundError } from "../toolkit/run";
 import { X509Certificate } from "crypto";
 import { containsUnknown, signingPairProblems } from "../resource-kit";
 import type { InputProblem } from "../validation/schema-validator";
-import { replaceDirectory, stageThenMove, withScratch } from "./staging";
+import { replaceDirectory, stageThenMove, withScratch } from "../output/staging";
 import { ArtifactStore, ArtifactStoreSpec, ManifestEntry, OUTPUT_ROOT, StoreIntegrityError, artifactStoreFor, relocate } from "./artifact-store";
 
 /** Where a resource's artifacts live and how they are put in place. */

@@ -1,9 +1,9 @@
 // Per-process memory of what was read from small input files (certificates, keys), so that one preview
 // or up with fifty extensions signed by the same db key parses that key once, not three times per
-// extension. A result is reused only while every file it came from is unchanged (store/file-identity.ts);
+// extension. A result is reused only while every file it came from is unchanged (toolkit/file-identity.ts);
 // a file that cannot be stat'ed, one too fresh to trust, or a call that throws, is never remembered.
 import * as fs from "fs";
-import { fileIdentity, tooFreshToTrust } from "../store/file-identity";
+import { fileIdentity, tooFreshToTrust } from "./file-identity";
 
 const MAX_ENTRIES = 256;
 

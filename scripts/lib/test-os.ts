@@ -6,7 +6,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
-import { cacheRoot } from "../../provider/store/file-identity";
+import { cacheRoot } from "../../provider/toolkit/file-identity";
 
 export const TEST_OS_MARKER = "KAIROS-TEST-OS-BOOTED";
 export const TEST_OS_RELEASE = "v0.0.0-test";

@@ -11,7 +11,7 @@ import { SIGNING_KEYS_TOKEN } from "../../provider/signing-keys";
 import { SYSTEM_EXTENSION_TOKEN } from "../../provider/system-extension";
 import { KAIROS_UKI_IMAGE_TOKEN } from "../../provider/kairos-uki-image";
 import { BOOT_MEDIA_TOKEN } from "../../provider/boot-media";
-import { PIN_ENV } from "../../provider/toolkit/pkcs11";
+import { PIN_ENV } from "../../provider/toolkit/keys/pkcs11";
 import { run } from "../../provider/toolkit/run";
 import { withLogSink } from "../../provider/build-log";
 import { tempDir } from "../helpers/engine";

@@ -8,7 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import { SYSTEM_EXTENSION_TOKEN } from "../../provider/system-extension";
 import { handlerFor } from "../../provider/handlers";
-import { holderAlive, lockPathFor, LOCK_TIMEOUT_ENV, withOutputLock } from "../../provider/store/output-lock";
+import { holderAlive, lockPathFor, LOCK_TIMEOUT_ENV, withOutputLock } from "../../provider/output/output-lock";
 import { withLogSink } from "../../provider/build-log";
 import { PAUSE_AT_ENV } from "../../provider/fault-points";
 import { sha256File } from "../../provider/toolkit/files";

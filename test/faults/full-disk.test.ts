@@ -9,7 +9,7 @@ import { handlerFor } from "../../provider/handlers";
 import { SYSTEM_EXTENSION_TOKEN } from "../../provider/system-extension";
 import { SIGNING_KEYS_TOKEN } from "../../provider/signing-keys";
 import { sha256File } from "../../provider/toolkit/files";
-import { digestKeySet } from "../../provider/toolkit/secure-boot-keyset";
+import { digestKeySet } from "../../provider/toolkit/keys/secure-boot-keyset";
 import { run } from "../../provider/toolkit/run";
 import { makeCertificate } from "../helpers/pki";
 import { tempDir } from "../helpers/temp";

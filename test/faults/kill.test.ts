@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { KILL_AT_ENV, RECORD_POINTS_ENV } from "../../provider/fault-points";
 import { sha256File } from "../../provider/toolkit/files";
-import { digestKeySet } from "../../provider/toolkit/secure-boot-keyset";
+import { digestKeySet } from "../../provider/toolkit/keys/secure-boot-keyset";
 import { spawn } from "child_process";
 import { EngineStack, engineStack, tempDir } from "../helpers/engine";
 import { killProgram } from "./kill-driver";
@@ -146,7 +146,7 @@ describe("killed builds through the Pulumi engine", function () {
             assert.ok(finished === undefined, `${where}: the up finished without reaching "${point}": ${finished}`);
             if (point.startsWith("set aside ")) {
                 // Killed between a folder swap's two renames: the recorded folder is aside, under a
-                // staging name; the next operation's read puts it back (store/staging.ts).
+                // staging name; the next operation's read puts it back (output/staging.ts).
                 await drive(stack, "refresh", env);
             }
             await assertStateTrue(stack, `${where}, killed at "${point}"`, work, making);

@@ -2,7 +2,7 @@
 // process would and prints the outputs as JSON; `hold <target> <owner>` takes the output lock, says
 // "held" and keeps it until killed.
 import { handlerFor } from "../../provider/handlers";
-import { withOutputLock } from "../../provider/store/output-lock";
+import { withOutputLock } from "../../provider/output/output-lock";
 
 async function main(): Promise<void> {
     const [mode, a, b] = process.argv.slice(2);

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { gzipSync } from "zlib";
-import { authenticodeSignature } from "../../provider/toolkit/authenticode";
+import { authenticodeSignature } from "../../provider/toolkit/boot/authenticode";
 import { buildImage, buildTar, makeLayer, tarDirectory, writeDockerSave, writeOciLayout } from "../helpers/oci-fixtures";
 import { makeCertificate } from "../helpers/pki";
 import { run } from "../../provider/toolkit/run";

@@ -7,7 +7,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
-import { OPENSSL_ENV } from "../../provider/toolkit/openssl";
+import { OPENSSL_ENV } from "../../provider/toolkit/keys/openssl";
 
 const MICROSOFT_OWNER_GUID = "77fa9abd-0359-4d32-bd60-28f4e78f784b";
 const SIGNER = { PK: "PK", KEK: "PK", db: "KEK" } as const;

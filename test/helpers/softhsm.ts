@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
-import { PIN_ENV } from "../../provider/toolkit/pkcs11";
+import { PIN_ENV } from "../../provider/toolkit/keys/pkcs11";
 
 export const SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so";
 

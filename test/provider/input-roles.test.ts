@@ -15,7 +15,7 @@ import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler } from "../../provider/s
 import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler } from "../../provider/kairos-uki-image";
 import { BOOT_MEDIA_TOKEN, bootMediaHandler } from "../../provider/boot-media";
 import { PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler } from "../../provider/promoted-artifact";
-import { PIN_ENV } from "../../provider/toolkit/pkcs11";
+import { PIN_ENV } from "../../provider/toolkit/keys/pkcs11";
 import { makeCertificate } from "../helpers/pki";
 import { createVia } from "../helpers/handlers";
 import { tempDir } from "../helpers/temp";

@@ -9,13 +9,13 @@ import { withLogSink } from "../../provider/build-log";
 import { bootMediaHandler as media } from "../../provider/boot-media";
 import { signingKeysHandler } from "../../provider/signing-keys";
 import { systemExtensionHandler } from "../../provider/system-extension";
-import { predictPcr13 } from "../../provider/toolkit/pcr13";
+import { predictPcr13 } from "../../provider/toolkit/boot/pcr13";
 import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/engine";
 import { createVia } from "../helpers/handlers";
 import { buildTestOsRootfs } from "../helpers/test-os";
 import { makeCertificate } from "../helpers/pki";
-import { cacheRoot } from "../../provider/store/file-identity";
+import { cacheRoot } from "../../provider/toolkit/file-identity";
 
 describe("KairosUkiImage and BootMedia handlers", function () {
     this.timeout(300000);

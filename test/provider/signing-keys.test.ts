@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { SIGNING_KEYS_TOKEN, signingKeysHandler as handler } from "../../provider/signing-keys";
 import { handlerFor } from "../../provider/handlers";
-import { LOCK_TIMEOUT_ENV, withOutputLock } from "../../provider/store/output-lock";
+import { LOCK_TIMEOUT_ENV, withOutputLock } from "../../provider/output/output-lock";
 import { tempDir } from "../helpers/engine";
 import { makeCertificate } from "../helpers/pki";
 

@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { handlerFor } from "../../provider/handlers";
 import { SIGNING_KEYS_TOKEN } from "../../provider/signing-keys";
-import { PIN_ENV } from "../../provider/toolkit/pkcs11";
+import { PIN_ENV } from "../../provider/toolkit/keys/pkcs11";
 import { createVia } from "../helpers/handlers";
 import { makeGenkeyFolder } from "../helpers/genkey";
 import { makeTestToken, SOFTHSM_MODULE, TestToken } from "../helpers/softhsm";

@@ -25,7 +25,7 @@ import {
     sfdiskScript,
     signaturePartitionContent,
     verifySysextImage,
-} from "../../provider/toolkit/ddi";
+} from "../../provider/toolkit/sysext/ddi";
 
 const NAME = "hello";
 const EPOCH = 1700000000;

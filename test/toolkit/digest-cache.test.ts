@@ -1,12 +1,12 @@
-// Remembered digests (store/digest-cache.ts): reused only for a file whose device, inode, size, mtime
+// Remembered digests (toolkit/source/digest-cache.ts): reused only for a file whose device, inode, size, mtime
 // and ctime are unchanged, never for a file changed within the clock-tick window before it was hashed.
 // The cache's effect is made visible by planting a wrong digest in it: a tree digest that reflects the
 // planted value proves the entry was reused, one that does not proves it was distrusted.
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { DIGEST_CACHE_ENV } from "../../provider/store/digest-cache";
-import { treeDigest } from "../../provider/toolkit/tree-digest";
+import { DIGEST_CACHE_ENV } from "../../provider/toolkit/source/digest-cache";
+import { treeDigest } from "../../provider/toolkit/source/tree-digest";
 import { tempDir } from "../helpers/oci-fixtures";
 
 const WRONG = "0".repeat(64);

@@ -15,7 +15,7 @@ import {
     listEsp,
     planEsp,
     readEspFile,
-} from "../../provider/toolkit/esp";
+} from "../../provider/toolkit/boot/esp";
 
 const EPOCH = 1700000000; // 2023-11-14 22:13:20 UTC
 const MT = { MTOOLS_SKIP_CHECK: "1", MTOOLSRC: "/dev/null" };

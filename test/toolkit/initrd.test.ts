@@ -6,9 +6,9 @@ import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
 import { sha256File } from "../../provider/toolkit/files";
-import { INITRD_EXCLUDES, buildInitrd, cpioDigest, writeCpio } from "../../provider/toolkit/initrd";
-import { InitrdCache } from "../../provider/store/initrd-cache";
-import { treeEntries } from "../../provider/toolkit/tree-digest";
+import { INITRD_EXCLUDES, buildInitrd, cpioDigest, writeCpio } from "../../provider/toolkit/boot/initrd";
+import { InitrdCache } from "../../provider/output/initrd-cache";
+import { treeEntries } from "../../provider/toolkit/source/tree-digest";
 import { tempDir } from "../helpers/oci-fixtures";
 
 type Step = (root: string) => void | Promise<void>;

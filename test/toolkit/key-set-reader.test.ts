@@ -2,7 +2,7 @@
 import { strict as assert } from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { authTimestampOf, readExistingKeySet } from "../../provider/toolkit/key-set-reader";
+import { authTimestampOf, readExistingKeySet } from "../../provider/toolkit/keys/key-set-reader";
 import { makeGenkeyFolder } from "../helpers/genkey";
 import { tempDir } from "../helpers/temp";
 

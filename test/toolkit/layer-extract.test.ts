@@ -11,11 +11,11 @@ import {
     UnsafeEntryError,
     extractImage,
     extractLayers,
-} from "../../provider/toolkit/layer-extract";
-import { DigestMismatchError } from "../../provider/toolkit/layer-stream";
-import { openImage } from "../../provider/toolkit/oci-image";
+} from "../../provider/toolkit/source/layer-extract";
+import { DigestMismatchError } from "../../provider/toolkit/source/layer-stream";
+import { openImage } from "../../provider/toolkit/source/oci-image";
 import { run } from "../../provider/toolkit/run";
-import { treeEntries } from "../../provider/toolkit/tree-digest";
+import { treeEntries } from "../../provider/toolkit/source/tree-digest";
 import { TarOptions, TarSpec, buildImage, buildTar, makeLayer, tempDir, writeOciLayout } from "../helpers/oci-fixtures";
 
 /** The tree as "path: description" lines, easy to compare and to read in a failure. */

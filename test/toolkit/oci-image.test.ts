@@ -3,9 +3,9 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { ImageFormatError, OciImage, openImage } from "../../provider/toolkit/oci-image";
-import { readLocation } from "../../provider/toolkit/image-store";
-import { DigestMismatchError, openLayerTar } from "../../provider/toolkit/layer-stream";
+import { ImageFormatError, OciImage, openImage } from "../../provider/toolkit/source/oci-image";
+import { readLocation } from "../../provider/toolkit/source/image-store";
+import { DigestMismatchError, openLayerTar } from "../../provider/toolkit/source/layer-stream";
 import { run } from "../../provider/toolkit/run";
 import {
     BuiltImage,

@@ -17,7 +17,7 @@ import {
     Pcr11Error,
     signPcr11,
     verifyPcr11Signature,
-} from "../../provider/toolkit/pcr11";
+} from "../../provider/toolkit/boot/pcr11";
 import { tempDir } from "../helpers/oci-fixtures";
 import { Swtpm, startSwtpm } from "../helpers/swtpm";
 

@@ -4,7 +4,7 @@ import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { restoreInterruptedSwap, stageThenMove, sweepDeadLeftovers, withScratch } from "../../provider/store/staging";
+import { restoreInterruptedSwap, stageThenMove, sweepDeadLeftovers, withScratch } from "../../provider/output/staging";
 import { startTimeOf } from "../../provider/toolkit/process-alive";
 import { tempDir } from "../helpers/temp";
 

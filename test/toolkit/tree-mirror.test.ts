@@ -1,10 +1,10 @@
-// The build's view of a source folder (toolkit/tree-mirror.ts): hard links instead of copied bytes, with
+// The build's view of a source folder (toolkit/source/tree-mirror.ts): hard links instead of copied bytes, with
 // the same tree digest and the same erofs image a copy gives, and the user's files never written.
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { mirrorTree, newMirrorState } from "../../provider/toolkit/tree-mirror";
-import { treeDigest } from "../../provider/toolkit/tree-digest";
+import { mirrorTree, newMirrorState } from "../../provider/toolkit/source/tree-mirror";
+import { treeDigest } from "../../provider/toolkit/source/tree-digest";
 import { run } from "../../provider/toolkit/run";
 import { sha256File } from "../../provider/toolkit/files";
 import { tempDir } from "../helpers/oci-fixtures";

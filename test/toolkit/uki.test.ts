@@ -6,9 +6,9 @@ import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
 import { sha256File } from "../../provider/toolkit/files";
-import { authenticodeDigest } from "../../provider/toolkit/pe";
-import { imageDigestOfSignature } from "../../provider/toolkit/authenticode";
-import { GO_UKIFY_MEASURED_SECTIONS, SYSTEMD_252_MEASURED_SECTIONS, loadRsaPrivateKey, pcrPolicyDigest } from "../../provider/toolkit/pcr11";
+import { authenticodeDigest } from "../../provider/toolkit/boot/pe";
+import { imageDigestOfSignature } from "../../provider/toolkit/boot/authenticode";
+import { GO_UKIFY_MEASURED_SECTIONS, SYSTEMD_252_MEASURED_SECTIONS, loadRsaPrivateKey, pcrPolicyDigest } from "../../provider/toolkit/boot/pcr11";
 import {
     SECTION_ALIGNMENT,
     assembleUki,
@@ -19,7 +19,7 @@ import {
     readPeSections,
     signEfi,
     verifyEfi,
-} from "../../provider/toolkit/uki";
+} from "../../provider/toolkit/boot/uki";
 import { tempDir } from "../helpers/oci-fixtures";
 import { makeCertificate } from "../helpers/pki";
 import { fakeBzImage } from "../helpers/uki-fixtures";

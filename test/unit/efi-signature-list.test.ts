@@ -1,5 +1,5 @@
 import * as assert from "assert";
-import { guidFromBytes, parseSignatureLists, SignatureListFormatError } from "../../provider/toolkit/efi-signature-list";
+import { guidFromBytes, parseSignatureLists, SignatureListFormatError } from "../../provider/toolkit/keys/efi-signature-list";
 
 function guidBytes(guid: string): Buffer {
     const h = guid.replace(/-/g, "");

@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { spawnSync } from "child_process";
 import { run } from "../../provider/toolkit/run";
-import { PIN_ENV, explainTokenFailure, tokenKeyProblem, withPin } from "../../provider/toolkit/pkcs11";
+import { PIN_ENV, explainTokenFailure, tokenKeyProblem, withPin } from "../../provider/toolkit/keys/pkcs11";
 import { OWNERLESS_PIN_FOLDER_AGE_MS, pinCarryingInputs, pinEnv, pinFolderParent, redactPin, sweepStalePinFolders } from "../../provider/toolkit/pin";
 import { startTimeOf } from "../../provider/toolkit/process-alive";
 import { signingKeysHandler } from "../../provider/signing-keys";

@@ -1,6 +1,6 @@
 // imageDigestOfSignature: reads the image digest out of a PKCS#7 Authenticode signature (one sbsign wrote,
 // or one found in an image), walking DER with readTlv/children.
-import { AuthenticodeError, children, imageDigestOfSignature, readTlv } from "../../../provider/toolkit/authenticode";
+import { AuthenticodeError, children, imageDigestOfSignature, readTlv } from "../../../provider/toolkit/boot/authenticode";
 import { DER_DICTIONARY, derInput } from "../generators/der";
 import { FuzzTarget, invariant } from "../engine/target";
 

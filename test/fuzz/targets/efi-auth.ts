@@ -1,7 +1,7 @@
 // The header of a signed EFI variable update (.auth): the timestamp and the payload a key folder's
 // PK/KEK/db.auth carry, read when an existing key set is adopted.
 import * as fc from "fast-check";
-import { ExistingKeySetError, authPayload, authTimestampOf } from "../../../provider/toolkit/key-set-reader";
+import { ExistingKeySetError, authPayload, authTimestampOf } from "../../../provider/toolkit/keys/key-set-reader";
 import { FuzzTarget, invariant } from "../engine/target";
 
 const authInput = fc

@@ -1,7 +1,7 @@
 // The erofs reader: lists the extension-release folder of an image without mounting it (what
 // `pulumi preview` does with sysext images it is given).
 import * as fs from "fs";
-import { ErofsError, extensionReleaseNames, listErofsDirectory } from "../../../provider/toolkit/erofs-reader";
+import { ErofsError, extensionReleaseNames, listErofsDirectory } from "../../../provider/toolkit/sysext/erofs-reader";
 import { EROFS_DICTIONARY, erofsImage } from "../generators/erofs";
 import { FuzzTarget, Scratch, invariant } from "../engine/target";
 

@@ -1,5 +1,5 @@
 // parseSignatureLists: .esl files and exported db/KEK variables users hand in to be appended to the key set.
-import { describeSignatureLists, parseSignatureLists, SignatureListFormatError } from "../../../provider/toolkit/efi-signature-list";
+import { describeSignatureLists, parseSignatureLists, SignatureListFormatError } from "../../../provider/toolkit/keys/efi-signature-list";
 import { ESL_DICTIONARY, eslInput } from "../generators/esl";
 import { FuzzTarget, invariant } from "../engine/target";
 

@@ -1,8 +1,8 @@
 // openImage over an image archive (an OCI layout tar or a docker save): index.json, nested indexes,
 // manifests, configs and docker's manifest.json, all read from one tar indexed in place.
 import * as fs from "fs";
-import { ImageFormatError, OciImage, openImage } from "../../../provider/toolkit/oci-image";
-import { TarFormatError } from "../../../provider/toolkit/tar-reader";
+import { ImageFormatError, OciImage, openImage } from "../../../provider/toolkit/source/oci-image";
+import { TarFormatError } from "../../../provider/toolkit/source/tar-reader";
 import { IMAGE_DICTIONARY, dockerArchive, imageArchive } from "../generators/image";
 import { FuzzTarget, Scratch, invariant } from "../engine/target";
 import type * as fc from "fast-check";

@@ -1,6 +1,6 @@
 // parsePax alone: the extended-header record syntax, fast enough for hundreds of thousands of runs.
 import * as fc from "fast-check";
-import { TarFormatError, parsePax } from "../../../provider/toolkit/tar-reader";
+import { TarFormatError, parsePax } from "../../../provider/toolkit/source/tar-reader";
 import { FuzzTarget, invariant } from "../engine/target";
 
 const record = fc.tuple(fc.string({ maxLength: 12 }), fc.string({ maxLength: 20 }), fc.integer({ min: -3, max: 3 })).map(([k, v, skew]) => {

@@ -1,7 +1,7 @@
 // The PE reader over a file: headers and section table, section data, the Authenticode digest regions and
 // the digest itself, and the PE checksum; what uki.ts runs over stubs and UKIs it is handed.
 import * as fs from "fs";
-import { PeError, authenticodeDigest, authenticodeRegions, peChecksum, readPeSections, readSectionData } from "../../../provider/toolkit/pe";
+import { PeError, authenticodeDigest, authenticodeRegions, peChecksum, readPeSections, readSectionData } from "../../../provider/toolkit/boot/pe";
 import { PE_DICTIONARY, peImage } from "../generators/pe";
 import { FuzzTarget, Scratch, invariant } from "../engine/target";
 

@@ -1,7 +1,7 @@
 // readTar over both byte sources: a stream in odd-sized chunks (how layers arrive) and a file read by
 // offset (how image archives are indexed). The two must see the same entries and refuse the same inputs.
 import * as fs from "fs";
-import { FileSource, StreamSource, TarEntry, TarFormatError, readTar } from "../../../provider/toolkit/tar-reader";
+import { FileSource, StreamSource, TarEntry, TarFormatError, readTar } from "../../../provider/toolkit/source/tar-reader";
 import { TAR_DICTIONARY, rawTar } from "../generators/tar";
 import { FuzzTarget, Scratch, invariant } from "../engine/target";
 

@@ -13,13 +13,13 @@
 import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { run } from "./run";
-import { firstMatchInFile, sha256File } from "./files";
+import { run } from "../run";
+import { firstMatchInFile, sha256File } from "../files";
 import { PeError, type PeInfo, align, authenticodeDigest, normalizePeTimestamp, readPeSections, readSectionData } from "./pe";
 import { authenticodeSignature } from "./authenticode";
-import { openSigner } from "./signer";
-import { writePemBundle } from "./openssl";
-import { isPkcs11Uri, withPin } from "./pkcs11";
+import { openSigner } from "../keys/signer";
+import { writePemBundle } from "../keys/openssl";
+import { isPkcs11Uri, withPin } from "../keys/pkcs11";
 import {
     DEFAULT_PHASES,
     SYSTEMD_257_MEASURED_SECTIONS,

@@ -8,7 +8,7 @@ import type { ImageLayer, OciImage } from "./oci-image";
 import { BlobLocation, ImageFormatError } from "./image-store";
 import { TarBlob, openLayerTar, openTarBlob } from "./layer-stream";
 import { StreamSource, TarEntry, readTar } from "./tar-reader";
-import { UnsafePathError, joinParts, resolveLinkTarget, splitRelative } from "./tree-path";
+import { UnsafePathError, joinParts, resolveLinkTarget, splitRelative } from "../tree-path";
 
 export interface LayerFilter {
     /** Relative path prefixes entries must fall under, e.g. ["usr"], ["usr", "opt"] or ["etc"]. */

@@ -15,8 +15,8 @@
 // --gpt_disk_guid), Rock Ridge attributes are normalised (-r: owner 0:0, modes r-x/r--), TZ is UTC.
 import * as fs from "fs";
 import * as path from "path";
-import { run } from "./run";
-import { sha256File } from "./files";
+import { run } from "../run";
+import { sha256File } from "../files";
 
 export class IsoError extends Error {
     readonly code = "ISO";

@@ -3,9 +3,9 @@
 // of the archive file, so a multi-gigabyte docker save costs one pass over its headers.
 import * as fs from "fs";
 import * as path from "path";
-import { sha256Hex } from "./files";
+import { sha256Hex } from "../files";
 import { FileSource, readTar } from "./tar-reader";
-import { UnsafePathError, joinParts, resolveLinkTarget, splitRelative } from "./tree-path";
+import { UnsafePathError, joinParts, resolveLinkTarget, splitRelative } from "../tree-path";
 
 /** Bytes [offset, offset + size) of the file at `path`. */
 export interface BlobLocation {

@@ -7,8 +7,8 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { run, ToolFailedError } from "./run";
-import { sha256File, sha256Hex } from "./files";
+import { run, ToolFailedError } from "../run";
+import { sha256File, sha256Hex } from "../files";
 
 export class EspError extends Error {
     readonly code = "ESP";

@@ -2,9 +2,9 @@
 // host's configuration cannot change what is generated; the v3 extensions are given explicitly.
 import * as fs from "fs";
 import { X509Certificate, createPublicKey } from "crypto";
-import { run } from "./run";
-import { sha256Hex } from "./files";
-import { memoByFiles } from "./file-memo";
+import { run } from "../run";
+import { sha256Hex } from "../files";
+import { memoByFiles } from "../file-memo";
 import { ENGINE_KEY_ARGS, explainTokenFailure, isPkcs11Uri, tokenPublicKey, withPin } from "./pkcs11";
 
 /** Keeps the host's openssl.cnf from changing what is generated, signed or verified. */

@@ -3,15 +3,15 @@
 // systemd-repart is not used because Debian 12's v252 cannot make erofs, pads partitions to 10 MiB
 // and picks a random verity salt (so no two builds match). Here every UUID and the salt come from a
 // seed, so the same tree, epoch and key give the same bytes. Nothing needs root, loop or dm.
-import { ENGINE_KEY_ARGS, explainTokenFailure, isPkcs11Uri, withPin } from "./pkcs11";
+import { ENGINE_KEY_ARGS, explainTokenFailure, isPkcs11Uri, withPin } from "../keys/pkcs11";
 import * as fs from "fs";
 import * as path from "path";
 import { createHash } from "crypto";
 import { pipeline } from "stream/promises";
-import { run, ToolFailedError } from "./run";
-import { sha256File } from "./files";
-import { OPENSSL_ENV, keyMatchesCertificate, readCertificate } from "./openssl";
-import { resolveInTree } from "./tree-chase";
+import { run, ToolFailedError } from "../run";
+import { sha256File } from "../files";
+import { OPENSSL_ENV, keyMatchesCertificate, readCertificate } from "../keys/openssl";
+import { resolveInTree } from "../tree-chase";
 
 import {
     BuildSysextOptions,

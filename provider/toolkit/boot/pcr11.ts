@@ -18,9 +18,9 @@
 // - go-ukify (AuroraBoot) measures .linux .osrel .cmdline .initrd .splash .dtb .uname .sbat .pcrpkey:
 //   the same order for the sections a Kairos UKI has.
 // .pcrsig is never measured (it cannot sign itself).
-import { sha256Hex } from "./files";
+import { sha256Hex } from "../files";
 import { createHash, createPrivateKey, createPublicKey, KeyObject, verify as rsaVerify } from "crypto";
-import { NotRsaKeyError, openSigner, RsaSigner } from "./signer";
+import { NotRsaKeyError, openSigner, RsaSigner } from "../keys/signer";
 import * as fs from "fs";
 
 export type PcrBank = "sha1" | "sha256" | "sha384" | "sha512";

@@ -3,7 +3,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { DdiArchitecture, ExtensionKind, declaredArchitecture, extensionReleaseDir, extensionReleasePath } from "./ddi";
-import { resolveInTree } from "./tree-chase";
+import { resolveInTree } from "../tree-chase";
 
 export interface ReleaseFields {
     /** ID= of the OS the extension is for; `_any` matches every OS. */

@@ -10,8 +10,8 @@ import * as os from "os";
 import * as path from "path";
 import { spawnSync } from "child_process";
 import { createHash, createPublicKey, KeyObject, verify } from "crypto";
-import { run, ToolFailedError } from "./run";
-import { PIN_ENV, carriesPin, makePinFolder, pinEnv, redactPin, toolEnv } from "./pin";
+import { run, ToolFailedError } from "../run";
+import { PIN_ENV, carriesPin, makePinFolder, pinEnv, redactPin, toolEnv } from "../pin";
 
 export { PIN_ENV };
 /** p11-kit's proxy module, found on the library path: every token p11-kit knows (softhsm2, opensc, registered vendor modules). */

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import { createHash, createPrivateKey, createPublicKey, KeyObject, sign as rsaSign } from "crypto";
 import { isPkcs11Uri, tokenPublicKey, tokenSignDigest } from "./pkcs11";
-import { redactPin } from "./pin";
+import { redactPin } from "../pin";
 
 export interface RsaSigner {
     /** The key's file path or PKCS#11 URI, for messages. */

@@ -1,7 +1,7 @@
 // Registry images without a Docker engine: skopeo resolves a reference to its manifest digest (so a
 // moved tag is a change in preview) and copies exactly that digest into an OCI layout.
-import { run } from "./run";
-import { sha256Hex } from "./files";
+import { run } from "../run";
+import { sha256Hex } from "../files";
 
 export interface RegistryOptions {
     /** Plain HTTP / unverified TLS, for a local registry. */

@@ -1,13 +1,13 @@
 // Remembered passes of the checks BootMedia makes on what it is handed in preview (store of
 // media-trust.ts verdicts), so that a preview of unchanged inputs does not run sbverify over every UKI
 // again. A pass is reused only for the same check, the same trust anchors and a file whose identity is
-// exactly what it was when it passed (store/file-identity.ts: device, inode, size, mtime and ctime to the
+// exactly what it was when it passed (toolkit/file-identity.ts: device, inode, size, mtime and ctime to the
 // nanosecond, never a file too fresh to trust). Failures are never remembered. The build does not use
 // this: it checks its own private copies of the inputs every time.
 import * as fs from "fs";
 import * as path from "path";
-import { DIGEST_CACHE_ENV } from "./digest-cache";
-import { FileIdentity, cacheRoot, fileIdentity, tooFreshToTrust, touch, wallClockNs } from "./file-identity";
+import { DIGEST_CACHE_ENV } from "../toolkit/source/digest-cache";
+import { FileIdentity, cacheRoot, fileIdentity, tooFreshToTrust, touch, wallClockNs } from "../toolkit/file-identity";
 import { sha256Hex } from "../toolkit/files";
 
 const FORMAT = "pulumi-kairos verdict-cache v1";

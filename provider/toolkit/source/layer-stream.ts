@@ -11,7 +11,7 @@ import { pipeline } from "stream/promises";
 import { createGunzip } from "zlib";
 import { BlobLocation, ImageFormatError, sniffCompression } from "./image-store";
 import type { ImageLayer } from "./oci-image";
-import { run } from "./run";
+import { run } from "../run";
 
 export class DigestMismatchError extends Error {
     readonly code = "DIGEST_MISMATCH";

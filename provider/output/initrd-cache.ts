@@ -2,16 +2,16 @@
 // command line, a new kernel: the kernel is its own section, not in the initrd) skips the zstd pass,
 // which on a real-size OS is the bulk of the build.
 //
-// The key names the cpio's exact bytes, the zstd level and the zstd build (toolkit/initrd.ts). An entry
+// The key names the cpio's exact bytes, the zstd level and the zstd build (toolkit/boot/initrd.ts). An entry
 // is an initrd plus a JSON record of its sha256; what is copied out is hashed before it is used, and an
 // entry whose bytes no longer match its record is deleted and rebuilt, never used. Entries are staged and
 // renamed in, so a reader never sees half of one. The folder is bounded: past the byte budget the least
 // recently used entries go.
 import * as fs from "fs";
 import * as path from "path";
-import { cacheRoot, touch } from "./file-identity";
+import { cacheRoot, touch } from "../toolkit/file-identity";
 import { sha256File } from "../toolkit/files";
-import type { InitrdResult, InitrdReuse } from "../toolkit/initrd";
+import type { InitrdResult, InitrdReuse } from "../toolkit/boot/initrd";
 
 /** Megabytes the initrd cache may hold (default 4096); 0 switches it off. */
 export const INITRD_CACHE_ENV = "PULUMI_KAIROS_INITRD_CACHE_MB";

@@ -4,9 +4,9 @@
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { forEachConcurrently, sha256File } from "./files";
-import { TreeDigestCache } from "../store/digest-cache";
-import { wallClockNs } from "../store/file-identity";
+import { forEachConcurrently, sha256File } from "../files";
+import { TreeDigestCache } from "./digest-cache";
+import { wallClockNs } from "../file-identity";
 
 export type TreeEntryType = "dir" | "file" | "symlink" | "fifo" | "socket" | "char" | "block";
 
@@ -31,7 +31,7 @@ const HASH_CONCURRENCY = 8;
 export interface TreeDigestOptions {
     /**
      * Reuse file digests remembered from earlier walks of this root when a file's device, inode, size,
-     * mtime and ctime are unchanged (store/digest-cache.ts). For sources read on every preview; drift
+     * mtime and ctime are unchanged (toolkit/source/digest-cache.ts). For sources read on every preview; drift
      * checks of our own artifacts read every byte. @default false
      */
     cache?: boolean;

@@ -5,7 +5,7 @@
 // always give the same bytes. The image digest is computed as sbsign computes it (pe.ts), and sbattach
 // (sbsigntool) writes the signature into the image; sbverify checks the result.
 import { createHash, X509Certificate, KeyObject } from "crypto";
-import { NotRsaKeyError, openSigner, RsaSigner } from "./signer";
+import { NotRsaKeyError, openSigner, RsaSigner } from "../keys/signer";
 import * as fs from "fs";
 
 export class AuthenticodeError extends Error {

@@ -8,14 +8,14 @@
 import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { authPayload } from "./key-set-reader";
-import { parseSignatureLists } from "./efi-signature-list";
+import { authPayload } from "../keys/key-set-reader";
+import { parseSignatureLists } from "../keys/efi-signature-list";
 import { certificatesOfSignedData } from "./authenticode";
 import { readPeSections } from "./pe";
 import { checkEfiSignature } from "./uki";
-import { writePemBundle } from "./openssl";
-import { readVeritySignature, veritySignatureVerifiesWith } from "./ddi";
-import { KEY_ROLES, KeyRole } from "./secure-boot-keyset";
+import { writePemBundle } from "../keys/openssl";
+import { readVeritySignature, veritySignatureVerifiesWith } from "../sysext/ddi";
+import { KEY_ROLES, KeyRole } from "../keys/secure-boot-keyset";
 
 export const ENROLLED_ROLES = KEY_ROLES;
 export type EnrolledRole = KeyRole;

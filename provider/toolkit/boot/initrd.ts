@@ -16,8 +16,8 @@
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { run } from "./run";
-import { forEachConcurrently, isInside, sha256File, sha256Hex } from "./files";
+import { run } from "../run";
+import { forEachConcurrently, isInside, sha256File, sha256Hex } from "../files";
 
 export class InitrdError extends Error {
     readonly code = "INITRD";
@@ -256,7 +256,7 @@ const DIGEST_CONCURRENCY = 4;
 /**
  * A sha256 that names the cpio writeCpio would write for `rootfs` — every record header and link target
  * as written, and the sha256 of every file's data — without writing it. Equal digests mean equal cpio
- * bytes, so a compressed initrd can be reused by it (store/initrd-cache.ts).
+ * bytes, so a compressed initrd can be reused by it (output/initrd-cache.ts).
  */
 export async function cpioDigest(rootfs: string, opts: CpioOptions = {}): Promise<string> {
     const entries = await collect(path.resolve(rootfs), opts);
@@ -314,7 +314,7 @@ export async function writeCpio(rootfs: string, cpioFile: string, opts: CpioOpti
     }
 }
 
-/** Where compressed initrds can be kept and found again by what they hold (store/initrd-cache.ts). */
+/** Where compressed initrds can be kept and found again by what they hold (output/initrd-cache.ts). */
 export interface InitrdReuse {
     take(key: string, outFile: string): Promise<InitrdResult | undefined>;
     put(key: string, file: string, result: InitrdResult): void;

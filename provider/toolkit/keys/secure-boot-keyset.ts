@@ -3,7 +3,7 @@
 import * as fs from "fs";
 import { generateTokenKey, isPinProblem, isPkcs11Uri, parsePkcs11Uri, tokenKeyProblem, writeTokenCertificate } from "./pkcs11";
 import * as path from "path";
-import { sha256Hex, sha256File } from "./files";
+import { sha256Hex, sha256File } from "../files";
 import { CertificateInfo, generateKeyAndCertificate, generateRsaKey, keyMatchesCertificate, publicKeyPem, readCertificate, tokenCertificate } from "./openssl";
 import { certificateToSignatureList, signSignatureList } from "./efitools";
 import { describeSignatureLists, parseSignatureLists } from "./efi-signature-list";

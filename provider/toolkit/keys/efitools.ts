@@ -1,7 +1,7 @@
 // efitools steps: certificate -> EFI signature list, and signed EFI_VARIABLE_AUTHENTICATION_2 (.auth).
 import * as fs from "fs";
 import { explainTokenFailure, isPkcs11Uri, withPin } from "./pkcs11";
-import { run } from "./run";
+import { run } from "../run";
 
 export async function certificateToSignatureList(certFile: string, ownerGuid: string, eslFile: string): Promise<void> {
     await run(["cert-to-efi-sig-list", "-g", ownerGuid, certFile, eslFile]);

@@ -2,14 +2,14 @@
 // (an 800 MB OS rootfs, fifty extension folders) stats its files instead of reading every byte.
 //
 // A digest is reused only while the file's identity is exactly what it was when the digest was taken,
-// and never for a file too fresh to trust (store/file-identity.ts). A cache file that cannot be read or
+// and never for a file too fresh to trust (toolkit/file-identity.ts). A cache file that cannot be read or
 // is of another format is ignored and rewritten.
 // One small JSON file per tree root, rewritten whole (staged, then renamed) with only the files the last
 // walk saw; at most MAX_TREES of them, the least recently used removed first.
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { FileIdentity, cacheRoot, fileIdentity, tooFreshToTrust, touch } from "./file-identity";
+import { FileIdentity, cacheRoot, fileIdentity, tooFreshToTrust, touch } from "../file-identity";
 
 const FORMAT = "pulumi-kairos digest-cache v1";
 const MAX_TREES = 256;

@@ -1,6 +1,6 @@
 // The layout of a systemd extension image (DDI): partition types, the seeded UUIDs and salt, GPT
 // arithmetic, the sfdisk script and the verity-signature JSON. Pure functions; ddi.ts builds with them.
-import { sha256Hex } from "./files";
+import { sha256Hex } from "../files";
 
 export type ExtensionKind = "sysext" | "confext";
 export type DdiArchitecture = "x86-64" | "arm64";
