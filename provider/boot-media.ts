@@ -21,7 +21,7 @@ import { StoreIntegrityError } from "./store/artifact-store";
 import { SecureBootEnroll, renderLoaderConf } from "./toolkit/boot/boot-entries";
 import { readLoaderInfo } from "./toolkit/boot/uki";
 import { predictPcr13, stubExtensions } from "./toolkit/boot/pcr13";
-import { readPartitionTable } from "./toolkit/sysext/ddi";
+import { readPartitionTable } from "./toolkit/sysext/ddi-verify";
 import { extensionReleaseNames } from "./toolkit/sysext/erofs-reader";
 import { EnrolledCertificate, efiImageProblem, enrolledCertificates, extensionImageProblem, loaderEntryProblem } from "./toolkit/boot/media-trust";
 import { rememberedPass } from "./output/verdict-cache";

@@ -11,7 +11,8 @@ import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./b
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, rangesEqual, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { readCertificate } from "./toolkit/keys/openssl";
-import { readPartitionTable, resignSysextImage, verifySysextImage } from "./toolkit/sysext/ddi";
+import { readPartitionTable, verifySysextImage } from "./toolkit/sysext/ddi-verify";
+import { resignSysextImage } from "./toolkit/sysext/ddi";
 import { stageThenMove, withScratch } from "./output/staging";
 import { ArtifactStore, ArtifactStoreSpec, StoreIntegrityError, artifactStoreFor } from "./store/artifact-store";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";

@@ -12,7 +12,8 @@ import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./tool
 import { readCertificate } from "./toolkit/keys/openssl";
 import { stageThenMove, withScratch } from "./output/staging";
 import { FilterViolationError } from "./toolkit/source/layer-extract";
-import { DdiArchitecture, ExtensionKind, buildSysextImage, extensionReleasePath, resignSysextImage, verifySysextImage } from "./toolkit/sysext/ddi";
+import { DdiArchitecture, ExtensionKind, buildSysextImage, extensionReleasePath, resignSysextImage } from "./toolkit/sysext/ddi";
+import { verifySysextImage } from "./toolkit/sysext/ddi-verify";
 import { extensionReleaseNames } from "./toolkit/sysext/erofs-reader";
 import { ArtifactStoreSpec, StoreIntegrityError } from "./store/artifact-store";
 import { ensureExtensionRelease, foreignReleaseFiles, releaseNameMismatch, ReleaseFields } from "./toolkit/sysext/extension-release";

@@ -4,6 +4,7 @@
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { pipeline } from "stream/promises";
 
 /** How much of a file the helpers below hold at a time. */
 export const READ_CHUNK = 1 << 20;
@@ -161,4 +162,76 @@ export async function forEachConcurrently<T>(items: readonly T[], concurrency: n
         while (next < items.length) await fn(items[next++]);
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+// Byte ranges of files: copied in and out, written and read at an offset, compared while hashing.
+
+const COPY_CHUNK = 1 << 20;
+
+
+export async function copyInto(source: string, target: string, offset: number): Promise<void> {
+    await pipeline(
+        fs.createReadStream(source, { highWaterMark: COPY_CHUNK }),
+        fs.createWriteStream(target, { flags: "r+", start: offset }),
+    );
+}
+
+/**
+ * The sha256 of `file`, read once, and whether each range of it equals (byte for byte, memcmp: far
+ * cheaper than hashing it a second time) the whole of its `expected` file. `differs` names the first
+ * range that does not, or whose expected file has another size.
+ */
+export async function sha256ComparingRanges<K extends string>(
+    file: string,
+    ranges: Record<K, { offset: number; size: number; expected: string }>,
+): Promise<{ sha256: string; differs?: K }> {
+    const whole = createHash("sha256");
+    const parts = (Object.entries(ranges) as [K, { offset: number; size: number; expected: string }][]).map(([name, r]) => ({ name, offset: r.offset, size: r.size, fd: fs.openSync(r.expected, "r") }));
+    const theirs = Buffer.allocUnsafe(COPY_CHUNK);
+    let differs: K | undefined = parts.find((p) => fs.fstatSync(p.fd).size !== p.size)?.name;
+    try {
+        let at = 0;
+        for await (const chunk of fs.createReadStream(file, { highWaterMark: COPY_CHUNK }) as AsyncIterable<Buffer>) {
+            whole.update(chunk);
+            for (const p of differs ? [] : parts) {
+                const from = Math.max(p.offset, at);
+                const to = Math.min(p.offset + p.size, at + chunk.length);
+                if (from >= to) continue;
+                const n = fs.readSync(p.fd, theirs, 0, to - from, from - p.offset);
+                if (n !== to - from || !chunk.subarray(from - at, to - at).equals(theirs.subarray(0, n))) differs = p.name;
+            }
+            at += chunk.length;
+        }
+        differs ??= parts.find((p) => at < p.offset + p.size)?.name;
+        return { sha256: whole.digest("hex"), ...(differs ? { differs } : {}) };
+    } finally {
+        for (const p of parts) fs.closeSync(p.fd);
+    }
+}
+
+export async function copyRange(source: string, offset: number, size: number, target: string): Promise<void> {
+    await pipeline(
+        fs.createReadStream(source, { start: offset, end: offset + size - 1, highWaterMark: COPY_CHUNK }),
+        fs.createWriteStream(target),
+    );
+}
+
+export function writeAt(file: string, offset: number, data: Buffer): void {
+    const fd = fs.openSync(file, "r+");
+    try {
+        fs.writeSync(fd, data, 0, data.length, offset);
+    } finally {
+        fs.closeSync(fd);
+    }
+}
+
+export function readAt(file: string, offset: number, size: number): Buffer {
+    const fd = fs.openSync(file, "r");
+    try {
+        const buf = Buffer.alloc(size);
+        const read = fs.readSync(fd, buf, 0, size, offset);
+        return buf.subarray(0, read);
+    } finally {
+        fs.closeSync(fd);
+    }
 }

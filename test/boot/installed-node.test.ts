@@ -16,7 +16,7 @@ import { signingKeysHandler } from "../../provider/signing-keys";
 import { systemExtensionHandler } from "../../provider/system-extension";
 import { kairosUkiImageHandler } from "../../provider/kairos-uki-image";
 import { bootMediaHandler } from "../../provider/boot-media";
-import { readPartitionTable } from "../../provider/toolkit/sysext/ddi";
+import { readPartitionTable } from "../../provider/toolkit/sysext/ddi-verify";
 import { measuredSectionsForStub } from "../../provider/toolkit/boot/uki";
 import { SYSTEMD_257_MEASURED_SECTIONS } from "../../provider/toolkit/boot/pcr11";
 import { tempDir } from "../helpers/engine";

@@ -16,7 +16,6 @@ import {
     SysextImage,
     buildSysextImage,
     defaultSeed,
-    sha256ComparingRanges,
     gptLayout,
     parseSignaturePartition,
     resignSysextImage,
@@ -24,8 +23,9 @@ import {
     seededUuid,
     sfdiskScript,
     signaturePartitionContent,
-    verifySysextImage,
 } from "../../provider/toolkit/sysext/ddi";
+import { sha256ComparingRanges } from "../../provider/toolkit/files";
+import { verifySysextImage } from "../../provider/toolkit/sysext/ddi-verify";
 
 const NAME = "hello";
 const EPOCH = 1700000000;

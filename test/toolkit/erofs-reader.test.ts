@@ -7,7 +7,8 @@ import * as path from "path";
 import { createHash } from "crypto";
 import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/temp";
-import { buildSysextImage, readPartitionTable } from "../../provider/toolkit/sysext/ddi";
+import { buildSysextImage } from "../../provider/toolkit/sysext/ddi";
+import { readPartitionTable } from "../../provider/toolkit/sysext/ddi-verify";
 import { ErofsDirEntry, ErofsError, extensionReleaseNames, listErofsDirectory } from "../../provider/toolkit/sysext/erofs-reader";
 
 const EPOCH = 1700000000;

@@ -14,7 +14,7 @@ import { certificatesOfSignedData } from "./authenticode";
 import { readPeSections } from "./pe";
 import { checkEfiSignature } from "./uki";
 import { writePemBundle } from "../keys/openssl";
-import { readVeritySignature, veritySignatureVerifiesWith } from "../sysext/ddi";
+import { readVeritySignature, veritySignatureVerifiesWith } from "../sysext/ddi-verify";
 import { KEY_ROLES, KeyRole } from "../keys/secure-boot-keyset";
 
 export const ENROLLED_ROLES = KEY_ROLES;
