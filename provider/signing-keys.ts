@@ -18,6 +18,7 @@ import { buildKeySet, keySourceOutput, outputsFor } from "./signing-keys/build";
 import { refuseFolderWithKeys, retireKeySet, rollBackInterruptedRotation, rotationInterrupted } from "./signing-keys/rotation";
 
 export const SIGNING_KEYS_TOKEN = "kairos:index:SigningKeys";
+
 export interface SigningKeysArgs {
     /** Certificate CN prefix: CN=<name>-PK, <name>-KEK, <name>-db. */
     name: pulumi.Input<string>;

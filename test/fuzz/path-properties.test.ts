@@ -3,7 +3,7 @@
 import * as assert from "assert";
 import * as fc from "fast-check";
 import * as path from "path";
-import { unsafeMediaPath } from "../../provider/boot-media";
+import { unsafeMediaPath } from "../../provider/boot-media/check";
 import { UnsafePathError, joinParts, resolveLinkTarget, splitRelative } from "../../provider/toolkit/tree-path";
 import { rawTar, tarName } from "./generators/tar";
 import { layerExtractTarget } from "./targets/layer-extract";
