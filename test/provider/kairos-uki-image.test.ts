@@ -3,7 +3,8 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { kairosUkiImageHandler as uki, kairosUkiImageMoves } from "../../provider/kairos-uki-image";
+import { kairosUkiImageHandler as uki } from "../../provider/kairos-uki-image";
+import { kairosUkiImageMoves } from "../../provider/kairos-uki-image/moves";
 import { withMoves } from "../../provider/artifact-move";
 import { withLogSink } from "../../provider/build-log";
 import { bootMediaHandler as media } from "../../provider/boot-media";
