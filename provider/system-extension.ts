@@ -11,7 +11,7 @@ import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { readCertificate } from "./toolkit/keys/openssl";
 import { stageThenMove, withScratch } from "./output/staging";
-import { FilterViolationError } from "./toolkit/source/layer-extract";
+import { FilterViolationError } from "./toolkit/source/tree-writer";
 import { DdiArchitecture, ExtensionKind, buildSysextImage, extensionReleasePath, resignSysextImage } from "./toolkit/sysext/ddi";
 import { verifySysextImage } from "./toolkit/sysext/ddi-verify";
 import { extensionReleaseNames } from "./toolkit/sysext/erofs-reader";

@@ -6,12 +6,14 @@ import * as path from "path";
 import { createHash, randomBytes } from "crypto";
 import {
     ExtractOptions,
-    ExtractSummary,
-    FilterViolationError,
-    UnsafeEntryError,
     extractImage,
     extractLayers,
 } from "../../provider/toolkit/source/layer-extract";
+import {
+    ExtractSummary,
+    FilterViolationError,
+    UnsafeEntryError,
+} from "../../provider/toolkit/source/tree-writer";
 import { DigestMismatchError } from "../../provider/toolkit/source/layer-stream";
 import { openImage } from "../../provider/toolkit/source/oci-image";
 import { run } from "../../provider/toolkit/run";

@@ -4,7 +4,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import { openImage } from "./oci-image";
-import { extractImage, FilterViolationError, LayerFilter } from "./layer-extract";
+import { extractImage } from "./layer-extract";
+import { FilterViolationError, LayerFilter } from "./tree-writer";
 import { treeDigest } from "./tree-digest";
 import { mirrorTree, newMirrorState } from "./tree-mirror";
 import { pullToOciLayout, resolveManifestDigest } from "./registry";
