@@ -6,7 +6,7 @@ import { PromotedArtifact } from "../provider/promoted-artifact";
 import type { SigningKeys } from "../provider/signing-keys";
 import { artifactStoreInput, dbPublisher } from "../provider/artifact-store-config";
 import type { SystemExtension } from "../provider/system-extension";
-import type { ArtifactStoreSpec } from "../provider/store/artifact-store";
+import type { ArtifactStoreSpec } from "../provider/store/manifest";
 
 /** One entry of the manifest a stack exports for promotion. */
 export interface ArtifactRecord {

@@ -1,7 +1,7 @@
 // The program side of the artifact store: a resource without its own `artifactStore` input takes the
 // stack's `kairos:artifactStore` config, so one line of config gives every resource the store.
 import * as pulumi from "@pulumi/pulumi";
-import type { ArtifactStoreSpec } from "./store/artifact-store";
+import type { ArtifactStoreSpec } from "./store/manifest";
 
 type Publisher = NonNullable<ArtifactStoreSpec["publisher"]>;
 

@@ -18,7 +18,7 @@ import type { KairosUkiImage } from "./kairos-uki-image";
 import type { SigningKeys } from "./signing-keys";
 import type { SystemExtension } from "./system-extension";
 import type { StoreOutput } from "./store/stored-artifacts";
-import type { ArtifactStoreSpec } from "./store/artifact-store";
+import type { ArtifactStoreSpec } from "./store/manifest";
 import { artifactStoreInput } from "./artifact-store-config";
 import { plainHashValues, replaceFields } from "./validation/input-roles";
 import { CheckedInputs, Outputs, contentHashParts } from "./boot-media/media";

@@ -13,7 +13,7 @@ import { restoreInterruptedSwap } from "./output/staging";
 import { sourceDigest } from "./toolkit/source/extension-source";
 import type { SigningKeys } from "./signing-keys";
 import type { StoreOutput } from "./store/stored-artifacts";
-import type { ArtifactStoreSpec } from "./store/artifact-store";
+import type { ArtifactStoreSpec } from "./store/manifest";
 import { artifactStoreInput } from "./artifact-store-config";
 import { plainHashValues, replaceFields } from "./validation/input-roles";
 import { CheckedInputs, OWNER_MARKER, Outputs, UkiOutput, hostEfiDigest } from "./kairos-uki-image/uki-image";

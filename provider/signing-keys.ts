@@ -9,7 +9,7 @@ import { BuildLog, BuildReport, updateAction, updateReasons } from "./build-log"
 import { readExistingKeySet } from "./toolkit/keys/key-set-reader";
 import { stageThenMove } from "./output/staging";
 import { KeyPairPaths, deriveSignatureFiles, digestKeySet } from "./toolkit/keys/secure-boot-keyset";
-import { ArtifactStoreSpec } from "./store/artifact-store";
+import { ArtifactStoreSpec } from "./store/manifest";
 import { StoreOutput } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
 import { CheckedInputs, KEY_MATERIAL_FILES, KEY_SET_STAMP, Outputs, keyFolder, keySource, madeByAnInterruptedCreate, stampedWith, withKeyRefs } from "./signing-keys/key-set";

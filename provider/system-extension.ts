@@ -15,7 +15,7 @@ import { FilterViolationError } from "./toolkit/source/tree-writer";
 import { DdiArchitecture, ExtensionKind, buildSysextImage, extensionReleasePath, resignSysextImage } from "./toolkit/sysext/ddi";
 import { verifySysextImage } from "./toolkit/sysext/ddi-verify";
 import { extensionReleaseNames } from "./toolkit/sysext/erofs-reader";
-import { ArtifactStoreSpec, StoreIntegrityError } from "./store/artifact-store";
+import { ArtifactStoreSpec, StoreIntegrityError } from "./store/manifest";
 import { ensureExtensionRelease, foreignReleaseFiles, releaseNameMismatch, ReleaseFields } from "./toolkit/sysext/extension-release";
 import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/source/extension-source";
 import type { SigningKeys } from "./signing-keys";

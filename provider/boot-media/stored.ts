@@ -6,7 +6,7 @@ import { treeDigest, treeEntries } from "../toolkit/source/tree-digest";
 import { listEsp, readEspFile } from "../toolkit/boot/esp";
 import { espBootProblem, ISO_ESP_NAME, listIso, normalizeIsoPath } from "../toolkit/boot/iso";
 import { run } from "../toolkit/run";
-import { StoreIntegrityError } from "../store/artifact-store";
+import { StoreIntegrityError } from "../store/manifest";
 import { renderLoaderConf } from "../toolkit/boot/boot-entries";
 import type { ArtifactLayout } from "../store/stored-artifacts";
 import { CheckedInputs, EMPTY_ESP_DIRS, Outputs, espFiles, mediaFiles, pcr13Of, rootFiles } from "./media";

@@ -9,7 +9,7 @@ import { PCR11_STUB_ONLY, checkEfiSignature, measuredSectionsForStub, readLoader
 import { copySectionData, readSectionData } from "../toolkit/boot/pe";
 import { PcrSignatureDocument, SectionContent, verifyPcr11Signature } from "../toolkit/boot/pcr11";
 import { KeyObject, createPublicKey } from "crypto";
-import { StoreIntegrityError } from "../store/artifact-store";
+import { StoreIntegrityError } from "../store/manifest";
 import type { ArtifactLayout } from "../store/stored-artifacts";
 import { CheckedInputs, OWNER_MARKER, OWNER_TEXT, Outputs, UKI_KEY_MIN_SYSTEMD_BOOT, UkiOutput, bootEntriesOf, renderedEntry, sectionText, ukiOsRelease } from "./uki-image";
 import { refuseForeignFiles } from "./build";

@@ -5,7 +5,7 @@ import { Handler } from "../resource-kit";
 import { BuildLog } from "../build-log";
 import { stageThenMove } from "../output/staging";
 import { digestKeySet, isPrivateKeyFile } from "../toolkit/keys/secure-boot-keyset";
-import { ArtifactStoreSpec } from "../store/artifact-store";
+import { ArtifactStoreSpec } from "../store/manifest";
 import { StoreOutput, diffWithStore, publish, publisherProblems, storeOf } from "../store/stored-artifacts";
 import { SIGNING_KEYS_TOKEN } from "../signing-keys";
 import { CheckedInputs, KEY_SET_STAMP, Outputs, importedKeyFiles, signingKeysLayout } from "./key-set";

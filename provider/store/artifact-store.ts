@@ -14,7 +14,6 @@
 // build's). Credentials come from the AWS SDK's usual chain
 // (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an instance role): never from inputs or state.
 import * as fs from "fs";
-import * as path from "path";
 import { X509Certificate, createHash, verify as rsaVerify } from "crypto";
 import { pipeline } from "stream/promises";
 import { Transform } from "stream";
@@ -22,71 +21,9 @@ import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectComman
 import { Upload } from "@aws-sdk/lib-storage";
 import { canonicalJson, sha256Hex } from "../toolkit/files";
 import { openSigner } from "../toolkit/keys/signer";
-
-/** The `artifactStore` input (schema.json, kairos:index:ArtifactStore). */
-export interface ArtifactStoreSpec {
-    bucket: string;
-    /** Key prefix inside the bucket. @default "kairos/" */
-    prefix?: string;
-    /** An S3-compatible endpoint (SeaweedFS, MinIO, Ceph RGW …). @default AWS S3 */
-    endpoint?: string;
-    /** @default AWS_REGION, else "us-east-1" */
-    region?: string;
-    /** Bucket in the path rather than the host name. @default true when endpoint is set */
-    forcePathStyle?: boolean;
-    /** A damaged object: "fail" stops the update; "rebuild" builds instead and replaces it. @default "fail" */
-    onCorrupt?: "fail" | "rebuild";
-    /**
-     * Who signs the manifests (required): a runner verifies every manifest with `certificate` before it
-     * reads it; with `key` (a PEM file or a pkcs11: URI) it also publishes, without it it only fetches.
-     */
-    publisher?: { certificate: string; key?: string };
-}
+import { ArtifactManifest, ArtifactStoreSpec, ENVELOPE_FORMAT, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, MAX_MANIFEST_ENTRIES, SignedManifest, StoreIntegrityError } from "./manifest";
 
 export const DEFAULT_PREFIX = "kairos/";
-const MANIFEST_FORMAT = "pulumi-kairos-artifacts/1";
-const ENVELOPE_FORMAT = "pulumi-kairos-signed-manifest/1";
-/** A manifest lists files and small outputs: anything bigger is not one of ours. */
-export const MAX_MANIFEST_BYTES = 1 << 20;
-export const MAX_MANIFEST_ENTRIES = 10000;
-
-/** The object a manifest key holds: the manifest's canonical JSON, signed by the publisher key. */
-export interface SignedManifest {
-    format: typeof ENVELOPE_FORMAT;
-    /** base64 of the manifest's canonical JSON: the bytes the signature covers. */
-    payload: string;
-    /** base64 RSA PKCS#1 v1.5 / SHA-256 over the payload bytes. */
-    signature: string;
-    /** sha256 of the signing certificate's DER, to name a foreign signer in the refusal. */
-    certificateSha256: string;
-}
-
-/** One file or folder of a stored artifact set, relative to the resource's output root. */
-export interface ManifestEntry {
-    path: string;
-    /** Absent for a folder. */
-    sha256?: string;
-    /** Required for a file: checked against the object's Content-Length before and while downloading. */
-    size?: number;
-    mode: number;
-}
-
-export interface ArtifactManifest {
-    format: typeof MANIFEST_FORMAT;
-    resource: string;
-    inputHash: string;
-    entries: ManifestEntry[];
-    /** The resource's outputs, with its output root written as OUTPUT_ROOT (see relocate). */
-    outputs: Record<string, unknown>;
-}
-
-/** A stored object that is not the bytes its name or manifest promises. */
-export class StoreIntegrityError extends Error {
-    constructor(message: string) {
-        super(message);
-        this.name = "StoreIntegrityError";
-    }
-}
 
 export class ArtifactStore {
     readonly spec: Required<Pick<ArtifactStoreSpec, "bucket" | "prefix" | "onCorrupt">> & ArtifactStoreSpec;
@@ -397,31 +334,4 @@ export function artifactStoreFor(spec: ArtifactStoreSpec | undefined): ArtifactS
     let store = stores.get(key);
     if (!store) stores.set(key, (store = new ArtifactStore(spec)));
     return store;
-}
-
-/** The placeholder for a resource's output root in stored outputs: another runner's root differs. */
-export const OUTPUT_ROOT = "${outputRoot}";
-
-/**
- * `value` with every path under `from` rewritten under `to` (strings only; structure kept). A string
- * under `from` whose rest climbs out (`..`) or is absolute is refused: path.posix.join would resolve it
- * outside `to`.
- */
-export function relocate<T>(value: T, from: string, to: string): T {
-    const fromSlash = from.endsWith("/") ? from : `${from}/`;
-    const move = (v: unknown): unknown => {
-        if (typeof v === "string") {
-            if (v === from) return to;
-            if (v.startsWith(fromSlash)) {
-                const rest = v.slice(fromSlash.length);
-                if (rest.startsWith("/") || rest.split("/").includes("..")) throw new StoreIntegrityError(`${v} climbs out of ${from}`);
-                return path.posix.join(to, rest);
-            }
-            return v;
-        }
-        if (Array.isArray(v)) return v.map(move);
-        if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, move(x)]));
-        return v;
-    };
-    return move(value) as T;
 }

@@ -13,7 +13,8 @@ import { X509Certificate } from "crypto";
 import { containsUnknown, signingPairProblems } from "../resource-kit";
 import type { InputProblem } from "../validation/schema-validator";
 import { replaceDirectory, stageThenMove, withScratch } from "../output/staging";
-import { ArtifactStore, ArtifactStoreSpec, ManifestEntry, OUTPUT_ROOT, StoreIntegrityError, artifactStoreFor, relocate } from "./artifact-store";
+import { ArtifactStore, artifactStoreFor } from "./artifact-store";
+import { ArtifactStoreSpec, ManifestEntry, OUTPUT_ROOT, StoreIntegrityError, relocate } from "./manifest";
 
 /** Where a resource's artifacts live and how they are put in place. */
 export interface ArtifactLayout {

@@ -14,7 +14,8 @@ import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler } from "../../provider/s
 import { KAIROS_UKI_IMAGE_TOKEN } from "../../provider/kairos-uki-image";
 import { BOOT_MEDIA_TOKEN } from "../../provider/boot-media";
 import { PROMOTED_ARTIFACT_TOKEN } from "../../provider/promoted-artifact";
-import { ArtifactStore, MAX_MANIFEST_BYTES, OUTPUT_ROOT } from "../../provider/store/artifact-store";
+import { ArtifactStore } from "../../provider/store/artifact-store";
+import { MAX_MANIFEST_BYTES, OUTPUT_ROOT } from "../../provider/store/manifest";
 import { listIso, xorrisoArgs } from "../../provider/toolkit/boot/iso";
 import { listEsp } from "../../provider/toolkit/boot/esp";
 import { run } from "../../provider/toolkit/run";
