@@ -5,11 +5,11 @@ import { strict as assert } from "assert";
 import * as fs from "fs";
 import * as path from "path";
 import { createHash } from "crypto";
-import { run } from "../../provider/toolkit/run";
-import { tempDir } from "../helpers/temp";
-import { buildSysextImage } from "../../provider/toolkit/sysext/ddi";
-import { readPartitionTable } from "../../provider/toolkit/sysext/ddi-verify";
-import { ErofsDirEntry, ErofsError, extensionReleaseNames, listErofsDirectory } from "../../provider/toolkit/sysext/erofs-reader";
+import { run } from "../../../provider/toolkit/run";
+import { tempDir } from "../../helpers/temp";
+import { buildSysextImage } from "../../../provider/toolkit/sysext/ddi";
+import { readPartitionTable } from "../../../provider/toolkit/sysext/ddi-verify";
+import { ErofsDirEntry, ErofsError, extensionReleaseNames, listErofsDirectory } from "../../../provider/toolkit/sysext/erofs-reader";
 
 const EPOCH = 1700000000;
 const RELEASE_DIR = "usr/lib/extension-release.d";

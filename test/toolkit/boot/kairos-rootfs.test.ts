@@ -2,9 +2,9 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { KairosRootfsError, bzImageVersion, inspectKairosRootfs, prepareUkiRootfs, resolveInRoot } from "../../provider/toolkit/boot/kairos-rootfs";
-import { tempDir } from "../helpers/oci-fixtures";
-import { fakeBzImage } from "../helpers/uki-fixtures";
+import { KairosRootfsError, bzImageVersion, inspectKairosRootfs, prepareUkiRootfs, resolveInRoot } from "../../../provider/toolkit/boot/kairos-rootfs";
+import { tempDir } from "../../helpers/oci-fixtures";
+import { fakeBzImage } from "../../helpers/uki-fixtures";
 
 interface RootfsSpec {
     kairosRelease?: string | null;

@@ -3,10 +3,10 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { ImageFormatError, OciImage, openImage } from "../../provider/toolkit/source/oci-image";
-import { readLocation } from "../../provider/toolkit/source/image-store";
-import { DigestMismatchError, openLayerTar } from "../../provider/toolkit/source/layer-stream";
-import { run } from "../../provider/toolkit/run";
+import { ImageFormatError, OciImage, openImage } from "../../../provider/toolkit/source/oci-image";
+import { readLocation } from "../../../provider/toolkit/source/image-store";
+import { DigestMismatchError, openLayerTar } from "../../../provider/toolkit/source/layer-stream";
+import { run } from "../../../provider/toolkit/run";
 import {
     BuiltImage,
     Compression,
@@ -17,7 +17,7 @@ import {
     tempDir,
     writeDockerSave,
     writeOciLayout,
-} from "../helpers/oci-fixtures";
+} from "../../helpers/oci-fixtures";
 
 async function sampleImage(top: Compression = "zstd", arch = "amd64", variant?: string): Promise<BuiltImage> {
     const base = await makeLayer([

@@ -5,9 +5,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { createHash } from "crypto";
-import { run } from "../../provider/toolkit/run";
-import { makeCertificate } from "../helpers/pki";
-import { partitionBytes, sfdiskJson } from "../helpers/ddi-inspect";
+import { run } from "../../../provider/toolkit/run";
+import { makeCertificate } from "../../helpers/pki";
+import { partitionBytes, sfdiskJson } from "../../helpers/ddi-inspect";
 import {
     BuildSysextOptions,
     DdiError,
@@ -23,9 +23,9 @@ import {
     seededUuid,
     sfdiskScript,
     signaturePartitionContent,
-} from "../../provider/toolkit/sysext/ddi";
-import { sha256ComparingRanges } from "../../provider/toolkit/files";
-import { verifySysextImage } from "../../provider/toolkit/sysext/ddi-verify";
+} from "../../../provider/toolkit/sysext/ddi";
+import { sha256ComparingRanges } from "../../../provider/toolkit/files";
+import { verifySysextImage } from "../../../provider/toolkit/sysext/ddi-verify";
 
 const NAME = "hello";
 const EPOCH = 1700000000;

@@ -5,9 +5,9 @@ import { strict as assert } from "assert";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { predictPcr13, stubLoadsAsSysext, writeStubSysextCpio, STUB_CPIO_TRAILER, cpioHeader, stubExtensions } from "../../provider/toolkit/boot/pcr13";
-import { run } from "../../provider/toolkit/run";
-import { tempDir } from "../helpers/engine";
+import { predictPcr13, stubLoadsAsSysext, writeStubSysextCpio, STUB_CPIO_TRAILER, cpioHeader, stubExtensions } from "../../../provider/toolkit/boot/pcr13";
+import { run } from "../../../provider/toolkit/run";
+import { tempDir } from "../../helpers/engine";
 
 describe("pcr13: what systemd-stub measures for .extra.d extensions", () => {
     let work: string;

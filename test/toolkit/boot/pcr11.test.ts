@@ -4,7 +4,7 @@ import * as assert from "assert";
 import { createHash, createPublicKey, verify as rsaVerify } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { run } from "../../provider/toolkit/run";
+import { run } from "../../../provider/toolkit/run";
 import {
     DEFAULT_PHASES,
     GO_UKIFY_MEASURED_SECTIONS,
@@ -17,9 +17,9 @@ import {
     Pcr11Error,
     signPcr11,
     verifyPcr11Signature,
-} from "../../provider/toolkit/boot/pcr11";
-import { tempDir } from "../helpers/oci-fixtures";
-import { Swtpm, startSwtpm } from "../helpers/swtpm";
+} from "../../../provider/toolkit/boot/pcr11";
+import { tempDir } from "../../helpers/oci-fixtures";
+import { Swtpm, startSwtpm } from "../../helpers/swtpm";
 
 const MEASURE = "/usr/lib/systemd/systemd-measure";
 const ALL_BANKS: PcrBank[] = ["sha1", "sha256", "sha384", "sha512"];

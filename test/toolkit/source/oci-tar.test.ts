@@ -4,9 +4,9 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
 import { Readable } from "stream";
-import { run } from "../../provider/toolkit/run";
-import { ByteSource, FileSource, StreamSource, TarEntry, TarFormatError, readTar } from "../../provider/toolkit/source/tar-reader";
-import { TarSpec, buildTar, tempDir } from "../helpers/oci-fixtures";
+import { run } from "../../../provider/toolkit/run";
+import { ByteSource, FileSource, StreamSource, TarEntry, TarFormatError, readTar } from "../../../provider/toolkit/source/tar-reader";
+import { TarSpec, buildTar, tempDir } from "../../helpers/oci-fixtures";
 
 interface Listed {
     name: string;

@@ -5,8 +5,8 @@ import { strict as assert } from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { run } from "../../provider/toolkit/run";
-import { buildEspImage, listEsp } from "../../provider/toolkit/boot/esp";
+import { run } from "../../../provider/toolkit/run";
+import { buildEspImage, listEsp } from "../../../provider/toolkit/boot/esp";
 import {
     ESP_TYPE_GUID,
     IsoError,
@@ -18,7 +18,7 @@ import {
     listIso,
     normalizeIsoPath,
     unquoteXorriso,
-} from "../../provider/toolkit/boot/iso";
+} from "../../../provider/toolkit/boot/iso";
 
 const EPOCH = 1700000000;
 const MT = { MTOOLS_SKIP_CHECK: "1", MTOOLSRC: "/dev/null" };

@@ -2,9 +2,9 @@
 import { strict as assert } from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { authTimestampOf, readExistingKeySet } from "../../provider/toolkit/keys/key-set-reader";
-import { makeGenkeyFolder } from "../helpers/genkey";
-import { tempDir } from "../helpers/temp";
+import { authTimestampOf, readExistingKeySet } from "../../../provider/toolkit/keys/key-set-reader";
+import { makeGenkeyFolder } from "../../helpers/genkey";
+import { tempDir } from "../../helpers/temp";
 
 describe("reading an existing key set (genkey layout)", function () {
     this.timeout(120000);

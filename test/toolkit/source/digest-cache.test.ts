@@ -5,9 +5,9 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { DIGEST_CACHE_ENV } from "../../provider/toolkit/source/digest-cache";
-import { treeDigest } from "../../provider/toolkit/source/tree-digest";
-import { tempDir } from "../helpers/oci-fixtures";
+import { DIGEST_CACHE_ENV } from "../../../provider/toolkit/source/digest-cache";
+import { treeDigest } from "../../../provider/toolkit/source/tree-digest";
+import { tempDir } from "../../helpers/oci-fixtures";
 
 const WRONG = "0".repeat(64);
 

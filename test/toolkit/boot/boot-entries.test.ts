@@ -11,7 +11,7 @@ import {
     planBootEntries,
     renderLoaderConf,
     renderLoaderEntry,
-} from "../../provider/toolkit/boot/boot-entries";
+} from "../../../provider/toolkit/boot/boot-entries";
 
 describe("boot entries", () => {
     it("uses AuroraBoot's exact default command line", () => {

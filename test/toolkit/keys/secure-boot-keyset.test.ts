@@ -1,10 +1,10 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { run } from "../../provider/toolkit/run";
-import { createKeyMaterial, deriveSignatureFiles, KEY_ROLES, AUTH_SIGNER, TPM_PCR_KEY_FILE } from "../../provider/toolkit/keys/secure-boot-keyset";
-import { tempDir } from "../helpers/engine";
-import { authVerifies, certificatesInEsl, makeCertificate, opensslKeyMatchesCert } from "../helpers/pki";
+import { run } from "../../../provider/toolkit/run";
+import { createKeyMaterial, deriveSignatureFiles, KEY_ROLES, AUTH_SIGNER, TPM_PCR_KEY_FILE } from "../../../provider/toolkit/keys/secure-boot-keyset";
+import { tempDir } from "../../helpers/engine";
+import { authVerifies, certificatesInEsl, makeCertificate, opensslKeyMatchesCert } from "../../helpers/pki";
 
 describe("secure boot key set (openssl + efitools)", function () {
     this.timeout(120000);

@@ -4,11 +4,11 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { run } from "../../provider/toolkit/run";
-import { sha256File } from "../../provider/toolkit/files";
-import { authenticodeDigest } from "../../provider/toolkit/boot/pe";
-import { imageDigestOfSignature } from "../../provider/toolkit/boot/authenticode";
-import { GO_UKIFY_MEASURED_SECTIONS, SYSTEMD_252_MEASURED_SECTIONS, loadRsaPrivateKey, pcrPolicyDigest } from "../../provider/toolkit/boot/pcr11";
+import { run } from "../../../provider/toolkit/run";
+import { sha256File } from "../../../provider/toolkit/files";
+import { authenticodeDigest } from "../../../provider/toolkit/boot/pe";
+import { imageDigestOfSignature } from "../../../provider/toolkit/boot/authenticode";
+import { GO_UKIFY_MEASURED_SECTIONS, SYSTEMD_252_MEASURED_SECTIONS, loadRsaPrivateKey, pcrPolicyDigest } from "../../../provider/toolkit/boot/pcr11";
 import {
     SECTION_ALIGNMENT,
     assembleUki,
@@ -19,10 +19,10 @@ import {
     readPeSections,
     signEfi,
     verifyEfi,
-} from "../../provider/toolkit/boot/uki";
-import { tempDir } from "../helpers/oci-fixtures";
-import { makeCertificate } from "../helpers/pki";
-import { fakeBzImage } from "../helpers/uki-fixtures";
+} from "../../../provider/toolkit/boot/uki";
+import { tempDir } from "../../helpers/oci-fixtures";
+import { makeCertificate } from "../../helpers/pki";
+import { fakeBzImage } from "../../helpers/uki-fixtures";
 
 const STUB = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 const SDBOOT = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";

@@ -3,11 +3,11 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { mirrorTree, newMirrorState } from "../../provider/toolkit/source/tree-mirror";
-import { treeDigest } from "../../provider/toolkit/source/tree-digest";
-import { run } from "../../provider/toolkit/run";
-import { sha256File } from "../../provider/toolkit/files";
-import { tempDir } from "../helpers/oci-fixtures";
+import { mirrorTree, newMirrorState } from "../../../provider/toolkit/source/tree-mirror";
+import { treeDigest } from "../../../provider/toolkit/source/tree-digest";
+import { run } from "../../../provider/toolkit/run";
+import { sha256File } from "../../../provider/toolkit/files";
+import { tempDir } from "../../helpers/oci-fixtures";
 
 function sourceTree(root: string): void {
     fs.mkdirSync(path.join(root, "usr", "bin"), { recursive: true });

@@ -5,7 +5,7 @@ import { strict as assert } from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { run } from "../../provider/toolkit/run";
+import { run } from "../../../provider/toolkit/run";
 import {
     EspError,
     FAT32_MIN_MIB,
@@ -15,7 +15,7 @@ import {
     listEsp,
     planEsp,
     readEspFile,
-} from "../../provider/toolkit/boot/esp";
+} from "../../../provider/toolkit/boot/esp";
 
 const EPOCH = 1700000000; // 2023-11-14 22:13:20 UTC
 const MT = { MTOOLS_SKIP_CHECK: "1", MTOOLSRC: "/dev/null" };

@@ -4,9 +4,9 @@ import * as assert from "assert";
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { extractLayers } from "../../provider/toolkit/source/layer-extract";
-import { treeDigest, treeEntries } from "../../provider/toolkit/source/tree-digest";
-import { buildTar, tempDir } from "../helpers/oci-fixtures";
+import { extractLayers } from "../../../provider/toolkit/source/layer-extract";
+import { treeDigest, treeEntries } from "../../../provider/toolkit/source/tree-digest";
+import { buildTar, tempDir } from "../../helpers/oci-fixtures";
 
 type Builder = (root: string) => void;
 

@@ -8,17 +8,17 @@ import {
     ExtractOptions,
     extractImage,
     extractLayers,
-} from "../../provider/toolkit/source/layer-extract";
+} from "../../../provider/toolkit/source/layer-extract";
 import {
     ExtractSummary,
     FilterViolationError,
     UnsafeEntryError,
-} from "../../provider/toolkit/source/tree-writer";
-import { DigestMismatchError } from "../../provider/toolkit/source/layer-stream";
-import { openImage } from "../../provider/toolkit/source/oci-image";
-import { run } from "../../provider/toolkit/run";
-import { treeEntries } from "../../provider/toolkit/source/tree-digest";
-import { TarOptions, TarSpec, buildImage, buildTar, makeLayer, tempDir, writeOciLayout } from "../helpers/oci-fixtures";
+} from "../../../provider/toolkit/source/tree-writer";
+import { DigestMismatchError } from "../../../provider/toolkit/source/layer-stream";
+import { openImage } from "../../../provider/toolkit/source/oci-image";
+import { run } from "../../../provider/toolkit/run";
+import { treeEntries } from "../../../provider/toolkit/source/tree-digest";
+import { TarOptions, TarSpec, buildImage, buildTar, makeLayer, tempDir, writeOciLayout } from "../../helpers/oci-fixtures";
 
 /** The tree as "path: description" lines, easy to compare and to read in a failure. */
 async function describeTree(root: string): Promise<Record<string, string>> {

@@ -4,12 +4,12 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { run } from "../../provider/toolkit/run";
-import { sha256File } from "../../provider/toolkit/files";
-import { INITRD_EXCLUDES, buildInitrd, cpioDigest, writeCpio } from "../../provider/toolkit/boot/initrd";
-import { InitrdCache } from "../../provider/output/initrd-cache";
-import { treeEntries } from "../../provider/toolkit/source/tree-digest";
-import { tempDir } from "../helpers/oci-fixtures";
+import { run } from "../../../provider/toolkit/run";
+import { sha256File } from "../../../provider/toolkit/files";
+import { INITRD_EXCLUDES, buildInitrd, cpioDigest, writeCpio } from "../../../provider/toolkit/boot/initrd";
+import { InitrdCache } from "../../../provider/output/initrd-cache";
+import { treeEntries } from "../../../provider/toolkit/source/tree-digest";
+import { tempDir } from "../../helpers/oci-fixtures";
 
 type Step = (root: string) => void | Promise<void>;
 
