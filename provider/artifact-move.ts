@@ -220,7 +220,7 @@ export function relocatedPath(recorded: string, from: string, to: string): strin
     return rel === "" ? to : path.join(to, rel);
 }
 
-// Not the artifact store's relocate (store/artifact-store.ts), on purpose: that one rewrites the text of
+// Not the artifact store's relocate (store/manifest.ts), on purpose: that one rewrites the text of
 // stored outputs under a placeholder root (`${outputRoot}` is no path to resolve) and refuses what climbs
 // out as a corrupt store; this one compares resolved places (the state may say /abs/out, the inputs "out")
 // and leaves a path outside the folder as it is.

@@ -1,6 +1,6 @@
 // A small tar reader for untrusted archives (image layers, docker-save and OCI tarballs): ustar,
 // pax (path, linkpath, size) and GNU long names. It only parses; what an entry may do to a file
-// system is decided by the caller (layer-extract.ts). Header-only entry types are read the way Go's
+// system is decided by the caller (layer-extract.ts, tree-writer.ts). Header-only entry types are read the way Go's
 // archive/tar reads them, because that is what writes and reads container layers.
 import * as fs from "fs";
 
