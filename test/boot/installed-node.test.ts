@@ -216,7 +216,8 @@ describe("an installed node: our ISO installs to a disk that boots under Secure 
             for (const profile of ["active", "passive"]) {
                 assert.match(ls[`/var/lib/kairos/extensions/${profile}`], /k3s\.sysext\.raw -> \/var\/lib\/kairos\/extensions\/k3s\.sysext\.raw$/m, profile);
                 // gone from the ESP
-                assert.match(ls[`/efi/EFI/kairos/${profile}.efi.extra.d`], /^total 0$/, JSON.stringify(ls));
+                assert.match(ls[`/efi/EFI/kairos/${profile}.efi.extra.d`], /^total 0$/m, JSON.stringify(ls));
+                assert.doesNotMatch(ls[`/efi/EFI/kairos/${profile}.efi.extra.d`], /\.raw/);
             }
             assert.match(ls["/run/extensions"], /k3s\.sysext\.raw -> \/var\/lib\/kairos\/extensions\/k3s\.sysext\.raw$/m);
             assert.match(installed.sections["journal: kairos-stage-extensions"], /migrated k3s\.sysext\.raw for active[^]*validated and linked k3s\.sysext\.raw into \/run\/extensions/);
