@@ -57,14 +57,16 @@ async function flipDataByte(image: string, out: string): Promise<number> {
 
 type Report = SystemdReport;
 
-/** `ls -l[R] DIR…` output as DIR -> its lines (each listing ends at a blank line). */
+/** `ls -l[R] DIR…` output as DIR -> its lines: a "/path:" line starts each listing, blank lines or not. */
 function listings(text: string): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const block of text.split(/\n\s*\n/)) {
-        const [head, ...rest] = block.trim().split("\n");
-        if (head?.endsWith(":")) out[head.slice(0, -1)] = rest.join("\n");
+    const out: Record<string, string[]> = {};
+    let current: string[] | undefined;
+    for (const line of text.split("\n")) {
+        const head = line.match(/^(\/\S*):$/);
+        if (head) out[head[1].replace(/\/$/, "")] = current = [];
+        else if (line.trim() !== "" && current) current.push(line);
     }
-    return out;
+    return Object.fromEntries(Object.entries(out).map(([dir, lines]) => [dir, lines.join("\n")]));
 }
 
 describe("an installed node: our ISO installs to a disk that boots under Secure Boot, unlocks with the signed PCR policy and merges k3s (OVMF, vTPM)", function () {
