@@ -57,14 +57,16 @@ async function flipDataByte(image: string, out: string): Promise<number> {
 
 type Report = SystemdReport;
 
-/** `ls -l[R] DIR…` output as DIR -> its lines (each listing ends at a blank line). */
+/** `ls -l[R] DIR…` output as DIR -> its lines: a "/path:" line starts each listing, blank lines or not. */
 function listings(text: string): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const block of text.split(/\n\s*\n/)) {
-        const [head, ...rest] = block.trim().split("\n");
-        if (head?.endsWith(":")) out[head.slice(0, -1)] = rest.join("\n");
+    const out: Record<string, string[]> = {};
+    let current: string[] | undefined;
+    for (const line of text.split("\n")) {
+        const head = line.match(/^(\/\S*):$/);
+        if (head) out[head[1].replace(/\/$/, "")] = current = [];
+        else if (line.trim() !== "" && current) current.push(line);
     }
-    return out;
+    return Object.fromEntries(Object.entries(out).map(([dir, lines]) => [dir, lines.join("\n")]));
 }
 
 describe("an installed node: our ISO installs to a disk that boots under Secure Boot, unlocks with the signed PCR policy and merges k3s (OVMF, vTPM)", function () {
@@ -216,7 +218,8 @@ describe("an installed node: our ISO installs to a disk that boots under Secure 
             for (const profile of ["active", "passive"]) {
                 assert.match(ls[`/var/lib/kairos/extensions/${profile}`], /k3s\.sysext\.raw -> \/var\/lib\/kairos\/extensions\/k3s\.sysext\.raw$/m, profile);
                 // gone from the ESP
-                assert.match(ls[`/efi/EFI/kairos/${profile}.efi.extra.d`], /^total 0$/, JSON.stringify(ls));
+                assert.match(ls[`/efi/EFI/kairos/${profile}.efi.extra.d`], /^total 0$/m, JSON.stringify(ls));
+                assert.doesNotMatch(ls[`/efi/EFI/kairos/${profile}.efi.extra.d`], /\.raw/);
             }
             assert.match(ls["/run/extensions"], /k3s\.sysext\.raw -> \/var\/lib\/kairos\/extensions\/k3s\.sysext\.raw$/m);
             assert.match(installed.sections["journal: kairos-stage-extensions"], /migrated k3s\.sysext\.raw for active[^]*validated and linked k3s\.sysext\.raw into \/run\/extensions/);
