@@ -143,8 +143,9 @@ export class AuroraBootBuild extends pulumi.ComponentResource {
         }));
 
         // What identifies the keys; a change reruns every step that signs with them.
+        // (keyMaterialHash is optional in schema.json only for states older than it; every create writes it.)
         const keysTrigger: pulumi.Input<string> = args.signingKeys
-            ? args.signingKeys.keyMaterialHash
+            ? (args.signingKeys.keyMaterialHash as pulumi.Output<string>)
             : args.keysDir !== undefined ? keysDir.apply((d) => `dir:${d}`) : `genkey:rotation-${rotation}`;
 
         let genkeyCommand: pulumi.Output<string> | undefined;

@@ -20,6 +20,8 @@ import type { SystemExtension } from "./system-extension";
 import type { StoreOutput } from "./store/stored-artifacts";
 import type { ArtifactStoreSpec } from "./store/manifest";
 import { artifactStoreInput } from "./artifact-store-config";
+import * as contract from "./generated/contract";
+import { registeredOutputs } from "./generated/contract";
 import { plainHashValues, replaceFields } from "./validation/input-roles";
 import { CheckedInputs, Outputs, contentHashParts } from "./boot-media/media";
 import { build } from "./boot-media/build";
@@ -28,34 +30,16 @@ import { crossFieldProblems, movedFolderProblem, trustProblems } from "./boot-me
 export const BOOT_MEDIA_TOKEN = "kairos:index:BootMedia";
 const BUILDER_VERSION = "boot-media/2";
 
-export interface BootMediaArgs {
-    /** NAME.iso */
-    name: pulumi.Input<string>;
-    outputDir: pulumi.Input<string>;
-    /** @default "iso" */
-    type?: pulumi.Input<"iso" | "dir">;
-    uki?: pulumi.Input<{ efiFiles: pulumi.Input<pulumi.Input<string>[]>; loaderEntries: pulumi.Input<pulumi.Input<string>[]>; systemdBoot: pulumi.Input<string> }>;
+/** schema.json's inputs (provider/generated/contract.ts), with `uki` and `enrollKeys` optional when the shorthands give them. */
+export interface BootMediaArgs extends Omit<contract.BootMediaArgs, "uki" | "enrollKeys" | "extensions"> {
+    uki?: contract.BootMediaArgs["uki"];
     /** Shorthand for `uki`. */
     ukiImage?: KairosUkiImage;
-    enrollKeys?: pulumi.Input<{ PK: pulumi.Input<string>; KEK: pulumi.Input<string>; db: pulumi.Input<string> }>;
+    enrollKeys?: contract.BootMediaArgs["enrollKeys"];
     /** Shorthand for `enrollKeys`: a SigningKeys resource's .auth files. */
     signingKeys?: SigningKeys;
     /** Extension images for the ISO root (paths), or SystemExtension resources. */
     extensions?: (pulumi.Input<string> | SystemExtension)[];
-    /** Also put every extension in EFI/kairos/<uki>.efi.extra.d/ (systemd-stub loads them; PCR 13). @default true */
-    espExtensions?: pulumi.Input<boolean>;
-    cloudConfig?: pulumi.Input<string>;
-    overlayFiles?: pulumi.Input<pulumi.Input<{ source: pulumi.Input<string>; path: pulumi.Input<string> }>[]>;
-    /** @default 5 */
-    timeout?: pulumi.Input<number>;
-    /** @default "if-safe" (systemd-boot >= 253; use "force" or "manual" with 252) */
-    secureBootEnroll?: pulumi.Input<SecureBootEnroll>;
-    /** @default "max" */
-    consoleMode?: pulumi.Input<string>;
-    /** @default 315532800 (1980-01-01) */
-    sourceDateEpoch?: pulumi.Input<number>;
-    /** Keep the media in an S3-compatible store and fetch them instead of building. @default the stack config kairos:artifactStore */
-    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
 }
 
 export const bootMediaHandler: Handler = {
@@ -107,28 +91,15 @@ async function deriveHashes(i: CheckedInputs, olds: Partial<CheckedInputs>): Pro
 
 /** Secure Boot install media for a KairosUkiImage; see schema.json. */
 export class BootMedia extends pulumi.dynamic.Resource {
-    declare readonly path: pulumi.Output<string>;
-    declare readonly sha256: pulumi.Output<string>;
-    declare readonly size: pulumi.Output<number>;
-    declare readonly files: pulumi.Output<string[]>;
-    /** PCR 13 after systemd-stub loaded the ESP's extensions (bind TPM policies to an extension set). */
-    declare readonly pcr13: pulumi.Output<{ sha256: string; sha1: string; extensions: string[] }>;
-    declare readonly inputHash: pulumi.Output<string>;
-    declare readonly hashParts: pulumi.Output<Record<string, string>>;
-    declare readonly lastBuild: pulumi.Output<BuildReport>;
-    declare readonly drift: pulumi.Output<string[]>;
-    /** Where the artifact store keeps the media (undefined without a store). */
-    declare readonly store: pulumi.Output<StoreOutput | undefined>;
-
-    /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
-    declare readonly stateVersion: pulumi.Output<number>;
-
     constructor(name: string, args: BootMediaArgs, opts?: pulumi.CustomResourceOptions) {
         const { ukiImage, signingKeys, extensions, ...rest } = args;
         const uki = rest.uki ?? ukiImage?.bootFiles;
         const enrollKeys = rest.enrollKeys ?? signingKeys?.files.apply((f) => ({ PK: f.PK.auth, KEK: f.KEK.auth, db: f.db.auth }));
         const extensionPaths = extensions?.map((e) => (pulumi.Resource.isInstance(e) ? (e as SystemExtension).path : e));
-        const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, size: undefined, files: undefined, pcr13: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined, store: undefined };
+        const outputs = registeredOutputs("BootMedia");
         super(packageProvider(BOOT_MEDIA_TOKEN), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "BootMedia");
     }
 }
+
+/** The outputs schema.json declares, as this class's fields (generated; see BootMediaOutputFields). */
+export interface BootMedia extends contract.BootMediaOutputFields {}

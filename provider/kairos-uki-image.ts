@@ -15,6 +15,8 @@ import type { SigningKeys } from "./signing-keys";
 import type { StoreOutput } from "./store/stored-artifacts";
 import type { ArtifactStoreSpec } from "./store/manifest";
 import { artifactStoreInput } from "./artifact-store-config";
+import * as contract from "./generated/contract";
+import { registeredOutputs } from "./generated/contract";
 import { plainHashValues, replaceFields } from "./validation/input-roles";
 import { CheckedInputs, OWNER_MARKER, Outputs, UkiOutput, hostEfiDigest } from "./kairos-uki-image/uki-image";
 import { build } from "./kairos-uki-image/build";
@@ -23,34 +25,12 @@ import { crossFieldProblems } from "./kairos-uki-image/check";
 export const KAIROS_UKI_IMAGE_TOKEN = "kairos:index:KairosUkiImage";
 const BUILDER_VERSION = "kairos-uki-image/1";
 
-export interface KairosUkiImageArgs {
-    outputDir: pulumi.Input<string>;
-    /** A UKI-flavour Kairos image (all layers flattened) or a rootfs directory. */
-    source: pulumi.Input<{ dir?: pulumi.Input<string>; ociLayout?: pulumi.Input<string>; dockerArchive?: pulumi.Input<string>; image?: pulumi.Input<string>; insecureRegistry?: pulumi.Input<boolean> }>;
-    signing?: pulumi.Input<{ key: pulumi.Input<string>; certificate: pulumi.Input<string> }>;
-    pcrKey?: pulumi.Input<string>;
+/** schema.json's inputs (provider/generated/contract.ts), with `signing` and `pcrKey` optional when `signingKeys` gives them. */
+export interface KairosUkiImageArgs extends Omit<contract.KairosUkiImageArgs, "signing" | "pcrKey"> {
+    signing?: contract.KairosUkiImageArgs["signing"];
+    pcrKey?: contract.KairosUkiImageArgs["pcrKey"];
     /** Shorthand for signing + pcrKey: a SigningKeys resource's db pair and TPM PCR key. */
     signingKeys?: SigningKeys;
-    /** @default "Kairos" */
-    bootTitle?: pulumi.Input<string>;
-    extendCmdline?: pulumi.Input<string>;
-    extraCmdlines?: pulumi.Input<pulumi.Input<string>[]>;
-    singleEntries?: pulumi.Input<pulumi.Input<{ title?: pulumi.Input<string>; cmdline: pulumi.Input<string> }>[]>;
-    /** @default false */
-    includeVersionInConfig?: pulumi.Input<boolean>;
-    /** @default false */
-    includeCmdlineInConfig?: pulumi.Input<boolean>;
-    /** @default "auto" */
-    loaderEntryKey?: pulumi.Input<"auto" | "uki" | "efi">;
-    splash?: pulumi.Input<string>;
-    /** @default 800 */
-    maxUkiSizeMB?: pulumi.Input<number>;
-    /** zstd level of the initrd, 1-19. @default 12 */
-    initrdCompressionLevel?: pulumi.Input<number>;
-    /** zstd long-distance window of the initrd, log2 (10-27), or 0 for none. @default 27 */
-    initrdWindowLog?: pulumi.Input<number>;
-    /** Keep the UKIs in an S3-compatible store and fetch them instead of building. @default the stack config kairos:artifactStore */
-    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
 }
 
 export const kairosUkiImageHandler: Handler = {
@@ -114,34 +94,14 @@ async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
 
 /** The Kairos OS as signed UKIs with loader entries and a signed systemd-boot; see schema.json. */
 export class KairosUkiImage extends pulumi.dynamic.Resource {
-    declare readonly outputDir: pulumi.Output<string>;
-    declare readonly ukis: pulumi.Output<UkiOutput[]>;
-    declare readonly systemdBoot: pulumi.Output<Outputs["systemdBoot"]>;
-    declare readonly bootFiles: pulumi.Output<Outputs["bootFiles"]>;
-    declare readonly stubOrigin: pulumi.Output<string>;
-    declare readonly pcr11: pulumi.Output<Outputs["pcr11"]>;
-    declare readonly kairosRelease: pulumi.Output<string>;
-    declare readonly sourceDigest: pulumi.Output<string>;
-    declare readonly entryKey: pulumi.Output<string>;
-    declare readonly inputHash: pulumi.Output<string>;
-    declare readonly hashParts: pulumi.Output<Record<string, string>>;
-    declare readonly lastBuild: pulumi.Output<BuildReport>;
-    declare readonly drift: pulumi.Output<string[]>;
-    /** Where the artifact store keeps the UKIs (undefined without a store). */
-    declare readonly store: pulumi.Output<StoreOutput | undefined>;
-
-    /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
-    declare readonly stateVersion: pulumi.Output<number>;
-
     constructor(name: string, args: KairosUkiImageArgs, opts?: pulumi.CustomResourceOptions) {
         const { signingKeys, ...rest } = args;
         const signing = rest.signing ?? signingKeys?.files.apply((f) => ({ key: f.db.key, certificate: f.db.pem }));
         const pcrKey = rest.pcrKey ?? signingKeys?.tpmPcrKeyFile;
-        const outputs = {
-            stateVersion: undefined, outputDir: undefined,
-            ukis: undefined, systemdBoot: undefined, bootFiles: undefined, stubOrigin: undefined, pcr11: undefined, kairosRelease: undefined, entryKey: undefined,
-            sourceDigest: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, drift: undefined, store: undefined,
-        };
+        const outputs = registeredOutputs("KairosUkiImage");
         super(packageProvider(KAIROS_UKI_IMAGE_TOKEN), name, { ...outputs, ...rest, signing, pcrKey, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "KairosUkiImage");
     }
 }
+
+/** The outputs schema.json declares, as this class's fields (generated; see KairosUkiImageOutputFields). */
+export interface KairosUkiImage extends contract.KairosUkiImageOutputFields {}

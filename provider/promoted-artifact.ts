@@ -18,26 +18,15 @@ import { ArtifactStore, artifactStoreFor } from "./store/artifact-store";
 import { ArtifactStoreSpec, StoreIntegrityError } from "./store/manifest";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
+import * as contract from "./generated/contract";
+import { registeredOutputs } from "./generated/contract";
 import { plainHashValues } from "./validation/input-roles";
 
 export const PROMOTED_ARTIFACT_TOKEN = "kairos:index:PromotedArtifact";
 const BUILDER_VERSION = "promoted-artifact/1";
 
-export interface PromotedArtifactArgs {
-    /** Path of the tested artifact, from the earlier stack's outputs. */
-    source: pulumi.Input<string>;
-    /** The sha256 the earlier stack recorded. */
-    expectedSha256: pulumi.Input<string>;
-    outputDir: pulumi.Input<string>;
-    /** @default "file" */
-    kind?: pulumi.Input<"sysext" | "confext" | "file">;
-    /** Re-sign an extension with this environment's db key and certificate. */
-    resign?: pulumi.Input<{ key: pulumi.Input<string>; certificate: pulumi.Input<string> }>;
-    /** Take the tested artifact from the earlier environment's artifact store (by expectedSha256); `source` then only names the file. */
-    fromStore?: pulumi.Input<ArtifactStoreSpec>;
-    /** This environment's artifact store (same server as fromStore: a server-side copy). @default the stack config kairos:artifactStore */
-    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
-}
+/** schema.json's inputs (provider/generated/contract.ts). */
+export interface PromotedArtifactArgs extends contract.PromotedArtifactArgs {}
 
 interface CheckedInputs {
     source: string;
@@ -261,26 +250,14 @@ function crossFieldProblems(i: CheckedInputs): InputProblem[] {
 
 /** A tested artifact taken into this environment, checked and copied, never rebuilt. */
 export class PromotedArtifact extends pulumi.dynamic.Resource {
-    declare readonly path: pulumi.Output<string>;
-    declare readonly sha256: pulumi.Output<string>;
-    declare readonly sourceSha256: pulumi.Output<string>;
-    declare readonly rootHash: pulumi.Output<string | null>;
-    declare readonly changes: pulumi.Output<string[]>;
-    declare readonly lastBuild: pulumi.Output<BuildReport>;
-    declare readonly drift: pulumi.Output<string[]>;
-    declare readonly hashParts: pulumi.Output<Record<string, string>>;
-    declare readonly inputHash: pulumi.Output<string>;
-    /** Where this environment's artifact store keeps it (undefined without a store). */
-    declare readonly store: pulumi.Output<StoreOutput | undefined>;
-
-    /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
-    declare readonly stateVersion: pulumi.Output<number>;
-
     constructor(name: string, args: PromotedArtifactArgs, opts?: pulumi.CustomResourceOptions) {
-        const outputs = { stateVersion: undefined, path: undefined, sha256: undefined, sourceSha256: undefined, rootHash: undefined, changes: undefined, drift: undefined, inputHash: undefined, hashParts: undefined, lastBuild: undefined, store: undefined };
+        const outputs = registeredOutputs("PromotedArtifact");
         super(packageProvider(PROMOTED_ARTIFACT_TOKEN), name, { ...outputs, ...args, artifactStore: artifactStoreInput(args.artifactStore) }, opts, "kairos", "PromotedArtifact");
     }
 }
+
+/** The outputs schema.json declares, as this class's fields (generated; see PromotedArtifactOutputFields). */
+export interface PromotedArtifact extends contract.PromotedArtifactOutputFields {}
 
 /** A new outputDir (or source file name) already holding the promoted file is a move (artifact-move.ts). */
 export const promotedArtifactMoves: MoveSpec = {

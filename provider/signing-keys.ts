@@ -12,6 +12,8 @@ import { KeyPairPaths, deriveSignatureFiles, digestKeySet } from "./toolkit/keys
 import { ArtifactStoreSpec } from "./store/manifest";
 import { StoreOutput } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
+import * as contract from "./generated/contract";
+import { registeredOutputs } from "./generated/contract";
 import { CheckedInputs, KEY_MATERIAL_FILES, KEY_SET_STAMP, Outputs, keyFolder, keySource, madeByAnInterruptedCreate, stampedWith, withKeyRefs } from "./signing-keys/key-set";
 import { crossFieldProblems, deriveHashes } from "./signing-keys/check";
 import { buildKeySet, keySourceOutput, outputsFor } from "./signing-keys/build";
@@ -19,42 +21,8 @@ import { refuseFolderWithKeys, retireKeySet, rollBackInterruptedRotation, rotati
 
 export const SIGNING_KEYS_TOKEN = "kairos:index:SigningKeys";
 
-export interface SigningKeysArgs {
-    /** Certificate CN prefix: CN=<name>-PK, <name>-KEK, <name>-db. */
-    name: pulumi.Input<string>;
-    /** The key folder; it must not already hold key files. */
-    outputDir: pulumi.Input<string>;
-    /** RSA key size: 2048 (default), 3072 or 4096. */
-    keySize?: pulumi.Input<2048 | 3072 | 4096>;
-    /** Certificate validity in days. @default 3650 */
-    validityDays?: pulumi.Input<number>;
-    /**
-     * Generate the keys inside this PKCS#11 token (e.g. "pkcs11:token=kairos-prod"), non-extractable,
-     * labelled <name>-PK, -KEK, -db and -tpm2-pcr; the key folder then holds no private key. The PIN
-     * comes from KAIROS_PKCS11_PIN.
-     */
-    token?: pulumi.Input<string>;
-    /** Take existing keys instead of generating (files, or `pkcs11:` URIs of keys already in a token). */
-    import?: pulumi.Input<{
-        dir?: pulumi.Input<string>;
-        PK?: pulumi.Input<KeyPairPaths>;
-        KEK?: pulumi.Input<KeyPairPaths>;
-        db?: pulumi.Input<KeyPairPaths>;
-        tpmPcrKey?: pulumi.Input<string>;
-    }>;
-    /** EFI signature list files appended to KEK and db (e.g. Microsoft's UEFI CA lists). */
-    extraSignatureLists?: pulumi.Input<{ KEK?: pulumi.Input<pulumi.Input<string>[]>; db?: pulumi.Input<pulumi.Input<string>[]> }>;
-    /** UTC timestamp in the .auth files, YYYY-MM-DDTHH:MM:SSZ. @default the PK certificate's notBefore */
-    authTimestamp?: pulumi.Input<string>;
-    /** Signature owner GUID. @default derived from the PK certificate */
-    ownerGuid?: pulumi.Input<string>;
-    /** Raise to replace the keys; old files move to <outputDir>/retired/rotation-<old>/. @default 0 */
-    rotation?: pulumi.Input<number>;
-    /** Delete the key files on destroy. @default false (they stay on disk) */
-    deleteOnDestroy?: pulumi.Input<boolean>;
-    /** Keep the certificates, .esl and .auth files in an S3-compatible store (never the private keys). @default the stack config kairos:artifactStore */
-    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
-}
+/** schema.json's inputs (provider/generated/contract.ts). */
+export interface SigningKeysArgs extends contract.SigningKeysArgs {}
 
 export const signingKeysHandler: Handler = {
     writes: (p) => [keyFolder(p)],
@@ -176,35 +144,11 @@ function refuseToDropAdoptedLists(olds: Outputs): void {
  * paths, certificates and fingerprints, never private key material.
  */
 export class SigningKeys extends pulumi.dynamic.Resource {
-    declare readonly keyDir: pulumi.Output<string>;
-    declare readonly keySource: pulumi.Output<string>;
-    declare readonly adoptedExtraLists: pulumi.Output<Record<string, number>>;
-    declare readonly files: pulumi.Output<Outputs["files"]>;
-    declare readonly tpmPcrKeyFile: pulumi.Output<string>;
-    declare readonly tpmPcrPublicKeyPem: pulumi.Output<string>;
-    declare readonly certificates: pulumi.Output<Outputs["certificates"]>;
-    declare readonly signatureLists: pulumi.Output<Record<string, string[]>>;
-    declare readonly ownerGuid: pulumi.Output<string>;
-    declare readonly authTimestamp: pulumi.Output<string>;
-    declare readonly fileDigests: pulumi.Output<Record<string, string>>;
-    declare readonly drift: pulumi.Output<string[]>;
-    declare readonly inputHash: pulumi.Output<string>;
-    declare readonly keyMaterialHash: pulumi.Output<string>;
-    declare readonly hashParts: pulumi.Output<Record<string, string>>;
-    declare readonly lastBuild: pulumi.Output<BuildReport>;
-    /** Where the artifact store keeps the public files (undefined without a store). */
-    declare readonly store: pulumi.Output<StoreOutput | undefined>;
-
-    /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
-    declare readonly stateVersion: pulumi.Output<number>;
-
     constructor(name: string, args: SigningKeysArgs, opts?: pulumi.CustomResourceOptions) {
-        const outputs = {
-            stateVersion: undefined, ownerGuid: undefined, authTimestamp: undefined,
-            keyDir: undefined, keySource: undefined, adoptedExtraLists: undefined, files: undefined, tpmPcrKeyFile: undefined, tpmPcrPublicKeyPem: undefined,
-            certificates: undefined, signatureLists: undefined, fileDigests: undefined, drift: undefined,
-            inputHash: undefined, keyMaterialHash: undefined, hashParts: undefined, lastBuild: undefined, store: undefined,
-        };
+        const outputs = registeredOutputs("SigningKeys");
         super(packageProvider(SIGNING_KEYS_TOKEN), name, { ...outputs, ...args, artifactStore: artifactStoreInput(args.artifactStore) }, opts, "kairos", "SigningKeys");
     }
 }
+
+/** The outputs schema.json declares, as this class's fields (generated; see SigningKeysOutputFields). */
+export interface SigningKeys extends contract.SigningKeysOutputFields {}

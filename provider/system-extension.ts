@@ -22,47 +22,18 @@ import type { SigningKeys } from "./signing-keys";
 import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
 import { plainHashValues, replaceFields } from "./validation/input-roles";
+import * as contract from "./generated/contract";
+import { registeredOutputs } from "./generated/contract";
 
 export const SYSTEM_EXTENSION_TOKEN = "kairos:index:SystemExtension";
 const BUILDER_VERSION = "system-extension/1";
 /** Extension images are public artifacts (the keys folder is the private one). */
 const ARTIFACT_DIR_MODE = 0o755;
 
-export interface SystemExtensionArgs {
-    /** NAME of NAME.sysext.raw and extension-release.NAME: letters, digits, '.', '-'. */
-    name: pulumi.Input<string>;
-    /** Folder the image is written to. */
-    outputDir: pulumi.Input<string>;
-    /** Exactly one of dir, ociLayout, dockerArchive, image. */
-    source: pulumi.Input<{
-        dir?: pulumi.Input<string>;
-        ociLayout?: pulumi.Input<string>;
-        dockerArchive?: pulumi.Input<string>;
-        image?: pulumi.Input<string>;
-        insecureRegistry?: pulumi.Input<boolean>;
-    }>;
-    /** @default "sysext" */
-    kind?: pulumi.Input<ExtensionKind>;
-    /** @default "amd64" */
-    arch?: pulumi.Input<"amd64" | "arm64">;
-    /** Image layers that make the extension. @default "last" (auroraboot's semantics) */
-    layers?: pulumi.Input<"last" | "all">;
-    /** Also take /opt (sysext only). @default false */
-    withOpt?: pulumi.Input<boolean>;
-    /** Drop files outside the allowed paths instead of failing. @default false */
-    dropDisallowedPaths?: pulumi.Input<boolean>;
-    /** Fields of the generated extension-release file. @default ID=_any */
-    release?: pulumi.Input<{ id?: pulumi.Input<string>; versionId?: pulumi.Input<string>; level?: pulumi.Input<string>; reloadManager?: pulumi.Input<boolean>; scope?: pulumi.Input<pulumi.Input<"system" | "initrd" | "portable">[]> }>;
-    /** erofs compression. @default "lz4" */
-    compression?: pulumi.Input<"none" | "lz4" | "lz4hc">;
-    /** Key and certificate that sign the root hash. */
-    signing?: pulumi.Input<{ key: pulumi.Input<string>; certificate: pulumi.Input<string> }>;
+/** schema.json's inputs (provider/generated/contract.ts), and the shorthand. */
+export interface SystemExtensionArgs extends contract.SystemExtensionArgs {
     /** Shorthand for `signing`: the db key and certificate of a SigningKeys resource. */
     signingKeys?: SigningKeys;
-    /** Timestamp of every file in the image. @default 0 */
-    sourceDateEpoch?: pulumi.Input<number>;
-    /** Keep the image in an S3-compatible store and fetch it instead of building. @default the stack config kairos:artifactStore */
-    artifactStore?: pulumi.Input<ArtifactStoreSpec>;
 }
 
 interface CheckedInputs {
@@ -295,37 +266,16 @@ function crossFieldProblems(inputs: CheckedInputs): InputProblem[] {
 
 /** A signed systemd system extension (or confext) image; see schema.json for every input. */
 export class SystemExtension extends pulumi.dynamic.Resource {
-    declare readonly path: pulumi.Output<string>;
-    declare readonly sha256: pulumi.Output<string>;
-    declare readonly size: pulumi.Output<number>;
-    declare readonly rootHash: pulumi.Output<string>;
-    declare readonly certificateFingerprint: pulumi.Output<string | null>;
-    declare readonly extensionRelease: pulumi.Output<string>;
-    declare readonly sourceDigest: pulumi.Output<string>;
-    declare readonly droppedPaths: pulumi.Output<string[]>;
-    declare readonly inputHash: pulumi.Output<string>;
-    declare readonly contentHash: pulumi.Output<string>;
-    declare readonly drift: pulumi.Output<string[]>;
-    declare readonly hashParts: pulumi.Output<Record<string, string>>;
-    declare readonly lastBuild: pulumi.Output<BuildReport>;
-    /** Where the artifact store keeps the image (undefined without a store). */
-    declare readonly store: pulumi.Output<StoreOutput | undefined>;
-
-    /** Which handler contract wrote this state (handlers.ts); an older one updates on the next up. */
-    declare readonly stateVersion: pulumi.Output<number>;
-
     constructor(name: string, args: SystemExtensionArgs, opts?: pulumi.CustomResourceOptions) {
         const { signingKeys, ...rest } = args;
         const signing = rest.signing ?? (signingKeys ? signingKeys.files.apply((f) => ({ key: f.db.key, certificate: f.db.pem })) : undefined);
-        const outputs = {
-            stateVersion: undefined,
-            path: undefined, sha256: undefined, size: undefined, rootHash: undefined, certificateFingerprint: undefined,
-            extensionRelease: undefined, sourceDigest: undefined, droppedPaths: undefined, inputHash: undefined,
-            contentHash: undefined, drift: undefined, hashParts: undefined, lastBuild: undefined, store: undefined,
-        };
+        const outputs = registeredOutputs("SystemExtension");
         super(packageProvider(SYSTEM_EXTENSION_TOKEN), name, { ...outputs, ...rest, signing, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "SystemExtension");
     }
 }
+
+/** The outputs schema.json declares, as this class's fields (generated; see SystemExtensionOutputFields). */
+export interface SystemExtension extends contract.SystemExtensionOutputFields {}
 
 /** A new outputDir already holding the recorded image is a move (artifact-move.ts); a new name or kind is new content. */
 export const systemExtensionMoves: MoveSpec = {

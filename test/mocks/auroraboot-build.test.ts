@@ -246,7 +246,7 @@ describe("AuroraBootBuild", () => {
         assert.ok((createdResource("signed-build-uki").inputs.create as string).includes(` -v ${keyDir}:/keys `));
         // Both steps rerun when the key material changes: its hash is their first trigger.
         const material = await promiseOf(keys.keyMaterialHash);
-        assert.match(material, /^[0-9a-f]{64}$/);
+        assert.match(material!, /^[0-9a-f]{64}$/);
         assert.notStrictEqual(material, await promiseOf(keys.inputHash), "the key material, not the whole input hash");
         assert.strictEqual(createdResource("signed-sysext-k3s").inputs.triggers[0], material);
         assert.strictEqual(createdResource("signed-build-uki").inputs.triggers[0], material);
