@@ -16,7 +16,7 @@ import { resignSysextImage } from "./toolkit/sysext/ddi";
 import { stageThenMove, withScratch } from "./output/staging";
 import { ArtifactStore, artifactStoreFor } from "./store/artifact-store";
 import { ArtifactStoreSpec, StoreIntegrityError } from "./store/manifest";
-import type { ArtifactLayout, StoreOutput } from "./store/stored-artifacts";
+import type { ArtifactLayout } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
 import * as contract from "./generated/contract";
 import { registeredOutputs } from "./generated/contract";

@@ -10,6 +10,7 @@ import { INITRD_EXCLUDES } from "../toolkit/boot/initrd";
 import { BootEntry, LoaderEntryKey, SingleEntry, planBootEntries, renderLoaderEntry } from "../toolkit/boot/boot-entries";
 import { readPeSections } from "../toolkit/boot/uki";
 import { readSectionData } from "../toolkit/boot/pe";
+import type { UkiEntry } from "../generated/contract";
 
 export const STUB_IN_IMAGE = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 export const SDBOOT_IN_IMAGE = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
@@ -51,15 +52,8 @@ export interface CheckedInputs {
     inputHash: string;
 }
 
-export interface UkiOutput {
-    fileName: string;
-    path: string;
-    sha256: string;
-    size: number;
-    cmdline: string;
-    title: string;
-    entryPath: string;
-}
+/** One UKI and its loader entry, as schema.json's UkiEntry declares it. */
+export type UkiOutput = UkiEntry;
 
 export interface Outputs extends CheckedInputs {
     ukis: UkiOutput[];
