@@ -6,8 +6,8 @@
 // without this module: it is replaced (rebuilt at the new place), or refused (SigningKeys).
 import * as fs from "fs";
 import * as path from "path";
-import type { Handler } from "./resource-kit";
-import { samePath } from "./resource-kit";
+import type { Handler } from "./artifact-contract";
+import { samePath } from "./check-kit";
 import { UNKNOWN } from "./validation/schema-validator";
 import { BuildLog, logLine } from "./build-log";
 import { isInside, sha256FileIfExists } from "./toolkit/files";

@@ -7,7 +7,9 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, checkInputs, packageProvider, replacedFields } from "./resource-kit";
+import { Handler } from "./artifact-contract";
+import { checkInputs, replacedFields } from "./check-kit";
+import { packageProvider } from "./dynamic-transport";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -17,7 +19,7 @@ import { SecureBootEnroll } from "./toolkit/boot/boot-entries";
 import type { KairosUkiImage } from "./kairos-uki-image";
 import type { SigningKeys } from "./signing-keys";
 import type { SystemExtension } from "./system-extension";
-import type { StoreOutput } from "./store/stored-artifacts";
+import type { StoreOutput } from "./artifact-contract";
 import type { ArtifactStoreSpec } from "./store/manifest";
 import { artifactStoreInput } from "./artifact-store-config";
 import { plainHashValues, replaceFields } from "./validation/input-roles";
@@ -59,7 +61,7 @@ export interface BootMediaArgs {
 }
 
 export const bootMediaHandler: Handler = {
-    writes: (p) => [path.join(p.outputDir, p.name)],
+    artifactPaths: (p) => [path.join(p.outputDir, p.name)],
     check: (olds, news) => checkInputs<CheckedInputs>(BOOT_MEDIA_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {

@@ -12,7 +12,7 @@
 // such resource in place: its build runs again, which gives byte-identical artifacts (keys are never
 // regenerated: SigningKeys only re-checks and re-records them), and the state is rewritten at this
 // version. A newer version than this package knows is refused: install that pulumi-kairos or newer.
-import type { Handler } from "./resource-kit";
+import type { ArtifactRecord, Handler } from "./artifact-contract";
 import { withOutputLock } from "./output/output-lock";
 import * as fs from "fs";
 import * as path from "path";
@@ -69,7 +69,7 @@ export function versionedHandler(token: string, h: Handler): Handler {
             );
         }
     };
-    const stamp = <T extends { outs?: any }>(result: T): T => ({ ...result, outs: { ...result.outs, stateVersion: STATE_VERSION } });
+    const stamp = <T extends { outs?: any }>(result: T): T => ({ ...result, outs: { ...result.outs, stateVersion: STATE_VERSION satisfies ArtifactRecord["stateVersion"] } });
     // One writer per artifact across processes (two stacks on one output folder): see output/output-lock.ts.
     const locked = <T>(props: Record<string, any>[], fn: () => Promise<T>): Promise<T> => {
         // The old place of an update is guarded only when the update may write there: not for a move,
@@ -77,7 +77,7 @@ export function versionedHandler(token: string, h: Handler): Handler {
         // gone (taking a lock there would make its folders again).
         const [olds, news] = props;
         const keepsOld = props.length === 2 && h.leavesOldPlace?.(olds, news) === true;
-        const targets = props.flatMap((p, i) => (i === props.length - 1 ? h.writes?.(p) ?? [] : keepsOld ? [] : (h.writes?.(p) ?? []).filter((t) => fs.existsSync(path.dirname(path.resolve(t))))));
+        const targets = props.flatMap((p, i) => (i === props.length - 1 ? h.artifactPaths?.(p) ?? [] : keepsOld ? [] : (h.artifactPaths?.(p) ?? []).filter((t) => fs.existsSync(path.dirname(path.resolve(t))))));
         const owner = `${token.split(":").pop()} ${props[props.length - 1]?.name ?? ""}`.trim();
         return withOutputLock(targets, owner, fn, (m) => logLine(`${owner}: ${m}`)).catch((e) => {
             throw explainFullDisk(e, targets.map((t) => path.dirname(path.resolve(t))));

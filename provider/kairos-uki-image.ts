@@ -4,7 +4,9 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, checkInputs, packageProvider, replacedFields } from "./resource-kit";
+import { Handler } from "./artifact-contract";
+import { checkInputs, replacedFields } from "./check-kit";
+import { packageProvider } from "./dynamic-transport";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -12,7 +14,7 @@ import { publicKeyPem, readCertificate } from "./toolkit/keys/openssl";
 import { restoreInterruptedSwap } from "./output/staging";
 import { sourceDigest } from "./toolkit/source/extension-source";
 import type { SigningKeys } from "./signing-keys";
-import type { StoreOutput } from "./store/stored-artifacts";
+import type { StoreOutput } from "./artifact-contract";
 import type { ArtifactStoreSpec } from "./store/manifest";
 import { artifactStoreInput } from "./artifact-store-config";
 import { plainHashValues, replaceFields } from "./validation/input-roles";
@@ -54,7 +56,7 @@ export interface KairosUkiImageArgs {
 }
 
 export const kairosUkiImageHandler: Handler = {
-    writes: (p) => [p.outputDir],
+    artifactPaths: (p) => [p.outputDir],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(KAIROS_UKI_IMAGE_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 

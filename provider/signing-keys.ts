@@ -4,13 +4,15 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, checkInputs, packageProvider, samePath } from "./resource-kit";
+import { Handler } from "./artifact-contract";
+import { checkInputs, samePath } from "./check-kit";
+import { packageProvider } from "./dynamic-transport";
 import { BuildLog, BuildReport, updateAction, updateReasons } from "./build-log";
 import { readExistingKeySet } from "./toolkit/keys/key-set-reader";
 import { stageThenMove } from "./output/staging";
 import { KeyPairPaths, deriveSignatureFiles, digestKeySet } from "./toolkit/keys/secure-boot-keyset";
 import { ArtifactStoreSpec } from "./store/manifest";
-import { StoreOutput } from "./store/stored-artifacts";
+import type { StoreOutput } from "./artifact-contract";
 import { artifactStoreInput } from "./artifact-store-config";
 import { CheckedInputs, KEY_MATERIAL_FILES, KEY_SET_STAMP, Outputs, keyFolder, keySource, madeByAnInterruptedCreate, stampedWith, withKeyRefs } from "./signing-keys/key-set";
 import { crossFieldProblems, deriveHashes } from "./signing-keys/check";
@@ -57,7 +59,7 @@ export interface SigningKeysArgs {
 }
 
 export const signingKeysHandler: Handler = {
-    writes: (p) => [keyFolder(p)],
+    artifactPaths: (p) => [keyFolder(p)],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(SIGNING_KEYS_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 

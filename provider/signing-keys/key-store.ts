@@ -1,12 +1,13 @@
 // SigningKeys with an artifact store: publishing the public files and restoring lost ones.
 import * as fs from "fs";
 import * as path from "path";
-import { Handler } from "../resource-kit";
+import { Handler } from "../artifact-contract";
 import { BuildLog } from "../build-log";
 import { stageThenMove } from "../output/staging";
 import { digestKeySet, isPrivateKeyFile } from "../toolkit/keys/secure-boot-keyset";
 import { ArtifactStoreSpec } from "../store/manifest";
-import { StoreOutput, diffWithStore, publish, publisherProblems, storeOf } from "../store/stored-artifacts";
+import { diffWithStore, publish, publisherProblems, storeOf } from "../store/stored-artifacts";
+import type { StoreOutput } from "../artifact-contract";
 import { SIGNING_KEYS_TOKEN } from "../signing-keys";
 import { CheckedInputs, KEY_SET_STAMP, Outputs, importedKeyFiles, signingKeysLayout } from "./key-set";
 import { rotationInterrupted } from "./rotation";

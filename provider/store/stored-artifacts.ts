@@ -4,13 +4,13 @@
 // building, and a deleted file comes back from the store on the next up.
 import * as fs from "fs";
 import * as path from "path";
-import type { Handler } from "../resource-kit";
+import { ArtifactOutputs, Handler, StoreOutput, artifactFields } from "../artifact-contract";
 import { BuildLog } from "../build-log";
 import { isInside, sha256File, sha256FileIfExists } from "../toolkit/files";
 import { treeEntries } from "../toolkit/source/tree-digest";
 import { ToolNotFoundError } from "../toolkit/run";
 import { X509Certificate } from "crypto";
-import { containsUnknown, signingPairProblems } from "../resource-kit";
+import { containsUnknown, signingPairProblems } from "../check-kit";
 import type { InputProblem } from "../validation/schema-validator";
 import { replaceDirectory, stageThenMove, withScratch } from "../output/staging";
 import { ArtifactStore, artifactStoreFor } from "./artifact-store";
@@ -50,22 +50,6 @@ export interface ArtifactLayout {
      */
     beforePlace?(inputs: Record<string, any>): void;
 }
-
-/** The `store` output: where this resource's artifacts are kept besides the local files. */
-export interface StoreOutput {
-    location: string;
-    manifest: string;
-    /** Local path (as in the other outputs) -> object URI. */
-    objects: Record<string, string>;
-    /**
-     * false: this runner had no publisher key, so no manifest was written; a later run with the key
-     * publishes. Absent (states from before this field): published.
-     */
-    published?: boolean;
-}
-
-/** Outputs that describe one run, not the artifact: never stored, never taken from the store. */
-const RUN_OUTPUTS = ["drift", "lastBuild", "store", "stateVersion"];
 
 /** Names the store's own machinery uses beside an output (locks, staging, scratch): never artifact files. */
 const MACHINERY_NAME = /\.lock$|\.(staging|work)-/;
@@ -201,9 +185,9 @@ async function entriesOf(outs: Record<string, any>, layout: ArtifactLayout): Pro
  * `opts.replace` rewrites objects found damaged.
  */
 export async function publish(
-    store: ArtifactStore, token: string, inputs: Record<string, any>, outs: Record<string, any>, layout: ArtifactLayout,
+    store: ArtifactStore, token: string, inputs: Record<string, any>, outs: ArtifactOutputs, layout: ArtifactLayout,
     opts: { log?: BuildLog; replace?: boolean } = {},
-): Promise<Record<string, any>> {
+): Promise<ArtifactOutputs> {
     const log = opts.log ?? new BuildLog(layout.label(inputs), "published", []);
     const root = layout.root(outs);
     const entries = await entriesOf(outs, layout);
@@ -226,7 +210,7 @@ export async function publish(
             log.say("no manifest written: artifactStore.publisher has no key");
             return n;
         }
-        const outputs = Object.fromEntries(Object.entries(outs).filter(([k]) => !(k in inputs) && !RUN_OUTPUTS.includes(k)));
+        const outputs = artifactFields(outs, inputs);
         await store.putManifest({ resource: token, inputHash: inputs.inputHash, entries: entries.map(({ file: _f, ...e }) => e), outputs: relocate(outputs, root, OUTPUT_ROOT) }, opts);
         return n;
     });
@@ -252,7 +236,7 @@ function storeOutput(store: ArtifactStore, token: string, inputHash: string, roo
  */
 export async function fetchFromStore(
     store: ArtifactStore, token: string, inputs: Record<string, any>, layout: ArtifactLayout,
-): Promise<{ outs?: Record<string, any>; replace: boolean }> {
+): Promise<{ outs?: ArtifactOutputs; replace: boolean }> {
     const log = new BuildLog(layout.label(inputs), "fetched", [`input hash ${String(inputs.inputHash).slice(0, 12)}… is in ${store.location}`]);
     try {
         const manifest = await store.getManifest(token, inputs.inputHash);
@@ -270,8 +254,8 @@ export async function fetchFromStore(
                 throw e;
             }),
         );
-        const fromInputs = Object.fromEntries(Object.entries(outputs).filter(([k]) => !(k in inputs) && !RUN_OUTPUTS.includes(k)));
-        return { outs: { ...inputs, ...fromInputs, drift: [], lastBuild: log.report(), store: storeOutput(store, token, inputs.inputHash, root, entries) }, replace: false };
+        const fromInputs = artifactFields(outputs, inputs);
+        return { outs: { ...inputs, inputHash: inputs.inputHash, ...fromInputs, drift: [], lastBuild: log.report(), store: storeOutput(store, token, inputs.inputHash, root, entries) }, replace: false };
     } catch (e) {
         const integrity = e instanceof StoreIntegrityError || (e as Error).name === "StoreIntegrityError" || (e as { cause?: unknown }).cause instanceof StoreIntegrityError;
         if (integrity && store.spec.onCorrupt === "rebuild") {
