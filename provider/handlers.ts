@@ -19,7 +19,7 @@ import * as path from "path";
 import { explainFullDisk, logLine } from "./build-log";
 import { SIGNING_KEYS_TOKEN, signingKeysHandler } from "./signing-keys";
 import { signingKeysMoves } from "./signing-keys/moves";
-import { withKeyStore } from "./signing-keys/key-store";
+import { signingKeysStoredLayout } from "./signing-keys/key-store";
 import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler, systemExtensionLayout, systemExtensionMoves } from "./system-extension";
 import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler } from "./kairos-uki-image";
 import { kairosUkiImageLayout } from "./kairos-uki-image/stored";
@@ -38,7 +38,7 @@ const UNVERSIONED_STATE = 1;
 // Each resource with the artifact store of its `artifactStore` input (none: the handler as it is), and
 // taking its artifact over when it finds it already at a new outputDir (artifact-move.ts).
 const HANDLERS: Record<string, Handler> = {
-    [SIGNING_KEYS_TOKEN]: withMoves(withKeyStore(signingKeysHandler), signingKeysMoves),
+    [SIGNING_KEYS_TOKEN]: withMoves(withArtifactStore(SIGNING_KEYS_TOKEN, signingKeysHandler, signingKeysStoredLayout), signingKeysMoves),
     [SYSTEM_EXTENSION_TOKEN]: withMoves(withArtifactStore(SYSTEM_EXTENSION_TOKEN, systemExtensionHandler, systemExtensionLayout), systemExtensionMoves),
     [KAIROS_UKI_IMAGE_TOKEN]: withMoves(withArtifactStore(KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler, kairosUkiImageLayout), kairosUkiImageMoves),
     [BOOT_MEDIA_TOKEN]: withMoves(withArtifactStore(BOOT_MEDIA_TOKEN, bootMediaHandler, bootMediaLayout), bootMediaMoves),

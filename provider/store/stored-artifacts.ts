@@ -49,6 +49,13 @@ export interface ArtifactLayout {
      * make, which a build refuses to replace): a fetch places as a build does, so it refuses alike.
      */
     beforePlace?(inputs: Record<string, any>): void;
+    /**
+     * For a resource that never reads manifests (no accept): its update with a store, which puts back
+     * the recorded files this machine lacks (from the store and its own sources) and publishes
+     * (SigningKeys: signing-keys/key-store.ts). Absent: the update fetches what the store holds for
+     * the input hash, else builds, and publishes.
+     */
+    updateWithStore?(store: ArtifactStore, h: Handler, id: string, olds: Record<string, any>, news: Record<string, any>): Promise<{ outs: ArtifactOutputs }>;
 }
 
 /** Names the store's own machinery uses beside an output (locks, staging, scratch): never artifact files. */
@@ -58,21 +65,26 @@ const MACHINERY_NAME = /\.lock$|\.(staging|work)-/;
  * `h` with the artifact store of its `artifactStore` input: create and update fetch what the store has
  * for the input hash, else build and publish; diff asks for an update when this machine lacks a
  * recorded artifact (a fresh runner) or the store does not have it yet. Without a store, `h` as it is.
+ * A resource that never reads manifests (no layout.accept: SigningKeys) never fetches: its create
+ * builds and publishes, its update is layout.updateWithStore.
  */
 export function withArtifactStore(token: string, h: Handler, layout: ArtifactLayout): Handler {
+    const readsManifests = !!layout.accept;
     return {
         ...h,
+        // A resource that reads manifests needs the publisher's certificate to verify them; one that
+        // never does needs a publisher only to publish, and then a matching pair.
         check: async (olds, news) => {
             const checked = await h.check!(olds, news);
-            if ((checked.failures ?? []).some((f) => String(f.property).startsWith("artifactStore"))) return checked;
-            const problems = publisherProblems(checked.inputs?.artifactStore, true);
+            if (readsManifests && (checked.failures ?? []).some((f) => String(f.property).startsWith("artifactStore"))) return checked;
+            const problems = publisherProblems(checked.inputs?.artifactStore, readsManifests);
             return problems.length > 0 ? { ...checked, failures: [...(checked.failures ?? []), ...problems] } : checked;
         },
         diff: (id, olds, news) => diffWithStore(h, layout, id, olds, news),
         async create(inputs) {
             const store = artifactStoreFor(inputs.artifactStore);
             if (!store) return h.create(inputs);
-            const fetched = await fetchFromStore(store, token, inputs, layout);
+            const fetched = readsManifests ? await fetchFromStore(store, token, inputs, layout) : { outs: undefined, replace: false };
             if (fetched.outs) return { id: idOf(layout, fetched.outs), outs: fetched.outs };
             const built = await h.create(inputs);
             return { id: built.id, outs: await publish(store, token, inputs, built.outs, layout, { replace: fetched.replace }) };
@@ -80,6 +92,7 @@ export function withArtifactStore(token: string, h: Handler, layout: ArtifactLay
         async update(id, olds, news) {
             const store = artifactStoreFor(news.artifactStore);
             if (!store) return h.update(id, olds, news);
+            if (layout.updateWithStore) return layout.updateWithStore(store, h, id, olds, news);
             if (olds.inputHash === news.inputHash && (await intactLocally(olds, layout))) {
                 // Same artifact, all here: only the store is new to it.
                 const log = new BuildLog(layout.label(news), "published", [`not yet in ${store.location}`]);
