@@ -6,7 +6,7 @@
 // without this module: it is replaced (rebuilt at the new place), or refused (SigningKeys).
 import * as fs from "fs";
 import * as path from "path";
-import type { Handler } from "./artifact-contract";
+import type { ArtifactRecord, Handler } from "./artifact-contract";
 import { samePath } from "./check-kit";
 import { UNKNOWN } from "./validation/schema-validator";
 import { BuildLog, logLine } from "./build-log";
@@ -62,7 +62,7 @@ export interface MoveSpec {
 }
 
 /** sameArtifact for resources whose input hash names their content. */
-export function sameInputHash(olds: Record<string, any>, news: Record<string, any>): boolean | undefined {
+export function sameInputHash(olds: Partial<ArtifactRecord>, news: Partial<ArtifactRecord>): boolean | undefined {
     if (typeof news.inputHash !== "string" || news.inputHash === UNKNOWN) return undefined;
     return olds.inputHash === news.inputHash;
 }
