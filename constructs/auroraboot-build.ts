@@ -205,7 +205,7 @@ export class AuroraBootBuild extends pulumi.ComponentResource {
 
 function validate(args: AuroraBootBuildArgs): InputProblem[] {
     const problems: InputProblem[] = [];
-    const add = (propertyPath: string, reason: string) => problems.push({ propertyPath, reason });
+    const add = (property: string, reason: string) => problems.push({ property, reason });
 
     if (args.workDir === undefined) add("workDir", "is required: the host folder for keys/, system-extensions/ and build/");
     checkHostPath(args.workDir, "workDir", add);

@@ -3,12 +3,10 @@
 // do) and a test for values that are known while the program runs.
 import * as pulumi from "@pulumi/pulumi";
 
-export interface InputProblem {
-    /** Where the problem is, e.g. `extensions[1].name`. */
-    propertyPath: string;
-    /** What is wrong, the bad value, and what is allowed. */
-    reason: string;
-}
+// One problem with an input, as the providers' check reports it too: `property` is where (e.g.
+// `extensions[1].name`), `reason` what is wrong, the bad value and what is allowed.
+export type { InputProblem } from "../provider/validation/schema-validator";
+import type { InputProblem } from "../provider/validation/schema-validator";
 
 /**
  * Throws one `pulumi.InputPropertiesError` listing every problem (the engine prints each with its
@@ -16,11 +14,11 @@ export interface InputProblem {
  */
 export function throwIfProblems(typeName: string, name: string, problems: InputProblem[]): void {
     if (problems.length === 0) return;
-    const lines = problems.map((p) => `  - ${p.propertyPath}: ${p.reason}`);
+    const lines = problems.map((p) => `  - ${p.property}: ${p.reason}`);
     const count = problems.length === 1 ? "1 problem" : `${problems.length} problems`;
     throw new pulumi.InputPropertiesError({
         message: `${typeName} "${name}" has ${count} in its arguments:\n${lines.join("\n")}`,
-        errors: problems.map((p) => ({ propertyPath: p.propertyPath, reason: p.reason })),
+        errors: problems.map((p) => ({ propertyPath: p.property, reason: p.reason })), // Pulumi's name for it
     });
 }
 

@@ -198,7 +198,7 @@ export class S3Release extends pulumi.ComponentResource {
 
 function validate(args: S3ReleaseArgs): InputProblem[] {
     const problems: InputProblem[] = [];
-    const add = (propertyPath: string, reason: string) => problems.push({ propertyPath, reason });
+    const add = (property: string, reason: string) => problems.push({ property, reason });
     if (typeof args.version !== "string" || !VERSION_PATTERN.test(args.version)) {
         add("version", `${JSON.stringify(args.version)} must be letters, digits, '.', '_', '+' or '-', starting with a letter or digit (it becomes part of every key)`);
     }

@@ -158,7 +158,7 @@ export class SysextFromDockerfile extends pulumi.ComponentResource {
 
 function validate(name: string, args: SysextFromDockerfileArgs): InputProblem[] {
     const problems: InputProblem[] = [];
-    const add = (propertyPath: string, reason: string) => problems.push({ propertyPath, reason });
+    const add = (property: string, reason: string) => problems.push({ property, reason });
     if (args.context === undefined || (isKnown(args.context) && args.context.trim() === "")) add("context", "is required: the Docker build context folder");
     if (args.outputDir === undefined || (isKnown(args.outputDir) && args.outputDir.trim() === "")) add("outputDir", "is required: the folder the extension image is written to");
     if (args.imageName === undefined || (isKnown(args.imageName) && args.imageName.trim() === "")) {

@@ -6,8 +6,8 @@
 // without this module: it is replaced (rebuilt at the new place), or refused (SigningKeys).
 import * as fs from "fs";
 import * as path from "path";
-import type { Handler } from "./resource-kit";
-import { samePath } from "./resource-kit";
+import type { ArtifactRecord, Handler } from "./artifact-contract";
+import { samePath } from "./check-kit";
 import { UNKNOWN } from "./validation/schema-validator";
 import { BuildLog, logLine } from "./build-log";
 import { isInside, sha256FileIfExists } from "./toolkit/files";
@@ -62,7 +62,7 @@ export interface MoveSpec {
 }
 
 /** sameArtifact for resources whose input hash names their content. */
-export function sameInputHash(olds: Record<string, any>, news: Record<string, any>): boolean | undefined {
+export function sameInputHash(olds: Partial<ArtifactRecord>, news: Partial<ArtifactRecord>): boolean | undefined {
     if (typeof news.inputHash !== "string" || news.inputHash === UNKNOWN) return undefined;
     return olds.inputHash === news.inputHash;
 }

@@ -7,7 +7,9 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, checkInputs, packageProvider, replacedFields } from "./resource-kit";
+import { Handler } from "./artifact-contract";
+import { checkInputs, replacedFields } from "./check-kit";
+import { packageProvider } from "./dynamic-transport";
 import { BuildLog, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -40,7 +42,7 @@ export interface BootMediaArgs extends Omit<contract.BootMediaArgs, "uki" | "enr
 }
 
 export const bootMediaHandler: Handler = {
-    writes: (p) => [path.join(p.outputDir, p.name)],
+    artifactPaths: (p) => [path.join(p.outputDir, p.name)],
     check: (olds, news) => checkInputs<CheckedInputs>(BOOT_MEDIA_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 
     async diff(_id, olds: Outputs, news: CheckedInputs) {

@@ -12,14 +12,14 @@
 // such resource in place: its build runs again, which gives byte-identical artifacts (keys are never
 // regenerated: SigningKeys only re-checks and re-records them), and the state is rewritten at this
 // version. A newer version than this package knows is refused: install that pulumi-kairos or newer.
-import type { Handler } from "./resource-kit";
+import type { ArtifactRecord, Handler } from "./artifact-contract";
 import { withOutputLock } from "./output/output-lock";
 import * as fs from "fs";
 import * as path from "path";
 import { explainFullDisk, logLine } from "./build-log";
 import { SIGNING_KEYS_TOKEN, signingKeysHandler } from "./signing-keys";
 import { signingKeysMoves } from "./signing-keys/moves";
-import { withKeyStore } from "./signing-keys/key-store";
+import { signingKeysStoredLayout } from "./signing-keys/key-store";
 import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler, systemExtensionLayout, systemExtensionMoves } from "./system-extension";
 import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler } from "./kairos-uki-image";
 import { kairosUkiImageLayout } from "./kairos-uki-image/stored";
@@ -38,7 +38,7 @@ const UNVERSIONED_STATE = 1;
 // Each resource with the artifact store of its `artifactStore` input (none: the handler as it is), and
 // taking its artifact over when it finds it already at a new outputDir (artifact-move.ts).
 const HANDLERS: Record<string, Handler> = {
-    [SIGNING_KEYS_TOKEN]: withMoves(withKeyStore(signingKeysHandler), signingKeysMoves),
+    [SIGNING_KEYS_TOKEN]: withMoves(withArtifactStore(SIGNING_KEYS_TOKEN, signingKeysHandler, signingKeysStoredLayout), signingKeysMoves),
     [SYSTEM_EXTENSION_TOKEN]: withMoves(withArtifactStore(SYSTEM_EXTENSION_TOKEN, systemExtensionHandler, systemExtensionLayout), systemExtensionMoves),
     [KAIROS_UKI_IMAGE_TOKEN]: withMoves(withArtifactStore(KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler, kairosUkiImageLayout), kairosUkiImageMoves),
     [BOOT_MEDIA_TOKEN]: withMoves(withArtifactStore(BOOT_MEDIA_TOKEN, bootMediaHandler, bootMediaLayout), bootMediaMoves),
@@ -69,7 +69,7 @@ export function versionedHandler(token: string, h: Handler): Handler {
             );
         }
     };
-    const stamp = <T extends { outs?: any }>(result: T): T => ({ ...result, outs: { ...result.outs, stateVersion: STATE_VERSION } });
+    const stamp = <T extends { outs?: any }>(result: T): T => ({ ...result, outs: { ...result.outs, stateVersion: STATE_VERSION satisfies ArtifactRecord["stateVersion"] } });
     // One writer per artifact across processes (two stacks on one output folder): see output/output-lock.ts.
     const locked = <T>(props: Record<string, any>[], fn: () => Promise<T>): Promise<T> => {
         // The old place of an update is guarded only when the update may write there: not for a move,
@@ -77,7 +77,7 @@ export function versionedHandler(token: string, h: Handler): Handler {
         // gone (taking a lock there would make its folders again).
         const [olds, news] = props;
         const keepsOld = props.length === 2 && h.leavesOldPlace?.(olds, news) === true;
-        const targets = props.flatMap((p, i) => (i === props.length - 1 ? h.writes?.(p) ?? [] : keepsOld ? [] : (h.writes?.(p) ?? []).filter((t) => fs.existsSync(path.dirname(path.resolve(t))))));
+        const targets = props.flatMap((p, i) => (i === props.length - 1 ? h.artifactPaths?.(p) ?? [] : keepsOld ? [] : (h.artifactPaths?.(p) ?? []).filter((t) => fs.existsSync(path.dirname(path.resolve(t))))));
         const owner = `${token.split(":").pop()} ${props[props.length - 1]?.name ?? ""}`.trim();
         return withOutputLock(targets, owner, fn, (m) => logLine(`${owner}: ${m}`)).catch((e) => {
             throw explainFullDisk(e, targets.map((t) => path.dirname(path.resolve(t))));

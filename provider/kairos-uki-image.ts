@@ -4,7 +4,9 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, checkInputs, packageProvider, replacedFields } from "./resource-kit";
+import { Handler } from "./artifact-contract";
+import { checkInputs, replacedFields } from "./check-kit";
+import { packageProvider } from "./dynamic-transport";
 import { BuildLog, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -32,7 +34,7 @@ export interface KairosUkiImageArgs extends Omit<contract.KairosUkiImageArgs, "s
 }
 
 export const kairosUkiImageHandler: Handler = {
-    writes: (p) => [p.outputDir],
+    artifactPaths: (p) => [p.outputDir],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(KAIROS_UKI_IMAGE_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 

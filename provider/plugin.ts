@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import * as provider from "@pulumi/pulumi/provider";
 import { handlerFor } from "./handlers";
-import type { Handler } from "./resource-kit";
+import type { Handler } from "./artifact-contract";
 import { LogSink, withLogSink } from "./build-log";
 import { SCHEMA_PATH, loadPackageSchema } from "./validation/schema-validator";
 

@@ -6,7 +6,9 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { MoveSpec, sameInputHash } from "./artifact-move";
-import { Handler, checkInputs, containsUnknown, packageProvider, replacedFields, signingPairProblems } from "./resource-kit";
+import { Handler } from "./artifact-contract";
+import { checkInputs, containsUnknown, replacedFields, signingPairProblems } from "./check-kit";
+import { packageProvider } from "./dynamic-transport";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, rangesEqual, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -121,7 +123,7 @@ async function testedSize(store: ArtifactStore, sha256: string): Promise<number>
 }
 
 export const promotedArtifactHandler: Handler = {
-    writes: (p) => [path.join(p.outputDir, path.basename(p.source))],
+    artifactPaths: (p) => [path.join(p.outputDir, path.basename(p.source))],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(PROMOTED_ARTIFACT_TOKEN, olds, news, {
             crossField: crossFieldProblems,

@@ -4,7 +4,9 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Handler, checkInputs, packageProvider, samePath } from "./resource-kit";
+import { Handler } from "./artifact-contract";
+import { checkInputs, samePath } from "./check-kit";
+import { packageProvider } from "./dynamic-transport";
 import { BuildLog, updateAction, updateReasons } from "./build-log";
 import { readExistingKeySet } from "./toolkit/keys/key-set-reader";
 import { stageThenMove } from "./output/staging";
@@ -23,7 +25,7 @@ export const SIGNING_KEYS_TOKEN = "kairos:index:SigningKeys";
 export interface SigningKeysArgs extends contract.SigningKeysArgs {}
 
 export const signingKeysHandler: Handler = {
-    writes: (p) => [keyFolder(p)],
+    artifactPaths: (p) => [keyFolder(p)],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(SIGNING_KEYS_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 

@@ -5,7 +5,9 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { MoveSpec, sameInputHash } from "./artifact-move";
-import { Handler, checkInputs, packageProvider, replacedFields, signingPairProblems, sourceProblems } from "./resource-kit";
+import { Handler } from "./artifact-contract";
+import { checkInputs, replacedFields, signingPairProblems, sourceProblems } from "./check-kit";
+import { packageProvider } from "./dynamic-transport";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -124,7 +126,7 @@ async function acceptFetched(i: CheckedInputs, staged: string, stored: Record<st
 }
 
 export const systemExtensionHandler: Handler = {
-    writes: (p) => [path.join(p.outputDir, p.name)],
+    artifactPaths: (p) => [path.join(p.outputDir, p.name)],
     check: (olds, news) =>
         checkInputs<CheckedInputs>(SYSTEM_EXTENSION_TOKEN, olds, news, { crossField: crossFieldProblems, derive: deriveHashes }),
 

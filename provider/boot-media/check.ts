@@ -2,7 +2,7 @@
 // and overlay paths.
 import * as fs from "fs";
 import * as path from "path";
-import { samePath } from "../resource-kit";
+import { samePath } from "../check-kit";
 import { InputProblem } from "../validation/schema-validator";
 import { sha256File, sha256Hex } from "../toolkit/files";
 import { treeEntries } from "../toolkit/source/tree-digest";

@@ -1,7 +1,7 @@
 // KairosUkiImage's checks beyond schema.json.
 import * as fs from "fs";
 import * as path from "path";
-import { privateKeyProblems, samePath, signingPairProblems, sourceProblems } from "../resource-kit";
+import { privateKeyProblems, samePath, signingPairProblems, sourceProblems } from "../check-kit";
 import { InputProblem } from "../validation/schema-validator";
 import { isPkcs11Uri } from "../toolkit/keys/pkcs11";
 import { isInitrdWindowLog, MAX_KERNEL_WINDOW_LOG } from "../toolkit/boot/initrd";

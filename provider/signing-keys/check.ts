@@ -1,6 +1,6 @@
 // SigningKeys' check: the key-material and input hashes, and the rules schema.json cannot express.
 import * as fs from "fs";
-import { samePath } from "../resource-kit";
+import { samePath } from "../check-kit";
 import { InputProblem } from "../validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "../toolkit/files";
 import { KEY_ROLES, checkImport, digestKeySet, isPrivateKeyFile, keyFileNames } from "../toolkit/keys/secure-boot-keyset";

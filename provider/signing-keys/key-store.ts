@@ -1,56 +1,41 @@
 // SigningKeys with an artifact store: publishing the public files and restoring lost ones.
 import * as fs from "fs";
 import * as path from "path";
-import { Handler } from "../resource-kit";
+import { Handler } from "../artifact-contract";
 import { BuildLog } from "../build-log";
 import { stageThenMove } from "../output/staging";
 import { digestKeySet, isPrivateKeyFile } from "../toolkit/keys/secure-boot-keyset";
 import { ArtifactStoreSpec } from "../store/manifest";
-import { StoreOutput, diffWithStore, publish, publisherProblems, storeOf } from "../store/stored-artifacts";
+import { ArtifactLayout, publish } from "../store/stored-artifacts";
+import type { ArtifactStore } from "../store/artifact-store";
+import type { StoreOutput } from "../artifact-contract";
 import { SIGNING_KEYS_TOKEN } from "../signing-keys";
 import { CheckedInputs, KEY_SET_STAMP, Outputs, importedKeyFiles, signingKeysLayout } from "./key-set";
 import { rotationInterrupted } from "./rotation";
 
 /**
- * SigningKeys with an artifact store. A store never makes keys: a create always makes (or imports)
- * them and publishes the public files. A runner whose key folder lacks recorded files takes the
- * public ones from the store and the private ones from the import sources every runner has; a
- * generated key set's private keys must be restored by the user (from a secret store), and the update
- * says so before anything is written.
+ * SigningKeys with an artifact store, through the same hook as every resource (withArtifactStore).
+ * A store never makes keys: a create always makes (or imports) them and publishes the public files.
+ * A runner whose key folder lacks recorded files takes the public ones from the store and the private
+ * ones from the import sources every runner has; a generated key set's private keys must be restored
+ * by the user (from a secret store), and the update says so before anything is written.
  */
-export function withKeyStore(h: Handler): Handler {
-    return {
-        ...h,
-        // A key set never reads a manifest (lost files come back by the digests its own state records),
-        // so a publisher is needed only to publish; given, it must be a matching pair.
-        check: async (olds, news) => {
-            const checked = await h.check!(olds, news);
-            const problems = publisherProblems(checked.inputs?.artifactStore, false);
-            return problems.length > 0 ? { ...checked, failures: [...(checked.failures ?? []), ...problems] } : checked;
-        },
-        diff: (id, olds, news) => diffWithStore(h, signingKeysLayout, id, olds, news),
-        async create(inputs) {
-            const store = storeOf(inputs);
-            const made = await h.create(inputs);
-            return store ? { id: made.id, outs: await publish(store, SIGNING_KEYS_TOKEN, inputs, made.outs, signingKeysLayout) } : made;
-        },
-        async update(id, olds: Outputs, news: CheckedInputs & { artifactStore?: ArtifactStoreSpec }) {
-            const store = storeOf(news);
-            if (!store) return h.update(id, olds, news);
-            const restored = await restoreKeySet(store, olds);
-            if (olds.inputHash === news.inputHash && olds.deleteOnDestroy === news.deleteOnDestroy && !rotationInterrupted(olds)) {
-                const outs = { ...olds, ...news, drift: [], fileDigests: await digestKeySet(olds.keyDir) };
-                if (restored && (olds as Outputs & { store?: StoreOutput }).store?.location === store.location) return { outs: { ...outs, lastBuild: restored.report() } };
-                return { outs: await publish(store, SIGNING_KEYS_TOKEN, news, outs, signingKeysLayout, { log: restored ?? new BuildLog(`SigningKeys ${news.name}`, "published", [`not yet in ${store.location}`]) }) };
-            }
-            const updated = await h.update(id, { ...olds, drift: [] }, news);
-            return { outs: await publish(store, SIGNING_KEYS_TOKEN, news, updated.outs, signingKeysLayout) };
-        },
-    };
+export const signingKeysStoredLayout: ArtifactLayout = { ...signingKeysLayout, updateWithStore: updateKeySet };
+
+/** The update with a store: restore what this machine lacks, then re-record and publish, or update and publish. */
+async function updateKeySet(store: ArtifactStore, h: Handler, id: string, olds: Outputs, news: CheckedInputs & { artifactStore?: ArtifactStoreSpec }) {
+    const restored = await restoreKeySet(store, olds);
+    if (olds.inputHash === news.inputHash && olds.deleteOnDestroy === news.deleteOnDestroy && !rotationInterrupted(olds)) {
+        const outs = { ...olds, ...news, drift: [], fileDigests: await digestKeySet(olds.keyDir) };
+        if (restored && (olds as Outputs & { store?: StoreOutput }).store?.location === store.location) return { outs: { ...outs, lastBuild: restored.report() } };
+        return { outs: await publish(store, SIGNING_KEYS_TOKEN, news, outs, signingKeysLayout, { log: restored ?? new BuildLog(`SigningKeys ${news.name}`, "published", [`not yet in ${store.location}`]) }) };
+    }
+    const updated = await h.update(id, { ...olds, drift: [] }, news);
+    return { outs: await publish(store, SIGNING_KEYS_TOKEN, news, updated.outs, signingKeysLayout) };
 }
 
 /** Puts back recorded files this machine lacks; the log of doing so, if it did. Nothing is written unless all can be. */
-async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, olds: Outputs): Promise<BuildLog | undefined> {
+async function restoreKeySet(store: ArtifactStore, olds: Outputs): Promise<BuildLog | undefined> {
     const dir = olds.keyDir;
     const now = fs.existsSync(dir) ? await digestKeySet(dir) : {};
     const lost = Object.keys(olds.fileDigests ?? {}).filter((f) => now[f] !== olds.fileDigests[f]);
@@ -85,7 +70,7 @@ async function restoreKeySet(store: NonNullable<ReturnType<typeof storeOf>>, old
  * The size of a public file's object. The state records digests, not sizes; the object's length is
  * only a cap for the download, whose bytes must still hash to the recorded digest.
  */
-async function recordedBlobSize(store: NonNullable<ReturnType<typeof storeOf>>, sha256: string): Promise<number> {
+async function recordedBlobSize(store: ArtifactStore, sha256: string): Promise<number> {
     const size = await store.blobSizeAtMost(sha256, 16 << 20, "a certificate, .esl or .auth file");
     if (size === undefined) throw new Error(`${store.blobUri(sha256)} is not in ${store.location}; nothing was changed`);
     return size;

@@ -4,13 +4,13 @@
 // building, and a deleted file comes back from the store on the next up.
 import * as fs from "fs";
 import * as path from "path";
-import type { Handler } from "../resource-kit";
+import { ArtifactOutputs, Handler, StoreOutput, artifactFields } from "../artifact-contract";
 import { BuildLog } from "../build-log";
 import { isInside, sha256File, sha256FileIfExists } from "../toolkit/files";
 import { treeEntries } from "../toolkit/source/tree-digest";
 import { ToolNotFoundError } from "../toolkit/run";
 import { X509Certificate } from "crypto";
-import { containsUnknown, signingPairProblems } from "../resource-kit";
+import { containsUnknown, signingPairProblems } from "../check-kit";
 import type { InputProblem } from "../validation/schema-validator";
 import { replaceDirectory, stageThenMove, withScratch } from "../output/staging";
 import { ArtifactStore, artifactStoreFor } from "./artifact-store";
@@ -49,23 +49,14 @@ export interface ArtifactLayout {
      * make, which a build refuses to replace): a fetch places as a build does, so it refuses alike.
      */
     beforePlace?(inputs: Record<string, any>): void;
-}
-
-/** The `store` output: where this resource's artifacts are kept besides the local files. */
-export interface StoreOutput {
-    location: string;
-    manifest: string;
-    /** Local path (as in the other outputs) -> object URI. */
-    objects: Record<string, string>;
     /**
-     * false: this runner had no publisher key, so no manifest was written; a later run with the key
-     * publishes. Absent (states from before this field): published.
+     * For a resource that never reads manifests (no accept): its update with a store, which puts back
+     * the recorded files this machine lacks (from the store and its own sources) and publishes
+     * (SigningKeys: signing-keys/key-store.ts). Absent: the update fetches what the store holds for
+     * the input hash, else builds, and publishes.
      */
-    published?: boolean;
+    updateWithStore?(store: ArtifactStore, h: Handler, id: string, olds: Record<string, any>, news: Record<string, any>): Promise<{ outs: ArtifactOutputs }>;
 }
-
-/** Outputs that describe one run, not the artifact: never stored, never taken from the store. */
-const RUN_OUTPUTS = ["drift", "lastBuild", "store", "stateVersion"];
 
 /** Names the store's own machinery uses beside an output (locks, staging, scratch): never artifact files. */
 const MACHINERY_NAME = /\.lock$|\.(staging|work)-/;
@@ -74,21 +65,26 @@ const MACHINERY_NAME = /\.lock$|\.(staging|work)-/;
  * `h` with the artifact store of its `artifactStore` input: create and update fetch what the store has
  * for the input hash, else build and publish; diff asks for an update when this machine lacks a
  * recorded artifact (a fresh runner) or the store does not have it yet. Without a store, `h` as it is.
+ * A resource that never reads manifests (no layout.accept: SigningKeys) never fetches: its create
+ * builds and publishes, its update is layout.updateWithStore.
  */
 export function withArtifactStore(token: string, h: Handler, layout: ArtifactLayout): Handler {
+    const readsManifests = !!layout.accept;
     return {
         ...h,
+        // A resource that reads manifests needs the publisher's certificate to verify them; one that
+        // never does needs a publisher only to publish, and then a matching pair.
         check: async (olds, news) => {
             const checked = await h.check!(olds, news);
-            if ((checked.failures ?? []).some((f) => String(f.property).startsWith("artifactStore"))) return checked;
-            const problems = publisherProblems(checked.inputs?.artifactStore, true);
+            if (readsManifests && (checked.failures ?? []).some((f) => String(f.property).startsWith("artifactStore"))) return checked;
+            const problems = publisherProblems(checked.inputs?.artifactStore, readsManifests);
             return problems.length > 0 ? { ...checked, failures: [...(checked.failures ?? []), ...problems] } : checked;
         },
         diff: (id, olds, news) => diffWithStore(h, layout, id, olds, news),
         async create(inputs) {
             const store = artifactStoreFor(inputs.artifactStore);
             if (!store) return h.create(inputs);
-            const fetched = await fetchFromStore(store, token, inputs, layout);
+            const fetched = readsManifests ? await fetchFromStore(store, token, inputs, layout) : { outs: undefined, replace: false };
             if (fetched.outs) return { id: idOf(layout, fetched.outs), outs: fetched.outs };
             const built = await h.create(inputs);
             return { id: built.id, outs: await publish(store, token, inputs, built.outs, layout, { replace: fetched.replace }) };
@@ -96,6 +92,7 @@ export function withArtifactStore(token: string, h: Handler, layout: ArtifactLay
         async update(id, olds, news) {
             const store = artifactStoreFor(news.artifactStore);
             if (!store) return h.update(id, olds, news);
+            if (layout.updateWithStore) return layout.updateWithStore(store, h, id, olds, news);
             if (olds.inputHash === news.inputHash && (await intactLocally(olds, layout))) {
                 // Same artifact, all here: only the store is new to it.
                 const log = new BuildLog(layout.label(news), "published", [`not yet in ${store.location}`]);
@@ -201,9 +198,9 @@ async function entriesOf(outs: Record<string, any>, layout: ArtifactLayout): Pro
  * `opts.replace` rewrites objects found damaged.
  */
 export async function publish(
-    store: ArtifactStore, token: string, inputs: Record<string, any>, outs: Record<string, any>, layout: ArtifactLayout,
+    store: ArtifactStore, token: string, inputs: Record<string, any>, outs: ArtifactOutputs, layout: ArtifactLayout,
     opts: { log?: BuildLog; replace?: boolean } = {},
-): Promise<Record<string, any>> {
+): Promise<ArtifactOutputs> {
     const log = opts.log ?? new BuildLog(layout.label(inputs), "published", []);
     const root = layout.root(outs);
     const entries = await entriesOf(outs, layout);
@@ -226,7 +223,7 @@ export async function publish(
             log.say("no manifest written: artifactStore.publisher has no key");
             return n;
         }
-        const outputs = Object.fromEntries(Object.entries(outs).filter(([k]) => !(k in inputs) && !RUN_OUTPUTS.includes(k)));
+        const outputs = artifactFields(outs, inputs);
         await store.putManifest({ resource: token, inputHash: inputs.inputHash, entries: entries.map(({ file: _f, ...e }) => e), outputs: relocate(outputs, root, OUTPUT_ROOT) }, opts);
         return n;
     });
@@ -252,7 +249,7 @@ function storeOutput(store: ArtifactStore, token: string, inputHash: string, roo
  */
 export async function fetchFromStore(
     store: ArtifactStore, token: string, inputs: Record<string, any>, layout: ArtifactLayout,
-): Promise<{ outs?: Record<string, any>; replace: boolean }> {
+): Promise<{ outs?: ArtifactOutputs; replace: boolean }> {
     const log = new BuildLog(layout.label(inputs), "fetched", [`input hash ${String(inputs.inputHash).slice(0, 12)}… is in ${store.location}`]);
     try {
         const manifest = await store.getManifest(token, inputs.inputHash);
@@ -270,8 +267,8 @@ export async function fetchFromStore(
                 throw e;
             }),
         );
-        const fromInputs = Object.fromEntries(Object.entries(outputs).filter(([k]) => !(k in inputs) && !RUN_OUTPUTS.includes(k)));
-        return { outs: { ...inputs, ...fromInputs, drift: [], lastBuild: log.report(), store: storeOutput(store, token, inputs.inputHash, root, entries) }, replace: false };
+        const fromInputs = artifactFields(outputs, inputs);
+        return { outs: { ...inputs, inputHash: inputs.inputHash, ...fromInputs, drift: [], lastBuild: log.report(), store: storeOutput(store, token, inputs.inputHash, root, entries) }, replace: false };
     } catch (e) {
         const integrity = e instanceof StoreIntegrityError || (e as Error).name === "StoreIntegrityError" || (e as { cause?: unknown }).cause instanceof StoreIntegrityError;
         if (integrity && store.spec.onCorrupt === "rebuild") {

@@ -235,3 +235,8 @@ export function readAt(file: string, offset: number, size: number): Buffer {
         fs.closeSync(fd);
     }
 }
+
+/** `n` rounded up to a whole number of `multiple`s (tar blocks, partition alignment, erofs slots). */
+export function roundUp(n: number, multiple: number): number {
+    return Math.ceil(n / multiple) * multiple;
+}

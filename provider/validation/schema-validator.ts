@@ -18,8 +18,11 @@ export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"; // pulumi's unkno
 
 type Json = Record<string, any>;
 
+/** One problem with an input (providers' check and the components' constructors alike). */
 export interface InputProblem {
+    /** Where the problem is, e.g. `extensions[1].name` (Pulumi's CheckFailure.property). */
     property: string;
+    /** What is wrong, the bad value, and what is allowed. */
     reason: string;
 }
 

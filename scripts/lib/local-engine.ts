@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { InlineProgramArgs, LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
-import { HANDLERS_MODULE_ENV } from "../../provider/resource-kit";
+import { HANDLERS_MODULE_ENV } from "../../provider/dynamic-transport";
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
 
@@ -25,7 +25,7 @@ export function engineEnv(backendDir: string, passphrase: string): Record<string
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
         PULUMI_NODEJS_DYNAMIC_PROVIDER: path.join(REPO_ROOT, "node_modules", "@pulumi", "pulumi", "cmd", "dynamic-provider"),
-        // The providers run this checkout's source, not an installed pulumi-kairos (resource-kit.ts).
+        // The providers run this checkout's source, not an installed pulumi-kairos (dynamic-transport.ts).
         [HANDLERS_MODULE_ENV]: process.env[HANDLERS_MODULE_ENV] ?? providerHandlersModule(),
         PATH: `${pulumiBinDir()}:${process.env.PATH}`,
     };

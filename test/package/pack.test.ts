@@ -25,7 +25,7 @@ describe("the npm package", function () {
     it("holds only bin/*.js, bin/*.d.ts and the top-level files", () => {
         const unexpected = files.filter((f) => !TOP_LEVEL_FILES.includes(f) && !/^bin\/.+\.(js|d\.ts)$/.test(f));
         assert.deepEqual(unexpected, []);
-        for (const f of [...TOP_LEVEL_FILES, "bin/index.js", "bin/index.d.ts", "bin/provider/resource-kit.js", "bin/provider/boot-media.d.ts", "bin/constructs/trusted-boot-image.js"]) {
+        for (const f of [...TOP_LEVEL_FILES, "bin/index.js", "bin/index.d.ts", "bin/provider/dynamic-transport.js", "bin/provider/boot-media.d.ts", "bin/constructs/trusted-boot-image.js"]) {
             assert.ok(files.includes(f), `${f} is packed`);
         }
         assert.ok(!files.some((f) => /^bin\/(test|scripts|examples|bench)\//.test(f)), "no tests, scripts, examples or benchmarks");

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { MoveSpec, relocatedPath, sameInputHash, withMoves } from "../../provider/artifact-move";
 import { withLogSink } from "../../provider/build-log";
-import type { Handler } from "../../provider/resource-kit";
+import type { Handler } from "../../provider/artifact-contract";
 import { sha256File } from "../../provider/toolkit/files";
 import { tempDir } from "../helpers/temp";
 

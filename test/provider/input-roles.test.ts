@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { loadPackageSchema } from "../../provider/validation/schema-validator";
 import { INPUT_ROLES, InputRole } from "../../provider/validation/input-roles";
-import type { Handler } from "../../provider/resource-kit";
+import type { Handler } from "../../provider/artifact-contract";
 import { SIGNING_KEYS_TOKEN, signingKeysHandler } from "../../provider/signing-keys";
 import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler } from "../../provider/system-extension";
 import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler } from "../../provider/kairos-uki-image";

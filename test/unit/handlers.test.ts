@@ -2,7 +2,7 @@
 // here records its calls and answers "no changes", so what is asserted is the wrapper's own decision.
 import { strict as assert } from "assert";
 import { RESOURCE_TOKENS, STATE_VERSION, handlerFor, stateVersionOf, versionedHandler } from "../../provider/handlers";
-import type { Handler } from "../../provider/resource-kit";
+import type { Handler } from "../../provider/artifact-contract";
 import { loadPackageSchema } from "../../provider/validation/schema-validator";
 
 function recordingHandler(calls: string[]): Handler {

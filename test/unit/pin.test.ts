@@ -15,7 +15,7 @@ import { systemExtensionHandler } from "../../provider/system-extension";
 import { kairosUkiImageHandler } from "../../provider/kairos-uki-image";
 import { promotedArtifactHandler } from "../../provider/promoted-artifact";
 import { bootMediaHandler } from "../../provider/boot-media";
-import type { Handler } from "../../provider/resource-kit";
+import type { Handler } from "../../provider/artifact-contract";
 
 const PIN = "4711-not-for-your-eyes";
 

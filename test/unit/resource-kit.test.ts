@@ -1,6 +1,6 @@
 import * as assert from "assert";
 import * as path from "path";
-import { replacedFields } from "../../provider/resource-kit";
+import { replacedFields } from "../../provider/check-kit";
 import { UNKNOWN } from "../../provider/validation/schema-validator";
 
 describe("replacedFields", () => {

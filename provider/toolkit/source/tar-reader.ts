@@ -3,6 +3,7 @@
 // system is decided by the caller (layer-extract.ts, tree-writer.ts). Header-only entry types are read the way Go's
 // archive/tar reads them, because that is what writes and reads container layers.
 import * as fs from "fs";
+import { roundUp } from "../files";
 
 const BLOCK = 512;
 const MAX_META_SIZE = 1 << 20; // pax and GNU long-name records; real ones are a few hundred bytes
@@ -166,7 +167,7 @@ export async function* readTar(src: ByteSource): AsyncGenerator<TarEntry> {
         if (isZeroBlock(block)) return await expectEndOfArchive(src);
 
         const header = parseHeader(block, headerOffset);
-        const padded = roundUp(header.size);
+        const padded = roundUp(header.size, BLOCK);
         if (isMetaType(header.typeflag)) {
             meta = applyMeta(meta, header, await readMeta(src, header, headerOffset));
             await src.skip(padded - header.size);
@@ -176,7 +177,7 @@ export async function* readTar(src: ByteSource): AsyncGenerator<TarEntry> {
         const body = new BodyReader(src, dataSize(header, meta));
         yield finishEntry(header, meta, body);
         meta = {};
-        await src.skip(body.remaining + roundUp(body.size) - body.size);
+        await src.skip(body.remaining + roundUp(body.size, BLOCK) - body.size);
     }
 }
 
@@ -381,10 +382,6 @@ async function expectEndOfArchive(src: ByteSource): Promise<void> {
     if (next.length === BLOCK && !isZeroBlock(next)) {
         throw new TarFormatError(`tar archive has data after a zero block at offset ${src.position - 2 * BLOCK}`);
     }
-}
-
-function roundUp(n: number): number {
-    return Math.ceil(n / BLOCK) * BLOCK;
 }
 
 function truncated(at: number): TarFormatError {

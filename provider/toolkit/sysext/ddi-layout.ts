@@ -1,6 +1,6 @@
 // The layout of a systemd extension image (DDI): partition types, the seeded UUIDs and salt, GPT
 // arithmetic, the sfdisk script and the verity-signature JSON. Pure functions; ddi.ts builds with them.
-import { sha256Hex } from "../files";
+import { roundUp, sha256Hex } from "../files";
 
 export type ExtensionKind = "sysext" | "confext";
 export type DdiArchitecture = "x86-64" | "arm64";
@@ -143,10 +143,6 @@ export function gptLayout(partitionSizes: number[]): { slots: GptSlot[]; diskSiz
         return slot;
     });
     return { slots, diskSize: roundUp((next + BACKUP_GPT_SECTORS) * SECTOR_SIZE, PARTITION_ALIGNMENT) };
-}
-
-export function roundUp(n: number, multiple: number): number {
-    return Math.ceil(n / multiple) * multiple;
 }
 
 export interface GptEntry {

@@ -10,10 +10,10 @@ import { run } from "../run";
 import { OPENSSL_ENV, keyMatchesCertificate, readCertificate } from "../keys/openssl";
 import { resolveInTree } from "../tree-chase";
 import {
-    BuildSysextOptions, DdiArchitecture, DdiError, declaredArchitecture, defaultSeed, ExtensionKind, extensionReleasePath, GptEntry, GptSlot, gptLayout, ImagePartitions, parseSignaturePartition, PARTITION_ALIGNMENT, PARTITION_TYPES, partitionNames, rootHashPartitionUuids, roundUp, seededSalt, seededUuid, sfdiskScript, signaturePartitionContent, SigningPair, SysextImage,
+    BuildSysextOptions, DdiArchitecture, DdiError, declaredArchitecture, defaultSeed, ExtensionKind, extensionReleasePath, GptEntry, GptSlot, gptLayout, ImagePartitions, parseSignaturePartition, PARTITION_ALIGNMENT, PARTITION_TYPES, partitionNames, rootHashPartitionUuids, seededSalt, seededUuid, sfdiskScript, signaturePartitionContent, SigningPair, SysextImage,
 } from "./ddi-layout";
 import { readPartitionTable, rootHashFromUuids, verifySignature, verifySysextImage } from "./ddi-verify";
-import { copyInto, readAt, sha256ComparingRanges, sha256File, writeAt } from "../files";
+import { copyInto, readAt, roundUp, sha256ComparingRanges, sha256File, writeAt } from "../files";
 
 export * from "./ddi-layout";
 

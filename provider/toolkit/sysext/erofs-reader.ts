@@ -5,6 +5,7 @@
 // against the filesystem, every read is small and positional, and every loop has a fixed bound.
 import * as fs from "fs";
 import { ExtensionKind, extensionReleaseDir } from "./ddi-layout";
+import { roundUp } from "../files";
 
 export class ErofsError extends Error {
     readonly code = "EROFS";
@@ -283,10 +284,6 @@ async function chunkBlockPosition(image: Filesystem, inode: Inode, index: number
     }
     if (blockAddress === NULL_BLOCK_ADDRESS) throw new ErofsError(`${image.file}: directory inode ${inode.nid} has a hole`);
     return blockAddress * image.blockSize + (byteOffset - chunk * chunkSize);
-}
-
-function roundUp(n: number, multiple: number): number {
-    return Math.ceil(n / multiple) * multiple;
 }
 
 // ---------------------------------------------------------------------------------------------
