@@ -3,8 +3,13 @@
 import { strict as assert } from "assert";
 import { Handler } from "../../provider/artifact-contract";
 
-export async function createVia(handler: Handler, news: Record<string, unknown>): Promise<any> {
+/** The handler's check, which must find no problem; returns the checked inputs. */
+export async function checkVia(handler: Handler, news: Record<string, unknown>): Promise<any> {
     const { inputs, failures } = await handler.check({}, news);
     assert.deepEqual(failures ?? [], [], JSON.stringify(failures));
-    return (await handler.create(inputs)).outs;
+    return inputs;
+}
+
+export async function createVia(handler: Handler, news: Record<string, unknown>): Promise<any> {
+    return (await handler.create(await checkVia(handler, news))).outs;
 }

@@ -21,3 +21,20 @@ export function treeSnapshot(dir: string, skip: (name: string) => boolean = () =
     walk("");
     return out;
 }
+
+/** Every path under `dir` with what it is (file digest, folder, link target) and its mode (setuid bits show). */
+export function treeWithModes(dir: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    const walk = (rel: string) => {
+        const abs = path.join(dir, rel);
+        const st = fs.lstatSync(abs);
+        const mode = (st.mode & 0o7777).toString(8);
+        if (st.isSymbolicLink()) out[rel] = `link ${fs.readlinkSync(abs)}`;
+        else if (st.isDirectory()) {
+            if (rel) out[rel] = `dir ${mode}`;
+            for (const e of fs.readdirSync(abs)) walk(path.join(rel, e));
+        } else out[rel] = `file ${mode} ${sha256Hex(fs.readFileSync(abs))}`;
+    };
+    walk("");
+    return out;
+}

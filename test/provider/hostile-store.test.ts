@@ -8,7 +8,6 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { createHash } from "crypto";
 import { handlerFor } from "../../provider/handlers";
 import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler } from "../../provider/system-extension";
 import { KAIROS_UKI_IMAGE_TOKEN } from "../../provider/kairos-uki-image";
@@ -22,13 +21,15 @@ import { run } from "../../provider/toolkit/run";
 import { signEfi } from "../../provider/toolkit/boot/uki";
 import { HOST_EFI_DIR } from "../../provider/toolkit/tools";
 import { sha256File } from "../../provider/toolkit/files";
-import { createVia } from "../helpers/handlers";
+import { checkVia, createVia } from "../helpers/handlers";
 import { S3Server, startS3Server } from "../helpers/s3-server";
 import { envelopePayload, handMadeManifest, s3Objects } from "../helpers/s3-objects";
 import { makeCertificate } from "../helpers/pki";
 import { makeGenkeyFolder } from "../helpers/genkey";
 import { TEST_OS_RELEASE, buildTestOsRootfs } from "../helpers/test-os";
 import { tempDir } from "../helpers/temp";
+import { treeWithModes } from "../helpers/tree";
+import { freshProjectFolder, runnerInputs } from "../helpers/hostile-runner";
 
 const BUCKET = "hostile";
 const PRIVATE = ["PK.key", "KEK.key", "db.key", "tpm2-pcr-private.pem"];
@@ -51,48 +52,9 @@ describe("a hostile artifact store: nothing fetched is trusted until it passes a
     const handler = { ext: handlerFor(SYSTEM_EXTENSION_TOKEN), uki: handlerFor(KAIROS_UKI_IMAGE_TOKEN), media: handlerFor(BOOT_MEDIA_TOKEN), promoted: handlerFor(PROMOTED_ARTIFACT_TOKEN) };
 
     const spec = (extra: Record<string, unknown> = {}) => ({ bucket: BUCKET, endpoint: s3.endpoint, publisher, ...extra });
-    const keyOf = (r: string, f: string) => path.join(r, "keys", f);
-    const extInputs = (r: string, extra: Record<string, unknown> = {}) => ({
-        name: "tool", outputDir: path.join(r, "extensions"), source: { dir: path.join(shared, "src", "tool") },
-        signing: { key: keyOf(r, "db.key"), certificate: keyOf(r, "db.pem") }, artifactStore: spec(extra),
-    });
-    const ukiInputs = (r: string) => ({
-        outputDir: path.join(r, "uki"), source: { dir: path.join(shared, "rootfs") },
-        signing: { key: keyOf(r, "db.key"), certificate: keyOf(r, "db.pem") }, pcrKey: keyOf(r, "tpm2-pcr-private.pem"), artifactStore: spec(),
-    });
-    const mediaInputs = (r: string, bootFiles: unknown, ext: string) => ({
-        name: "kairos", outputDir: path.join(r, "media"), uki: bootFiles, extensions: [ext], secureBootEnroll: "force",
-        enrollKeys: { PK: keyOf(r, "PK.auth"), KEK: keyOf(r, "KEK.auth"), db: keyOf(r, "db.auth") }, artifactStore: spec(),
-    });
-    const promotedInputs = (r: string) => ({
-        source: path.join(shared, "release", "notes.txt"), expectedSha256: hashes.notes, outputDir: path.join(r, "promoted"), kind: "file", artifactStore: spec(),
-    });
+    const { extInputs, ukiInputs, mediaInputs, promotedInputs } = runnerInputs({ spec, shared: () => shared, hashes });
+    const freshRunner = () => freshProjectFolder(shared, `hostile-runner-b-${++n}`);
 
-    /** A fresh project folder for runner B: the keys (a CI secret) and a project file, nothing built. */
-    const freshRunner = () => {
-        const r = tempDir(`hostile-runner-b-${++n}`);
-        fs.cpSync(path.join(shared, "keys"), path.join(r, "keys"), { recursive: true });
-        fs.writeFileSync(path.join(r, "Pulumi.yaml"), "name: hostile\nruntime: nodejs\n");
-        // The output folders exist (empty), as after a first `up`: the output lock creates them anyway.
-        for (const d of ["extensions", "uki", "media", "promoted"]) fs.mkdirSync(path.join(r, d));
-        return r;
-    };
-    /** Every path under `dir` with what it is (file digest, folder, link target) and its mode. */
-    const snapshot = (dir: string): Record<string, string> => {
-        const out: Record<string, string> = {};
-        const walk = (rel: string) => {
-            const abs = path.join(dir, rel);
-            const st = fs.lstatSync(abs);
-            const mode = (st.mode & 0o7777).toString(8);
-            if (st.isSymbolicLink()) out[rel] = `link ${fs.readlinkSync(abs)}`;
-            else if (st.isDirectory()) {
-                if (rel) out[rel] = `dir ${mode}`;
-                for (const e of fs.readdirSync(abs)) walk(path.join(rel, e));
-            } else out[rel] = `file ${mode} ${createHash("sha256").update(fs.readFileSync(abs)).digest("hex")}`;
-        };
-        walk("");
-        return out;
-    };
     const manifestKeyOf = (token: string) => probe.manifestKey(token, hashes[token]);
     const manifestUriOf = (token: string) => probe.manifestUri(token, hashes[token]);
     /** Runner A's manifest for `token`, changed by `edit`, written back signed by `signer` (null: unsigned). */
@@ -111,19 +73,15 @@ describe("a hostile artifact store: nothing fetched is trusted until it passes a
     };
     /** `attempt` must fail with a store refusal naming `uri` and matching `why`; the runner's folder is as it was. */
     const assertRefused = async (runner: string, attempt: () => Promise<unknown>, uri: string, why: RegExp) => {
-        const before = snapshot(runner);
+        const before = treeWithModes(runner);
         const err = await attempt().then(() => undefined, (e) => e as Error);
         assert.ok(err instanceof Error, `refused (${why})`);
         assert.ok(err.message.includes(uri), `the refusal names ${uri}: ${err.message}`);
         assert.match(err.message, why);
-        assert.deepStrictEqual(snapshot(runner), before, "nothing written, nothing deleted");
+        assert.deepStrictEqual(treeWithModes(runner), before, "nothing written, nothing deleted");
         await assertNoPrivateKeyUploaded();
     };
-    const checked = async (h: typeof handler.ext, news: Record<string, unknown>) => {
-        const { inputs, failures } = await h.check({}, news);
-        assert.deepStrictEqual(failures ?? [], []);
-        return inputs;
-    };
+    const checked = checkVia;
 
     before(async function () {
         this.timeout(600000);

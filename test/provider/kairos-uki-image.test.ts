@@ -8,13 +8,12 @@ import { kairosUkiImageMoves } from "../../provider/kairos-uki-image/moves";
 import { withMoves } from "../../provider/artifact-move";
 import { withLogSink } from "../../provider/build-log";
 import { bootMediaHandler as media } from "../../provider/boot-media";
-import { signingKeysHandler } from "../../provider/signing-keys";
 import { systemExtensionHandler } from "../../provider/system-extension";
 import { predictPcr13 } from "../../provider/toolkit/boot/pcr13";
 import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/engine";
 import { createVia } from "../helpers/handlers";
-import { buildTestOsRootfs } from "../helpers/test-os";
+import { ukiTestBed } from "../helpers/uki-test-bed";
 import { makeCertificate } from "../helpers/pki";
 import { cacheRoot } from "../../provider/toolkit/file-identity";
 
@@ -25,14 +24,7 @@ describe("KairosUkiImage and BootMedia handlers", function () {
     let keys: any;
     let base: Record<string, unknown>;
 
-    before(async () => {
-        work = tempDir("uki-provider");
-        rootfs = path.join(work, "rootfs");
-        await buildTestOsRootfs(rootfs);
-        const k = await signingKeysHandler.check({}, { name: "uki-test", outputDir: path.join(work, "keys") });
-        keys = (await signingKeysHandler.create(k.inputs)).outs;
-        base = { source: { dir: rootfs }, signing: { key: keys.files.db.key, certificate: keys.files.db.pem }, pcrKey: keys.tpmPcrKeyFile };
-    });
+    before(async () => ({ work, rootfs, keys, base } = await ukiTestBed("uki-provider")));
 
     it("makes norole.efi plus one UKI per extra command line and per single entry, each with its loader entry", async () => {
         const outs = await createVia(uki, { ...base, outputDir: path.join(work, "a"), extraCmdlines: ["rd.debug"], singleEntries: [{ title: "Reset Node", cmdline: "kairos.reset" }] });

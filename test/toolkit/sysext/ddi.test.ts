@@ -4,10 +4,10 @@ import { strict as assert } from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { createHash } from "crypto";
 import { run } from "../../../provider/toolkit/run";
 import { makeCertificate } from "../../helpers/pki";
 import { partitionBytes, sfdiskJson } from "../../helpers/ddi-inspect";
+import { makeTree, sha256, walk } from "../../helpers/sysext-tree";
 import {
     BuildSysextOptions,
     DdiError,
@@ -24,7 +24,6 @@ import {
     sfdiskScript,
     signaturePartitionContent,
 } from "../../../provider/toolkit/sysext/ddi";
-import { sha256ComparingRanges } from "../../../provider/toolkit/files";
 import { verifySysextImage } from "../../../provider/toolkit/sysext/ddi-verify";
 
 const NAME = "hello";
@@ -33,78 +32,6 @@ const OPENSSL_ENV = { OPENSSL_CONF: "/dev/null" };
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 type KeyPair = Awaited<ReturnType<typeof makeCertificate>>;
-
-/** A small extension tree: a 0755 script, a symlink to it, a 0644 data file and the release file. */
-function makeTree(dir: string, opts: { arch?: string; reverse?: boolean; mtime?: number; kind?: "sysext" | "confext" } = {}): string {
-    const releaseDir = opts.kind === "confext" ? "etc/extension-release.d" : "usr/lib/extension-release.d";
-    const steps: (() => void)[] = [
-        () => writeFile(dir, "usr/local/bin/hello", "#!/bin/sh\necho hello from the extension\n", 0o755),
-        () => {
-            mkdirs(dir, "usr/local/bin");
-            fs.symlinkSync("hello", path.join(dir, "usr/local/bin/hi"));
-        },
-        () => writeFile(dir, `${releaseDir}/extension-release.${NAME}`, `ID=_any\nARCHITECTURE=${opts.arch ?? "x86-64"}\n`, 0o644),
-        () => writeFile(dir, "usr/share/hello/words.txt", "all work and no play makes a dull image\n".repeat(2000), 0o644),
-    ];
-    fs.mkdirSync(dir, { recursive: true });
-    fs.chmodSync(dir, 0o755);
-    for (const step of opts.reverse ? [...steps].reverse() : steps) step();
-    if (opts.mtime !== undefined) touchTree(dir, opts.mtime);
-    return dir;
-}
-
-function writeFile(root: string, rel: string, content: string, mode: number): void {
-    const file = path.join(root, rel);
-    mkdirs(root, path.dirname(rel));
-    fs.writeFileSync(file, content);
-    fs.chmodSync(file, mode); // chmod, not the mode option, so the umask cannot interfere
-}
-
-function mkdirs(root: string, rel: string): void {
-    let dir = root;
-    for (const part of rel.split("/")) {
-        dir = path.join(dir, part);
-        if (!fs.existsSync(dir)) {
-            fs.mkdirSync(dir);
-            fs.chmodSync(dir, 0o755);
-        }
-    }
-}
-
-function touchTree(dir: string, seconds: number): void {
-    for (const entry of walk(dir)) {
-        const file = path.join(dir, entry.path);
-        if (entry.type === "symlink") fs.lutimesSync(file, seconds, seconds);
-        else fs.utimesSync(file, seconds, seconds);
-    }
-}
-
-interface TreeEntry {
-    path: string;
-    type: "file" | "dir" | "symlink";
-    mode: number;
-    uid: number;
-    mtime: number;
-    content: string; // sha256 of a file, the target of a symlink
-}
-
-function walk(root: string, rel = ""): TreeEntry[] {
-    const entries: TreeEntry[] = [];
-    for (const name of fs.readdirSync(path.join(root, rel)).sort()) {
-        const p = rel ? `${rel}/${name}` : name;
-        const abs = path.join(root, p);
-        const st = fs.lstatSync(abs);
-        const type = st.isSymbolicLink() ? "symlink" : st.isDirectory() ? "dir" : "file";
-        const content = type === "file" ? sha256(fs.readFileSync(abs)) : type === "symlink" ? fs.readlinkSync(abs) : "";
-        entries.push({ path: p, type, mode: st.mode & 0o7777, uid: st.uid, mtime: Math.floor(st.mtimeMs / 1000), content });
-        if (type === "dir") entries.push(...walk(root, p));
-    }
-    return entries;
-}
-
-function sha256(data: Buffer | string): string {
-    return createHash("sha256").update(data).digest("hex");
-}
 
 /** Copies partition `index` (0-based, in table order) out of the image, using the image's own GPT. */
 async function cutPartition(image: string, index: number, out: string): Promise<string> {
@@ -469,32 +396,5 @@ describe("toolkit/ddi: signed sysext images", function () {
             await assert.rejects(buildInto("x4", { signing: { key: keyA.key, certificate: keyB.certificate } }), /does not belong/);
             assert.equal(fs.existsSync(path.join(tmp, "x1", `${NAME}.raw`)), false);
         });
-    });
-});
-
-describe("sha256ComparingRanges", () => {
-    it("hashes the whole file in one read and compares each range with its file, across read-chunk boundaries", async () => {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-regions-"));
-        try {
-            const data = Buffer.alloc(3 * 1024 * 1024 + 12345);
-            for (let i = 0; i < data.length; i++) data[i] = (i * 7919) & 0xff;
-            const file = path.join(dir, "image");
-            fs.writeFileSync(file, data);
-            const ranges = { a: { offset: 1024 * 1024 - 10, size: 20 }, b: { offset: 5, size: 2 * 1024 * 1024 + 3 }, c: { offset: data.length - 1, size: 1 } };
-            const expected = (name: string, r: { offset: number; size: number }, change?: number) => {
-                const bytes = Buffer.from(data.subarray(r.offset, r.offset + r.size));
-                if (change !== undefined) bytes[change] ^= 1;
-                fs.writeFileSync(path.join(dir, name), bytes);
-                return { ...r, expected: path.join(dir, name) };
-            };
-            const same = { a: expected("a", ranges.a), b: expected("b", ranges.b), c: expected("c", ranges.c) };
-            assert.deepStrictEqual(await sha256ComparingRanges(file, same), { sha256: createHash("sha256").update(data).digest("hex") });
-            // one byte, on the far side of a 1 MiB read boundary
-            assert.strictEqual((await sha256ComparingRanges(file, { ...same, b: expected("b2", ranges.b, 1024 * 1024 + 1) })).differs, "b");
-            assert.strictEqual((await sha256ComparingRanges(file, { ...same, c: { ...ranges.c, expected: same.b.expected } })).differs, "c", "an expected file of another size");
-            assert.strictEqual((await sha256ComparingRanges(file, { past: { offset: data.length - 1, size: 2, expected: expected("p", { offset: data.length - 1, size: 1 }).expected } })).differs, "past");
-        } finally {
-            fs.rmSync(dir, { recursive: true, force: true });
-        }
     });
 });
