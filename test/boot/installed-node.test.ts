@@ -55,8 +55,6 @@ async function flipDataByte(image: string, out: string): Promise<number> {
     return at;
 }
 
-type Report = SystemdReport;
-
 /** `ls -l[R] DIR…` output as DIR -> its lines: a "/path:" line starts each listing, blank lines or not. */
 function listings(text: string): Record<string, string> {
     const out: Record<string, string[]> = {};
@@ -78,14 +76,12 @@ describe("an installed node: our ISO installs to a disk that boots under Secure 
     let uki: any;
     let media: any;
     let node: VirtualNode;
-    let live: Report;
-    let installed: Report;
-    const seconds: Record<string, number> = {};
+    let live: SystemdReport;
+    let installed: SystemdReport;
 
     /** Boots the ISO (with the disk attached) or the disk alone, on this test's node, and parses the report. */
-    async function boot(label: string, o: { iso?: string }): Promise<Report> {
+    async function boot(label: string, o: { iso?: string }): Promise<SystemdReport> {
         const { boot: result, report, logFile } = await node.boot(label, { ...o, timeoutMs: BOOT_TIMEOUT_MS });
-        seconds[label] = result.seconds;
         if (report) fs.writeFileSync(path.join(work, `report-${label}.json`), JSON.stringify(report, null, 2)); // KEEP_TEST_DIRS=1 keeps it
         assert.ok(report, `${label}: no report from the guest (timed out: ${result.timedOut}); serial log in ${logFile}:\n${result.log.slice(-4000)}`);
         console.log(`      (${label}: boot to report ${result.seconds} s)`);
@@ -296,8 +292,8 @@ describe("an installed node: our ISO installs to a disk that boots under Secure 
     });
 
     describe("the TPM and other UKIs", () => {
-        let foreignPcr: Report;
-        let changedCmdline: Report;
+        let foreignPcr: SystemdReport;
+        let changedCmdline: SystemdReport;
         let changedUki: any;
 
         before(async function () {
