@@ -61,4 +61,5 @@ bash scripts/build-systemd-test-os.sh >/dev/null   # the systemd test OS (trixie
 bash scripts/install-pulumi.sh > .pulumi-bin
 bash scripts/install-pulumi-yaml.sh "$(cat .pulumi-bin)"   # `runtime: yaml` projects (test/cli)
 bash scripts/build-seaweedfs.sh > .seaweedfs-bin   # S3 server for the tests (test/helpers/s3-server.ts), cached outside the repo
+bash scripts/build-oras.sh > .oras-bin   # the OCI registry client the release resources publish with (oras on PATH also works), cached outside the repo
 echo "setup: ok (pulumi: $(cat .pulumi-bin))" >&2
