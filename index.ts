@@ -4,4 +4,8 @@ export { SystemExtension, SystemExtensionArgs } from "./provider/system-extensio
 export { KairosUkiImage, KairosUkiImageArgs } from "./provider/kairos-uki-image";
 export { BootMedia, BootMediaArgs } from "./provider/boot-media";
 export { PromotedArtifact, PromotedArtifactArgs } from "./provider/promoted-artifact";
+export { SysextRelease, SysextReleaseArgs } from "./provider/sysext-release";
+export { ExtensionCatalog, ExtensionCatalogArgs } from "./provider/extension-catalog";
+export { OsRelease, OsReleaseArgs } from "./provider/os-release";
+export { PromotedRelease, PromotedReleaseArgs } from "./provider/promoted-release";
 export * from "./constructs";

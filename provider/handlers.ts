@@ -28,6 +28,10 @@ import { BOOT_MEDIA_TOKEN, bootMediaHandler } from "./boot-media";
 import { bootMediaLayout } from "./boot-media/stored";
 import { bootMediaMoves } from "./boot-media/moves";
 import { PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler, promotedArtifactLayout, promotedArtifactMoves } from "./promoted-artifact";
+import { SYSEXT_RELEASE_TOKEN, sysextReleaseHandler } from "./sysext-release";
+import { EXTENSION_CATALOG_TOKEN, extensionCatalogHandler } from "./extension-catalog";
+import { OS_RELEASE_TOKEN, osReleaseHandler } from "./os-release";
+import { PROMOTED_RELEASE_TOKEN, promotedReleaseHandler } from "./promoted-release";
 import { withArtifactStore } from "./store/stored-artifacts";
 import { withMoves } from "./artifact-move";
 
@@ -43,6 +47,11 @@ const HANDLERS: Record<string, Handler> = {
     [KAIROS_UKI_IMAGE_TOKEN]: withMoves(withArtifactStore(KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler, kairosUkiImageLayout), kairosUkiImageMoves),
     [BOOT_MEDIA_TOKEN]: withMoves(withArtifactStore(BOOT_MEDIA_TOKEN, bootMediaHandler, bootMediaLayout), bootMediaMoves),
     [PROMOTED_ARTIFACT_TOKEN]: withMoves(withArtifactStore(PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler, promotedArtifactLayout), promotedArtifactMoves),
+    // Releases live in a registry, which is their store: no artifact store, and nothing local to move.
+    [SYSEXT_RELEASE_TOKEN]: sysextReleaseHandler,
+    [EXTENSION_CATALOG_TOKEN]: extensionCatalogHandler,
+    [OS_RELEASE_TOKEN]: osReleaseHandler,
+    [PROMOTED_RELEASE_TOKEN]: promotedReleaseHandler,
 };
 
 export const RESOURCE_TOKENS = Object.keys(HANDLERS);

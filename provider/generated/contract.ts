@@ -454,6 +454,82 @@ export interface StoreRecordArgs {
 /** What a damaged stored object leads to. */
 export type OnCorrupt = "fail" | "rebuild";
 
+/** How to reach an OCI registry. Credentials are never inputs: they come from the Docker config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, credential helpers included) of whoever runs `pulumi up`, so they never reach the state. */
+export interface RegistryAccess {
+    /**
+     * Speak plain HTTP (a registry on loopback or a lab network).
+     * @default false
+     */
+    plainHttp?: boolean;
+    /** PEM file of the CA that signed the registry's TLS certificate (beside the system's trusted CAs). */
+    caFile?: string;
+    /**
+     * Accept any TLS certificate. For tests only.
+     * @default false
+     */
+    insecure?: boolean;
+}
+
+/** RegistryAccess, as a resource input (every level a pulumi.Input). */
+export interface RegistryAccessArgs {
+    /**
+     * Speak plain HTTP (a registry on loopback or a lab network).
+     * @default false
+     */
+    plainHttp?: pulumi.Input<boolean>;
+    /** PEM file of the CA that signed the registry's TLS certificate (beside the system's trusted CAs). */
+    caFile?: pulumi.Input<string>;
+    /**
+     * Accept any TLS certificate. For tests only.
+     * @default false
+     */
+    insecure?: pulumi.Input<boolean>;
+}
+
+/** One version of one extension in a Kairos `releases.json` catalog: what SysextRelease and PromotedRelease output as `catalogEntry`. */
+export interface CatalogEntry {
+    /** The extension's name in the catalog (what `kairos-agent sysext install NAME` asks for). */
+    name: string;
+    /** The version (the catalog's tag), semver for constraints and `latest` to work. */
+    version: string;
+    /** The architecture key (Go names). */
+    arch: Architecture;
+    /** sysext or confext. */
+    kind: ExtensionKind;
+    /** `repository@sha256:<manifest digest>`, the only form Kairos accepts. */
+    reference: string;
+}
+
+/** CatalogEntry, as a resource input (every level a pulumi.Input). */
+export interface CatalogEntryArgs {
+    /** The extension's name in the catalog (what `kairos-agent sysext install NAME` asks for). */
+    name: pulumi.Input<string>;
+    /** The version (the catalog's tag), semver for constraints and `latest` to work. */
+    version: pulumi.Input<string>;
+    /** The architecture key (Go names). */
+    arch: pulumi.Input<Architecture>;
+    /** sysext or confext. */
+    kind: pulumi.Input<ExtensionKind>;
+    /** `repository@sha256:<manifest digest>`, the only form Kairos accepts. */
+    reference: pulumi.Input<string>;
+}
+
+/** What a promoted release is in the catalog: a CatalogEntry without its reference (the promotion supplies this environment's). */
+export interface ReleaseEntryInfo {
+    name: string;
+    version: string;
+    arch: Architecture;
+    kind: ExtensionKind;
+}
+
+/** ReleaseEntryInfo, as a resource input (every level a pulumi.Input). */
+export interface ReleaseEntryInfoArgs {
+    name: pulumi.Input<string>;
+    version: pulumi.Input<string>;
+    arch: pulumi.Input<Architecture>;
+    kind: pulumi.Input<ExtensionKind>;
+}
+
 /** The inputs of kairos:index:SigningKeys, as a program gives them. */
 export interface SigningKeysArgs {
     /** Certificate common-name prefix: the certificates are CN=<name>-PK, <name>-KEK, <name>-db. */
@@ -1212,6 +1288,438 @@ export interface PromotedArtifactOutputFields {
     readonly store: pulumi.Output<StoreRecord | undefined>;
 }
 
+/** The inputs of kairos:index:SysextRelease, as a program gives them. */
+export interface SysextReleaseArgs {
+    /** The signed extension image (a SystemExtension's `path`). */
+    image: pulumi.Input<string>;
+    /** The extension's name in catalogs (e.g. `k3s`); several versions share it. */
+    name: pulumi.Input<string>;
+    /** The release's version (semver, e.g. `1.31.2`). */
+    version: pulumi.Input<string>;
+    /** Where to publish: `host[:port]/path`, e.g. `registry.example.com/kairos/k3s`. */
+    repository: pulumi.Input<string>;
+    /** The tag to point at the release. @default the version */
+    tag?: pulumi.Input<string>;
+    /**
+     * The architecture the extension is built for (the catalog's key).
+     * @default "amd64"
+     */
+    arch?: pulumi.Input<Architecture>;
+    /**
+     * sysext or confext; the image's file name must end `.<kind>.raw`.
+     * @default "sysext"
+     */
+    kind?: pulumi.Input<ExtensionKind>;
+    /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
+    registry?: pulumi.Input<RegistryAccessArgs>;
+    /**
+     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * @default false
+     */
+    deleteOnDestroy?: pulumi.Input<boolean>;
+}
+
+/** The inputs of kairos:index:SysextRelease, resolved (what check() sees before defaults). */
+export interface SysextReleaseInputs {
+    /** The signed extension image (a SystemExtension's `path`). */
+    image: string;
+    /** The extension's name in catalogs (e.g. `k3s`); several versions share it. */
+    name: string;
+    /** The release's version (semver, e.g. `1.31.2`). */
+    version: string;
+    /** Where to publish: `host[:port]/path`, e.g. `registry.example.com/kairos/k3s`. */
+    repository: string;
+    /** The tag to point at the release. @default the version */
+    tag?: string;
+    /**
+     * The architecture the extension is built for (the catalog's key).
+     * @default "amd64"
+     */
+    arch?: Architecture;
+    /**
+     * sysext or confext; the image's file name must end `.<kind>.raw`.
+     * @default "sysext"
+     */
+    kind?: ExtensionKind;
+    /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
+    registry?: RegistryAccess;
+    /**
+     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * @default false
+     */
+    deleteOnDestroy?: boolean;
+}
+
+/** The outputs of kairos:index:SysextRelease, resolved (the state's shape). */
+export interface SysextReleaseOutputs {
+    /** `repository@sha256:<manifest digest>`: what `kairos-agent sysext install oci:…` and the catalog take. */
+    reference: string;
+    /** The manifest digest (`sha256:…`), a pure function of the image bytes and file name. */
+    digest: string;
+    /** `repository:tag`, which points at `digest` after the publish; refresh reports drift when it no longer does. */
+    taggedReference: string;
+    /** The file name the node writes (the layer's org.opencontainers.image.title). */
+    fileName: string;
+    /** SHA-256 of the extension image (the layer digest without its prefix). */
+    sha256: string;
+    /** Size of the extension image in bytes. */
+    size: number;
+    /** This release as an ExtensionCatalog entry. */
+    catalogEntry: CatalogEntry;
+    /** Hash of the named hash parts; a change means the artifact is promoted again. */
+    inputHash: string;
+    /** Files refresh found missing or altered since the build (e.g. `kairos.iso: altered`); the next `up` rebuilds them. */
+    drift?: string[];
+    /** What the last build did: action, the hash parts that changed, and each named step with its time. */
+    lastBuild?: BuildReport;
+    /** The state contract of the pulumi-kairos that wrote this state (provider/handlers.ts): 2 now; state from an older version updates in place on the next `up`, state from a newer one is refused. */
+    stateVersion: number;
+    /** The named parts of inputHash (artifact, signing, builder); preview shows which one changed. */
+    hashParts?: Record<string, string>;
+}
+
+/** The outputs of kairos:index:SysextRelease as the resource class's fields (the class merges with this interface). */
+export interface SysextReleaseOutputFields {
+    /** `repository@sha256:<manifest digest>`: what `kairos-agent sysext install oci:…` and the catalog take. */
+    readonly reference: pulumi.Output<string>;
+    /** The manifest digest (`sha256:…`), a pure function of the image bytes and file name. */
+    readonly digest: pulumi.Output<string>;
+    /** `repository:tag`, which points at `digest` after the publish; refresh reports drift when it no longer does. */
+    readonly taggedReference: pulumi.Output<string>;
+    /** The file name the node writes (the layer's org.opencontainers.image.title). */
+    readonly fileName: pulumi.Output<string>;
+    /** SHA-256 of the extension image (the layer digest without its prefix). */
+    readonly sha256: pulumi.Output<string>;
+    /** Size of the extension image in bytes. */
+    readonly size: pulumi.Output<number>;
+    /** This release as an ExtensionCatalog entry. */
+    readonly catalogEntry: pulumi.Output<CatalogEntry>;
+    /** Hash of the named hash parts; a change means the artifact is promoted again. */
+    readonly inputHash: pulumi.Output<string>;
+    /** Files refresh found missing or altered since the build (e.g. `kairos.iso: altered`); the next `up` rebuilds them. */
+    readonly drift: pulumi.Output<string[] | undefined>;
+    /** What the last build did: action, the hash parts that changed, and each named step with its time. */
+    readonly lastBuild: pulumi.Output<BuildReport | undefined>;
+    /** The state contract of the pulumi-kairos that wrote this state (provider/handlers.ts): 2 now; state from an older version updates in place on the next `up`, state from a newer one is refused. */
+    readonly stateVersion: pulumi.Output<number>;
+    /** The named parts of inputHash (artifact, signing, builder); preview shows which one changed. */
+    readonly hashParts: pulumi.Output<Record<string, string> | undefined>;
+}
+
+/** The inputs of kairos:index:ExtensionCatalog, as a program gives them. */
+export interface ExtensionCatalogArgs {
+    /** The releases to list (SysextRelease/PromotedRelease `catalogEntry` outputs, or entries written by hand). Each name+version+arch at most once. */
+    entries: pulumi.Input<pulumi.Input<CatalogEntryArgs>[]>;
+    /** The catalog's `repo` field (a free-form name of the collection). @default the repository, or "pulumi-kairos" */
+    repo?: pulumi.Input<string>;
+    /** Folder the catalog file is written to. */
+    outputDir: pulumi.Input<string>;
+    /** Publish the catalog to this repository as well (`host[:port]/path`). */
+    repository?: pulumi.Input<string>;
+    /**
+     * The tag the published catalog gets.
+     * @default "latest"
+     */
+    tag?: pulumi.Input<string>;
+    /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
+    registry?: pulumi.Input<RegistryAccessArgs>;
+    /**
+     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * @default false
+     */
+    deleteOnDestroy?: pulumi.Input<boolean>;
+}
+
+/** The inputs of kairos:index:ExtensionCatalog, resolved (what check() sees before defaults). */
+export interface ExtensionCatalogInputs {
+    /** The releases to list (SysextRelease/PromotedRelease `catalogEntry` outputs, or entries written by hand). Each name+version+arch at most once. */
+    entries: CatalogEntry[];
+    /** The catalog's `repo` field (a free-form name of the collection). @default the repository, or "pulumi-kairos" */
+    repo?: string;
+    /** Folder the catalog file is written to. */
+    outputDir: string;
+    /** Publish the catalog to this repository as well (`host[:port]/path`). */
+    repository?: string;
+    /**
+     * The tag the published catalog gets.
+     * @default "latest"
+     */
+    tag?: string;
+    /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
+    registry?: RegistryAccess;
+    /**
+     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * @default false
+     */
+    deleteOnDestroy?: boolean;
+}
+
+/** The outputs of kairos:index:ExtensionCatalog, resolved (the state's shape). */
+export interface ExtensionCatalogOutputs {
+    /** The catalog file (`releases.json` in outputDir), for `kairos-agent sysext install --catalog file:…`. */
+    path: string;
+    /** SHA-256 of the catalog file. */
+    sha256: string;
+    /** The catalog's JSON text. */
+    catalog: string;
+    /** Extension name -> the version `latest` names (the highest semver). */
+    latest: Record<string, string>;
+    /** With repository: the published catalog artifact, `repository@sha256:…`. */
+    reference?: string;
+    /** With repository: the published catalog artifact's manifest digest. */
+    digest?: string;
+    /** With repository: `repository:tag`, which points at `digest` after the publish; refresh reports drift when it no longer does. */
+    taggedReference?: string;
+    /** With repository: the http(s) URL of the catalog's bytes in the registry (its blob), what `kairos-agent sysext install --catalog URL` takes. */
+    url?: string;
+    /** Hash of the named hash parts; a change means the artifact is promoted again. */
+    inputHash: string;
+    /** Files refresh found missing or altered since the build (e.g. `kairos.iso: altered`); the next `up` rebuilds them. */
+    drift?: string[];
+    /** What the last build did: action, the hash parts that changed, and each named step with its time. */
+    lastBuild?: BuildReport;
+    /** The state contract of the pulumi-kairos that wrote this state (provider/handlers.ts): 2 now; state from an older version updates in place on the next `up`, state from a newer one is refused. */
+    stateVersion: number;
+    /** The named parts of inputHash (artifact, signing, builder); preview shows which one changed. */
+    hashParts?: Record<string, string>;
+}
+
+/** The outputs of kairos:index:ExtensionCatalog as the resource class's fields (the class merges with this interface). */
+export interface ExtensionCatalogOutputFields {
+    /** The catalog file (`releases.json` in outputDir), for `kairos-agent sysext install --catalog file:…`. */
+    readonly path: pulumi.Output<string>;
+    /** SHA-256 of the catalog file. */
+    readonly sha256: pulumi.Output<string>;
+    /** The catalog's JSON text. */
+    readonly catalog: pulumi.Output<string>;
+    /** Extension name -> the version `latest` names (the highest semver). */
+    readonly latest: pulumi.Output<Record<string, string>>;
+    /** With repository: the published catalog artifact, `repository@sha256:…`. */
+    readonly reference: pulumi.Output<string | undefined>;
+    /** With repository: the published catalog artifact's manifest digest. */
+    readonly digest: pulumi.Output<string | undefined>;
+    /** With repository: `repository:tag`, which points at `digest` after the publish; refresh reports drift when it no longer does. */
+    readonly taggedReference: pulumi.Output<string | undefined>;
+    /** With repository: the http(s) URL of the catalog's bytes in the registry (its blob), what `kairos-agent sysext install --catalog URL` takes. */
+    readonly url: pulumi.Output<string | undefined>;
+    /** Hash of the named hash parts; a change means the artifact is promoted again. */
+    readonly inputHash: pulumi.Output<string>;
+    /** Files refresh found missing or altered since the build (e.g. `kairos.iso: altered`); the next `up` rebuilds them. */
+    readonly drift: pulumi.Output<string[] | undefined>;
+    /** What the last build did: action, the hash parts that changed, and each named step with its time. */
+    readonly lastBuild: pulumi.Output<BuildReport | undefined>;
+    /** The state contract of the pulumi-kairos that wrote this state (provider/handlers.ts): 2 now; state from an older version updates in place on the next `up`, state from a newer one is refused. */
+    readonly stateVersion: pulumi.Output<number>;
+    /** The named parts of inputHash (artifact, signing, builder); preview shows which one changed. */
+    readonly hashParts: pulumi.Output<Record<string, string> | undefined>;
+}
+
+/** The inputs of kairos:index:OsRelease, as a program gives them. */
+export interface OsReleaseArgs {
+    /** The KairosUkiImage's `bootFiles` (one norole entry). */
+    uki: pulumi.Input<UkiFilesArgs>;
+    /** Signed key lists to ship in loader/keys/auto, as AuroraBoot does. */
+    enrollKeys?: pulumi.Input<EnrollKeysArgs>;
+    /** Folder the tarball is written to. */
+    outputDir: pulumi.Input<string>;
+    /**
+     * The tarball's name (`<name>.tar`).
+     * @default "kairos-os"
+     */
+    name?: pulumi.Input<string>;
+    /**
+     * The image config's architecture.
+     * @default "amd64"
+     */
+    arch?: pulumi.Input<Architecture>;
+    /** Push the image to this repository too (`host[:port]/path`). */
+    repository?: pulumi.Input<string>;
+    /**
+     * The tag the pushed image gets.
+     * @default "latest"
+     */
+    tag?: pulumi.Input<string>;
+    /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
+    registry?: pulumi.Input<RegistryAccessArgs>;
+    /**
+     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * @default false
+     */
+    deleteOnDestroy?: pulumi.Input<boolean>;
+}
+
+/** The inputs of kairos:index:OsRelease, resolved (what check() sees before defaults). */
+export interface OsReleaseInputs {
+    /** The KairosUkiImage's `bootFiles` (one norole entry). */
+    uki: UkiFiles;
+    /** Signed key lists to ship in loader/keys/auto, as AuroraBoot does. */
+    enrollKeys?: EnrollKeys;
+    /** Folder the tarball is written to. */
+    outputDir: string;
+    /**
+     * The tarball's name (`<name>.tar`).
+     * @default "kairos-os"
+     */
+    name?: string;
+    /**
+     * The image config's architecture.
+     * @default "amd64"
+     */
+    arch?: Architecture;
+    /** Push the image to this repository too (`host[:port]/path`). */
+    repository?: string;
+    /**
+     * The tag the pushed image gets.
+     * @default "latest"
+     */
+    tag?: string;
+    /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
+    registry?: RegistryAccess;
+    /**
+     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * @default false
+     */
+    deleteOnDestroy?: boolean;
+}
+
+/** The outputs of kairos:index:OsRelease, resolved (the state's shape). */
+export interface OsReleaseOutputs {
+    /** The image as a docker-save tarball, for `kairos-agent upgrade --source ocifile:…` (and `docker load`). */
+    path: string;
+    /** SHA-256 of the tarball. */
+    sha256: string;
+    /** The image's manifest digest (`sha256:…`), the same pushed or not. */
+    digest: string;
+    /** With repository: `repository@sha256:…`, what `kairos-agent upgrade --source oci:…` takes. */
+    reference?: string;
+    /** With repository: `repository:tag`. */
+    taggedReference?: string;
+    /** The files in the image's layer, as the upgrade extracts them onto the ESP. */
+    files: string[];
+    /** Hash of the named hash parts; a change means the artifact is promoted again. */
+    inputHash: string;
+    /** Files refresh found missing or altered since the build (e.g. `kairos.iso: altered`); the next `up` rebuilds them. */
+    drift?: string[];
+    /** What the last build did: action, the hash parts that changed, and each named step with its time. */
+    lastBuild?: BuildReport;
+    /** The state contract of the pulumi-kairos that wrote this state (provider/handlers.ts): 2 now; state from an older version updates in place on the next `up`, state from a newer one is refused. */
+    stateVersion: number;
+    /** The named parts of inputHash (artifact, signing, builder); preview shows which one changed. */
+    hashParts?: Record<string, string>;
+}
+
+/** The outputs of kairos:index:OsRelease as the resource class's fields (the class merges with this interface). */
+export interface OsReleaseOutputFields {
+    /** The image as a docker-save tarball, for `kairos-agent upgrade --source ocifile:…` (and `docker load`). */
+    readonly path: pulumi.Output<string>;
+    /** SHA-256 of the tarball. */
+    readonly sha256: pulumi.Output<string>;
+    /** The image's manifest digest (`sha256:…`), the same pushed or not. */
+    readonly digest: pulumi.Output<string>;
+    /** With repository: `repository@sha256:…`, what `kairos-agent upgrade --source oci:…` takes. */
+    readonly reference: pulumi.Output<string | undefined>;
+    /** With repository: `repository:tag`. */
+    readonly taggedReference: pulumi.Output<string | undefined>;
+    /** The files in the image's layer, as the upgrade extracts them onto the ESP. */
+    readonly files: pulumi.Output<string[]>;
+    /** Hash of the named hash parts; a change means the artifact is promoted again. */
+    readonly inputHash: pulumi.Output<string>;
+    /** Files refresh found missing or altered since the build (e.g. `kairos.iso: altered`); the next `up` rebuilds them. */
+    readonly drift: pulumi.Output<string[] | undefined>;
+    /** What the last build did: action, the hash parts that changed, and each named step with its time. */
+    readonly lastBuild: pulumi.Output<BuildReport | undefined>;
+    /** The state contract of the pulumi-kairos that wrote this state (provider/handlers.ts): 2 now; state from an older version updates in place on the next `up`, state from a newer one is refused. */
+    readonly stateVersion: pulumi.Output<number>;
+    /** The named parts of inputHash (artifact, signing, builder); preview shows which one changed. */
+    readonly hashParts: pulumi.Output<Record<string, string> | undefined>;
+}
+
+/** The inputs of kairos:index:PromotedRelease, as a program gives them. */
+export interface PromotedReleaseArgs {
+    /** The tested release, `repository@sha256:…` (the earlier stack's `reference`). */
+    source: pulumi.Input<string>;
+    /** This environment's repository (`host[:port]/path`). */
+    repository: pulumi.Input<string>;
+    /** The tag to point at it here. @default the entry's version, else `latest` */
+    tag?: pulumi.Input<string>;
+    /** What the release is in a catalog (name, version, arch, kind); gives `catalogEntry`. */
+    entry?: pulumi.Input<ReleaseEntryInfoArgs>;
+    /** How to reach the source's registry. @default registry */
+    sourceRegistry?: pulumi.Input<RegistryAccessArgs>;
+    /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
+    registry?: pulumi.Input<RegistryAccessArgs>;
+    /**
+     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * @default false
+     */
+    deleteOnDestroy?: pulumi.Input<boolean>;
+}
+
+/** The inputs of kairos:index:PromotedRelease, resolved (what check() sees before defaults). */
+export interface PromotedReleaseInputs {
+    /** The tested release, `repository@sha256:…` (the earlier stack's `reference`). */
+    source: string;
+    /** This environment's repository (`host[:port]/path`). */
+    repository: string;
+    /** The tag to point at it here. @default the entry's version, else `latest` */
+    tag?: string;
+    /** What the release is in a catalog (name, version, arch, kind); gives `catalogEntry`. */
+    entry?: ReleaseEntryInfo;
+    /** How to reach the source's registry. @default registry */
+    sourceRegistry?: RegistryAccess;
+    /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
+    registry?: RegistryAccess;
+    /**
+     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * @default false
+     */
+    deleteOnDestroy?: boolean;
+}
+
+/** The outputs of kairos:index:PromotedRelease, resolved (the state's shape). */
+export interface PromotedReleaseOutputs {
+    /** `repository@sha256:…` in this environment: the same digest as the source. */
+    reference: string;
+    /** The manifest digest, equal to the source's. */
+    digest: string;
+    /** `repository:tag`. */
+    taggedReference: string;
+    /** With entry: this environment's catalog entry (the tested digest under this repository). */
+    catalogEntry?: CatalogEntry;
+    /** Hash of the named hash parts; a change means the artifact is promoted again. */
+    inputHash: string;
+    /** Files refresh found missing or altered since the build (e.g. `kairos.iso: altered`); the next `up` rebuilds them. */
+    drift?: string[];
+    /** What the last build did: action, the hash parts that changed, and each named step with its time. */
+    lastBuild?: BuildReport;
+    /** The state contract of the pulumi-kairos that wrote this state (provider/handlers.ts): 2 now; state from an older version updates in place on the next `up`, state from a newer one is refused. */
+    stateVersion: number;
+    /** The named parts of inputHash (artifact, signing, builder); preview shows which one changed. */
+    hashParts?: Record<string, string>;
+}
+
+/** The outputs of kairos:index:PromotedRelease as the resource class's fields (the class merges with this interface). */
+export interface PromotedReleaseOutputFields {
+    /** `repository@sha256:…` in this environment: the same digest as the source. */
+    readonly reference: pulumi.Output<string>;
+    /** The manifest digest, equal to the source's. */
+    readonly digest: pulumi.Output<string>;
+    /** `repository:tag`. */
+    readonly taggedReference: pulumi.Output<string>;
+    /** With entry: this environment's catalog entry (the tested digest under this repository). */
+    readonly catalogEntry: pulumi.Output<CatalogEntry | undefined>;
+    /** Hash of the named hash parts; a change means the artifact is promoted again. */
+    readonly inputHash: pulumi.Output<string>;
+    /** Files refresh found missing or altered since the build (e.g. `kairos.iso: altered`); the next `up` rebuilds them. */
+    readonly drift: pulumi.Output<string[] | undefined>;
+    /** What the last build did: action, the hash parts that changed, and each named step with its time. */
+    readonly lastBuild: pulumi.Output<BuildReport | undefined>;
+    /** The state contract of the pulumi-kairos that wrote this state (provider/handlers.ts): 2 now; state from an older version updates in place on the next `up`, state from a newer one is refused. */
+    readonly stateVersion: pulumi.Output<number>;
+    /** The named parts of inputHash (artifact, signing, builder); preview shows which one changed. */
+    readonly hashParts: pulumi.Output<Record<string, string> | undefined>;
+}
+
 /** Each resource's output names in schema.json's order: what its class registers. */
 export const OUTPUT_NAMES = {
     SigningKeys: ["keyDir", "keySource", "files", "tpmPcrKeyFile", "tpmPcrPublicKeyPem", "certificates", "signatureLists", "ownerGuid", "authTimestamp", "fileDigests", "drift", "inputHash", "keyMaterialHash", "hashParts", "lastBuild", "stateVersion", "adoptedExtraLists", "store"],
@@ -1219,6 +1727,10 @@ export const OUTPUT_NAMES = {
     KairosUkiImage: ["ukis", "systemdBoot", "bootFiles", "stubOrigin", "pcr11", "kairosRelease", "sourceDigest", "inputHash", "drift", "hashParts", "lastBuild", "entryKey", "stateVersion", "outputDir", "store"],
     BootMedia: ["path", "sha256", "size", "files", "inputHash", "drift", "hashParts", "lastBuild", "pcr13", "stateVersion", "store"],
     PromotedArtifact: ["path", "sha256", "sourceSha256", "rootHash", "changes", "inputHash", "drift", "hashParts", "lastBuild", "stateVersion", "store"],
+    SysextRelease: ["reference", "digest", "taggedReference", "fileName", "sha256", "size", "catalogEntry", "inputHash", "drift", "lastBuild", "stateVersion", "hashParts"],
+    ExtensionCatalog: ["path", "sha256", "catalog", "latest", "reference", "digest", "taggedReference", "url", "inputHash", "drift", "lastBuild", "stateVersion", "hashParts"],
+    OsRelease: ["path", "sha256", "digest", "reference", "taggedReference", "files", "inputHash", "drift", "lastBuild", "stateVersion", "hashParts"],
+    PromotedRelease: ["reference", "digest", "taggedReference", "catalogEntry", "inputHash", "drift", "lastBuild", "stateVersion", "hashParts"],
 } as const;
 
 /** `{ name: undefined }` for every output of `resource`: the outputs a class registers with super(). */

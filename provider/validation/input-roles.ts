@@ -26,6 +26,9 @@ export type InputRole =
 const ARTIFACT_STORE: InputRole = { none: "where a copy is kept, not what is built: moving buckets rebuilds nothing (the next up publishes there)" };
 const OUTPUT_DIR: InputRole = { replace: true, notHashed: "where the artifact goes, which differs per runner and checkout; the store relocates a fetched artifact to the runner's own outputDir" };
 
+const REGISTRY_ACCESS: InputRole = { none: "how the registry is reached (plain HTTP, a CA file), not what is published or where" };
+const DELETE_RELEASE: InputRole = { none: "what destroy does to the published manifest, not what is published: nothing is pushed again" };
+
 export const INPUT_ROLES: Record<string, Record<string, InputRole>> = {
     "kairos:index:SigningKeys": {
         // Key identity: these name the key set itself (hash part "keys", the keyMaterialHash); check()
@@ -102,6 +105,46 @@ export const INPUT_ROLES: Record<string, Record<string, InputRole>> = {
         resign: { hash: { part: "signing", digest: "the certificate's sha256 fingerprint (check() proves the key belongs to it)" } },
         fromStore: { none: "where the tested bytes are taken from, not which: expectedSha256 names them, and the download is hashed against it" },
         artifactStore: ARTIFACT_STORE,
+    },
+    "kairos:index:SysextRelease": {
+        image: { hash: { part: "image", digest: "the image's sha256 (its file name is part fileName: the title nodes write it under)" } },
+        name: { hash: { part: "catalog" } },
+        version: { hash: { part: "catalog" } },
+        arch: { hash: { part: "catalog" } },
+        kind: { hash: { part: "artifactType" } },
+        repository: { hash: { part: "place" } },
+        tag: { hash: { part: "place" } },
+        registry: REGISTRY_ACCESS,
+        deleteOnDestroy: DELETE_RELEASE,
+    },
+    "kairos:index:ExtensionCatalog": {
+        entries: { hash: { part: "catalog", digest: "the sha256 of the releases.json the entries render to" } },
+        repo: { hash: { part: "catalog", digest: "the sha256 of the releases.json, whose repo field it is" } },
+        outputDir: { replace: true, notHashed: "where the catalog file is written, which differs per runner and checkout; the catalog is the same" },
+        repository: { hash: { part: "place" } },
+        tag: { hash: { part: "place" } },
+        registry: REGISTRY_ACCESS,
+        deleteOnDestroy: DELETE_RELEASE,
+    },
+    "kairos:index:OsRelease": {
+        uki: { hash: { part: "files", digest: "each file's sha256 under its path in the image" } },
+        enrollKeys: { hash: { part: "files", digest: "each .auth file's sha256 under loader/keys/auto" } },
+        outputDir: { replace: true, notHashed: "where the tarball is written, which differs per runner and checkout; the image is the same" },
+        name: { replace: true, notHashed: "the tarball's file name only: the image inside, and its digest, are the same" },
+        arch: { hash: { part: "arch" } },
+        repository: { hash: { part: "place" } },
+        tag: { hash: { part: "place" } },
+        registry: REGISTRY_ACCESS,
+        deleteOnDestroy: DELETE_RELEASE,
+    },
+    "kairos:index:PromotedRelease": {
+        source: { hash: { part: "release", digest: "the tested manifest digest; the repository it is copied from is where, not what" } },
+        repository: { hash: { part: "place" } },
+        tag: { hash: { part: "place" } },
+        entry: { hash: { part: "entry" } },
+        sourceRegistry: REGISTRY_ACCESS,
+        registry: REGISTRY_ACCESS,
+        deleteOnDestroy: DELETE_RELEASE,
     },
 };
 

@@ -1,0 +1,104 @@
+// PromotedRelease: a release an earlier environment published and tested, copied by digest into this
+// environment's repository. Nothing is rebuilt or re-signed; the registry-to-registry copy keeps the
+// manifest bytes, and a copy whose digest differs from the tested one is an error, not a release.
+import * as fs from "fs";
+import * as pulumi from "@pulumi/pulumi";
+import { Handler } from "./artifact-contract";
+import { checkInputs } from "./check-kit";
+import { packageProvider } from "./dynamic-transport";
+import { BuildLog, updateAction, updateReasons } from "./build-log";
+import { InputProblem } from "./validation/schema-validator";
+import { canonicalJson, sha256Hex } from "./toolkit/files";
+import { copyByDigest } from "./toolkit/release/oras";
+import { PublishedRecord, ReleaseRun, accessOf, deletePublished, pinned, registryDrift, placePart, registryProblems, releaseDiff, tagged } from "./release/published";
+import * as contract from "./generated/contract";
+import { registeredOutputs } from "./generated/contract";
+
+export const PROMOTED_RELEASE_TOKEN = "kairos:index:PromotedRelease";
+const BUILDER_VERSION = "promoted-release/1";
+
+export interface PromotedReleaseArgs extends contract.PromotedReleaseArgs {}
+
+interface Inputs extends contract.PromotedReleaseInputs {
+    hashParts: Record<string, string>;
+    inputHash: string;
+}
+
+interface Outputs extends Inputs, ReleaseRun, Omit<PublishedRecord, "drift"> {
+    reference: string;
+    digest: string;
+    taggedReference: string;
+    catalogEntry?: contract.CatalogEntry;
+}
+
+const testedDigest = (i: { source: string }) => i.source.slice(i.source.lastIndexOf("@") + 1);
+const label = (i: { source: string; repository: string }) => `PromotedRelease ${i.repository}@${testedDigest(i).slice(0, 19)}`;
+const tagOf = (i: Inputs) => i.tag ?? i.entry?.version ?? "latest";
+
+function crossField(i: Inputs): InputProblem[] {
+    return [...registryProblems("registry", i.registry, fs.existsSync), ...registryProblems("sourceRegistry", i.sourceRegistry, fs.existsSync)];
+}
+
+export const promotedReleaseHandler: Handler = {
+    check: (olds, news) =>
+        checkInputs<Inputs>(PROMOTED_RELEASE_TOKEN, olds, news, {
+            crossField,
+            async derive(i) {
+                i.hashParts = { release: testedDigest(i), entry: sha256Hex(canonicalJson(i.entry ?? null)), place: placePart(i.repository, tagOf(i)), builder: BUILDER_VERSION };
+                i.inputHash = sha256Hex(canonicalJson(i.hashParts));
+                return [];
+            },
+        }),
+
+    async diff(_id, olds: Outputs, news: Inputs) {
+        return releaseDiff(olds, news);
+    },
+
+    async create(inputs: Inputs) {
+        const outs = await promote(inputs, new BuildLog(label(inputs), "published", ["new"]));
+        return { id: outs.reference, outs };
+    },
+
+    async read(id, props: Outputs) {
+        return { id, props: { ...props, drift: await registryDrift(props) } };
+    },
+
+    async update(_id, olds: Outputs, news: Inputs) {
+        const reasons = updateReasons(olds, news);
+        return { outs: await promote(news, new BuildLog(label(news), updateAction(reasons) === "restored" ? "restored" : "published", reasons)) };
+    },
+
+    async delete(_id, props: Outputs) {
+        await deletePublished(label(props), props, props.reference);
+    },
+};
+
+async function promote(i: Inputs, log: BuildLog): Promise<Outputs> {
+    const tested = testedDigest(i);
+    const target = tagged(i.repository, tagOf(i));
+    const digest = await log.step(`copy ${i.source} -> ${target}`, () => copyByDigest(i.source, target, { from: accessOf(i.sourceRegistry ?? i.registry), to: accessOf(i.registry) }));
+    if (digest !== tested) {
+        throw new Error(`${label(i)}: ${target} now names ${digest}, not the tested ${tested}; the registry rewrote the manifest, so this is not the tested release (nothing else was changed)`);
+    }
+    const reference = pinned(i.repository, digest);
+    log.say(`promoted ${i.source} as ${reference}`);
+    return {
+        ...i,
+        reference,
+        digest,
+        taggedReference: target,
+        ...(i.entry ? { catalogEntry: { ...i.entry, reference } } : {}),
+        drift: [],
+        lastBuild: log.report(),
+    } as Outputs;
+}
+
+/** A tested release copied by digest into this environment's registry. */
+export class PromotedRelease extends pulumi.dynamic.Resource {
+    constructor(name: string, args: PromotedReleaseArgs, opts?: pulumi.CustomResourceOptions) {
+        const outputs = registeredOutputs("PromotedRelease");
+        super(packageProvider(PROMOTED_RELEASE_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "PromotedRelease");
+    }
+}
+
+export interface PromotedRelease extends contract.PromotedReleaseOutputFields {}

@@ -1,0 +1,138 @@
+// SysextRelease: a signed extension published in Kairos' raw OCI artifact form, which
+// `kairos-agent sysext install oci:REPOSITORY@sha256:…` takes and a catalog lists. The manifest is
+// written here (no timestamp: the digest is a function of the image bytes and its file name) and
+// pushed as it is, so the digest recorded in preview-free state is the one the registry serves.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { Handler } from "./artifact-contract";
+import { checkInputs } from "./check-kit";
+import { packageProvider } from "./dynamic-transport";
+import { BuildLog, updateAction, updateReasons } from "./build-log";
+import { InputProblem } from "./validation/schema-validator";
+import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
+import { verifySysextImage } from "./toolkit/sysext/ddi-verify";
+import { writeRawExtensionLayout } from "./toolkit/release/raw-artifact";
+import { pushLayout } from "./toolkit/release/oras";
+import { PublishedRecord, ReleaseRun, accessOf, deletePublished, pinned, registryDrift, placePart, registryProblems, releaseDiff, tagged } from "./release/published";
+import * as contract from "./generated/contract";
+import { registeredOutputs } from "./generated/contract";
+
+export const SYSEXT_RELEASE_TOKEN = "kairos:index:SysextRelease";
+const BUILDER_VERSION = "sysext-release/1";
+/** Kairos' media types (agent sdk/utils/image/rawextension.go): the manifest's artifactType and its one layer's. */
+export const RAW_EXTENSION_MEDIA_TYPES = { sysext: "application/vnd.kairos.sysext.raw", confext: "application/vnd.kairos.confext.raw" } as const;
+
+export interface SysextReleaseArgs extends contract.SysextReleaseArgs {}
+
+interface Inputs extends contract.SysextReleaseInputs {
+    kind: "sysext" | "confext";
+    arch: "amd64" | "arm64";
+    hashParts: Record<string, string>;
+    inputHash: string;
+}
+
+interface Outputs extends Inputs, ReleaseRun, Omit<PublishedRecord, "drift"> {
+    reference: string;
+    digest: string;
+    taggedReference: string;
+    fileName: string;
+    sha256: string;
+    size: number;
+    catalogEntry: contract.CatalogEntry;
+}
+
+const label = (i: { name: string; version: string }) => `SysextRelease ${i.name} ${i.version}`;
+const tagOf = (i: Inputs) => i.tag ?? i.version;
+
+function crossField(i: Inputs): InputProblem[] {
+    const problems: InputProblem[] = [];
+    if (!fs.existsSync(i.image)) problems.push({ property: "image", reason: `${i.image} does not exist` });
+    else if (!path.basename(i.image).endsWith(`.${i.kind}.raw`)) {
+        problems.push({ property: "image", reason: `${path.basename(i.image)} is not named *.${i.kind}.raw; Kairos writes the file under this name and systemd merges a ${i.kind} only with that suffix (set kind, or publish the right image)` });
+    }
+    return [...problems, ...registryProblems("registry", i.registry, fs.existsSync)];
+}
+
+export const sysextReleaseHandler: Handler = {
+    check: (olds, news) =>
+        checkInputs<Inputs>(SYSEXT_RELEASE_TOKEN, olds, news, {
+            crossField,
+            async derive(i) {
+                // What the manifest is made of, what the catalog calls it, and where it goes.
+                i.hashParts = {
+                    image: await sha256File(i.image),
+                    fileName: path.basename(i.image),
+                    artifactType: RAW_EXTENSION_MEDIA_TYPES[i.kind],
+                    catalog: sha256Hex(canonicalJson({ name: i.name, version: i.version, arch: i.arch })),
+                    place: placePart(i.repository, tagOf(i)),
+                    builder: BUILDER_VERSION,
+                };
+                i.inputHash = sha256Hex(canonicalJson(i.hashParts));
+                return [];
+            },
+        }),
+
+    async diff(_id, olds: Outputs, news: Inputs) {
+        return releaseDiff(olds, news);
+    },
+
+    async create(inputs: Inputs) {
+        const outs = await publish(inputs, new BuildLog(label(inputs), "published", ["new"]));
+        return { id: outs.reference, outs };
+    },
+
+    async read(id, props: Outputs) {
+        return { id, props: { ...props, drift: await registryDrift(props) } };
+    },
+
+    async update(_id, olds: Outputs, news: Inputs) {
+        const reasons = updateReasons(olds, news);
+        return { outs: await publish(news, new BuildLog(label(news), updateAction(reasons) === "restored" ? "restored" : "published", reasons)) };
+    },
+
+    async delete(_id, props: Outputs) {
+        await deletePublished(label(props), props, props.reference);
+    },
+};
+
+async function publish(i: Inputs, log: BuildLog): Promise<Outputs> {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-sysext-release-"));
+    try {
+        const fileName = path.basename(i.image);
+        // A release is what nodes run: refuse anything that is not a whole, signed extension image.
+        await log.step("check extension image", () => verifySysextImage(i.image, { workDir: work, requireSignature: true }));
+        const layout = await log.step("write OCI artifact", () =>
+            writeRawExtensionLayout(i.image, path.join(work, "layout"), { artifactType: RAW_EXTENSION_MEDIA_TYPES[i.kind], title: fileName }),
+        );
+        const target = tagged(i.repository, tagOf(i));
+        const digest = await log.step(`push ${target}`, () => pushLayout(path.join(work, "layout"), layout.tag, target, accessOf(i.registry)));
+        const reference = pinned(i.repository, digest);
+        log.say(`published ${reference}`);
+        return {
+            ...i,
+            reference,
+            digest,
+            taggedReference: target,
+            fileName,
+            sha256: layout.layerDigest.replace(/^sha256:/, ""),
+            size: layout.size,
+            catalogEntry: { name: i.name, version: i.version, arch: i.arch, kind: i.kind, reference },
+            drift: [],
+            lastBuild: log.report(),
+        } as Outputs;
+    } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+    }
+}
+
+/** A signed extension published to an OCI registry in Kairos' raw-artifact form. */
+export class SysextRelease extends pulumi.dynamic.Resource {
+    constructor(name: string, args: SysextReleaseArgs, opts?: pulumi.CustomResourceOptions) {
+        const outputs = registeredOutputs("SysextRelease");
+        super(packageProvider(SYSEXT_RELEASE_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "SysextRelease");
+    }
+}
+
+export interface SysextRelease extends contract.SysextReleaseOutputFields {}
