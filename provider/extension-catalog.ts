@@ -110,7 +110,7 @@ async function write(i: Inputs, log: BuildLog): Promise<Outputs> {
     if (i.repository) {
         const work = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-catalog-"));
         try {
-            const layout = await writeJsonArtifactLayout(Buffer.from(json), path.join(work, "layout"), { artifactType: CATALOG_ARTIFACT_TYPE, title: CATALOG_FILE });
+            const layout = writeJsonArtifactLayout(path.join(work, "layout"), Buffer.from(json), CATALOG_ARTIFACT_TYPE, CATALOG_FILE);
             const target = tagged(i.repository, i.tag);
             const digest = await log.step(`push ${target}`, () => pushLayout(path.join(work, "layout"), layout.tag, target, accessOf(i.registry)));
             Object.assign(outs, { digest, reference: pinned(i.repository, digest), taggedReference: target, url: blobUrl(i.repository, layout.layerDigest, i.registry?.plainHttp === true) });

@@ -15,7 +15,8 @@ import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { renderLoaderConf } from "./toolkit/boot/boot-entries";
 import { stageThenMove } from "./output/staging";
-import { ContainerFile, writeOsContainer } from "./toolkit/release/os-container";
+import { writeOsContainer } from "./toolkit/release/os-container";
+import type { TarEntry } from "./toolkit/release/tar-writer";
 import { pushLayout } from "./toolkit/release/oras";
 import { PublishedRecord, ReleaseRun, accessOf, deletePublished, pinned, registryDrift, placePart, registryProblems, releaseDiff, tagged } from "./release/published";
 import * as contract from "./generated/contract";
@@ -46,7 +47,7 @@ const label = (i: { name: string }) => `OsRelease ${i.name}`;
 const tarballOf = (i: { outputDir: string; name: string }) => path.join(i.outputDir, `${i.name}.tar`);
 
 /** The image's files as AuroraBoot lays them out (the ESP tree of a norole entry); loader.conf is rendered into `work`. */
-function containerFiles(i: Inputs, loaderConf: string): ContainerFile[] {
+function containerFiles(i: Inputs, loaderConf: string): TarEntry[] {
     return [
         { path: "EFI/BOOT/BOOTX64.EFI", source: i.uki.systemdBoot },
         ...i.uki.efiFiles.map((f) => ({ path: `EFI/kairos/${path.basename(f)}`, source: f })),
@@ -115,12 +116,13 @@ async function build(i: Inputs, log: BuildLog): Promise<Outputs> {
         const files = containerFiles(i, loaderConf);
         const layoutDir = path.join(work, "layout");
         const image = await log.step("write container image", () =>
-            stageThenMove(i.outputDir, (staging) => writeOsContainer(files, { arch: i.arch, tarball: path.join(staging, `${i.name}.tar`), layoutDir }), 0o755),
+            stageThenMove(i.outputDir, (staging) => writeOsContainer({ files, arch: i.arch, tarball: path.join(staging, `${i.name}.tar`), layoutDir }), 0o755),
         );
-        const outs = { ...i, path: tarballOf(i), sha256: await sha256File(tarballOf(i)), digest: image.digest, files: files.map((f) => f.path), drift: [] as string[] } as Outputs;
+        const outs = { ...i, path: tarballOf(i), sha256: image.tarballSha256, digest: image.manifestDigest, files: files.map((f) => f.path), drift: [] as string[] } as Outputs;
         if (i.repository) {
             const target = tagged(i.repository, i.tag);
             const digest = await log.step(`push ${target}`, () => pushLayout(layoutDir, image.tag, target, accessOf(i.registry)));
+            if (digest !== image.manifestDigest) throw new Error(`${target} names ${digest} after the push, not the image written (${image.manifestDigest}); the registry rewrote it`);
             Object.assign(outs, { reference: pinned(i.repository, digest), taggedReference: target });
             log.say(`published ${outs.reference}`);
         }

@@ -76,7 +76,7 @@ export const promotedReleaseHandler: Handler = {
 async function promote(i: Inputs, log: BuildLog): Promise<Outputs> {
     const tested = testedDigest(i);
     const target = tagged(i.repository, tagOf(i));
-    const digest = await log.step(`copy ${i.source} -> ${target}`, () => copyByDigest(i.source, target, { from: accessOf(i.sourceRegistry ?? i.registry), to: accessOf(i.registry) }));
+    const digest = await log.step(`copy ${i.source} -> ${target}`, () => copyByDigest(i.source, target, accessOf(i.sourceRegistry ?? i.registry), accessOf(i.registry)));
     if (digest !== tested) {
         throw new Error(`${label(i)}: ${target} now names ${digest}, not the tested ${tested}; the registry rewrote the manifest, so this is not the tested release (nothing else was changed)`);
     }

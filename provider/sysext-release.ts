@@ -13,7 +13,7 @@ import { BuildLog, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
 import { verifySysextImage } from "./toolkit/sysext/ddi-verify";
-import { writeRawExtensionLayout } from "./toolkit/release/raw-artifact";
+import { RAW_ARTIFACT_TYPES, writeRawExtensionLayout } from "./toolkit/release/raw-artifact";
 import { pushLayout } from "./toolkit/release/oras";
 import { PublishedRecord, ReleaseRun, accessOf, deletePublished, pinned, registryDrift, placePart, registryProblems, releaseDiff, tagged } from "./release/published";
 import * as contract from "./generated/contract";
@@ -21,8 +21,6 @@ import { registeredOutputs } from "./generated/contract";
 
 export const SYSEXT_RELEASE_TOKEN = "kairos:index:SysextRelease";
 const BUILDER_VERSION = "sysext-release/1";
-/** Kairos' media types (agent sdk/utils/image/rawextension.go): the manifest's artifactType and its one layer's. */
-export const RAW_EXTENSION_MEDIA_TYPES = { sysext: "application/vnd.kairos.sysext.raw", confext: "application/vnd.kairos.confext.raw" } as const;
 
 export interface SysextReleaseArgs extends contract.SysextReleaseArgs {}
 
@@ -64,7 +62,7 @@ export const sysextReleaseHandler: Handler = {
                 i.hashParts = {
                     image: await sha256File(i.image),
                     fileName: path.basename(i.image),
-                    artifactType: RAW_EXTENSION_MEDIA_TYPES[i.kind],
+                    artifactType: RAW_ARTIFACT_TYPES[i.kind],
                     catalog: sha256Hex(canonicalJson({ name: i.name, version: i.version, arch: i.arch })),
                     place: placePart(i.repository, tagOf(i)),
                     builder: BUILDER_VERSION,
@@ -104,10 +102,11 @@ async function publish(i: Inputs, log: BuildLog): Promise<Outputs> {
         // A release is what nodes run: refuse anything that is not a whole, signed extension image.
         await log.step("check extension image", () => verifySysextImage(i.image, { workDir: work, requireSignature: true }));
         const layout = await log.step("write OCI artifact", () =>
-            writeRawExtensionLayout(i.image, path.join(work, "layout"), { artifactType: RAW_EXTENSION_MEDIA_TYPES[i.kind], title: fileName }),
+            writeRawExtensionLayout(path.join(work, "layout"), i.image, i.kind, fileName),
         );
         const target = tagged(i.repository, tagOf(i));
         const digest = await log.step(`push ${target}`, () => pushLayout(path.join(work, "layout"), layout.tag, target, accessOf(i.registry)));
+        if (digest !== layout.manifestDigest) throw new Error(`${target} names ${digest} after the push, not the manifest written (${layout.manifestDigest}); the registry rewrote it`);
         const reference = pinned(i.repository, digest);
         log.say(`published ${reference}`);
         return {

@@ -171,12 +171,16 @@ export function parseSystemdReport(log: string): { facts: Record<string, string>
     return { facts, sections };
 }
 
-/** The k3s stand-in (examples/k3s-sysext/standin), built reproducibly into `out`. */
-export async function buildK3sStandin(out: string): Promise<string> {
+/**
+ * The k3s stand-in (examples/k3s-sysext/standin), built reproducibly into `out`; `version` replaces the
+ * release it reports (`k3s --version`, and the line it answers on :6443) for update tests.
+ */
+export async function buildK3sStandin(out: string, version?: string): Promise<string> {
     fs.mkdirSync(path.dirname(out), { recursive: true });
     // go build runs in the stand-in's folder: a relative output path must not be read from there.
     const tmp = `${path.resolve(out)}.tmp-${process.pid}`;
-    await run(["go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", tmp, "."], {
+    const stamp = version ? ` -X main.version=${version}` : "";
+    await run(["go", "build", "-trimpath", `-ldflags=-s -w -buildid=${stamp}`, "-o", tmp, "."], {
         cwd: path.join(REPO, "examples/k3s-sysext/standin"),
         env: { CGO_ENABLED: "0", GOTOOLCHAIN: "local", GOFLAGS: "-mod=mod" },
         timeoutMs: 300000,

@@ -44,6 +44,25 @@ export class EngineStack {
     preview() {
         return retryLostEngineLink(() => this.stack.preview({ color: "never", diff: true }));
     }
+    /** A preview's steps other than "same", each as "op Type name" (e.g. "update ExtensionCatalog extensions"), sorted. */
+    async previewSteps(): Promise<{ steps: string[]; stdout: string }> {
+        let steps: string[] = [];
+        const result = await retryLostEngineLink(() => {
+            steps = [];
+            return this.stack.preview({
+                color: "never", diff: true,
+                onEvent: (e) => {
+                    const m = e.resourcePreEvent?.metadata;
+                    if (m && m.op !== "same" && m.type !== "pulumi:pulumi:Stack") steps.push(`${m.op} ${m.type.split(":").pop()} ${m.urn.split("::").pop()}`);
+                },
+            });
+        });
+        return { steps: steps.sort(), stdout: result.stdout };
+    }
+    /** The stack's outputs, values only. */
+    async outputValues(): Promise<Record<string, any>> {
+        return Object.fromEntries(Object.entries(await this.stack.outputs()).map(([k, v]) => [k, v.value]));
+    }
     refresh() {
         return retryLostEngineLink(() => this.stack.refresh({ color: "never" }));
     }

@@ -10,7 +10,8 @@ import (
 	"strings"
 )
 
-const version = "v1.31.2+k3s1 (pulumi-kairos stand-in)"
+// A var, so a build can stamp another release into it (-ldflags -X main.version=…), as update tests do.
+var version = "v1.31.2+k3s1 (pulumi-kairos stand-in)"
 
 func main() {
 	args := os.Args[1:]
