@@ -63,9 +63,13 @@ export function nodeUpdatesProgram(s: NodeUpdatesSettings) {
         return {
             releases: pulumi.all(releases.map((r) => r.release.catalogEntry)),
             catalog: { url: catalog.url, reference: catalog.reference, latest: catalog.latest, path: catalog.path },
-            os: { reference: osRelease.reference, digest: osRelease.digest, tarball: osRelease.path, ukiSha256: os.ukis.apply((u) => u[0].sha256) },
+            os: {
+                reference: osRelease.reference, digest: osRelease.digest, tarball: osRelease.path,
+                ukiSha256: os.ukis.apply((u) => u[0].sha256), pcr11EnterInitrd: os.pcr11.apply((p) => p?.norole?.["enter-initrd"]),
+            },
             iso: media.path,
-            db: keys.files.apply((f) => f.db.pem),
+            // Where the keys are (paths, not key material): for signing what the program does not build.
+            keys: { db: keys.files.apply((f) => f.db.pem), dbKey: keys.files.apply((f) => f.db.key), pcrKey: keys.tpmPcrKeyFile },
         };
     };
 }
