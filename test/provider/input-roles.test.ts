@@ -15,6 +15,10 @@ import { SYSTEM_EXTENSION_TOKEN, systemExtensionHandler } from "../../provider/s
 import { KAIROS_UKI_IMAGE_TOKEN, kairosUkiImageHandler } from "../../provider/kairos-uki-image";
 import { BOOT_MEDIA_TOKEN, bootMediaHandler } from "../../provider/boot-media";
 import { PROMOTED_ARTIFACT_TOKEN, promotedArtifactHandler } from "../../provider/promoted-artifact";
+import { SYSEXT_RELEASE_TOKEN, sysextReleaseHandler } from "../../provider/sysext-release";
+import { EXTENSION_CATALOG_TOKEN, extensionCatalogHandler } from "../../provider/extension-catalog";
+import { OS_RELEASE_TOKEN, osReleaseHandler } from "../../provider/os-release";
+import { PROMOTED_RELEASE_TOKEN, promotedReleaseHandler } from "../../provider/promoted-release";
 import { PIN_ENV } from "../../provider/toolkit/keys/pkcs11";
 import { makeCertificate } from "../helpers/pki";
 import { createVia } from "../helpers/handlers";
@@ -31,6 +35,10 @@ const HANDLERS: Record<string, Handler> = {
     [KAIROS_UKI_IMAGE_TOKEN]: kairosUkiImageHandler,
     [BOOT_MEDIA_TOKEN]: bootMediaHandler,
     [PROMOTED_ARTIFACT_TOKEN]: promotedArtifactHandler,
+    [SYSEXT_RELEASE_TOKEN]: sysextReleaseHandler,
+    [EXTENSION_CATALOG_TOKEN]: extensionCatalogHandler,
+    [OS_RELEASE_TOKEN]: osReleaseHandler,
+    [PROMOTED_RELEASE_TOKEN]: promotedReleaseHandler,
 };
 
 const isHash = (r: InputRole): r is Extract<InputRole, { hash: unknown }> => "hash" in r;
@@ -159,6 +167,58 @@ describe("input roles: every input reaches the input hash, a replace, or is said
             fromStore: (b) => ({ ...b, fromStore: { bucket: "tested", endpoint: "http://127.0.0.1:9" } }),
             artifactStore: (b) => ({ ...b, artifactStore: store }),
         };
+
+        // Releases: check() needs only files (nothing is pushed before create).
+        const repository = "registry.example.com/kairos/tool";
+        const digest = (c: string) => `sha256:${c.repeat(64)}`;
+        const tested = `${repository}@${digest("a")}`;
+        const otherExt = await createVia(systemExtensionHandler, { ...base[SYSTEM_EXTENSION_TOKEN], source: { dir: f("src-b") }, outputDir: f("media-ext-2"), signing: mediaSigner });
+        fs.copyFileSync(ext.path, f("renamed", "tool.confext.raw"));
+        base[SYSEXT_RELEASE_TOKEN] = { image: ext.path, name: "tool", version: "1.0.0", repository };
+        perturb[SYSEXT_RELEASE_TOKEN] = {
+            image: (b) => ({ ...b, image: otherExt.path }),
+            name: (b) => ({ ...b, name: "tool2" }),
+            version: (b) => ({ ...b, version: "1.0.1" }),
+            arch: (b) => ({ ...b, arch: "arm64" }),
+            kind: (b) => ({ ...b, kind: "confext", image: f("renamed", "tool.confext.raw") }),
+            repository: (b) => ({ ...b, repository: `${repository}-2` }),
+            tag: (b) => ({ ...b, tag: "stable" }),
+            registry: (b) => ({ ...b, registry: { plainHttp: true } }),
+            deleteOnDestroy: (b) => ({ ...b, deleteOnDestroy: true }),
+        };
+        const entry = { name: "tool", version: "1.0.0", arch: "amd64", kind: "sysext", reference: tested };
+        base[EXTENSION_CATALOG_TOKEN] = { entries: [entry], outputDir: f("catalog") };
+        perturb[EXTENSION_CATALOG_TOKEN] = {
+            entries: (b) => ({ ...b, entries: [...b.entries, { ...entry, version: "1.0.1", reference: `${repository}@${digest("b")}` }] }),
+            repo: (b) => ({ ...b, repo: "acme/extensions" }),
+            outputDir: (b) => ({ ...b, outputDir: f("catalog-2") }),
+            repository: (b) => ({ ...b, repository }),
+            tag: (b) => ({ ...b, tag: "stable" }),
+            registry: (b) => ({ ...b, registry: { plainHttp: true } }),
+            deleteOnDestroy: (b) => ({ ...b, deleteOnDestroy: true }),
+        };
+        base[OS_RELEASE_TOKEN] = { uki, outputDir: f("os-release") };
+        perturb[OS_RELEASE_TOKEN] = {
+            uki: (b) => ({ ...b, uki: { ...b.uki, systemdBoot: f("files", "other.efi") } }),
+            enrollKeys: (b) => ({ ...b, enrollKeys }),
+            outputDir: (b) => ({ ...b, outputDir: f("os-release-2") }),
+            name: (b) => ({ ...b, name: "edge-os" }),
+            arch: (b) => ({ ...b, arch: "arm64" }),
+            repository: (b) => ({ ...b, repository }),
+            tag: (b) => ({ ...b, tag: "2" }),
+            registry: (b) => ({ ...b, registry: { plainHttp: true } }),
+            deleteOnDestroy: (b) => ({ ...b, deleteOnDestroy: true }),
+        };
+        base[PROMOTED_RELEASE_TOKEN] = { source: tested, repository: "prod.example.com/kairos/tool" };
+        perturb[PROMOTED_RELEASE_TOKEN] = {
+            source: (b) => ({ ...b, source: `${repository}@${digest("c")}` }),
+            repository: (b) => ({ ...b, repository: "prod.example.com/kairos/tool-2" }),
+            tag: (b) => ({ ...b, tag: "stable" }),
+            entry: (b) => ({ ...b, entry: { name: "tool", version: "1.0.0", arch: "amd64", kind: "sysext" } }),
+            sourceRegistry: (b) => ({ ...b, sourceRegistry: { plainHttp: true } }),
+            registry: (b) => ({ ...b, registry: { plainHttp: true } }),
+            deleteOnDestroy: (b) => ({ ...b, deleteOnDestroy: true }),
+        };
     });
 
     after(() => {
@@ -187,7 +247,7 @@ describe("input roles: every input reaches the input hash, a replace, or is said
         }
     });
 
-    for (const token of [SIGNING_KEYS_TOKEN, SYSTEM_EXTENSION_TOKEN, KAIROS_UKI_IMAGE_TOKEN, BOOT_MEDIA_TOKEN, PROMOTED_ARTIFACT_TOKEN]) {
+    for (const token of Object.keys(HANDLERS)) {
         it(`${token.split(":").pop()}: each field changed alone moves the hash, or a replace, exactly as the table says`, async () => {
             const h = HANDLERS[token];
             const olds: Inputs = { ...(await checked(token, base[token])), drift: [] };

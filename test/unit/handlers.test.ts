@@ -17,8 +17,9 @@ function recordingHandler(calls: string[]): Handler {
 }
 
 describe("handler registry and state versions", () => {
-    it("has a handler for each of the five resource tokens, and names them when asked for another", () => {
-        assert.deepEqual([...RESOURCE_TOKENS].sort(), ["BootMedia", "KairosUkiImage", "PromotedArtifact", "SigningKeys", "SystemExtension"].map((t) => `kairos:index:${t}`));
+    it("has a handler for each of the nine resource tokens, and names them when asked for another", () => {
+        const tokens = ["BootMedia", "ExtensionCatalog", "KairosUkiImage", "OsRelease", "PromotedArtifact", "PromotedRelease", "SigningKeys", "SysextRelease", "SystemExtension"];
+        assert.deepEqual([...RESOURCE_TOKENS].sort(), tokens.map((t) => `kairos:index:${t}`));
         assert.throws(() => handlerFor("kairos:index:Nope"), /no resource type kairos:index:Nope; it knows kairos:index:SigningKeys/);
     });
 

@@ -30,6 +30,10 @@ const RESOURCES: Record<string, ResourceFiles> = {
     "kairos:index:KairosUkiImage": { file: "kairos-uki-image.ts", outputs: "kairos-uki-image/uki-image.ts", shorthands: ["signingKeys"] },
     "kairos:index:BootMedia": { file: "boot-media.ts", outputs: "boot-media/media.ts", shorthands: ["ukiImage", "signingKeys"] },
     "kairos:index:PromotedArtifact": { file: "promoted-artifact.ts", outputs: "promoted-artifact.ts", shorthands: [] },
+    "kairos:index:SysextRelease": { file: "sysext-release.ts", outputs: "sysext-release.ts", shorthands: [] },
+    "kairos:index:ExtensionCatalog": { file: "extension-catalog.ts", outputs: "extension-catalog.ts", shorthands: [] },
+    "kairos:index:OsRelease": { file: "os-release.ts", outputs: "os-release.ts", shorthands: [] },
+    "kairos:index:PromotedRelease": { file: "promoted-release.ts", outputs: "promoted-release.ts", shorthands: [] },
 };
 /** Outputs every resource gets from handlers.ts (stateVersion) and the store wrapper (store), not from build(). */
 const WRAPPER_OUTPUTS = ["stateVersion", "store"];
