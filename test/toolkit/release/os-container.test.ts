@@ -109,6 +109,17 @@ describe("release: OS container in AuroraBoot's format", function () {
         assert.ok(saved[1].data.equals(gz));
     });
 
+    it("GNU tar reads the layer and the archive, long paths (ustar prefix) included", async () => {
+        const dir = tempDir("os-gnutar");
+        const long = `loader/${"x".repeat(120)}/entries/norole.conf`;
+        const c = await writeOsContainer({ files: [...files, { path: long, source: files[0].source }], arch: "amd64", tarball: path.join(dir, "os.tar"), layoutDir: path.join(dir, "layout") });
+        const listed = (await run(["tar", "-tzf", path.join(dir, "layout", "blobs", "sha256", c.layerDigest.slice(7))])).stdout.trim().split("\n");
+        assert.deepEqual(listed, [...files.map((f) => f.path), long].sort());
+        const verbose = (await run(["tar", "-tvzf", path.join(dir, "layout", "blobs", "sha256", c.layerDigest.slice(7))], { env: { TZ: "UTC" } })).stdout;
+        assert.match(verbose, /^-rw-r--r-- 0\/0 +\d+ 1980-01-01 00:00 EFI\/BOOT\/BOOTX64.EFI$/m);
+        assert.equal((await run(["tar", "-tf", path.join(dir, "os.tar")])).stdout.trim().split("\n").length, 3);
+    });
+
     it("fails for absolute, dotted or duplicate paths and for a source that is not a regular file", async () => {
         const dir = tempDir("os-bad");
         const one = files[0].source;
