@@ -82,7 +82,7 @@ function explain(what: string, ref: string, e: Error): Error {
     const registry = registryOf(ref);
     const s = e.stderr;
     let hint = "";
-    if (/unauthorized|authentication required|401|denied|403|forbidden/i.test(s)) {
+    if (/unauthorized|authentication required|credential not found|\b401\b|denied|\b403\b|forbidden/i.test(s)) {
         hint = `the registry refused the credentials (or got none). oras reads them from ${dockerConfigPath()} (set DOCKER_CONFIG to use another folder): run \`oras login ${registry}\` or \`docker login ${registry}\``;
     } else if (/x509|certificate|tls:/i.test(s)) {
         hint = `TLS verification failed: give the registry's CA with caFile, or fix the server certificate`;
