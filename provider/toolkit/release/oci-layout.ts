@@ -11,6 +11,8 @@ export const OCI_EMPTY = "application/vnd.oci.empty.v1+json";
 export const EMPTY_JSON = Buffer.from("{}");
 export const TITLE_ANNOTATION = "org.opencontainers.image.title";
 const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
+/** The tag each release layout carries in its index.json (`oras cp --from-oci-layout DIR:release`). */
+export const LAYOUT_TAG = "release";
 
 export interface Descriptor {
     mediaType: string;

@@ -20,9 +20,8 @@ import * as path from "path";
 import { Readable, Transform } from "stream";
 import { pipeline } from "stream/promises";
 import * as zlib from "zlib";
-import { Descriptor, LayoutManifest, blobPath, initLayout, writeBlob, writeManifest } from "./oci-layout";
+import { Descriptor, LAYOUT_TAG, LayoutManifest, blobPath, initLayout, writeBlob, writeManifest } from "./oci-layout";
 import { TarEntry, normaliseEntries, tarStream } from "./tar-writer";
-import { LAYOUT_TAG } from "./raw-artifact";
 
 export const DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
 export const DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json";

@@ -9,7 +9,7 @@
 // extension republishes as the same digest and catalogs do not churn.
 import * as fs from "fs";
 import * as path from "path";
-import { Descriptor, LayoutManifest, OCI_MANIFEST, TITLE_ANNOTATION, initLayout, linkBlob, writeBlob, writeEmptyConfig, writeManifest } from "./oci-layout";
+import { Descriptor, LAYOUT_TAG, LayoutManifest, OCI_MANIFEST, TITLE_ANNOTATION, initLayout, linkBlob, writeBlob, writeEmptyConfig, writeManifest } from "./oci-layout";
 
 export type ExtensionKind = "sysext" | "confext";
 
@@ -20,8 +20,7 @@ export const RAW_ARTIFACT_TYPES: Record<ExtensionKind, string> = {
 export const CATALOG_ARTIFACT_TYPE = "application/vnd.pulumi-kairos.catalog.v1+json";
 export const CATALOG_TITLE = "releases.json";
 
-/** The tag each layout written here carries (`oras cp --from-oci-layout DIR:release`). */
-export const LAYOUT_TAG = "release";
+export { LAYOUT_TAG };
 
 export interface ArtifactLayout extends LayoutManifest {
     layerDigest: string;

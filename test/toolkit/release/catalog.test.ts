@@ -1,8 +1,8 @@
 // releases.json (Kairos' extension catalog): built deterministically, validated, and resolved with the
 // same rules as kairos `sdk/extensions/catalog.go`, including Masterminds semver constraints.
 import { strict as assert } from "assert";
-import { CatalogEntry, CatalogError, buildCatalog, catalogEntries, parseCatalog, resolve, serializeCatalog } from "../../provider/toolkit/release/catalog";
-import { compareVersions, parseConstraint, parseVersion } from "../../provider/toolkit/release/semver";
+import { CatalogEntry, CatalogError, buildCatalog, catalogEntries, parseCatalog, resolve, serializeCatalog } from "../../../provider/toolkit/release/catalog";
+import { compareVersions, parseConstraint, parseVersion } from "../../../provider/toolkit/release/semver";
 
 const d = (c: string) => c.repeat(64);
 const entry = (name: string, version: string, arch: "amd64" | "arm64", digestChar: string, kind: "sysext" | "confext" = "sysext"): CatalogEntry => ({
