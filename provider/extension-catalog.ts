@@ -14,7 +14,7 @@ import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { stageThenMove } from "./output/staging";
 import { CATALOG_ARTIFACT_TYPE, writeJsonArtifactLayout } from "./toolkit/release/raw-artifact";
-import { buildCatalog } from "./toolkit/release/catalog";
+import { CatalogError, buildCatalog, serializeCatalog } from "./toolkit/release/catalog";
 import { pushLayout } from "./toolkit/release/oras";
 import { PublishedRecord, ReleaseRun, accessOf, deletePublished, pinned, registryDrift, placePart, registryProblems, releaseDiff, tagged } from "./release/published";
 import * as contract from "./generated/contract";
@@ -51,18 +51,19 @@ export function blobUrl(repository: string, digest: string, plainHttp: boolean):
 
 function crossField(i: Inputs): InputProblem[] {
     const problems: InputProblem[] = [];
-    const seen = new Set<string>();
-    i.entries.forEach((e, n) => {
-        const id = `${e.name} ${e.version} ${e.arch}`;
-        if (seen.has(id)) problems.push({ property: `entries[${n}]`, reason: `${e.name} version ${e.version} for ${e.arch} is listed twice; a catalog names one artifact per version and architecture` });
-        seen.add(id);
-    });
+    try {
+        catalogOf(i);
+    } catch (e) {
+        if (!(e instanceof CatalogError)) throw e;
+        problems.push(...e.problems.map((reason) => ({ property: "entries", reason })));
+    }
     return [...problems, ...registryProblems("registry", i.registry, fs.existsSync)];
 }
 
-/** The catalog text: a pure function of the entries and the repo name. */
-function catalogOf(i: Inputs) {
-    return buildCatalog(i.entries, { repo: i.repo ?? i.repository ?? "pulumi-kairos" });
+/** The catalog text and each name's latest version: a pure function of the entries and the repo name. */
+function catalogOf(i: Inputs): { json: string; latest: Record<string, string> } {
+    const catalog = buildCatalog(i.repo ?? i.repository ?? "pulumi-kairos", i.entries);
+    return { json: serializeCatalog(catalog).toString("utf8"), latest: Object.fromEntries(catalog.layers.map((l) => [l.name, l.latest])) };
 }
 
 export const extensionCatalogHandler: Handler = {

@@ -15,7 +15,7 @@ import { nodeUpdatesProgram, NodeUpdatesSettings } from "../../examples/node-upd
 import { ExtensionCatalog } from "../../provider/extension-catalog";
 import { PromotedRelease } from "../../provider/promoted-release";
 import { fetchBlob, fetchManifest, resolveDigest, tagManifest } from "../../provider/toolkit/release/oras";
-import { resolveCatalog } from "../../provider/toolkit/release/catalog";
+import { parseCatalog, resolve } from "../../provider/toolkit/release/catalog";
 import "../helpers/oras-path";
 
 const access = { plainHttp: true };
@@ -68,9 +68,8 @@ describe("releases: sysext artifacts, a releases.json catalog and the OS contain
         const catalog = first.catalog.value;
         const served = await (await fetch(catalog.url)).text();
         assert.equal(served, fs.readFileSync(catalog.path, "utf8"));
-        const parsed = JSON.parse(served);
         const [entry] = first.releases.value;
-        assert.equal(resolveCatalog(parsed, "k3s", undefined, "amd64")?.reference, entry.reference);
+        assert.equal(resolve(parseCatalog(served), "k3s", undefined, "amd64").oci, entry.reference);
         assert.deepEqual(catalog.latest, { k3s: "1.0.0" });
     });
 
@@ -92,8 +91,8 @@ describe("releases: sysext artifacts, a releases.json catalog and the OS contain
         assert.deepEqual(up.outputs.catalog.value.latest, { k3s: "2.0.0" });
         assert.equal(up.outputs.os.value.digest, first.os.value.digest, "the OS release is untouched");
         assert.equal(up.outputs.iso.value, first.iso.value);
-        const catalog = JSON.parse(await (await fetch(up.outputs.catalog.value.url)).text());
-        assert.equal(resolveCatalog(catalog, "k3s", "1.0.0", "amd64")?.reference, first.releases.value[0].reference, "the old version stays listed");
+        const catalog = parseCatalog(await (await fetch(up.outputs.catalog.value.url)).text());
+        assert.equal(resolve(catalog, "k3s", "1.0.0", "amd64").oci, first.releases.value[0].reference, "the old version stays listed");
     });
 
     it("the same program in another folder publishes the same digests (reproducible releases)", async () => {
