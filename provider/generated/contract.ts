@@ -516,17 +516,25 @@ export interface CatalogEntryArgs {
 
 /** What a promoted release is in the catalog: a CatalogEntry without its reference (the promotion supplies this environment's). */
 export interface ReleaseEntryInfo {
+    /** The extension's name in the catalog. */
     name: string;
+    /** The release's version (the catalog's tag). */
     version: string;
+    /** The architecture key. */
     arch: Architecture;
+    /** sysext or confext. */
     kind: ExtensionKind;
 }
 
 /** ReleaseEntryInfo, as a resource input (every level a pulumi.Input). */
 export interface ReleaseEntryInfoArgs {
+    /** The extension's name in the catalog. */
     name: pulumi.Input<string>;
+    /** The release's version (the catalog's tag). */
     version: pulumi.Input<string>;
+    /** The architecture key. */
     arch: pulumi.Input<Architecture>;
+    /** sysext or confext. */
     kind: pulumi.Input<ExtensionKind>;
 }
 

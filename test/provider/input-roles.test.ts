@@ -187,24 +187,25 @@ describe("input roles: every input reaches the input hash, a replace, or is said
             deleteOnDestroy: (b) => ({ ...b, deleteOnDestroy: true }),
         };
         const entry = { name: "tool", version: "1.0.0", arch: "amd64", kind: "sysext", reference: tested };
-        base[EXTENSION_CATALOG_TOKEN] = { entries: [entry], outputDir: f("catalog") };
+        base[EXTENSION_CATALOG_TOKEN] = { entries: [entry], outputDir: f("catalog"), repository };
         perturb[EXTENSION_CATALOG_TOKEN] = {
             entries: (b) => ({ ...b, entries: [...b.entries, { ...entry, version: "1.0.1", reference: `${repository}@${digest("b")}` }] }),
             repo: (b) => ({ ...b, repo: "acme/extensions" }),
             outputDir: (b) => ({ ...b, outputDir: f("catalog-2") }),
-            repository: (b) => ({ ...b, repository }),
+            repository: (b) => ({ ...b, repository: `${repository}-catalog` }),
             tag: (b) => ({ ...b, tag: "stable" }),
             registry: (b) => ({ ...b, registry: { plainHttp: true } }),
             deleteOnDestroy: (b) => ({ ...b, deleteOnDestroy: true }),
         };
-        base[OS_RELEASE_TOKEN] = { uki, outputDir: f("os-release") };
+        write("files/norole-2.conf", "title Kairos 2\nsort-key norole-0\nefi /EFI/kairos/norole.efi\n");
+        base[OS_RELEASE_TOKEN] = { uki, outputDir: f("os-release"), repository };
         perturb[OS_RELEASE_TOKEN] = {
-            uki: (b) => ({ ...b, uki: { ...b.uki, systemdBoot: f("files", "other.efi") } }),
+            uki: (b) => ({ ...b, uki: { ...b.uki, loaderEntries: [f("files", "norole-2.conf")] } }),
             enrollKeys: (b) => ({ ...b, enrollKeys }),
             outputDir: (b) => ({ ...b, outputDir: f("os-release-2") }),
             name: (b) => ({ ...b, name: "edge-os" }),
             arch: (b) => ({ ...b, arch: "arm64" }),
-            repository: (b) => ({ ...b, repository }),
+            repository: (b) => ({ ...b, repository: `${repository}-os` }),
             tag: (b) => ({ ...b, tag: "2" }),
             registry: (b) => ({ ...b, registry: { plainHttp: true } }),
             deleteOnDestroy: (b) => ({ ...b, deleteOnDestroy: true }),
