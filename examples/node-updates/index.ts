@@ -25,6 +25,8 @@ export interface NodeUpdatesSettings {
     os: { dir: string; cmdline?: string; version: string };
     /** The cloud-config the media install with. */
     cloudConfig: string;
+    /** How the media's systemd-boot enrols the keys. @default "if-safe" (systemd-boot 253 or newer) */
+    secureBootEnroll?: "if-safe" | "force";
 }
 
 export function nodeUpdatesProgram(s: NodeUpdatesSettings) {
@@ -58,7 +60,7 @@ export function nodeUpdatesProgram(s: NodeUpdatesSettings) {
 
         const installed = releases.find((r) => r.version === (s.installVersion ?? s.k3s[0].version));
         if (!installed) throw new Error(`installVersion ${s.installVersion} is not among the k3s versions ${s.k3s.map((r) => r.version).join(", ")}`);
-        const media = new BootMedia("media", { name: "node-updates", outputDir: out("media"), ukiImage: os, signingKeys: keys, extensions: [installed.extension.path], cloudConfig: s.cloudConfig, timeout: 0 });
+        const media = new BootMedia("media", { name: "node-updates", outputDir: out("media"), ukiImage: os, signingKeys: keys, extensions: [installed.extension.path], cloudConfig: s.cloudConfig, timeout: 0, secureBootEnroll: s.secureBootEnroll });
 
         return {
             releases: pulumi.all(releases.map((r) => r.release.catalogEntry)),

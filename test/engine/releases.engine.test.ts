@@ -14,7 +14,10 @@ import { buildTestOsRootfs } from "../helpers/test-os";
 import { nodeUpdatesProgram, NodeUpdatesSettings } from "../../examples/node-updates";
 import { ExtensionCatalog } from "../../provider/extension-catalog";
 import { PromotedRelease } from "../../provider/promoted-release";
-import { fetchBlob, fetchManifest, resolveDigest, tagManifest } from "../../provider/toolkit/release/oras";
+import { fetchManifest, resolveDigest, tagManifest } from "../../provider/toolkit/release/oras";
+import { sysextReleaseHandler } from "../../provider/sysext-release";
+import { osReleaseHandler } from "../../provider/os-release";
+import { createVia } from "../helpers/handlers";
 import { parseCatalog, resolve } from "../../provider/toolkit/release/catalog";
 import "../helpers/oras-path";
 
@@ -43,6 +46,7 @@ describe("releases: sysext artifacts, a releases.json catalog and the OS contain
         settings = {
             outDir: path.join(work, "out"), registry: registry.host, plainHttp: true,
             k3s: [k3sTree(work, "1.0.0")], os: { dir: rootfs, version: "1" }, cloudConfig: path.join(work, "cloud-config.yaml"),
+            secureBootEnroll: "force", // the busybox test OS boots the host's systemd-boot 252
         };
         stack = await engineStack(async () => nodeUpdatesProgram(settings)(), { projectName: "kairos-releases", stackName: "dev" });
         first = (await stack.up()).outputs;
@@ -95,27 +99,30 @@ describe("releases: sysext artifacts, a releases.json catalog and the OS contain
         assert.equal(resolve(catalog, "k3s", "1.0.0", "amd64").oci, first.releases.value[0].reference, "the old version stays listed");
     });
 
-    it("the same program in another folder publishes the same digests (reproducible releases)", async () => {
-        const again = await engineStack(async () => nodeUpdatesProgram({ ...settings, outDir: path.join(work, "out-again") })(), { projectName: "kairos-releases", stackName: "again" });
-        try {
-            const before = await stack.outputValues();
-            const outs = (await again.up()).outputs;
-            assert.deepEqual(outs.releases.value, before.releases);
-            assert.equal(outs.os.value.digest, before.os.digest);
-            assert.equal(fs.readFileSync(outs.os.value.tarball).equals(fs.readFileSync(before.os.tarball)), true, "the ocifile: tarballs are byte-identical");
-        } finally {
-            await again.dispose();
-        }
+    it("a release is a function of its bytes: the same image and UKI published again elsewhere give the same digests and tarball", async () => {
+        const ext = await stack.resourceOutputs("k3s-1.0.0", "SysextRelease");
+        const again = await createVia(sysextReleaseHandler, { image: ext.image, name: "k3s", version: "1.0.0", repository: `${registry.host}/again/k3s`, registry: access });
+        assert.equal(again.digest, ext.digest);
+        const os = await stack.resourceOutputs("os", "OsRelease");
+        const rebuilt = await createVia(osReleaseHandler, { uki: os.uki, enrollKeys: os.enrollKeys, outputDir: path.join(work, "os-again"), repository: `${registry.host}/again/os`, tag: "1", registry: access });
+        assert.equal(rebuilt.digest, os.digest);
+        assert.ok(fs.readFileSync(rebuilt.path).equals(fs.readFileSync(os.path)), "the ocifile: tarballs are byte-identical");
+        assert.equal(await resolveDigest(`${registry.host}/again/os:1`, access), os!.digest);
     });
 
     it("refresh reports a tag moved in the registry as drift, and the next up points it back", async () => {
-        const [v1, v2] = (await stack.outputValues()).releases;
+        const before = await stack.outputValues();
+        const [v1, v2] = before.releases;
         await tagManifest(v2.reference, ["1.0.0"], access); // someone re-tagged 1.0.0 at 2.0.0's manifest
         await stack.refresh();
+        assert.deepEqual((await stack.resourceOutputs("k3s-1.0.0", "SysextRelease")).drift, [`${registry.host}/kairos/k3s:1.0.0: points at ${v2.reference.split("@")[1]}`]);
+        // The catalog reads the release's entry, which is unknown until the release is published again.
         const preview = await stack.previewSteps();
-        assert.deepEqual(preview.steps, ["update SysextRelease k3s-1.0.0"], preview.stdout);
-        await stack.up();
+        assert.deepEqual(preview.steps, ["update ExtensionCatalog extensions", "update SysextRelease k3s-1.0.0"], preview.stdout);
+        const after = (await stack.up()).outputs;
         assert.equal(await resolveDigest(`${registry.host}/kairos/k3s:1.0.0`, access), v1.reference.split("@")[1]);
+        assert.deepEqual(after.releases.value, before.releases, "the same releases, the same digests");
+        assert.equal(after.catalog.value.url, before.catalog.url, "the catalog's bytes did not change");
     });
 
     it("prod promotes staging's tested releases by digest; its catalog names exactly those digests; destroy leaves them", async () => {

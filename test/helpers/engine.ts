@@ -73,10 +73,10 @@ export class EngineStack {
     async stateText(): Promise<string> {
         return JSON.stringify(await this.stack.exportStack());
     }
-    /** The outputs the state holds for one resource (refresh updates these; stack outputs need an up). */
-    async resourceOutputs(name: string): Promise<Record<string, any>> {
+    /** The outputs the state holds for one resource (refresh updates these; stack outputs need an up); `type` (e.g. "SysextRelease") picks among same-named ones. */
+    async resourceOutputs(name: string, type?: string): Promise<Record<string, any>> {
         const deployment = (await this.stack.exportStack()).deployment;
-        const res = (deployment.resources ?? []).find((r: any) => String(r.urn).endsWith(`::${name}`) && r.custom);
+        const res = (deployment.resources ?? []).find((r: any) => String(r.urn).endsWith(`::${name}`) && r.custom && (!type || String(r.type).endsWith(`:${type}`)));
         if (!res) throw new Error(`no resource named ${name} in the state`);
         return res.outputs;
     }
