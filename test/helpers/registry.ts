@@ -37,14 +37,16 @@ async function freePort(): Promise<number> {
 }
 
 /** Status of GET /v2/ (over HTTPS trusting `ca` when given). */
+/** Each try is bounded: something else that grabbed the port and never answers must not hang the wait. */
 function probe(host: string, ca?: string): Promise<number> {
-    if (!ca) return fetch(`http://${host}/v2/`).then((r) => r.status);
+    if (!ca) return fetch(`http://${host}/v2/`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status);
     return new Promise((resolve, reject) => {
-        const req = https.get(`https://${host}/v2/`, { ca: fs.readFileSync(ca) }, (res) => {
+        const req = https.get(`https://${host}/v2/`, { ca: fs.readFileSync(ca), timeout: 2000 }, (res) => {
             res.resume();
             resolve(res.statusCode ?? 0);
         });
         req.on("error", reject);
+        req.on("timeout", () => req.destroy(new Error("no answer within 2 s")));
     });
 }
 

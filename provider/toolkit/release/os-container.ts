@@ -22,14 +22,13 @@ import { pipeline } from "stream/promises";
 import * as zlib from "zlib";
 import { Descriptor, LAYOUT_TAG, LayoutManifest, blobPath, initLayout, writeBlob, writeManifest } from "./oci-layout";
 import { TarEntry, normaliseEntries, tarStream } from "./tar-writer";
+import { GoArch } from "./catalog";
 
 export const DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
 export const DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json";
 export const DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const GZIP_LEVEL = 9;
 const GO_ZERO_TIME = "0001-01-01T00:00:00Z";
-
-export type GoArch = "amd64" | "arm64";
 
 export interface OsContainerInput {
     files: TarEntry[];

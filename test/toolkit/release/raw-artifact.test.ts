@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { CATALOG_ARTIFACT_TYPE, LAYOUT_TAG, writeJsonArtifactLayout, writeRawExtensionLayout } from "../../../provider/toolkit/release/raw-artifact";
 import { copyByDigest, deleteManifest, fetchBlob, fetchManifest, pushLayout, resolveDigest, tagManifest } from "../../../provider/toolkit/release/oras";
+import { ToolNotFoundError } from "../../../provider/toolkit/run";
 import { startRegistry, TestRegistry } from "../../helpers/registry";
 import { tempDir } from "../../helpers/temp";
 
@@ -79,6 +80,24 @@ describe("release: Kairos raw extension artifacts (OCI layout, oras, docker-dist
         assert.equal(await resolveDigest(`${registry.host}/no/such-repo:v1`, plain), undefined);
         await assert.rejects(resolveDigest(`127.0.0.1:9/sysext/k3s:v1`, plain), (e: Error) => /registry 127\.0\.0\.1:9: the registry is unreachable/.test(e.message) && /connection refused/.test(e.message));
         await assert.rejects(resolveDigest(`${registry.host}/sysext/k3s:v1.31-amd64`), /set plainHttp/);
+    });
+
+    it("runs the oras that PULUMI_KAIROS_ORAS names, else the one on PATH", async () => {
+        const saved = { bin: process.env.PULUMI_KAIROS_ORAS, path: process.env.PATH };
+        const real = fs.readFileSync(path.join(__dirname, "..", "..", "..", ".oras-bin"), "utf8").trim();
+        try {
+            process.env.PULUMI_KAIROS_ORAS = path.join(work, "no-oras-here");
+            await assert.rejects(resolveDigest(`${registry.host}/sysext/k3s:x`, plain), (e: Error) => e instanceof ToolNotFoundError && e.tool.endsWith("no-oras-here"));
+            process.env.PULUMI_KAIROS_ORAS = real;
+            process.env.PATH = "/usr/bin:/bin"; // no oras on it
+            assert.equal(await resolveDigest(`${registry.host}/sysext/k3s:x`, plain), undefined);
+            delete process.env.PULUMI_KAIROS_ORAS;
+            await assert.rejects(resolveDigest(`${registry.host}/sysext/k3s:x`, plain), (e: Error) => e instanceof ToolNotFoundError && e.tool === "oras");
+        } finally {
+            process.env.PATH = saved.path;
+            if (saved.bin === undefined) delete process.env.PULUMI_KAIROS_ORAS;
+            else process.env.PULUMI_KAIROS_ORAS = saved.bin;
+        }
     });
 
     it("copies by digest to another repository (promotion) keeping the digest; tags and deletes by digest", async () => {
