@@ -4,7 +4,7 @@
 /** The host's systemd-boot-efi files, which KairosUkiImage uses when the OS image ships no stub or systemd-boot. */
 export const HOST_EFI_DIR = "/usr/lib/systemd/boot/efi";
 
-export type ToolUser = "SigningKeys" | "SystemExtension" | "KairosUkiImage" | "BootMedia" | "PromotedArtifact" | "SysextRelease" | "ExtensionCatalog" | "OsRelease" | "tests";
+export type ToolUser = "SigningKeys" | "SystemExtension" | "KairosUkiImage" | "BootMedia" | "PromotedArtifact" | "SysextRelease" | "ExtensionCatalog" | "OsRelease" | "PromotedRelease" | "tests";
 
 export interface Tool {
     /** Debian/Ubuntu package. */
@@ -44,7 +44,7 @@ export const TOOLS: Record<string, Tool> = {
     mdir: MTOOLS,
     // The release resources' registry client (provider/toolkit/release/oras.ts; $PULUMI_KAIROS_ORAS
     // overrides the path). Debian 12 has no oras package: scripts/build-oras.sh builds it from its Go module.
-    oras: { debian: "oras", fedora: "oras", versionArgs: ["version"], usedBy: ["SysextRelease", "ExtensionCatalog", "OsRelease"], when: "publishing releases to an OCI registry" },
+    oras: { debian: "oras", fedora: "oras", versionArgs: ["version"], usedBy: ["SysextRelease", "ExtensionCatalog", "OsRelease", "PromotedRelease"], when: "publishing or promoting releases in an OCI registry" },
     // Only this repo's tests and demo run these.
     "fsck.erofs": { debian: "erofs-utils", fedora: "erofs-utils", versionArgs: ["-V"], usedBy: ["tests"] },
     sgdisk: { debian: "gdisk", fedora: "gdisk", versionArgs: ["--version"], usedBy: ["tests"] },

@@ -23,6 +23,11 @@ export interface TestRegistry {
     stop(): Promise<void>;
     /** Pushes an OCI layout (dir:tag) to <host>/<repo>:<tag> with skopeo. */
     push(layoutDir: string, layoutTag: string, repoTag: string): Promise<void>;
+    /**
+     * Flips a byte in the middle of a stored blob, as a writer with access to the registry's storage
+     * could: the registry then serves other bytes under the same digest (it does not re-check on reads).
+     */
+    corruptBlob(digest: string): void;
 }
 
 async function freePort(): Promise<number> {
@@ -143,6 +148,13 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
         },
         async push(layoutDir, layoutTag, repoTag) {
             await run(["skopeo", "copy", "--dest-tls-verify=false", `oci:${layoutDir}:${layoutTag}`, `docker://${host}/${repoTag}`]);
+        },
+        corruptBlob(digest) {
+            const hex = digest.replace(/^sha256:/, "");
+            const file = path.join(dir, "data", "docker", "registry", "v2", "blobs", "sha256", hex.slice(0, 2), hex, "data");
+            const bytes = fs.readFileSync(file);
+            bytes[Math.floor(bytes.length / 2)] ^= 0x01;
+            fs.writeFileSync(file, bytes);
         },
     };
 }

@@ -5,6 +5,7 @@ import * as path from "path";
 import { examine, findOnPath, formatReport } from "../../provider/doctor";
 import { resourceTools } from "../../provider/toolkit/tools";
 import { tempDir } from "../helpers/temp";
+import "../helpers/oras-path"; // the set-up's oras, as the test runner puts it on PATH
 
 describe("pulumi-kairos doctor", () => {
     it("finds every tool the resources run on this machine, with its version", async () => {
