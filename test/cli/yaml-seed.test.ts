@@ -12,6 +12,9 @@ import { buildTestOsRootfs } from "../helpers/test-os";
 import { tempDir } from "../helpers/temp";
 import { makeGenkeyFolder } from "../helpers/genkey";
 import { CONSUMER_TEMPLATE, REPO, fileDigests, installTarball, packedTarball, stackOp } from "../helpers/packed";
+import { startRegistry } from "../helpers/registry";
+import { resolveDigest } from "../../provider/toolkit/release/oras";
+import "../helpers/oras-path";
 
 const EXAMPLE = path.join(REPO, "examples", "seed-yaml");
 const ARTIFACTS = ["out/keys/db.key", "out/keys/db.auth", "out/extensions/k3s.sysext.raw", "out/uki/norole.efi", "out/uki/BOOTX64.EFI", "out/media/kairos.iso"];
@@ -173,6 +176,28 @@ describe("a runtime: yaml project with the kairos plugin, through the pulumi CLI
         assert.match(refused.stdout + refused.stderr, /imported with signature lists no input names \(1 after the own certificate in KEK\.esl, 1 after the own certificate in db\.esl/);
         assert.deepEqual(await folderDigests(legacy), before);
         fs.writeFileSync(path.join(project, "Pulumi.yaml"), program.replace("\nresources:", `\nresources:${resourceLines}\n`));
+    });
+
+    it("the release resources from YAML: k3s published as Kairos' raw artifact and listed in a catalog nodes fetch", async () => {
+        const registry = await startRegistry();
+        const releases = path.join(tempDir("releases-yaml"), "project");
+        fs.mkdirSync(releases);
+        fs.copyFileSync(path.join(REPO, "examples/releases-yaml/Pulumi.yaml"), path.join(releases, "Pulumi.yaml"));
+        const inReleases = (args: string[]) => run(["pulumi", ...args, "--non-interactive", "--color", "never"], { cwd: releases, env, timeoutMs: 300000 });
+        try {
+            await inReleases(["stack", "init", "dev"]);
+            for (const [k, v] of [["registry", registry.host], ["image", path.join(project, "out/extensions/k3s.sysext.raw")], ["plainHttp", "true"]]) await inReleases(["config", "set", k, v]);
+            const up = await inReleases(["up", "--yes"]);
+            assert.match(up.stdout, /\+ 3 created/, up.stdout);
+            const outputs = JSON.parse((await inReleases(["stack", "output", "--json"])).stdout);
+            assert.match(outputs.reference, new RegExp(`^${registry.host}/kairos/k3s@sha256:[0-9a-f]{64}$`));
+            const catalog = JSON.parse(await (await fetch(outputs.catalogUrl)).text());
+            assert.equal(catalog.layers[0].tags[0].sysext.amd64.oci, outputs.reference);
+            await inReleases(["destroy", "--yes"]);
+            assert.ok(await resolveDigest(outputs.reference, { plainHttp: true }), "destroy leaves the published release");
+        } finally {
+            await registry.stop();
+        }
     });
 
     it("destroy removes what the resources made and keeps the keys (the documented default)", async () => {
