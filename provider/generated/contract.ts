@@ -493,9 +493,9 @@ export interface CatalogEntry {
     /** The version (the catalog's tag), semver for constraints and `latest` to work. */
     version: string;
     /** The architecture key (Go names). */
-    arch: Architecture;
+    arch: "amd64" | "arm64";
     /** sysext or confext. */
-    kind: ExtensionKind;
+    kind: "sysext" | "confext";
     /** `repository@sha256:<manifest digest>`, the only form Kairos accepts. */
     reference: string;
 }
@@ -507,9 +507,9 @@ export interface CatalogEntryArgs {
     /** The version (the catalog's tag), semver for constraints and `latest` to work. */
     version: pulumi.Input<string>;
     /** The architecture key (Go names). */
-    arch: pulumi.Input<Architecture>;
+    arch: pulumi.Input<"amd64" | "arm64">;
     /** sysext or confext. */
-    kind: pulumi.Input<ExtensionKind>;
+    kind: pulumi.Input<"sysext" | "confext">;
     /** `repository@sha256:<manifest digest>`, the only form Kairos accepts. */
     reference: pulumi.Input<string>;
 }
@@ -521,9 +521,9 @@ export interface ReleaseEntryInfo {
     /** The release's version (the catalog's tag). */
     version: string;
     /** The architecture key. */
-    arch: Architecture;
+    arch: "amd64" | "arm64";
     /** sysext or confext. */
-    kind: ExtensionKind;
+    kind: "sysext" | "confext";
 }
 
 /** ReleaseEntryInfo, as a resource input (every level a pulumi.Input). */
@@ -533,9 +533,9 @@ export interface ReleaseEntryInfoArgs {
     /** The release's version (the catalog's tag). */
     version: pulumi.Input<string>;
     /** The architecture key. */
-    arch: pulumi.Input<Architecture>;
+    arch: pulumi.Input<"amd64" | "arm64">;
     /** sysext or confext. */
-    kind: pulumi.Input<ExtensionKind>;
+    kind: pulumi.Input<"sysext" | "confext">;
 }
 
 /** The inputs of kairos:index:SigningKeys, as a program gives them. */
