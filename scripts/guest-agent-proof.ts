@@ -107,6 +107,7 @@ async function main(): Promise<void> {
         } else {
             node = VirtualNode.reopen(path.join(WORK, "node"));
         }
+        if (phase === "panic") return await panicPhase(node);
         // publish (a fresh registry each run; the digests are the same bytes' digests)
         const parts = JSON.parse(fs.readFileSync(path.join(WORK, "image-parts.json"), "utf8"));
         const d2 = await pushSysext(registry.host, "ext/k3s:v2", parts.v2);
@@ -138,6 +139,32 @@ async function main(): Promise<void> {
         show("after-upgrade", after.report, after.boot.seconds);
     } finally {
         await registry.stop();
+    }
+
+    /**
+     * Boot assessment: an upgrade to a db-signed UKI that cannot start (rdinit=/nonexistent: the kernel
+     * panics, and the Kairos cmdline's panic=5 reboots it) must come back on passive after the new
+     * active's 3 tries, in one QEMU run (the guest reboots itself until passive reports).
+     */
+    async function panicPhase(node: VirtualNode): Promise<void> {
+        const k = path.join(WORK, "keys");
+        const bad = await createVia(kairosUkiImageHandler, {
+            outputDir: path.join(WORK, "uki-panic"), source: { dir: path.join(WORK, "os") }, signing: { key: path.join(k, "db.key"), certificate: path.join(k, "db.pem") },
+            pcrKey: path.join(k, "tpm2-pcr-private.pem"), extendCmdline: `${SYSTEMD_TEST_OS_CMDLINE} rdinit=/nonexistent`, initrdCompressionLevel: 3,
+        });
+        const b = bad.bootFiles;
+        const ref = await pushImage(registry.host, "kairos/os", "panic", await auroraBootImage({
+            "EFI/BOOT/BOOTX64.EFI": fs.readFileSync(b.systemdBoot),
+            "EFI/kairos/norole.efi": fs.readFileSync(b.efiFiles[0]),
+            "loader/entries/norole.conf": fs.readFileSync(b.loaderEntries[0]),
+            "loader/loader.conf": "timeout 5\nconsole-mode max\neditor no\nsecure-boot-enroll if-safe\n",
+        }));
+        const up = await node.boot("panic-upgrade", { timeoutMs: TIMEOUT, registries: [registry.host], steps: [`kairos-agent upgrade --source oci:${ref}`, "ls -l /efi/loader/entries", "reboot"] });
+        show("panic-upgrade", up.report, up.boot.seconds);
+        const fb = await node.boot("fallback", { timeoutMs: 2 * TIMEOUT, steps: ["cat /proc/cmdline"] });
+        const panics = (fb.boot.log.match(/Kernel panic/g) ?? []).length;
+        console.log(`kernel panics before the report: ${panics}`);
+        show("fallback", fb.report, fb.boot.seconds);
     }
 
     async function imageFromDisk() {

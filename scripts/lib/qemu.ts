@@ -63,8 +63,10 @@ export const FW_CFG_PREFIX = "opt/org.pulumi-kairos/";
 
 export function networkArgs(n: GuestNetwork): string[] {
     const fwd = n.forwards.map((f) => `,guestfwd=tcp:${f.guestAddr ?? GUEST_FORWARD_ADDR}:${f.guestPort}-tcp:${f.hostAddr ?? "127.0.0.1"}:${f.hostPort}`).join("");
-    // romfile= : no iPXE option ROM, so the firmware neither loads nor tries to network-boot it
-    return ["-netdev", `user,id=net0,restrict=on,net=10.0.2.0/24${fwd}`, "-device", "virtio-net-pci,netdev=net0,romfile="];
+    // romfile= : no iPXE option ROM, so the firmware neither loads nor tries to network-boot it.
+    // addr: QEMU creates -device NICs before if=virtio drives, so an unpinned NIC would take the disk's
+    // PCI slot (0x2): the firmware's saved boot entry for the installed disk would then name the NIC.
+    return ["-netdev", `user,id=net0,restrict=on,net=10.0.2.0/24${fwd}`, "-device", "virtio-net-pci,netdev=net0,romfile=,addr=0x10"];
 }
 
 export function fwCfgArgs(files: Record<string, string>): string[] {

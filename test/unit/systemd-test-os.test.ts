@@ -195,7 +195,7 @@ describe("systemd test OS stand-ins", () => {
 
     it("qemu: the test network is restricted user networking with a guestfwd per registry on virtio-net; fw_cfg files under opt/org.pulumi-kairos/", () => {
         assert.deepEqual(networkArgs({ forwards: [{ guestPort: 5000, hostPort: 5000 }] }), [
-            "-netdev", "user,id=net0,restrict=on,net=10.0.2.0/24,guestfwd=tcp:10.0.2.100:5000-tcp:127.0.0.1:5000", "-device", "virtio-net-pci,netdev=net0,romfile=",
+            "-netdev", "user,id=net0,restrict=on,net=10.0.2.0/24,guestfwd=tcp:10.0.2.100:5000-tcp:127.0.0.1:5000", "-device", "virtio-net-pci,netdev=net0,romfile=,addr=0x10",
         ]);
         assert.deepEqual(fwCfgArgs({ steps: "/tmp/s" }), ["-fw_cfg", "name=opt/org.pulumi-kairos/steps,file=/tmp/s"]);
         assert.throws(() => fwCfgArgs({ "a/b": "/tmp/s" }), /fw_cfg name/);
