@@ -63,6 +63,8 @@ describe("systemd test OS stand-ins", () => {
             assert.doesNotMatch(text, /@[A-Z_]+@/, rel);
             // scripts, and the stand-ins' shared file that they source (usr/lib/kairos-test/mode)
             if (!text.startsWith("#!/bin/sh") && !rel.startsWith("usr/lib/kairos-test/")) continue;
+            // a script is run by its path (a step calls kairos-agent): git must carry its executable bit
+            if (text.startsWith("#!")) assert.ok(fs.statSync(path.join(__dirname, "../../scripts/lib/systemd-test-os/guest", rel)).mode & 0o100, `${rel} is not executable`);
             const copy = path.join(work, rel.replace(/\//g, "_"));
             fs.writeFileSync(copy, text);
             await run(["dash", "-n", copy]);
