@@ -12,9 +12,15 @@
 #   systemd-container                  systemd-dissect, which immucore's stand-in validates extensions
 #                                      with (installed by apt after debootstrap: it needs a D-Bus system
 #                                      bus, a virtual package debootstrap cannot resolve)
+#   systemd-boot                       systemd-bless-boot and its generator (boot counting marks a good
+#                                      boot; without it an upgraded entry falls back after 3 boots);
+#                                      installed with systemd-container, after debootstrap
+#   curl jq                            the kairos-agent stand-in's registry and catalog client
+#   sbsigntool                         sbverify: the agent's Authenticode check of an upgrade's UKI
 # and trixie's signed 6.12 kernel (its config has DM_VERITY_VERIFY_ROOTHASH_SIG with the platform
 # keyring fallback; bookworm's 6.1 lacks it) with only the modules extensions and the install medium
-# need. Trixie packages go into the rootfs only, never onto the host.
+# need. The NIC is configured by systemd-networkd (in the systemd package), so no iproute2.
+# Trixie packages go into the rootfs only, never onto the host.
 #
 # Idempotent: prints the rootfs path; builds only when the cache has none. The result is trimmed and
 # normalised (empty machine-id, fixed shadow dates, no logs or caches) so that it is the same tree
@@ -24,14 +30,17 @@ export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 
 SUITE=trixie
 # Bump when the package set, the module list or the trimming changes: a new cache folder is built.
-LAYOUT=3
-PACKAGES=systemd,systemd-sysv,udev,kmod,libcryptsetup12,dmsetup,systemd-boot-efi,keyutils,cryptsetup-bin,systemd-cryptsetup,libtss2-esys-3.0.2-0t64,libtss2-rc0t64,libtss2-mu-4.0.1-0t64,libtss2-tcti-device0t64,fdisk,dosfstools,e2fsprogs
+LAYOUT=4
+PACKAGES=systemd,systemd-sysv,udev,kmod,libcryptsetup12,dmsetup,systemd-boot-efi,keyutils,cryptsetup-bin,systemd-cryptsetup,libtss2-esys-3.0.2-0t64,libtss2-rc0t64,libtss2-mu-4.0.1-0t64,libtss2-tcti-device0t64,fdisk,dosfstools,e2fsprogs,curl,jq,sbsigntool
 # Verity-checked extensions (loop, device-mapper, dm-verity, erofs, overlay), EFI variables, the
 # install medium (AHCI CD-ROM, ISO 9660) that carries the cloud-config, and the installed disk
 # (virtio, its FAT ESP, the LUKS2 persistent partition with ext4; libcryptsetup reaches the kernel's
-# ciphers through AF_ALG). modprobe adds dependencies.
+# ciphers through AF_ALG), the user-mode network to the test registry (virtio-net) and the files the
+# host passes in through QEMU's fw_cfg (qemu_fw_cfg: /sys/firmware/qemu_fw_cfg/by_name/opt/…).
+# modprobe adds dependencies.
 MODULES=(loop dm_mod dm_verity erofs overlay efivarfs ahci sr_mod isofs
-  virtio_blk vfat nls_cp437 nls_iso8859_1 nls_ascii dm_crypt xts ext4 af_alg algif_skcipher algif_hash)
+  virtio_blk vfat nls_cp437 nls_iso8859_1 nls_ascii dm_crypt xts ext4 af_alg algif_skcipher algif_hash
+  virtio_net qemu_fw_cfg)
 
 CACHE_ROOT="${PULUMI_KAIROS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pulumi-kairos}"
 BASE="$CACHE_ROOT/systemd-test-os"
@@ -66,7 +75,7 @@ in_root() { unshare -m -- chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin
 # The kernel: downloaded (not installed, which would build an initramfs) and unpacked beside the rootfs.
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 in_root apt-get update -qq >&2
-in_root apt-get install -y -qq --no-install-recommends -o APT::Sandbox::User=root systemd-container >"$work/apt.log" 2>&1 || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+in_root apt-get install -y -qq --no-install-recommends -o APT::Sandbox::User=root systemd-container systemd-boot >"$work/apt.log" 2>&1 || { tail -n 30 "$work/apt.log" >&2; exit 1; }
 kpkg="$(in_root apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1)"
 [ -n "$kpkg" ] || { echo "build-systemd-test-os: cannot resolve the kernel package behind linux-image-amd64 in $SUITE" >&2; exit 1; }
 mkdir -p "$root/tmp/kernel"

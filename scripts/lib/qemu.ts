@@ -41,6 +41,40 @@ export interface BootOptions {
     refusalGraceMs?: number;
     /** Where to keep the serial log; default: a temp file that is removed. */
     logFile?: string;
+    /** A NIC on an isolated user-mode network (see GuestNetwork). @default no NIC at all */
+    network?: GuestNetwork;
+    /** Files for the guest: name -> host file, read in the guest at /sys/firmware/qemu_fw_cfg/by_name/opt/org.pulumi-kairos/<name>/raw. */
+    fwCfg?: Record<string, string>;
+}
+
+/**
+ * QEMU user networking with restrict=on (the guest reaches nothing outside) on a virtio-net NIC, plus a
+ * guestfwd per entry: a TCP connection to guest:port inside the guest is connected to host:port on the
+ * host (e.g. 10.0.2.100:5000 -> 127.0.0.1:5000, the test registry). The guest's address is static
+ * (10.0.2.15/24, systemd-networkd in the test OS).
+ */
+export interface GuestNetwork {
+    forwards: Array<{ guestPort: number; hostPort: number; guestAddr?: string; hostAddr?: string }>;
+}
+/** The guest address a forward listens on unless it names another. */
+export const GUEST_FORWARD_ADDR = "10.0.2.100";
+/** The fw_cfg folder the test OS reads (usr/lib/kairos-test/steps copies every file to /run/kairos-test/). */
+export const FW_CFG_PREFIX = "opt/org.pulumi-kairos/";
+
+export function networkArgs(n: GuestNetwork): string[] {
+    const fwd = n.forwards.map((f) => `,guestfwd=tcp:${f.guestAddr ?? GUEST_FORWARD_ADDR}:${f.guestPort}-tcp:${f.hostAddr ?? "127.0.0.1"}:${f.hostPort}`).join("");
+    // romfile= : no iPXE option ROM, so the firmware neither loads nor tries to network-boot it.
+    // addr: QEMU creates -device NICs before if=virtio drives, so an unpinned NIC would take the disk's
+    // PCI slot (0x2): the firmware's saved boot entry for the installed disk would then name the NIC.
+    return ["-netdev", `user,id=net0,restrict=on,net=10.0.2.0/24${fwd}`, "-device", "virtio-net-pci,netdev=net0,romfile=,addr=0x10"];
+}
+
+export function fwCfgArgs(files: Record<string, string>): string[] {
+    return Object.entries(files).flatMap(([name, file]) => {
+        if (!/^[a-z0-9][a-z0-9._-]*$/.test(name)) throw new Error(`fw_cfg name "${name}": use lower-case letters, digits, ".", "_" and "-"`);
+        if (file.includes(",")) throw new Error(`fw_cfg file "${file}": QEMU's option syntax cannot take a comma in a path`);
+        return ["-fw_cfg", `name=${FW_CFG_PREFIX}${name},file=${file}`];
+    });
 }
 
 export interface BootResult {
@@ -69,7 +103,10 @@ export function freshVars(dir: string, name = "OVMF_VARS.fd"): string {
     return file;
 }
 
-export function qemuArgs(o: { media: string; as: "cdrom" | "disk"; vars: string; tpmSocket?: string; memoryMB?: number; disks?: string[]; writable?: boolean }): string[] {
+export function qemuArgs(o: {
+    media: string; as: "cdrom" | "disk"; vars: string; tpmSocket?: string; memoryMB?: number; disks?: string[]; writable?: boolean;
+    network?: GuestNetwork; fwCfg?: Record<string, string>;
+}): string[] {
     return [
         "-machine", "q35,smm=on,accel=tcg",
         "-global", "driver=cfi.pflash01,property=secure,value=on",
@@ -85,6 +122,8 @@ export function qemuArgs(o: { media: string; as: "cdrom" | "disk"; vars: string;
         ...(o.tpmSocket
             ? ["-chardev", `socket,id=chrtpm,path=${o.tpmSocket}`, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"]
             : []),
+        ...(o.network ? networkArgs(o.network) : []),
+        ...(o.fwCfg ? fwCfgArgs(o.fwCfg) : []),
     ];
 }
 
@@ -94,7 +133,7 @@ const ENROLL = "Enrolling secure boot keys";
 export async function bootMedia(o: BootOptions): Promise<BootResult> {
     if (!(o.timeoutMs > 0)) throw new Error("bootMedia needs a timeout");
     if (!o.marker && !o.endMarker) throw new Error("bootMedia needs a marker or an endMarker to know when the guest is done");
-    for (const f of [o.media, o.vars, OVMF_CODE_SECBOOT, ...(o.disks ?? [])]) if (!fs.existsSync(f)) throw new Error(`${f} does not exist`);
+    for (const f of [o.media, o.vars, OVMF_CODE_SECBOOT, ...(o.disks ?? []), ...Object.values(o.fwCfg ?? {})]) if (!fs.existsSync(f)) throw new Error(`${f} does not exist`);
     const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-qemu-"));
     let swtpm: ChildProcess | undefined;
     try {
@@ -114,7 +153,7 @@ export async function bootMedia(o: BootOptions): Promise<BootResult> {
                 await new Promise((r) => setTimeout(r, 50));
             }
         }
-        return await runQemu(o, qemuArgs({ media: o.media, as: o.as, vars: o.vars, tpmSocket, memoryMB: o.memoryMB, disks: o.disks, writable: o.writable }));
+        return await runQemu(o, qemuArgs({ media: o.media, as: o.as, vars: o.vars, tpmSocket, memoryMB: o.memoryMB, disks: o.disks, writable: o.writable, network: o.network, fwCfg: o.fwCfg }));
     } finally {
         if (swtpm && swtpm.exitCode === null && swtpm.signalCode === null) {
             swtpm.kill("SIGKILL");

@@ -23,6 +23,13 @@
 //   /run/initramfs/live) a config.yaml with install.auto runs the installer stand-in
 //   (usr/lib/kairos-test/install); on an installed disk it runs the `commands` of stages.boot of the
 //   cloud-config kept in /oem (e.g. systemctl enable/start k3s);
+// - kairos-agent (/usr/bin/kairos-agent, usr/lib/kairos-test/agent-*): the day-2 verbs, `sysext
+//   install|enable|disable|remove|list` from raw OCI artifacts or a releases.json catalog, and `upgrade`
+//   from AuroraBoot's OS image, with the real agent's checks and ESP rotation (kairos-day2.md §3, §4);
+//   systemd-bless-boot (trixie's systemd-boot package) marks a good boot of an entry with tries left;
+// - test hooks, not Kairos: with scripts/lib/qemu.ts `network`, systemd-networkd gives the virtio NIC a
+//   static address; kairos-test-steps runs the shell steps the host passes by fw_cfg
+//   (opt/org.pulumi-kairos/steps) after the boot stage, into the report;
 // - kairos-test-report prints what the tests read on the serial port (between SYSTEMD_REPORT_BEGIN
 //   and SYSTEMD_REPORT_END), on the first installed boot tries each image of the refusal trials in a
 //   refresh of its own and restores the boot's extensions, then powers off.
@@ -110,6 +117,9 @@ const ENABLED: Record<string, string> = {
     "systemd-confext.service": "sysinit.target",
     "kairos-boot-stage.service": "multi-user.target",
     "kairos-test-report.service": "multi-user.target",
+    "kairos-test-steps.service": "multi-user.target",
+    // the test network's static address (etc/systemd/network/10-kairos-test.network; a virtio NIC only)
+    "systemd-networkd.service": "multi-user.target",
 };
 /** Gettys on the serial port swallow the test output (a hangup); nothing logs in here. */
 const MASKED = ["serial-getty@ttyS0.service", "getty@tty1.service", "console-getty.service", "systemd-firstboot.service"];

@@ -11,6 +11,7 @@ import {
     IMAGE_POLICY, SYSEXT_HIERARCHIES, SYSTEMD_REPORT_BEGIN, SYSTEMD_REPORT_END, autoInstallConfig, bootStageAwkProgram, guestFile, guestFiles, parseSystemdReport,
 } from "../../scripts/lib/systemd-test-os";
 import { DEMO_CLOUD_CONFIG } from "../../examples/offline-demo/payloads";
+import { GUEST_FORWARD_ADDR, fwCfgArgs, networkArgs, qemuArgs } from "../../scripts/lib/qemu";
 
 describe("systemd test OS stand-ins", () => {
     let work: string;
@@ -62,6 +63,8 @@ describe("systemd test OS stand-ins", () => {
             assert.doesNotMatch(text, /@[A-Z_]+@/, rel);
             // scripts, and the stand-ins' shared file that they source (usr/lib/kairos-test/mode)
             if (!text.startsWith("#!/bin/sh") && !rel.startsWith("usr/lib/kairos-test/")) continue;
+            // a script is run by its path (a step calls kairos-agent): git must carry its executable bit
+            if (text.startsWith("#!")) assert.ok(fs.statSync(path.join(__dirname, "../../scripts/lib/systemd-test-os/guest", rel)).mode & 0o100, `${rel} is not executable`);
             const copy = path.join(work, rel.replace(/\//g, "_"));
             fs.writeFileSync(copy, text);
             await run(["dash", "-n", copy]);
@@ -155,5 +158,54 @@ describe("systemd test OS stand-ins", () => {
         assert.equal(list, "/usr/local/bin:/usr/local/sbin:/usr/local/include:/usr/local/lib:/usr/local/share:/usr/local/src:/usr/bin:/usr/share:/usr/lib:/usr/include:/usr/src:/usr/sbin");
         assert.match(guestFile("etc/systemd/system/systemd-sysext.service.d/10-kairos.conf"), new RegExp(`^Environment=SYSTEMD_SYSEXT_HIERARCHIES=${list}$`, "m"));
         assert.match(guestFile("etc/profile.d/systemd-sysext.sh"), new RegExp(`^export SYSTEMD_SYSEXT_HIERARCHIES=${list}$`, "m"));
+    });
+
+    it("the test steps: run in order after the fw_cfg files are copied, each into the report as \"step <n>\"; `reboot` ends the list", async () => {
+        const fwcfg = path.join(work, "fwcfg");
+        const out = path.join(work, "steps-run");
+        const vars = path.join(work, "steps-vars");
+        for (const d of [fwcfg, vars]) fs.mkdirSync(d, { recursive: true });
+        const file = (name: string, text: string) => {
+            fs.mkdirSync(path.join(fwcfg, name), { recursive: true });
+            fs.writeFileSync(path.join(fwcfg, name, "raw"), text);
+        };
+        file("steps", `echo one\n# a comment\nfalse\necho "$(cat ${out}/note)" >&2\nreboot\necho never\n`);
+        file("note", "passed by fw_cfg\n");
+        fs.writeFileSync(path.join(vars, "LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"), Buffer.concat([Buffer.from([6, 0, 0, 0]), Buffer.from("active.conf\0", "utf16le")]));
+        const lib = path.join(work, "steps-lib");
+        fs.mkdirSync(lib, { recursive: true });
+        for (const f of ["mode", "steps"]) fs.writeFileSync(path.join(lib, f), guestFile(`usr/lib/kairos-test/${f}`));
+        const r = await run(["dash", path.join(lib, "steps")], { env: { KAIROS_TEST_FWCFG: fwcfg, KAIROS_TEST_RUN: out, KAIROS_AGENT_LIB: lib, LOADER_VARS: vars } });
+        assert.match(r.stdout, /step 4: reboot requested, ending the list/);
+        const step = (n: number) => fs.readFileSync(path.join(out, "step-output", String(n)), "utf8");
+        assert.equal(step(1), "$ echo one\none\nexit=0\n");
+        assert.equal(step(2), "$ false\nexit=1\n");
+        assert.equal(step(3), `$ echo "$(cat ${out}/note)" >&2\npassed by fw_cfg\nexit=0\n`);
+        assert.ok(!fs.existsSync(path.join(out, "step-output", "4")));
+        assert.ok(fs.existsSync(path.join(out, "reboot-requested")));
+        assert.equal(fs.readFileSync(path.join(out, "steps.count"), "utf8"), "4\n");
+        // the report prints them as sections parseSystemdReport finds
+        const report = guestFile("usr/lib/kairos-test/report");
+        assert.match(report, /section "step \$f"/);
+        assert.match(report, /echo "reboot-requested=/);
+        assert.match(report, /section "loader entries"/);
+        const parsed = parseSystemdReport(`${SYSTEMD_REPORT_BEGIN}\n### facts\nsteps=1\nactive.efi-sha256=ab\n\n### step 1\n${step(1)}\n### loader entries\nactive.conf\npassive+3.conf\n${SYSTEMD_REPORT_END}\n`)!;
+        assert.equal(parsed.facts["active.efi-sha256"], "ab");
+        assert.equal(parsed.sections["step 1"], "$ echo one\none\nexit=0");
+        assert.equal(parsed.sections["loader entries"], "active.conf\npassive+3.conf");
+    });
+
+    it("qemu: the test network is restricted user networking with a guestfwd per registry on virtio-net; fw_cfg files under opt/org.pulumi-kairos/", () => {
+        assert.deepEqual(networkArgs({ forwards: [{ guestPort: 5000, hostPort: 5000 }] }), [
+            "-netdev", "user,id=net0,restrict=on,net=10.0.2.0/24,guestfwd=tcp:10.0.2.100:5000-tcp:127.0.0.1:5000", "-device", "virtio-net-pci,netdev=net0,romfile=,addr=0x10",
+        ]);
+        assert.deepEqual(fwCfgArgs({ steps: "/tmp/s" }), ["-fw_cfg", "name=opt/org.pulumi-kairos/steps,file=/tmp/s"]);
+        assert.throws(() => fwCfgArgs({ "a/b": "/tmp/s" }), /fw_cfg name/);
+        assert.throws(() => fwCfgArgs({ x: "/tmp/a,b" }), /comma/);
+        const args = qemuArgs({ media: "d.img", as: "disk", vars: "v.fd" });
+        assert.ok(!args.some((a) => a.startsWith("-netdev") || a === "-fw_cfg"), "no NIC unless asked");
+        // the guest's static address is on the forward's network
+        assert.match(guestFile("etc/systemd/network/10-kairos-test.network"), /^Address=10\.0\.2\.15\/24$/m);
+        assert.equal(GUEST_FORWARD_ADDR, "10.0.2.100");
     });
 });
