@@ -28,7 +28,7 @@ import { sha256File } from "../../provider/toolkit/files";
 import { nodeUpdatesProgram, NodeUpdatesSettings } from "../../examples/node-updates";
 import { DEMO_CLOUD_CONFIG } from "../../examples/offline-demo/payloads";
 import { SystemdReport, VirtualNode } from "../../scripts/lib/virtual-node";
-import { SYSTEMD_TEST_OS_CMDLINE, buildK3sStandin, buildSystemdTestOsRootfs } from "../../scripts/lib/systemd-test-os";
+import { IMAGE_POLICY, SYSTEMD_TEST_OS_CMDLINE, buildK3sStandin, buildSystemdTestOsRootfs } from "../../scripts/lib/systemd-test-os";
 import "../helpers/oras-path";
 
 const BOOT_TIMEOUT_MS = 600000;
@@ -131,17 +131,20 @@ describe("an installed node takes extension and OS releases from a registry (eng
         refs.panicOs = await osRelease("panic", panicking);
 
         const catalogUrl = outs.second.catalog.url;
+        const k3sAnswer = "bash -c 'exec 3<>/dev/tcp/127.0.0.1/6443; head -n 1 <&3'"; // the running server's version line
         reports.updates = await boot("updates", {
             steps: [
                 /* 1 */ `kairos-agent sysext install --catalog ${catalogUrl} k3s`,
-                /* 2 */ "kairos-agent sysext enable --active --now k3s-1.32.0",
-                /* 3 */ "kairos-agent sysext remove k3s-1.31.2",
-                /* 4 */ "systemctl restart k3s && k3s --version && head -n 1 </dev/tcp/127.0.0.1/6443 && ls /var/lib/kairos/extensions /var/lib/kairos/extensions/active /run/extensions",
+                // common: every profile, so the passive entry (a fallback) merges it too
+                /* 2 */ "kairos-agent sysext enable --common --now k3s-1.32.0",
+                /* 3 */ "kairos-agent sysext remove --now k3s-1.31.2",
+                /* 4 */ `systemctl restart k3s && k3s --version && ${k3sAnswer} && ls /var/lib/kairos/extensions /run/extensions`,
                 /* 5 */ `kairos-agent sysext install oci:${refs.forgedSysext}`,
-                /* 6 */ "kairos-agent sysext enable --active --now k3s-6.6.6",
-                /* 7 */ "systemd-sysext status; head -n 1 </dev/tcp/127.0.0.1/6443; systemctl is-active k3s",
-                /* 8 */ "kairos-agent sysext remove k3s-6.6.6",
-                /* 9 */ `kairos-agent sysext install --catalog ${refs.toolsCatalog} tools; ls /var/lib/kairos/extensions`,
+                // the merge, as systemd-sysext.service's ExecStart/ExecReload run it (a refresh keeps the old merge when the new one fails)
+                /* 6 */ `ln -s /var/lib/kairos/extensions/k3s-6.6.6.sysext.raw /run/extensions/ && systemd-sysext refresh --image-policy=${IMAGE_POLICY}`,
+                /* 7 */ `systemd-sysext status; ${k3sAnswer}; systemctl is-active k3s`,
+                /* 8 */ "kairos-agent sysext remove --now k3s-6.6.6",
+                /* 9 */ `kairos-agent sysext install --catalog ${refs.toolsCatalog} tools; echo install-exit=$?; ls /var/lib/kairos/extensions`,
                 /* 10 */ `kairos-agent upgrade --source oci:${refs.foreignOs}`,
                 /* 11 */ "ls /efi/EFI/kairos /efi/loader/entries; sha256sum /efi/EFI/kairos/*.efi",
                 /* 12 */ `kairos-agent upgrade --source oci:${outs.second.os.reference}`,
@@ -155,7 +158,7 @@ describe("an installed node takes extension and OS releases from a registry (eng
                 /* 3 */ "ls /efi/loader/entries; sha256sum /efi/EFI/kairos/*.efi",
             ],
         });
-        reports.fallback = await boot("fallback", { steps: ["ls /efi/loader/entries; sha256sum /efi/EFI/kairos/*.efi; k3s --version"] });
+        reports.fallback = await boot("fallback", { steps: ["ls /efi/loader/entries; k3s --version"] });
     });
 
     after(async () => {
@@ -190,18 +193,22 @@ describe("an installed node takes extension and OS releases from a registry (eng
         });
 
         it("a release signed by a foreign key is written (the agent does not verify) but refused at merge; 1.32.0 stays merged and running", () => {
-            assert.match(step(reports.updates, 5), /exit=0/);
+            assert.match(step(reports.updates, 5), /k3s-6\.6\.6\.sysext\.raw installed/);
+            assert.match(step(reports.updates, 6), /Failed to merge hierarchies/);
             assert.match(step(reports.updates, 6), /exit=[1-9]/);
             const s = step(reports.updates, 7);
             assert.match(s, /\/usr\/local\/bin\s+k3s-1\.32\.0/);
+            assert.doesNotMatch(s, /k3s-6\.6\.6/);
             assert.match(s, /^k3s v1\.32\.0\+k3s1$/m);
             assert.match(s, /^active$/m);
             assert.doesNotMatch(s, /pwned/);
+            assert.match(step(reports.updates, 8), /exit=0/);
         });
 
         it("a release whose bytes differ from the catalog's digest is refused before it is written", () => {
             const s = step(reports.updates, 9);
-            assert.match(s, /digest/i);
+            assert.match(s, new RegExp(`blob sha256:${sha.toolsLayer}: got sha256:`));
+            assert.match(s, /install-exit=[1-9]/);
             assert.doesNotMatch(s, /tools-1\.0\.0\.sysext\.raw/);
         });
     });
@@ -226,6 +233,8 @@ describe("an installed node takes extension and OS releases from a registry (eng
         it("the new UKI boots as active with its command line; the disk unlocks under its PCR 11 values; k3s 1.32.0 is still merged", () => {
             const r = reports.upgraded;
             assert.equal(r.facts.profile, "active");
+            assert.equal(r.facts["active.efi-sha256"], sha.os2);
+            assert.equal(r.facts["passive.efi-sha256"], sha.os1);
             assert.match(r.facts.cmdline, /kairos\.test\.os=2/);
             assert.equal(r.facts.unlock, "unlocked", r.sections.unlock);
             assert.equal(r.facts["pcr11-at-unlock"], outs.second.os.pcr11EnterInitrd);
@@ -240,11 +249,12 @@ describe("an installed node takes extension and OS releases from a registry (eng
             assert.equal(r.facts.profile, "passive");
             assert.match(r.facts.cmdline, /kairos\.test\.os=2/);
             assert.equal(r.facts.unlock, "unlocked", r.sections.unlock);
+            assert.equal(r.facts["loader-entry"], "passive.conf");
             const s = step(r, 1);
-            assert.match(s, /active\+0-3\.conf/);
-            assert.match(s, new RegExp(`${sha.panic}  /efi/EFI/kairos/active\\.efi`));
-            assert.match(s, new RegExp(`${sha.os2}  /efi/EFI/kairos/passive\\.efi`));
-            assert.match(s, /k3s version v1\.32\.0\+k3s1/);
+            assert.match(s, /active\+0-3\.conf/, "the panicking entry used its three tries");
+            assert.equal(r.facts["active.efi-sha256"], sha.panic);
+            assert.equal(r.facts["passive.efi-sha256"], sha.os2);
+            assert.match(s, /k3s version v1\.32\.0\+k3s1/, "k3s is enabled in common/: the fallback merges it too");
         });
     });
 });
