@@ -16,7 +16,9 @@ import { stageThenMove } from "./output/staging";
 import { CATALOG_ARTIFACT_TYPE, writeJsonArtifactLayout } from "./toolkit/release/raw-artifact";
 import { CatalogError, buildCatalog, serializeCatalog } from "./toolkit/release/catalog";
 import { pushLayout } from "./toolkit/release/oras";
-import { PublishedRecord, ReleaseRun, accessOf, deletePublished, pinned, registryDrift, placePart, registryProblems, releaseDiff, tagged } from "./release/published";
+import {
+    PublishedRecord, ReleaseRun, accessOf, deletePublished, onlyRecords, pinned, placePart, registryDrift, registryProblems, releaseDiff, retireOld, tagForVersion, tagProblems, tagged,
+} from "./release/published";
 import * as contract from "./generated/contract";
 import { registeredOutputs } from "./generated/contract";
 
@@ -62,7 +64,7 @@ function crossField(i: Inputs): InputProblem[] {
 
 /** The catalog text and each name's latest version: a pure function of the entries and the repo name. */
 function catalogOf(i: Inputs): { json: string; latest: Record<string, string> } {
-    const catalog = buildCatalog(i.repo ?? i.repository ?? "pulumi-kairos", i.entries);
+    const catalog = buildCatalog(i.repo ?? i.repository ?? "pulumi-kairos", i.entries, i.latest ?? {});
     return { json: serializeCatalog(catalog).toString("utf8"), latest: Object.fromEntries(catalog.layers.map((l) => [l.name, l.latest])) };
 }
 
@@ -93,8 +95,11 @@ export const extensionCatalogHandler: Handler = {
     },
 
     async update(_id, olds: Outputs, news: Inputs) {
+        if (onlyRecords(olds, news)) return { outs: { ...olds, registry: news.registry, deleteOnDestroy: news.deleteOnDestroy } };
         const reasons = updateReasons(olds, news);
-        return { outs: await write(news, new BuildLog(label(news), updateAction(reasons), reasons)) };
+        const outs = await write(news, new BuildLog(label(news), updateAction(reasons), reasons));
+        await retireOld(label(olds), olds, outs.reference);
+        return { outs };
     },
 
     async delete(_id, props: Outputs) {
@@ -105,9 +110,8 @@ export const extensionCatalogHandler: Handler = {
 
 async function write(i: Inputs, log: BuildLog): Promise<Outputs> {
     const { json, latest } = catalogOf(i);
-    const file = path.join(i.outputDir, CATALOG_FILE);
-    await log.step("write releases.json", () => stageThenMove(i.outputDir, async (staging) => fs.writeFileSync(path.join(staging, CATALOG_FILE), json), 0o755));
-    const outs = { ...i, path: file, sha256: sha256Hex(json), catalog: json, latest, drift: [] as string[] } as Outputs;
+    const outs = { ...i, path: path.join(i.outputDir, CATALOG_FILE), sha256: sha256Hex(json), catalog: json, latest, drift: [] as string[] } as Outputs;
+    // Published first: a failed push leaves the previous catalog file, and the state that names it, as they were.
     if (i.repository) {
         const work = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-catalog-"));
         try {
@@ -120,6 +124,7 @@ async function write(i: Inputs, log: BuildLog): Promise<Outputs> {
             fs.rmSync(work, { recursive: true, force: true });
         }
     }
+    await log.step("write releases.json", () => stageThenMove(i.outputDir, async (staging) => fs.writeFileSync(path.join(staging, CATALOG_FILE), json), 0o755));
     return { ...outs, lastBuild: log.report() };
 }
 

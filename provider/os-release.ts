@@ -14,11 +14,14 @@ import { BuildLog, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { renderLoaderConf } from "./toolkit/boot/boot-entries";
+import { checkEfiSignature } from "./toolkit/boot/uki";
 import { stageThenMove } from "./output/staging";
 import { writeOsContainer } from "./toolkit/release/os-container";
 import type { TarEntry } from "./toolkit/release/tar-writer";
 import { pushLayout } from "./toolkit/release/oras";
-import { PublishedRecord, ReleaseRun, accessOf, deletePublished, pinned, registryDrift, placePart, registryProblems, releaseDiff, tagged } from "./release/published";
+import {
+    PublishedRecord, ReleaseRun, accessOf, deletePublished, onlyRecords, pinned, placePart, registryDrift, registryProblems, releaseDiff, retireOld, tagForVersion, tagProblems, tagged,
+} from "./release/published";
 import * as contract from "./generated/contract";
 import { registeredOutputs } from "./generated/contract";
 
@@ -65,6 +68,7 @@ function crossField(i: Inputs): InputProblem[] {
     if (!i.uki.efiFiles.some((f) => path.basename(f) === "norole.efi")) {
         problems.push({ property: "uki.efiFiles", reason: `no norole.efi among ${i.uki.efiFiles.map((f) => path.basename(f)).join(", ") || "none"}: kairos-agent upgrade verifies and installs EFI/kairos/norole.efi (build the KairosUkiImage without a role-specific single entry)` });
     }
+    if (i.verifyWith && !fs.existsSync(i.verifyWith)) problems.push({ property: "verifyWith", reason: `${i.verifyWith} does not exist` });
     return [...problems, ...registryProblems("registry", i.registry, fs.existsSync)];
 }
 
@@ -98,8 +102,11 @@ export const osReleaseHandler: Handler = {
     },
 
     async update(_id, olds: Outputs, news: Inputs) {
+        if (onlyRecords(olds, news)) return { outs: { ...olds, registry: news.registry, deleteOnDestroy: news.deleteOnDestroy, verifyWith: news.verifyWith } };
         const reasons = updateReasons(olds, news);
-        return { outs: await build(news, new BuildLog(label(news), updateAction(reasons), reasons)) };
+        const outs = await build(news, new BuildLog(label(news), updateAction(reasons), reasons));
+        await retireOld(label(olds), olds, outs.reference);
+        return { outs };
     },
 
     async delete(_id, props: Outputs) {
@@ -111,22 +118,35 @@ export const osReleaseHandler: Handler = {
 async function build(i: Inputs, log: BuildLog): Promise<Outputs> {
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-os-release-"));
     try {
+        if (i.verifyWith) {
+            // What kairos-agent upgrade checks on the node (norole.efi against db), and what the firmware checks: refuse before publishing.
+            for (const f of [...i.uki.efiFiles.filter((e) => path.basename(e) === "norole.efi"), i.uki.systemdBoot]) {
+                const verdict = await log.step(`verify ${path.basename(f)}`, () => checkEfiSignature(f, i.verifyWith!));
+                if (!verdict.ok) throw new Error(`${f} is not signed by ${i.verifyWith} (${verdict.reason}); nodes trusting that certificate would refuse this OS release, so it was not published:\n${verdict.detail}`);
+            }
+        }
         const loaderConf = path.join(work, "loader.conf");
         fs.writeFileSync(loaderConf, renderLoaderConf());
         const files = containerFiles(i, loaderConf);
         const layoutDir = path.join(work, "layout");
-        const image = await log.step("write container image", () =>
-            stageThenMove(i.outputDir, (staging) => writeOsContainer({ files, arch: i.arch, tarball: path.join(staging, `${i.name}.tar`), layoutDir }), 0o755),
+        // The tarball is moved into outputDir only after the push: a failed push leaves the previous one.
+        const result = await stageThenMove(
+            i.outputDir,
+            async (staging) => {
+                const image = await log.step("write container image", () => writeOsContainer({ files, arch: i.arch, tarball: path.join(staging, `${i.name}.tar`), layoutDir }));
+                if (!i.repository) return { image };
+                const target = tagged(i.repository, i.tag);
+                const digest = await log.step(`push ${target}`, () => pushLayout(layoutDir, image.tag, target, accessOf(i.registry)));
+                if (digest !== image.manifestDigest) throw new Error(`${target} names ${digest} after the push, not the image written (${image.manifestDigest}); the registry rewrote it`);
+                return { image, reference: pinned(i.repository, digest), taggedReference: target };
+            },
+            0o755,
         );
-        const outs = { ...i, path: tarballOf(i), sha256: image.tarballSha256, digest: image.manifestDigest, files: files.map((f) => f.path), drift: [] as string[] } as Outputs;
-        if (i.repository) {
-            const target = tagged(i.repository, i.tag);
-            const digest = await log.step(`push ${target}`, () => pushLayout(layoutDir, image.tag, target, accessOf(i.registry)));
-            if (digest !== image.manifestDigest) throw new Error(`${target} names ${digest} after the push, not the image written (${image.manifestDigest}); the registry rewrote it`);
-            Object.assign(outs, { reference: pinned(i.repository, digest), taggedReference: target });
-            log.say(`published ${outs.reference}`);
-        }
-        return { ...outs, lastBuild: log.report() };
+        if (result.reference) log.say(`published ${result.reference}`);
+        return {
+            ...i, path: tarballOf(i), sha256: result.image.tarballSha256, digest: result.image.manifestDigest, files: files.map((f) => f.path),
+            reference: result.reference, taggedReference: result.taggedReference, drift: [], lastBuild: log.report(),
+        } as Outputs;
     } finally {
         fs.rmSync(work, { recursive: true, force: true });
     }

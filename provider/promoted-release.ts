@@ -10,7 +10,9 @@ import { BuildLog, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256Hex } from "./toolkit/files";
 import { copyByDigest } from "./toolkit/release/oras";
-import { PublishedRecord, ReleaseRun, accessOf, deletePublished, pinned, registryDrift, placePart, registryProblems, releaseDiff, tagged } from "./release/published";
+import {
+    PublishedRecord, ReleaseRun, accessOf, deletePublished, onlyRecords, pinned, placePart, registryDrift, registryProblems, releaseDiff, retireOld, tagForVersion, tagProblems, tagged,
+} from "./release/published";
 import * as contract from "./generated/contract";
 import { registeredOutputs } from "./generated/contract";
 
@@ -33,10 +35,16 @@ interface Outputs extends Inputs, ReleaseRun, Omit<PublishedRecord, "drift"> {
 
 const testedDigest = (i: { source: string }) => i.source.slice(i.source.lastIndexOf("@") + 1);
 const label = (i: { source: string; repository: string }) => `PromotedRelease ${i.repository}@${testedDigest(i).slice(0, 19)}`;
-const tagOf = (i: Inputs) => i.tag ?? i.entry?.version ?? "latest";
+const tagOf = (i: Inputs) => i.tag ?? (i.entry ? `${tagForVersion(i.entry.version)}${i.entry.arch === "amd64" ? "" : `-${i.entry.arch}`}` : "latest");
+const repositoryOf = (reference: string) => reference.slice(0, reference.lastIndexOf("@"));
 
 function crossField(i: Inputs): InputProblem[] {
-    return [...registryProblems("registry", i.registry, fs.existsSync), ...registryProblems("sourceRegistry", i.sourceRegistry, fs.existsSync)];
+    const problems = [...tagProblems("tag", tagOf(i)), ...registryProblems("registry", i.registry, fs.existsSync), ...registryProblems("sourceRegistry", i.sourceRegistry, fs.existsSync)];
+    // A promotion within the source's repository is a new tag on the tested manifest: deleting it by digest would delete the tested release too.
+    if (i.deleteOnDestroy && repositoryOf(i.source) === i.repository) {
+        problems.push({ property: "deleteOnDestroy", reason: `${i.repository} is the source's own repository: deleting this promotion would delete the tested release ${i.source} that the earlier environment still lists` });
+    }
+    return problems;
 }
 
 export const promotedReleaseHandler: Handler = {
@@ -56,7 +64,7 @@ export const promotedReleaseHandler: Handler = {
 
     async create(inputs: Inputs) {
         const outs = await promote(inputs, new BuildLog(label(inputs), "published", ["new"]));
-        return { id: outs.reference, outs };
+        return { id: outs.taggedReference, outs };
     },
 
     async read(id, props: Outputs) {
@@ -64,8 +72,11 @@ export const promotedReleaseHandler: Handler = {
     },
 
     async update(_id, olds: Outputs, news: Inputs) {
+        if (onlyRecords(olds, news)) return { outs: { ...olds, registry: news.registry, sourceRegistry: news.sourceRegistry, deleteOnDestroy: news.deleteOnDestroy } };
         const reasons = updateReasons(olds, news);
-        return { outs: await promote(news, new BuildLog(label(news), updateAction(reasons) === "restored" ? "restored" : "published", reasons)) };
+        const outs = await promote(news, new BuildLog(label(news), updateAction(reasons) === "restored" ? "restored" : "published", reasons));
+        await retireOld(label(olds), olds, outs.reference);
+        return { outs };
     },
 
     async delete(_id, props: Outputs) {

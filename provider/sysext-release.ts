@@ -15,7 +15,9 @@ import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
 import { verifySysextImage } from "./toolkit/sysext/ddi-verify";
 import { RAW_ARTIFACT_TYPES, writeRawExtensionLayout } from "./toolkit/release/raw-artifact";
 import { pushLayout } from "./toolkit/release/oras";
-import { PublishedRecord, ReleaseRun, accessOf, deletePublished, pinned, registryDrift, placePart, registryProblems, releaseDiff, tagged } from "./release/published";
+import {
+    PublishedRecord, ReleaseRun, accessOf, deletePublished, onlyRecords, pinned, placePart, registryDrift, registryProblems, releaseDiff, retireOld, tagForVersion, tagProblems, tagged,
+} from "./release/published";
 import * as contract from "./generated/contract";
 import { registeredOutputs } from "./generated/contract";
 
@@ -42,7 +44,10 @@ interface Outputs extends Inputs, ReleaseRun, Omit<PublishedRecord, "drift"> {
 }
 
 const label = (i: { name: string; version: string }) => `SysextRelease ${i.name} ${i.version}`;
-const tagOf = (i: Inputs) => i.tag ?? i.version;
+/** The given tag, or the version's (see schema.json's `tag`). */
+const tagOf = (i: Inputs) => i.tag ?? `${tagForVersion(i.version)}${i.arch === "amd64" ? "" : `-${i.arch}`}`;
+/** The DDI architecture names readPartitionTable reports, by Go architecture. */
+const DDI_ARCH = { amd64: "x86-64", arm64: "arm64" } as const;
 
 function crossField(i: Inputs): InputProblem[] {
     const problems: InputProblem[] = [];
@@ -50,7 +55,8 @@ function crossField(i: Inputs): InputProblem[] {
     else if (!path.basename(i.image).endsWith(`.${i.kind}.raw`)) {
         problems.push({ property: "image", reason: `${path.basename(i.image)} is not named *.${i.kind}.raw; Kairos writes the file under this name and systemd merges a ${i.kind} only with that suffix (set kind, or publish the right image)` });
     }
-    return [...problems, ...registryProblems("registry", i.registry, fs.existsSync)];
+    if (i.verifyWith && !fs.existsSync(i.verifyWith)) problems.push({ property: "verifyWith", reason: `${i.verifyWith} does not exist` });
+    return [...problems, ...tagProblems("tag", tagOf(i)), ...registryProblems("registry", i.registry, fs.existsSync)];
 }
 
 export const sysextReleaseHandler: Handler = {
@@ -78,7 +84,7 @@ export const sysextReleaseHandler: Handler = {
 
     async create(inputs: Inputs) {
         const outs = await publish(inputs, new BuildLog(label(inputs), "published", ["new"]));
-        return { id: outs.reference, outs };
+        return { id: outs.taggedReference, outs };
     },
 
     async read(id, props: Outputs) {
@@ -86,8 +92,11 @@ export const sysextReleaseHandler: Handler = {
     },
 
     async update(_id, olds: Outputs, news: Inputs) {
+        if (onlyRecords(olds, news)) return { outs: { ...olds, registry: news.registry, deleteOnDestroy: news.deleteOnDestroy, verifyWith: news.verifyWith } };
         const reasons = updateReasons(olds, news);
-        return { outs: await publish(news, new BuildLog(label(news), updateAction(reasons) === "restored" ? "restored" : "published", reasons)) };
+        const outs = await publish(news, new BuildLog(label(news), updateAction(reasons) === "restored" ? "restored" : "published", reasons));
+        await retireOld(label(olds), olds, outs.reference);
+        return { outs };
     },
 
     async delete(_id, props: Outputs) {
@@ -99,11 +108,19 @@ async function publish(i: Inputs, log: BuildLog): Promise<Outputs> {
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-sysext-release-"));
     try {
         const fileName = path.basename(i.image);
-        // A release is what nodes run: refuse anything that is not a whole, signed extension image.
-        await log.step("check extension image", () => verifySysextImage(i.image, { workDir: work, requireSignature: true }));
+        // A release is what nodes run: refuse anything that is not a whole, signed extension image of the
+        // architecture the catalog will list it under (and, with verifyWith, signed by that certificate).
+        const verified = await log.step("check extension image", () => verifySysextImage(i.image, { workDir: work, requireSignature: true, certificate: i.verifyWith }));
+        if (verified.arch !== DDI_ARCH[i.arch]) {
+            throw new Error(`${i.image} is a ${verified.arch} image, but this release lists it as ${i.arch}; set arch to ${verified.arch === "arm64" ? "arm64" : "amd64"}`);
+        }
         const layout = await log.step("write OCI artifact", () =>
             writeRawExtensionLayout(path.join(work, "layout"), i.image, i.kind, fileName),
         );
+        // What is pushed is what check() hashed (the plan preview showed), not a file changed since.
+        if (layout.layerDigest !== `sha256:${i.hashParts.image}`) {
+            throw new Error(`${i.image} changed since the preview (its sha256 is now ${layout.layerDigest.slice(7)}, not ${i.hashParts.image}); nothing was published, run up again`);
+        }
         const target = tagged(i.repository, tagOf(i));
         const digest = await log.step(`push ${target}`, () => pushLayout(path.join(work, "layout"), layout.tag, target, accessOf(i.registry)));
         if (digest !== layout.manifestDigest) throw new Error(`${target} names ${digest} after the push, not the manifest written (${layout.manifestDigest}); the registry rewrote it`);

@@ -32,8 +32,10 @@ export interface NodeUpdatesSettings {
 export function nodeUpdatesProgram(s: NodeUpdatesSettings) {
     return async () => {
         const registry = { plainHttp: s.plainHttp === true };
+        // Nothing is published that the nodes' db certificate does not verify.
         const out = (p: string) => path.join(s.outDir, p);
         const keys = new SigningKeys("keys", { name: "node-updates", outputDir: out("keys") }, { protect: false });
+        const db = keys.files.apply((f) => f.db.pem);
 
         // One extension per k3s version, named with its version (k3s-1.31.2.sysext.raw), so a node can hold
         // the old and the new one while it switches, as Kairos' docs recommend.
@@ -42,7 +44,7 @@ export function nodeUpdatesProgram(s: NodeUpdatesSettings) {
                 name: `k3s-${version}`, outputDir: out("extensions"), source: { dir: tree }, signingKeys: keys,
                 release: { reloadManager: true },
             });
-            const release = new SysextRelease(`k3s-${version}`, { image: extension.path, name: "k3s", version, repository: `${s.registry}/kairos/k3s`, registry });
+            const release = new SysextRelease(`k3s-${version}`, { image: extension.path, name: "k3s", version, repository: `${s.registry}/kairos/k3s`, registry, verifyWith: db });
             return { version, extension, release };
         });
         const catalog = new ExtensionCatalog("extensions", {
@@ -54,7 +56,7 @@ export function nodeUpdatesProgram(s: NodeUpdatesSettings) {
 
         const os = new KairosUkiImage("os", { outputDir: out("uki"), source: { dir: s.os.dir }, signingKeys: keys, extendCmdline: s.os.cmdline, initrdCompressionLevel: 3 });
         const osRelease = new OsRelease("os", {
-            uki: os.bootFiles, outputDir: out("os-release"), repository: `${s.registry}/kairos/os`, tag: s.os.version, registry,
+            uki: os.bootFiles, outputDir: out("os-release"), repository: `${s.registry}/kairos/os`, tag: s.os.version, registry, verifyWith: db,
             enrollKeys: keys.files.apply((f) => ({ PK: f.PK.auth, KEK: f.KEK.auth, db: f.db.auth })),
         });
 
@@ -71,7 +73,7 @@ export function nodeUpdatesProgram(s: NodeUpdatesSettings) {
             },
             iso: media.path,
             // Where the keys are (paths, not key material): for signing what the program does not build.
-            keys: { db: keys.files.apply((f) => f.db.pem), dbKey: keys.files.apply((f) => f.db.key), pcrKey: keys.tpmPcrKeyFile },
+            keys: { db, dbKey: keys.files.apply((f) => f.db.key), pcrKey: keys.tpmPcrKeyFile },
         };
     };
 }

@@ -1306,7 +1306,7 @@ export interface SysextReleaseArgs {
     version: pulumi.Input<string>;
     /** Where to publish: `host[:port]/path`, e.g. `registry.example.com/kairos/k3s`. */
     repository: pulumi.Input<string>;
-    /** The tag to point at the release. @default the version */
+    /** The tag to point at the release. @default the version with `+` as `_` (OCI tags allow no `+`), and `-<arch>` appended for arm64 so both architectures of a version can share a repository */
     tag?: pulumi.Input<string>;
     /**
      * The architecture the extension is built for (the catalog's key).
@@ -1318,10 +1318,12 @@ export interface SysextReleaseArgs {
      * @default "sysext"
      */
     kind?: pulumi.Input<ExtensionKind>;
+    /** A certificate (PEM or DER; the db certificate the nodes trust) the image's verity signature must verify against before anything is published. Without it only the image's shape and its signature's root hash are checked, and the node's merge is the only signature check. */
+    verifyWith?: pulumi.Input<string>;
     /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
     registry?: pulumi.Input<RegistryAccessArgs>;
     /**
-     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * Delete the published manifest from the registry when this resource is deleted (by digest: every tag naming those bytes in that repository goes with it). Off by default: nodes may still be taking the release.
      * @default false
      */
     deleteOnDestroy?: pulumi.Input<boolean>;
@@ -1337,7 +1339,7 @@ export interface SysextReleaseInputs {
     version: string;
     /** Where to publish: `host[:port]/path`, e.g. `registry.example.com/kairos/k3s`. */
     repository: string;
-    /** The tag to point at the release. @default the version */
+    /** The tag to point at the release. @default the version with `+` as `_` (OCI tags allow no `+`), and `-<arch>` appended for arm64 so both architectures of a version can share a repository */
     tag?: string;
     /**
      * The architecture the extension is built for (the catalog's key).
@@ -1349,10 +1351,12 @@ export interface SysextReleaseInputs {
      * @default "sysext"
      */
     kind?: ExtensionKind;
+    /** A certificate (PEM or DER; the db certificate the nodes trust) the image's verity signature must verify against before anything is published. Without it only the image's shape and its signature's root hash are checked, and the node's merge is the only signature check. */
+    verifyWith?: string;
     /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
     registry?: RegistryAccess;
     /**
-     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * Delete the published manifest from the registry when this resource is deleted (by digest: every tag naming those bytes in that repository goes with it). Off by default: nodes may still be taking the release.
      * @default false
      */
     deleteOnDestroy?: boolean;
@@ -1420,6 +1424,8 @@ export interface ExtensionCatalogArgs {
     entries: pulumi.Input<pulumi.Input<CatalogEntryArgs>[]>;
     /** The catalog's `repo` field (a free-form name of the collection). @default the repository, or "pulumi-kairos" */
     repo?: pulumi.Input<string>;
+    /** Extension name -> the version `latest` names, where the highest semver is not the one (or a name's versions are not semver). @default the highest release version of each name */
+    latest?: pulumi.Input<Record<string, pulumi.Input<string>>>;
     /** Folder the catalog file is written to. */
     outputDir: pulumi.Input<string>;
     /** Publish the catalog to this repository as well (`host[:port]/path`). */
@@ -1432,7 +1438,7 @@ export interface ExtensionCatalogArgs {
     /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
     registry?: pulumi.Input<RegistryAccessArgs>;
     /**
-     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * Delete the published manifest from the registry when this resource is deleted (by digest: every tag naming those bytes in that repository goes with it). Off by default: nodes may still be taking the release.
      * @default false
      */
     deleteOnDestroy?: pulumi.Input<boolean>;
@@ -1444,6 +1450,8 @@ export interface ExtensionCatalogInputs {
     entries: CatalogEntry[];
     /** The catalog's `repo` field (a free-form name of the collection). @default the repository, or "pulumi-kairos" */
     repo?: string;
+    /** Extension name -> the version `latest` names, where the highest semver is not the one (or a name's versions are not semver). @default the highest release version of each name */
+    latest?: Record<string, string>;
     /** Folder the catalog file is written to. */
     outputDir: string;
     /** Publish the catalog to this repository as well (`host[:port]/path`). */
@@ -1456,7 +1464,7 @@ export interface ExtensionCatalogInputs {
     /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
     registry?: RegistryAccess;
     /**
-     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * Delete the published manifest from the registry when this resource is deleted (by digest: every tag naming those bytes in that repository goes with it). Off by default: nodes may still be taking the release.
      * @default false
      */
     deleteOnDestroy?: boolean;
@@ -1478,7 +1486,7 @@ export interface ExtensionCatalogOutputs {
     digest?: string;
     /** With repository: `repository:tag`, which points at `digest` after the publish; refresh reports drift when it no longer does. */
     taggedReference?: string;
-    /** With repository: the http(s) URL of the catalog's bytes in the registry (its blob), what `kairos-agent sysext install --catalog URL` takes. */
+    /** With repository: the http(s) URL of this catalog's bytes in the registry (its blob), what `kairos-agent sysext install --catalog URL` takes. It is pinned to these bytes: a changed catalog has a new URL (a node given an old one keeps seeing the old catalog), and the registry must allow anonymous reads of the blob; for one stable URL serve `path` over HTTP. */
     url?: string;
     /** Hash of the named hash parts; a change means the artifact is promoted again. */
     inputHash: string;
@@ -1508,7 +1516,7 @@ export interface ExtensionCatalogOutputFields {
     readonly digest: pulumi.Output<string | undefined>;
     /** With repository: `repository:tag`, which points at `digest` after the publish; refresh reports drift when it no longer does. */
     readonly taggedReference: pulumi.Output<string | undefined>;
-    /** With repository: the http(s) URL of the catalog's bytes in the registry (its blob), what `kairos-agent sysext install --catalog URL` takes. */
+    /** With repository: the http(s) URL of this catalog's bytes in the registry (its blob), what `kairos-agent sysext install --catalog URL` takes. It is pinned to these bytes: a changed catalog has a new URL (a node given an old one keeps seeing the old catalog), and the registry must allow anonymous reads of the blob; for one stable URL serve `path` over HTTP. */
     readonly url: pulumi.Output<string | undefined>;
     /** Hash of the named hash parts; a change means the artifact is promoted again. */
     readonly inputHash: pulumi.Output<string>;
@@ -1528,6 +1536,8 @@ export interface OsReleaseArgs {
     uki: pulumi.Input<UkiFilesArgs>;
     /** Signed key lists to ship in loader/keys/auto, as AuroraBoot does. */
     enrollKeys?: pulumi.Input<EnrollKeysArgs>;
+    /** A certificate (PEM or DER; the db certificate the nodes trust) that norole.efi and systemd-boot must be signed by before anything is published, as kairos-agent upgrade checks norole.efi against db. */
+    verifyWith?: pulumi.Input<string>;
     /** Folder the tarball is written to. */
     outputDir: pulumi.Input<string>;
     /**
@@ -1550,7 +1560,7 @@ export interface OsReleaseArgs {
     /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
     registry?: pulumi.Input<RegistryAccessArgs>;
     /**
-     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * Delete the published manifest from the registry when this resource is deleted (by digest: every tag naming those bytes in that repository goes with it). Off by default: nodes may still be taking the release.
      * @default false
      */
     deleteOnDestroy?: pulumi.Input<boolean>;
@@ -1562,6 +1572,8 @@ export interface OsReleaseInputs {
     uki: UkiFiles;
     /** Signed key lists to ship in loader/keys/auto, as AuroraBoot does. */
     enrollKeys?: EnrollKeys;
+    /** A certificate (PEM or DER; the db certificate the nodes trust) that norole.efi and systemd-boot must be signed by before anything is published, as kairos-agent upgrade checks norole.efi against db. */
+    verifyWith?: string;
     /** Folder the tarball is written to. */
     outputDir: string;
     /**
@@ -1584,7 +1596,7 @@ export interface OsReleaseInputs {
     /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
     registry?: RegistryAccess;
     /**
-     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * Delete the published manifest from the registry when this resource is deleted (by digest: every tag naming those bytes in that repository goes with it). Off by default: nodes may still be taking the release.
      * @default false
      */
     deleteOnDestroy?: boolean;
@@ -1648,7 +1660,7 @@ export interface PromotedReleaseArgs {
     source: pulumi.Input<string>;
     /** This environment's repository (`host[:port]/path`). */
     repository: pulumi.Input<string>;
-    /** The tag to point at it here. @default the entry's version, else `latest` */
+    /** The tag to point at it here. @default the entry's version (`+` as `_`, `-<arch>` for arm64), else `latest` */
     tag?: pulumi.Input<string>;
     /** What the release is in a catalog (name, version, arch, kind); gives `catalogEntry`. */
     entry?: pulumi.Input<ReleaseEntryInfoArgs>;
@@ -1657,7 +1669,7 @@ export interface PromotedReleaseArgs {
     /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
     registry?: pulumi.Input<RegistryAccessArgs>;
     /**
-     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * Delete the published manifest from the registry when this resource is deleted (by digest: every tag naming those bytes in that repository goes with it). Off by default: nodes may still be taking the release.
      * @default false
      */
     deleteOnDestroy?: pulumi.Input<boolean>;
@@ -1669,7 +1681,7 @@ export interface PromotedReleaseInputs {
     source: string;
     /** This environment's repository (`host[:port]/path`). */
     repository: string;
-    /** The tag to point at it here. @default the entry's version, else `latest` */
+    /** The tag to point at it here. @default the entry's version (`+` as `_`, `-<arch>` for arm64), else `latest` */
     tag?: string;
     /** What the release is in a catalog (name, version, arch, kind); gives `catalogEntry`. */
     entry?: ReleaseEntryInfo;
@@ -1678,7 +1690,7 @@ export interface PromotedReleaseInputs {
     /** How to reach the registry (plain HTTP, CA file). Not part of the input hash. */
     registry?: RegistryAccess;
     /**
-     * Delete the published manifest from the registry when this resource is deleted. Off by default: nodes may still be taking the release.
+     * Delete the published manifest from the registry when this resource is deleted (by digest: every tag naming those bytes in that repository goes with it). Off by default: nodes may still be taking the release.
      * @default false
      */
     deleteOnDestroy?: boolean;

@@ -6,7 +6,7 @@ import type { BuildReport } from "../build-log";
 import { logLine } from "../build-log";
 import type { InputProblem } from "../validation/schema-validator";
 import { containsUnknown, samePath } from "../check-kit";
-import { RegistryAccess, deleteManifest, resolveDigest } from "../toolkit/release/oras";
+import { RegistryAccess, deleteManifest, isNotFound, resolveDigest } from "../toolkit/release/oras";
 import * as contract from "../generated/contract";
 
 /** The registry options a program gives, as the toolkit takes them (credentials never pass here). */
@@ -20,6 +20,8 @@ export const pinned = (repository: string, digest: string) => `${repository}@${d
 /** The fields every published release records about where it is. */
 export interface PublishedRecord {
     registry?: contract.RegistryAccess;
+    /** `repository@digest` (absent: not published). */
+    reference?: string;
     deleteOnDestroy?: boolean;
     /** The manifest digest (absent: not published, e.g. a catalog kept only as a file). */
     digest?: string;
@@ -49,13 +51,37 @@ export async function registryDrift(p: PublishedRecord): Promise<string[]> {
     return [`${p.taggedReference}: ${now === undefined ? "missing" : `points at ${now}`}`];
 }
 
+/** Inputs that change what refresh and destroy do, not what is published: an update records them, nothing is pushed. */
+const RECORDED_ONLY = ["registry", "sourceRegistry", "deleteOnDestroy"];
+
 /**
  * A release's diff: publish again when what it is or where it goes changed (both are in the input hash)
- * or refresh found the tag moved; replace when a local file gets another name or folder.
+ * or refresh found the tag moved; replace when a local file gets another name or folder; record a new
+ * registry option or deleteOnDestroy (refresh and destroy read them from the state). A replace of a
+ * release that deletes on destroy deletes first: the new one publishes the same digest, which the old
+ * one's delete would otherwise remove.
  */
 export function releaseDiff(olds: PublishedRecord & Record<string, any>, news: Record<string, any>, fileFields: string[] = []) {
     const replaces = fileFields.filter((f) => news[f] !== undefined && !containsUnknown(news[f]) && !samePath(olds[f], news[f]));
-    return { changes: olds.inputHash !== news.inputHash || replaces.length > 0 || (olds.drift ?? []).length > 0, replaces };
+    const recorded = RECORDED_ONLY.some((f) => JSON.stringify(olds[f] ?? null) !== JSON.stringify(news[f] ?? null));
+    return {
+        changes: olds.inputHash !== news.inputHash || replaces.length > 0 || recorded || (olds.drift ?? []).length > 0,
+        replaces,
+        deleteBeforeReplace: replaces.length > 0 && olds.deleteOnDestroy === true,
+    };
+}
+
+/** Whether an update only records inputs (nothing to publish): the same hash, no drift. */
+export function onlyRecords(olds: PublishedRecord, news: { inputHash: string }): boolean {
+    return olds.inputHash === news.inputHash && (olds.drift ?? []).length === 0;
+}
+
+/**
+ * After an update published elsewhere (another repository, tag or digest), the old manifest goes too
+ * when the old state asked for deletion: it would otherwise outlive every state that knows of it.
+ */
+export async function retireOld(label: string, olds: PublishedRecord & { reference?: string }, newReference: string | undefined): Promise<void> {
+    if (olds.reference && olds.reference !== newReference) await deletePublished(label, olds, olds.reference);
 }
 
 /** The hash part naming where a release is published: repository and tag (absent: not published). */
@@ -63,15 +89,36 @@ export function placePart(repository: string | undefined, tag: string | undefine
     return repository ? tagged(repository, tag ?? "") : "not published";
 }
 
-/** Delete: the manifest goes only when the program asked (deleteOnDestroy); else it stays for the nodes. */
+/**
+ * Delete: the manifest goes only when the program asked (deleteOnDestroy); else it stays for the nodes.
+ * It goes by digest, so every tag naming those bytes in that repository goes with it; one already gone
+ * counts as deleted.
+ */
 export async function deletePublished(label: string, p: PublishedRecord, reference: string | undefined): Promise<void> {
     if (!reference) return;
     if (p.deleteOnDestroy !== true) {
         logLine(`${label}: ${reference} stays in the registry (deleteOnDestroy is off; nodes may still take it)`);
         return;
     }
-    await deleteManifest(reference, accessOf(p.registry));
-    logLine(`${label}: deleted ${reference} from the registry`);
+    try {
+        await deleteManifest(reference, accessOf(p.registry));
+        logLine(`${label}: deleted ${reference} from the registry`);
+    } catch (e) {
+        if (!isNotFound(e)) throw e;
+        logLine(`${label}: ${reference} was already gone from the registry`);
+    }
+}
+
+/** The default tag for a version: OCI tags allow no `+` (semver build metadata, as in v1.31.2+k3s1), so it becomes `_`. */
+export function tagForVersion(version: string): string {
+    return version.replace(/\+/g, "_");
+}
+
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
+/** The tag a resource will push under must be a valid OCI tag, whether given or defaulted. */
+export function tagProblems(property: string, tag: string): InputProblem[] {
+    return TAG.test(tag) ? [] : [{ property, reason: `the tag \`${tag}\` is not a valid OCI tag (letters, digits, _ . -; at most 128); set tag` }];
 }
 
 /** caFile must exist; plainHttp and insecure contradict each other. */

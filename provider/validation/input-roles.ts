@@ -27,6 +27,7 @@ const ARTIFACT_STORE: InputRole = { none: "where a copy is kept, not what is bui
 const OUTPUT_DIR: InputRole = { replace: true, notHashed: "where the artifact goes, which differs per runner and checkout; the store relocates a fetched artifact to the runner's own outputDir" };
 
 const REGISTRY_ACCESS: InputRole = { none: "how the registry is reached (plain HTTP, a CA file), not what is published or where" };
+const VERIFY_WITH: InputRole = { none: "what the release is checked against before it is published, not what is published: the bytes are the same" };
 const DELETE_RELEASE: InputRole = { none: "what destroy does to the published manifest, not what is published: nothing is pushed again" };
 
 export const INPUT_ROLES: Record<string, Record<string, InputRole>> = {
@@ -112,6 +113,7 @@ export const INPUT_ROLES: Record<string, Record<string, InputRole>> = {
         version: { hash: { part: "catalog" } },
         arch: { hash: { part: "catalog" } },
         kind: { hash: { part: "artifactType" } },
+        verifyWith: VERIFY_WITH,
         repository: { hash: { part: "place" } },
         tag: { hash: { part: "place" } },
         registry: REGISTRY_ACCESS,
@@ -120,6 +122,7 @@ export const INPUT_ROLES: Record<string, Record<string, InputRole>> = {
     "kairos:index:ExtensionCatalog": {
         entries: { hash: { part: "catalog", digest: "the sha256 of the releases.json the entries render to" } },
         repo: { hash: { part: "catalog", digest: "the sha256 of the releases.json, whose repo field it is" } },
+        latest: { hash: { part: "catalog", digest: "the sha256 of the releases.json, whose latest fields it sets" } },
         outputDir: { replace: true, notHashed: "where the catalog file is written, which differs per runner and checkout; the catalog is the same" },
         repository: { hash: { part: "place" } },
         tag: { hash: { part: "place" } },
@@ -129,6 +132,7 @@ export const INPUT_ROLES: Record<string, Record<string, InputRole>> = {
     "kairos:index:OsRelease": {
         uki: { hash: { part: "files", digest: "each file's sha256 under its path in the image" } },
         enrollKeys: { hash: { part: "files", digest: "each .auth file's sha256 under loader/keys/auto" } },
+        verifyWith: VERIFY_WITH,
         outputDir: { replace: true, notHashed: "where the tarball is written, which differs per runner and checkout; the image is the same" },
         name: { replace: true, notHashed: "the tarball's file name only: the image inside, and its digest, are the same" },
         arch: { hash: { part: "arch" } },
