@@ -106,6 +106,22 @@ describe("guest kairos-agent stand-in (sh, on the host, real registry)", functio
             }
         });
 
+        it("an http: catalog URL on a mirrored registry host is fetched from the mirror (a catalog published as a registry blob)", async () => {
+            const body = fs.readFileSync(catalog());
+            const srv = http.createServer((q, s) => s.end(q.url === "/v2/kairos/catalog/blobs/sha256:abc" ? body : ""));
+            await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+            try {
+                // the published host does not answer; the mirror does
+                fs.appendFileSync(box.mirrors, `registry.invalid:5000=http://127.0.0.1:${(srv.address() as AddressInfo).port}\n`);
+                fs.rmSync(path.join(box.ext, "k3s-v2.sysext.raw"), { force: true });
+                const r = await box.agent("sysext", "install", "--catalog", "http://registry.invalid:5000/v2/kairos/catalog/blobs/sha256:abc", "k3s");
+                assert.equal(r.code, 0, r.out);
+                assert.ok(fs.existsSync(path.join(box.ext, "k3s-v2.sysext.raw")));
+            } finally {
+                srv.close();
+            }
+        });
+
         it("refuses a manifest whose digest is not the pinned one; nothing is written", async () => {
             fs.appendFileSync(box.mirrors, `${liarHost}=http://${liarHost}\n`);
             const r = await box.agent("sysext", "install", `oci:${liarHost}/evil@${digests.v1}`);
