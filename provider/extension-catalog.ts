@@ -16,9 +16,8 @@ import { stageThenMove } from "./output/staging";
 import { CATALOG_ARTIFACT_TYPE, writeJsonArtifactLayout } from "./toolkit/release/raw-artifact";
 import { CatalogError, buildCatalog, serializeCatalog } from "./toolkit/release/catalog";
 import { pushLayout } from "./toolkit/release/oras";
-import {
-    PublishedRecord, ReleaseRun, accessOf, deletePublished, onlyRecords, pinned, placePart, registryDrift, registryProblems, releaseDiff, retireOld, tagForVersion, tagProblems, tagged,
-} from "./release/published";
+import { PublishedRecord, ReleaseRun, accessOf, pinned, placePart, registryProblems, tagForVersion, tagProblems, tagged } from "./release/published";
+import { releaseLifecycle } from "./release/lifecycle";
 import * as contract from "./generated/contract";
 import { registeredOutputs } from "./generated/contract";
 
@@ -80,32 +79,9 @@ export const extensionCatalogHandler: Handler = {
             },
         }),
 
-    async diff(_id, olds: Outputs, news: Inputs) {
-        return releaseDiff(olds, news, ["outputDir"]);
-    },
-
-    async create(inputs: Inputs) {
-        const outs = await write(inputs, new BuildLog(label(inputs), inputs.repository ? "published" : "created", ["new"]));
-        return { id: outs.path, outs };
-    },
-
-    async read(id, props: Outputs) {
-        const file = driftOf(props.path, props.sha256, await sha256FileIfExists(props.path));
-        return { id, props: { ...props, drift: [...file, ...(await registryDrift(props))] } };
-    },
-
-    async update(_id, olds: Outputs, news: Inputs) {
-        if (onlyRecords(olds, news)) return { outs: { ...olds, registry: news.registry, deleteOnDestroy: news.deleteOnDestroy } };
-        const reasons = updateReasons(olds, news);
-        const outs = await write(news, new BuildLog(label(news), updateAction(reasons), reasons));
-        await retireOld(label(olds), olds, outs.reference);
-        return { outs };
-    },
-
-    async delete(_id, props: Outputs) {
-        await deletePublished(label(props), props, props.reference);
-        fs.rmSync(props.path, { force: true });
-    },
+    ...releaseLifecycle<Inputs, Outputs>({
+        label, make: write, id: (o) => o.path, recorded: ["registry", "deleteOnDestroy"], fileFields: ["outputDir"], localFile: (o) => o,
+    }),
 };
 
 async function write(i: Inputs, log: BuildLog): Promise<Outputs> {

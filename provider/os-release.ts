@@ -19,9 +19,8 @@ import { stageThenMove } from "./output/staging";
 import { writeOsContainer } from "./toolkit/release/os-container";
 import type { TarEntry } from "./toolkit/release/tar-writer";
 import { pushLayout } from "./toolkit/release/oras";
-import {
-    PublishedRecord, ReleaseRun, accessOf, deletePublished, onlyRecords, pinned, placePart, registryDrift, registryProblems, releaseDiff, retireOld, tagForVersion, tagProblems, tagged,
-} from "./release/published";
+import { PublishedRecord, ReleaseRun, accessOf, pinned, placePart, registryProblems, tagForVersion, tagProblems, tagged } from "./release/published";
+import { releaseLifecycle } from "./release/lifecycle";
 import * as contract from "./generated/contract";
 import { registeredOutputs } from "./generated/contract";
 
@@ -87,32 +86,9 @@ export const osReleaseHandler: Handler = {
             },
         }),
 
-    async diff(_id, olds: Outputs, news: Inputs) {
-        return releaseDiff(olds, news, ["outputDir", "name"]);
-    },
-
-    async create(inputs: Inputs) {
-        const outs = await build(inputs, new BuildLog(label(inputs), inputs.repository ? "published" : "created", ["new"]));
-        return { id: outs.path, outs };
-    },
-
-    async read(id, props: Outputs) {
-        const file = driftOf(props.path, props.sha256, await sha256FileIfExists(props.path));
-        return { id, props: { ...props, drift: [...file, ...(await registryDrift(props))] } };
-    },
-
-    async update(_id, olds: Outputs, news: Inputs) {
-        if (onlyRecords(olds, news)) return { outs: { ...olds, registry: news.registry, deleteOnDestroy: news.deleteOnDestroy, verifyWith: news.verifyWith } };
-        const reasons = updateReasons(olds, news);
-        const outs = await build(news, new BuildLog(label(news), updateAction(reasons), reasons));
-        await retireOld(label(olds), olds, outs.reference);
-        return { outs };
-    },
-
-    async delete(_id, props: Outputs) {
-        await deletePublished(label(props), props, props.reference);
-        fs.rmSync(props.path, { force: true });
-    },
+    ...releaseLifecycle<Inputs, Outputs>({
+        label, make: build, id: (o) => o.path, recorded: ["registry", "deleteOnDestroy", "verifyWith"], fileFields: ["outputDir", "name"], localFile: (o) => o,
+    }),
 };
 
 async function build(i: Inputs, log: BuildLog): Promise<Outputs> {

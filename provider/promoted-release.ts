@@ -10,9 +10,8 @@ import { BuildLog, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256Hex } from "./toolkit/files";
 import { copyByDigest } from "./toolkit/release/oras";
-import {
-    PublishedRecord, ReleaseRun, accessOf, deletePublished, onlyRecords, pinned, placePart, registryDrift, registryProblems, releaseDiff, retireOld, tagForVersion, tagProblems, tagged,
-} from "./release/published";
+import { PublishedRecord, ReleaseRun, accessOf, pinned, placePart, registryProblems, tagForVersion, tagProblems, tagged } from "./release/published";
+import { releaseLifecycle } from "./release/lifecycle";
 import * as contract from "./generated/contract";
 import { registeredOutputs } from "./generated/contract";
 
@@ -58,30 +57,7 @@ export const promotedReleaseHandler: Handler = {
             },
         }),
 
-    async diff(_id, olds: Outputs, news: Inputs) {
-        return releaseDiff(olds, news);
-    },
-
-    async create(inputs: Inputs) {
-        const outs = await promote(inputs, new BuildLog(label(inputs), "published", ["new"]));
-        return { id: outs.taggedReference, outs };
-    },
-
-    async read(id, props: Outputs) {
-        return { id, props: { ...props, drift: await registryDrift(props) } };
-    },
-
-    async update(_id, olds: Outputs, news: Inputs) {
-        if (onlyRecords(olds, news)) return { outs: { ...olds, registry: news.registry, sourceRegistry: news.sourceRegistry, deleteOnDestroy: news.deleteOnDestroy } };
-        const reasons = updateReasons(olds, news);
-        const outs = await promote(news, new BuildLog(label(news), updateAction(reasons) === "restored" ? "restored" : "published", reasons));
-        await retireOld(label(olds), olds, outs.reference);
-        return { outs };
-    },
-
-    async delete(_id, props: Outputs) {
-        await deletePublished(label(props), props, props.reference);
-    },
+    ...releaseLifecycle<Inputs, Outputs>({ label, make: promote, id: (o) => o.taggedReference, recorded: ["registry", "sourceRegistry", "deleteOnDestroy"] }),
 };
 
 async function promote(i: Inputs, log: BuildLog): Promise<Outputs> {

@@ -15,9 +15,8 @@ import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
 import { verifySysextImage } from "./toolkit/sysext/ddi-verify";
 import { RAW_ARTIFACT_TYPES, writeRawExtensionLayout } from "./toolkit/release/raw-artifact";
 import { pushLayout } from "./toolkit/release/oras";
-import {
-    PublishedRecord, ReleaseRun, accessOf, deletePublished, onlyRecords, pinned, placePart, registryDrift, registryProblems, releaseDiff, retireOld, tagForVersion, tagProblems, tagged,
-} from "./release/published";
+import { PublishedRecord, ReleaseRun, accessOf, pinned, placePart, registryProblems, tagForVersion, tagProblems, tagged } from "./release/published";
+import { releaseLifecycle } from "./release/lifecycle";
 import * as contract from "./generated/contract";
 import { registeredOutputs } from "./generated/contract";
 
@@ -78,30 +77,7 @@ export const sysextReleaseHandler: Handler = {
             },
         }),
 
-    async diff(_id, olds: Outputs, news: Inputs) {
-        return releaseDiff(olds, news);
-    },
-
-    async create(inputs: Inputs) {
-        const outs = await publish(inputs, new BuildLog(label(inputs), "published", ["new"]));
-        return { id: outs.taggedReference, outs };
-    },
-
-    async read(id, props: Outputs) {
-        return { id, props: { ...props, drift: await registryDrift(props) } };
-    },
-
-    async update(_id, olds: Outputs, news: Inputs) {
-        if (onlyRecords(olds, news)) return { outs: { ...olds, registry: news.registry, deleteOnDestroy: news.deleteOnDestroy, verifyWith: news.verifyWith } };
-        const reasons = updateReasons(olds, news);
-        const outs = await publish(news, new BuildLog(label(news), updateAction(reasons) === "restored" ? "restored" : "published", reasons));
-        await retireOld(label(olds), olds, outs.reference);
-        return { outs };
-    },
-
-    async delete(_id, props: Outputs) {
-        await deletePublished(label(props), props, props.reference);
-    },
+    ...releaseLifecycle<Inputs, Outputs>({ label, make: publish, id: (o) => o.taggedReference, recorded: ["registry", "deleteOnDestroy", "verifyWith"] }),
 };
 
 async function publish(i: Inputs, log: BuildLog): Promise<Outputs> {

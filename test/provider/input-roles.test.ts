@@ -181,16 +181,19 @@ describe("input roles: every input reaches the input hash, a replace, or is said
             version: (b) => ({ ...b, version: "1.0.1" }),
             arch: (b) => ({ ...b, arch: "arm64" }),
             kind: (b) => ({ ...b, kind: "confext", image: f("renamed", "tool.confext.raw") }),
+            verifyWith: (b) => ({ ...b, verifyWith: db.certificate }),
             repository: (b) => ({ ...b, repository: `${repository}-2` }),
             tag: (b) => ({ ...b, tag: "stable" }),
             registry: (b) => ({ ...b, registry: { plainHttp: true } }),
             deleteOnDestroy: (b) => ({ ...b, deleteOnDestroy: true }),
         };
         const entry = { name: "tool", version: "1.0.0", arch: "amd64", kind: "sysext", reference: tested };
-        base[EXTENSION_CATALOG_TOKEN] = { entries: [entry], outputDir: f("catalog"), repository };
+        const entry2 = { ...entry, version: "1.0.1", reference: `${repository}@${digest("b")}` };
+        base[EXTENSION_CATALOG_TOKEN] = { entries: [entry, entry2], outputDir: f("catalog"), repository };
         perturb[EXTENSION_CATALOG_TOKEN] = {
-            entries: (b) => ({ ...b, entries: [...b.entries, { ...entry, version: "1.0.1", reference: `${repository}@${digest("b")}` }] }),
+            entries: (b) => ({ ...b, entries: [...b.entries, { ...entry, version: "1.0.2", reference: `${repository}@${digest("c")}` }] }),
             repo: (b) => ({ ...b, repo: "acme/extensions" }),
+            latest: (b) => ({ ...b, latest: { tool: "1.0.0" } }),
             outputDir: (b) => ({ ...b, outputDir: f("catalog-2") }),
             repository: (b) => ({ ...b, repository: `${repository}-catalog` }),
             tag: (b) => ({ ...b, tag: "stable" }),
@@ -202,6 +205,7 @@ describe("input roles: every input reaches the input hash, a replace, or is said
         perturb[OS_RELEASE_TOKEN] = {
             uki: (b) => ({ ...b, uki: { ...b.uki, loaderEntries: [f("files", "norole-2.conf")] } }),
             enrollKeys: (b) => ({ ...b, enrollKeys }),
+            verifyWith: (b) => ({ ...b, verifyWith: db.certificate }),
             outputDir: (b) => ({ ...b, outputDir: f("os-release-2") }),
             name: (b) => ({ ...b, name: "edge-os" }),
             arch: (b) => ({ ...b, arch: "arm64" }),
