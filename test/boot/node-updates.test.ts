@@ -142,7 +142,7 @@ describe("an installed node takes extension and OS releases from a registry (eng
                 /* 5 */ `kairos-agent sysext install oci:${refs.forgedSysext}`,
                 // the merge, as systemd-sysext.service's ExecStart/ExecReload run it (a refresh keeps the old merge when the new one fails)
                 /* 6 */ `ln -s /var/lib/kairos/extensions/k3s-6.6.6.sysext.raw /run/extensions/ && systemd-sysext refresh --image-policy=${IMAGE_POLICY}`,
-                /* 7 */ `systemd-sysext status; ${k3sAnswer}; systemctl is-active k3s`,
+                /* 7 */ `bash -lc "systemd-sysext status"; ${k3sAnswer}; systemctl is-active k3s`, // a login shell has Kairos' hierarchy list
                 /* 8 */ "kairos-agent sysext remove --now k3s-6.6.6",
                 /* 9 */ `kairos-agent sysext install --catalog ${refs.toolsCatalog} tools; echo install-exit=$?; ls /var/lib/kairos/extensions`,
                 /* 10 */ `kairos-agent upgrade --source oci:${refs.foreignOs}`,
@@ -153,7 +153,7 @@ describe("an installed node takes extension and OS releases from a registry (eng
         });
         reports.upgraded = await boot("upgraded", {
             steps: [
-                /* 1 */ "k3s --version; systemd-sysext status; sha256sum /efi/EFI/kairos/*.efi",
+                /* 1 */ "k3s --version; bash -lc \"systemd-sysext status\"; sha256sum /efi/EFI/kairos/*.efi",
                 /* 2 */ `kairos-agent upgrade --source oci:${refs.panicOs}`,
                 /* 3 */ "ls /efi/loader/entries; sha256sum /efi/EFI/kairos/*.efi",
             ],
