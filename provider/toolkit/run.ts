@@ -51,16 +51,20 @@ export function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
             cwd: opts.cwd,
             env: toolEnv(opts.env),
             stdio: ["pipe", "pipe", "pipe"],
-            timeout: opts.timeoutMs,
         });
+        // Our own timer, not spawn's `timeout`: Node leaves that one running when the spawn itself fails
+        // (a missing tool), which kept a finished process alive for the whole timeout.
+        const timer = opts.timeoutMs ? setTimeout(() => child.kill("SIGTERM"), opts.timeoutMs) : undefined;
         const out: Buffer[] = [];
         const err: Buffer[] = [];
         child.stdout.on("data", (b: Buffer) => out.push(b));
         child.stderr.on("data", (b: Buffer) => err.push(b));
-        child.on("error", (e: NodeJS.ErrnoException) =>
-            reject(e.code === "ENOENT" ? new ToolNotFoundError(argv[0]) : e),
-        );
+        child.on("error", (e: NodeJS.ErrnoException) => {
+            clearTimeout(timer);
+            reject(e.code === "ENOENT" ? new ToolNotFoundError(argv[0]) : e);
+        });
         child.on("close", (code, signal) => {
+            clearTimeout(timer);
             const result = { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), code: code ?? -1 };
             if (signal || !(opts.okCodes ?? [0]).includes(code ?? -1)) {
                 reject(new ToolFailedError(argv, code, signal, result.stderr || result.stdout));

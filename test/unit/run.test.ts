@@ -28,4 +28,12 @@ describe("process runner", () => {
     it("quotes arguments so the printed command can be pasted", () => {
         assert.strictEqual(quoteArgv(["openssl", "req", "-subj", "/CN=a b/", "it's"]), `openssl req -subj '/CN=a b/' 'it'\\''s'`);
     });
+
+    it("kills a tool that outlives timeoutMs, and leaves no timer behind when the tool is missing", async () => {
+        await assert.rejects(run(["sleep", "30"], { timeoutMs: 200 }), /was killed by SIGTERM/);
+        const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+        const before = timers();
+        await assert.rejects(run(["no-such-tool-for-this-test"], { timeoutMs: 600000 }), /no-such-tool-for-this-test/);
+        assert.equal(timers(), before, "a failed spawn must not keep a ten-minute timer (and so the process) alive");
+    });
 });
