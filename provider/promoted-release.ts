@@ -6,7 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { Handler } from "./artifact-contract";
 import { checkInputs } from "./check-kit";
 import { packageProvider } from "./dynamic-transport";
-import { BuildLog, updateAction, updateReasons } from "./build-log";
+import { BuildLog } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256Hex } from "./toolkit/files";
 import { copyByDigest } from "./toolkit/release/oras";

@@ -9,7 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { Handler } from "./artifact-contract";
 import { checkInputs } from "./check-kit";
 import { packageProvider } from "./dynamic-transport";
-import { BuildLog, updateAction, updateReasons } from "./build-log";
+import { BuildLog } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
 import { verifySysextImage } from "./toolkit/sysext/ddi-verify";

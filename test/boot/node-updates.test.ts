@@ -24,7 +24,6 @@ import { kairosUkiImageHandler } from "../../provider/kairos-uki-image";
 import { sysextReleaseHandler } from "../../provider/sysext-release";
 import { extensionCatalogHandler } from "../../provider/extension-catalog";
 import { osReleaseHandler } from "../../provider/os-release";
-import { sha256File } from "../../provider/toolkit/files";
 import { nodeUpdatesProgram, NodeUpdatesSettings } from "../../examples/node-updates";
 import { DEMO_CLOUD_CONFIG } from "../../examples/offline-demo/payloads";
 import { SystemdReport, VirtualNode } from "../../scripts/lib/virtual-node";
