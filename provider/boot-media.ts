@@ -9,7 +9,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler } from "./artifact-contract";
 import { checkInputs, replacedFields } from "./check-kit";
-import { packageProvider } from "./dynamic-transport";
+import { packageProvider, withoutPromiseStackTraces } from "./dynamic-transport";
 import { BuildLog, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -96,7 +96,12 @@ export class BootMedia extends pulumi.dynamic.Resource {
         const enrollKeys = rest.enrollKeys ?? signingKeys?.files.apply((f) => ({ PK: f.PK.auth, KEK: f.KEK.auth, db: f.db.auth }));
         const extensionPaths = extensions?.map((e) => (pulumi.Resource.isInstance(e) ? (e as SystemExtension).path : e));
         const outputs = registeredOutputs("BootMedia");
-        super(packageProvider(BOOT_MEDIA_TOKEN), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "BootMedia");
+        const restoreStackTraces = withoutPromiseStackTraces();
+        try {
+            super(packageProvider(BOOT_MEDIA_TOKEN), name, { ...outputs, ...rest, uki, enrollKeys, extensions: extensionPaths, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "BootMedia");
+        } finally {
+            restoreStackTraces();
+        }
     }
 }
 

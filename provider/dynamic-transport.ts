@@ -65,3 +65,18 @@ function makePackageProvider(token: string): pulumi.dynamic.ResourceProvider {
         delete: (id, props) => load().delete(id, props),
     };
 }
+
+/**
+ * Lowers Error.stackTraceLimit to 0 for a resource's registration and returns what puts it back. Pulumi
+ * gives the promise of every output property a formatted stack trace (runtime/debuggable.js) that only
+ * its promise-leak report reads; under ts-node each is mapped through source maps (about 1 ms), and each
+ * resource here registers twenty-odd outputs, so registering 50 extensions took 2 s instead of 0.2 s.
+ * The resource's source position is kept: Resource.callsites raises the limit for its own trace.
+ */
+export function withoutPromiseStackTraces(): () => void {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    return () => {
+        Error.stackTraceLimit = limit;
+    };
+}

@@ -8,7 +8,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler } from "./artifact-contract";
 import { checkInputs } from "./check-kit";
-import { packageProvider } from "./dynamic-transport";
+import { packageProvider, withoutPromiseStackTraces } from "./dynamic-transport";
 import { BuildLog } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256Hex } from "./toolkit/files";
@@ -108,7 +108,12 @@ async function write(i: Inputs, log: BuildLog): Promise<Outputs> {
 export class ExtensionCatalog extends pulumi.dynamic.Resource {
     constructor(name: string, args: ExtensionCatalogArgs, opts?: pulumi.CustomResourceOptions) {
         const outputs = registeredOutputs("ExtensionCatalog");
-        super(packageProvider(EXTENSION_CATALOG_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "ExtensionCatalog");
+        const restoreStackTraces = withoutPromiseStackTraces();
+        try {
+            super(packageProvider(EXTENSION_CATALOG_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "ExtensionCatalog");
+        } finally {
+            restoreStackTraces();
+        }
     }
 }
 

@@ -6,7 +6,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler } from "./artifact-contract";
 import { checkInputs, replacedFields } from "./check-kit";
-import { packageProvider } from "./dynamic-transport";
+import { packageProvider, withoutPromiseStackTraces } from "./dynamic-transport";
 import { BuildLog, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -99,7 +99,12 @@ export class KairosUkiImage extends pulumi.dynamic.Resource {
         const signing = rest.signing ?? signingKeys?.files.apply((f) => ({ key: f.db.key, certificate: f.db.pem }));
         const pcrKey = rest.pcrKey ?? signingKeys?.tpmPcrKeyFile;
         const outputs = registeredOutputs("KairosUkiImage");
-        super(packageProvider(KAIROS_UKI_IMAGE_TOKEN), name, { ...outputs, ...rest, signing, pcrKey, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "KairosUkiImage");
+        const restoreStackTraces = withoutPromiseStackTraces();
+        try {
+            super(packageProvider(KAIROS_UKI_IMAGE_TOKEN), name, { ...outputs, ...rest, signing, pcrKey, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "KairosUkiImage");
+        } finally {
+            restoreStackTraces();
+        }
     }
 }
 

@@ -9,7 +9,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler } from "./artifact-contract";
 import { checkInputs } from "./check-kit";
-import { packageProvider } from "./dynamic-transport";
+import { packageProvider, withoutPromiseStackTraces } from "./dynamic-transport";
 import { BuildLog } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
@@ -132,7 +132,12 @@ async function build(i: Inputs, log: BuildLog): Promise<Outputs> {
 export class OsRelease extends pulumi.dynamic.Resource {
     constructor(name: string, args: OsReleaseArgs, opts?: pulumi.CustomResourceOptions) {
         const outputs = registeredOutputs("OsRelease");
-        super(packageProvider(OS_RELEASE_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "OsRelease");
+        const restoreStackTraces = withoutPromiseStackTraces();
+        try {
+            super(packageProvider(OS_RELEASE_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "OsRelease");
+        } finally {
+            restoreStackTraces();
+        }
     }
 }
 

@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { MoveSpec, sameInputHash } from "./artifact-move";
 import { Handler } from "./artifact-contract";
 import { checkInputs, containsUnknown, replacedFields, signingPairProblems } from "./check-kit";
-import { packageProvider } from "./dynamic-transport";
+import { packageProvider, withoutPromiseStackTraces } from "./dynamic-transport";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, rangesEqual, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -254,7 +254,12 @@ function crossFieldProblems(i: CheckedInputs): InputProblem[] {
 export class PromotedArtifact extends pulumi.dynamic.Resource {
     constructor(name: string, args: PromotedArtifactArgs, opts?: pulumi.CustomResourceOptions) {
         const outputs = registeredOutputs("PromotedArtifact");
-        super(packageProvider(PROMOTED_ARTIFACT_TOKEN), name, { ...outputs, ...args, artifactStore: artifactStoreInput(args.artifactStore) }, opts, "kairos", "PromotedArtifact");
+        const restoreStackTraces = withoutPromiseStackTraces();
+        try {
+            super(packageProvider(PROMOTED_ARTIFACT_TOKEN), name, { ...outputs, ...args, artifactStore: artifactStoreInput(args.artifactStore) }, opts, "kairos", "PromotedArtifact");
+        } finally {
+            restoreStackTraces();
+        }
     }
 }
 

@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler } from "./artifact-contract";
 import { checkInputs } from "./check-kit";
-import { packageProvider } from "./dynamic-transport";
+import { packageProvider, withoutPromiseStackTraces } from "./dynamic-transport";
 import { BuildLog } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256Hex } from "./toolkit/files";
@@ -84,7 +84,12 @@ async function promote(i: Inputs, log: BuildLog): Promise<Outputs> {
 export class PromotedRelease extends pulumi.dynamic.Resource {
     constructor(name: string, args: PromotedReleaseArgs, opts?: pulumi.CustomResourceOptions) {
         const outputs = registeredOutputs("PromotedRelease");
-        super(packageProvider(PROMOTED_RELEASE_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "PromotedRelease");
+        const restoreStackTraces = withoutPromiseStackTraces();
+        try {
+            super(packageProvider(PROMOTED_RELEASE_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "PromotedRelease");
+        } finally {
+            restoreStackTraces();
+        }
     }
 }
 

@@ -6,7 +6,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler } from "./artifact-contract";
 import { checkInputs, samePath } from "./check-kit";
-import { packageProvider } from "./dynamic-transport";
+import { packageProvider, withoutPromiseStackTraces } from "./dynamic-transport";
 import { BuildLog, updateAction, updateReasons } from "./build-log";
 import { readExistingKeySet } from "./toolkit/keys/key-set-reader";
 import { stageThenMove } from "./output/staging";
@@ -146,7 +146,12 @@ function refuseToDropAdoptedLists(olds: Outputs): void {
 export class SigningKeys extends pulumi.dynamic.Resource {
     constructor(name: string, args: SigningKeysArgs, opts?: pulumi.CustomResourceOptions) {
         const outputs = registeredOutputs("SigningKeys");
-        super(packageProvider(SIGNING_KEYS_TOKEN), name, { ...outputs, ...args, artifactStore: artifactStoreInput(args.artifactStore) }, opts, "kairos", "SigningKeys");
+        const restoreStackTraces = withoutPromiseStackTraces();
+        try {
+            super(packageProvider(SIGNING_KEYS_TOKEN), name, { ...outputs, ...args, artifactStore: artifactStoreInput(args.artifactStore) }, opts, "kairos", "SigningKeys");
+        } finally {
+            restoreStackTraces();
+        }
     }
 }
 

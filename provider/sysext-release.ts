@@ -8,7 +8,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Handler } from "./artifact-contract";
 import { checkInputs } from "./check-kit";
-import { packageProvider } from "./dynamic-transport";
+import { packageProvider, withoutPromiseStackTraces } from "./dynamic-transport";
 import { BuildLog } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256Hex } from "./toolkit/files";
@@ -123,7 +123,12 @@ async function publish(i: Inputs, log: BuildLog): Promise<Outputs> {
 export class SysextRelease extends pulumi.dynamic.Resource {
     constructor(name: string, args: SysextReleaseArgs, opts?: pulumi.CustomResourceOptions) {
         const outputs = registeredOutputs("SysextRelease");
-        super(packageProvider(SYSEXT_RELEASE_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "SysextRelease");
+        const restoreStackTraces = withoutPromiseStackTraces();
+        try {
+            super(packageProvider(SYSEXT_RELEASE_TOKEN), name, { ...outputs, ...args }, opts, "kairos", "SysextRelease");
+        } finally {
+            restoreStackTraces();
+        }
     }
 }
 

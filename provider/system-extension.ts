@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { MoveSpec, sameInputHash } from "./artifact-move";
 import { Handler } from "./artifact-contract";
 import { checkInputs, replacedFields, signingPairProblems, sourceProblems } from "./check-kit";
-import { packageProvider } from "./dynamic-transport";
+import { packageProvider, withoutPromiseStackTraces } from "./dynamic-transport";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
 import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
@@ -272,7 +272,12 @@ export class SystemExtension extends pulumi.dynamic.Resource {
         const { signingKeys, ...rest } = args;
         const signing = rest.signing ?? (signingKeys ? signingKeys.files.apply((f) => ({ key: f.db.key, certificate: f.db.pem })) : undefined);
         const outputs = registeredOutputs("SystemExtension");
-        super(packageProvider(SYSTEM_EXTENSION_TOKEN), name, { ...outputs, ...rest, signing, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "SystemExtension");
+        const restoreStackTraces = withoutPromiseStackTraces();
+        try {
+            super(packageProvider(SYSTEM_EXTENSION_TOKEN), name, { ...outputs, ...rest, signing, artifactStore: artifactStoreInput(rest.artifactStore) }, opts, "kairos", "SystemExtension");
+        } finally {
+            restoreStackTraces();
+        }
     }
 }
 

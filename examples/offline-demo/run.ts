@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { openLocalStack, REPO_ROOT } from "../../scripts/lib/local-engine";
-import { buildSystemdTestOsRootfs } from "../../scripts/lib/systemd-test-os";
+import { buildSystemdTestOsRootfs, systemdTestOsFingerprint } from "../../scripts/lib/systemd-test-os";
 import { VirtualNode } from "../../scripts/lib/virtual-node";
 import { demoProgram } from "./index";
 
@@ -25,13 +25,17 @@ function seconds(since: number): string {
     return ((Date.now() - since) / 1000).toFixed(1);
 }
 
-/** The systemd test OS rootfs, written once (its content is fixed, so reruns change nothing). */
+/**
+ * The systemd test OS rootfs, written again only when what it is made of changed (the cached base or a
+ * guest file, e.g. after a pull), so an unchanged checkout reruns as a no-op.
+ */
 async function ensureTestOs(): Promise<void> {
     const done = path.join(OUT_DIR, ".systemd-test-os.complete");
-    if (fs.existsSync(done)) return;
+    const fingerprint = await systemdTestOsFingerprint();
+    if (fs.existsSync(done) && fs.readFileSync(done, "utf8") === fingerprint) return;
     fs.rmSync(TEST_OS_DIR, { recursive: true, force: true });
     await buildSystemdTestOsRootfs(TEST_OS_DIR);
-    fs.writeFileSync(done, "");
+    fs.writeFileSync(done, fingerprint);
 }
 
 function indented(text: string | undefined): string {

@@ -37,12 +37,22 @@ export function engineEnv(backendDir: string, passphrase: string): Record<string
  * costs every provider process about 6 s of transpiling (scripts/run-tests.sh builds first).
  */
 export function providerHandlersModule(): string {
-    const compiled = path.join(REPO_ROOT, "bin", "provider", "handlers.js");
-    const source = path.join(REPO_ROOT, "provider", "handlers.ts");
+    return compiledIfFresh("provider/handlers.ts", ["provider"]);
+}
+
+/**
+ * The compiled twin (bin/…/.js) of a source file of this checkout when it is newer than every .ts file
+ * under `sourceDirs` (what it is compiled from), else the source itself. A program process that loads
+ * the package (e.g. each kill-test driver) skips about 4 s of ts-node transpiling this way.
+ */
+export function compiledIfFresh(sourceRel: string, sourceDirs: string[]): string {
+    const source = path.join(REPO_ROOT, sourceRel);
+    const compiled = path.join(REPO_ROOT, "bin", sourceRel.replace(/\.ts$/, ".js"));
     const builtAt = mtimeIfExists(compiled);
     if (builtAt === undefined) return source;
-    const sources = fs.readdirSync(path.join(REPO_ROOT, "provider"), { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".ts"));
-    const newest = Math.max(...sources.map((f) => mtimeIfExists(path.join(REPO_ROOT, "provider", f)) ?? Infinity));
+    const sources = [sourceRel, ...sourceDirs.flatMap((dir) =>
+        fs.readdirSync(path.join(REPO_ROOT, dir), { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".ts")).map((f) => path.join(dir, f)))];
+    const newest = Math.max(...sources.map((f) => mtimeIfExists(path.join(REPO_ROOT, f)) ?? Infinity));
     return newest < builtAt ? compiled : source;
 }
 

@@ -37,6 +37,12 @@ export interface BootOptions {
     endMarker?: string;
     /** Guest memory. @default 1024 */
     memoryMB?: number;
+    /**
+     * Virtual CPUs, each a host thread (multi-threaded TCG). Two let systemd start units side by side:
+     * a systemd test OS boot took 113 s with one and 73 s with two on an idle 2-core host.
+     * @default 2
+     */
+    cpus?: number;
     /** After "Access Denied", wait this long (for the log) before killing qemu. @default 3000 */
     refusalGraceMs?: number;
     /** Where to keep the serial log; default: a temp file that is removed. */
@@ -104,16 +110,19 @@ export function freshVars(dir: string, name = "OVMF_VARS.fd"): string {
 }
 
 export function qemuArgs(o: {
-    media: string; as: "cdrom" | "disk"; vars: string; tpmSocket?: string; memoryMB?: number; disks?: string[]; writable?: boolean;
+    media: string; as: "cdrom" | "disk"; vars: string; tpmSocket?: string; memoryMB?: number; cpus?: number; disks?: string[]; writable?: boolean;
     network?: GuestNetwork; fwCfg?: Record<string, string>;
 }): string[] {
+    const cpus = o.cpus ?? 2;
+    if (!Number.isInteger(cpus) || cpus < 1) throw new Error(`cpus must be a positive integer, got ${cpus}`);
     return [
-        "-machine", "q35,smm=on,accel=tcg",
+        "-machine", "q35,smm=on",
+        "-accel", "tcg,thread=multi",
         "-global", "driver=cfi.pflash01,property=secure,value=on",
         "-global", "ICH9-LPC.disable_s3=1",
         "-drive", `if=pflash,format=raw,unit=0,file=${OVMF_CODE_SECBOOT},readonly=on`,
         "-drive", `if=pflash,format=raw,unit=1,file=${o.vars}`,
-        "-m", String(o.memoryMB ?? 1024), "-smp", "1",
+        "-m", String(o.memoryMB ?? 1024), "-smp", String(cpus),
         "-nographic", "-serial", "mon:stdio",
         "-no-user-config", "-nodefaults",
         // a raw disk / USB stick: writes go to a throwaway overlay, the medium is never changed (unless writable)
@@ -153,7 +162,7 @@ export async function bootMedia(o: BootOptions): Promise<BootResult> {
                 await new Promise((r) => setTimeout(r, 50));
             }
         }
-        return await runQemu(o, qemuArgs({ media: o.media, as: o.as, vars: o.vars, tpmSocket, memoryMB: o.memoryMB, disks: o.disks, writable: o.writable, network: o.network, fwCfg: o.fwCfg }));
+        return await runQemu(o, qemuArgs({ media: o.media, as: o.as, vars: o.vars, tpmSocket, memoryMB: o.memoryMB, cpus: o.cpus, disks: o.disks, writable: o.writable, network: o.network, fwCfg: o.fwCfg }));
     } finally {
         if (swtpm && swtpm.exitCode === null && swtpm.signalCode === null) {
             swtpm.kill("SIGKILL");

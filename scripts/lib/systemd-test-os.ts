@@ -34,6 +34,7 @@
 //   and SYSTEMD_REPORT_END), on the first installed boot tries each image of the refusal trials in a
 //   refresh of its own and restores the boot's extensions, then powers off.
 // Those guest files live as they are installed, in scripts/lib/systemd-test-os/guest/.
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
@@ -121,8 +122,29 @@ const ENABLED: Record<string, string> = {
     // the test network's static address (etc/systemd/network/10-kairos-test.network; a virtio NIC only)
     "systemd-networkd.service": "multi-user.target",
 };
-/** Gettys on the serial port swallow the test output (a hangup); nothing logs in here. */
-const MASKED = ["serial-getty@ttyS0.service", "getty@tty1.service", "console-getty.service", "systemd-firstboot.service"];
+/**
+ * Gettys on the serial port swallow the test output (a hangup); nothing logs in here. The rest are
+ * first-boot and maintenance jobs that an initrd-rootfs (every boot a first boot, /etc always "older"
+ * than /usr) would run every time, for nothing the tests read: under TCG they cost 15-25 s a boot
+ * (systemd-analyze blame: hwdb rebuild 11 s, e2scrub 2 s, catalog 1 s). logind stays: systemctl poweroff
+ * goes through it, and the report's power-off is what flushes an installed disk before QEMU ends.
+ */
+const MASKED = [
+    "serial-getty@ttyS0.service", "getty@tty1.service", "console-getty.service", "systemd-firstboot.service",
+    "systemd-hwdb-update.service", "systemd-journal-catalog-update.service", "ldconfig.service", "systemd-update-done.service",
+    "e2scrub_reap.service", "e2scrub_all.timer", "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
+];
+
+/**
+ * What buildSystemdTestOsRootfs makes its tree from: the cached base (its folder names the layout) and
+ * every guest file and unit table here. Equal fingerprints give equal trees.
+ */
+export async function systemdTestOsFingerprint(): Promise<string> {
+    const h = crypto.createHash("sha256").update(`base ${await systemdTestOsBase()}\n`);
+    h.update(JSON.stringify({ ENABLED, MASKED, kairosRelease: kairosRelease(), osRelease: osRelease() }));
+    for (const rel of guestFiles()) h.update(`\0${rel}\0${fs.statSync(path.join(GUEST_DIR, rel)).mode & 0o111}\0${guestFile(rel)}`);
+    return h.digest("hex");
+}
 
 /** Writes the systemd test OS into `dir` (created; must be empty or missing). */
 export async function buildSystemdTestOsRootfs(dir: string): Promise<void> {

@@ -9,12 +9,13 @@
 //   KAIROS_KILL_SHARED   sources: genkey/, payload-N/, test-os.oci
 //   KAIROS_KILL_PAYLOAD, KAIROS_KILL_CMDLINE, KAIROS_KILL_ROTATION
 import * as path from "path";
-import { SigningKeys } from "../../provider/signing-keys";
-import { SystemExtension } from "../../provider/system-extension";
-import { KairosUkiImage } from "../../provider/kairos-uki-image";
-import { BootMedia } from "../../provider/boot-media";
-import { PromotedArtifact } from "../../provider/promoted-artifact";
 import { engineStack } from "../helpers/engine";
+import { compiledIfFresh } from "../../scripts/lib/local-engine";
+
+// The package as `npm run build` compiled it when that is fresh: this process starts some fifty times
+// per run, and ts-node would transpile every provider source each time.
+const { SigningKeys, SystemExtension, KairosUkiImage, BootMedia, PromotedArtifact }: typeof import("../../index") =
+    require(compiledIfFresh("index.ts", ["provider", "constructs"]));
 
 const env = (name: string): string => {
     const v = process.env[name];

@@ -8,7 +8,8 @@ import * as path from "path";
 import { run } from "../../provider/toolkit/run";
 import { tempDir } from "../helpers/engine";
 import {
-    IMAGE_POLICY, SYSEXT_HIERARCHIES, SYSTEMD_REPORT_BEGIN, SYSTEMD_REPORT_END, autoInstallConfig, bootStageAwkProgram, guestFile, guestFiles, parseSystemdReport,
+    IMAGE_POLICY, SYSEXT_HIERARCHIES, SYSTEMD_REPORT_BEGIN, SYSTEMD_REPORT_END, autoInstallConfig, bootStageAwkProgram, buildSystemdTestOsRootfs, guestFile, guestFiles,
+    parseSystemdReport, systemdTestOsFingerprint,
 } from "../../scripts/lib/systemd-test-os";
 import { DEMO_CLOUD_CONFIG } from "../../examples/offline-demo/payloads";
 import { GUEST_FORWARD_ADDR, fwCfgArgs, networkArgs, qemuArgs } from "../../scripts/lib/qemu";
@@ -207,5 +208,31 @@ describe("systemd test OS stand-ins", () => {
         // the guest's static address is on the forward's network
         assert.match(guestFile("etc/systemd/network/10-kairos-test.network"), /^Address=10\.0\.2\.15\/24$/m);
         assert.equal(GUEST_FORWARD_ADDR, "10.0.2.100");
+    });
+
+    it("qemu: two virtual CPUs on multi-threaded TCG unless told otherwise; a bad count is refused", () => {
+        const after = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
+        const two = qemuArgs({ media: "d.img", as: "disk", vars: "v.fd" });
+        assert.equal(after(two, "-smp"), "2");
+        assert.equal(after(two, "-accel"), "tcg,thread=multi");
+        assert.equal(after(two, "-machine"), "q35,smm=on");
+        assert.equal(after(qemuArgs({ media: "d.img", as: "disk", vars: "v.fd", cpus: 1 }), "-smp"), "1");
+        assert.throws(() => qemuArgs({ media: "d.img", as: "disk", vars: "v.fd", cpus: 0 }), /cpus must be a positive integer/);
+    });
+
+    it("the OS masks the first-boot jobs every initrd-rootfs boot would repeat, and loads no modules up front", async () => {
+        const dir = tempDir("test-os-masks");
+        try {
+            await buildSystemdTestOsRootfs(dir);
+            for (const unit of ["systemd-hwdb-update.service", "ldconfig.service", "serial-getty@ttyS0.service"]) {
+                assert.equal(fs.readlinkSync(path.join(dir, "etc/systemd/system", unit)), "/dev/null", unit);
+            }
+            const modules = fs.readFileSync(path.join(dir, "etc/modules-load.d/kairos-test.conf"), "utf8").split("\n").filter((l) => l.trim() && !l.startsWith("#"));
+            assert.deepEqual(modules, []);
+            assert.match(await systemdTestOsFingerprint(), /^[0-9a-f]{64}$/);
+            assert.equal(await systemdTestOsFingerprint(), await systemdTestOsFingerprint());
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
     });
 });
