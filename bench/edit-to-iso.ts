@@ -21,6 +21,9 @@ export interface EditToIsoBench {
     osFileEditSeconds: number;
     isoBytes: number;
     ukiBytes: number;
+    /** Each resource's build steps in the two edits' ups, "Type: step 1.2 s, …". */
+    extensionEditSteps: string[];
+    osFileEditSteps: string[];
 }
 
 type UpSummary = { summary: { resourceChanges?: Record<string, number> } };
@@ -48,7 +51,10 @@ export async function editToIsoBench(benchRootfs: string): Promise<EditToIsoBenc
                 os: { source: { dir: tree }, maxUkiSizeMB: 4000 },
                 media: { name: "bench" },
             });
-            return { iso: image.media.size, uki: image.uki.ukis };
+            return {
+                iso: image.media.size, uki: image.uki.ukis,
+                builds: { SystemExtension: image.extensions[0].lastBuild, KairosUkiImage: image.uki.lastBuild, BootMedia: image.media.lastBuild },
+            };
         }, { backendDir: path.join(work, "backend"), passphrase: "bench", projectName: "kairos-bench-e2e", stackName: "e2e" });
 
         const up = async (expected: Record<string, number>): Promise<number> => {
@@ -66,12 +72,14 @@ export async function editToIsoBench(benchRootfs: string): Promise<EditToIsoBenc
         bytes[bytes.length - 1] ^= 0xff;
         replaceFile(binary, bytes, 0o755);
         const extensionEditSeconds = await up({ update: 2 });
+        const extensionEditSteps = buildSteps(outputs, ["SystemExtension", "BootMedia"]);
 
         replaceFile(path.join(tree, "etc", "hostname"), "bench-edited\n");
         const osFileEditSeconds = await up({ update: 2 });
+        const osFileEditSteps = buildSteps(outputs, ["KairosUkiImage", "BootMedia"]);
 
         const ukis = outputs.uki.value as Array<{ size: number }>;
-        return { firstUpSeconds, extensionEditSeconds, osFileEditSeconds, isoBytes: outputs.iso.value as number, ukiBytes: ukis[0].size };
+        return { firstUpSeconds, extensionEditSeconds, osFileEditSeconds, isoBytes: outputs.iso.value as number, ukiBytes: ukis[0].size, extensionEditSteps, osFileEditSteps };
     } finally {
         if (savedCache === undefined) delete process.env.PULUMI_KAIROS_CACHE;
         else process.env.PULUMI_KAIROS_CACHE = savedCache;
@@ -79,12 +87,18 @@ export async function editToIsoBench(benchRootfs: string): Promise<EditToIsoBenc
     }
 }
 
+/** The named resources' last builds from the stack outputs, one line each. */
+function buildSteps(outputs: Record<string, { value: unknown }>, types: string[]): string[] {
+    const builds = outputs.builds.value as Record<string, { seconds: number; steps: { step: string; seconds: number }[] }>;
+    return types.map((t) => `${t} ${builds[t].seconds.toFixed(1)} s: ${builds[t].steps.map((st) => `${st.step} ${st.seconds.toFixed(1)} s`).join(", ")}`);
+}
+
 async function main(): Promise<void> {
     const r = await editToIsoBench(await benchRootfsPath());
     const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
     console.log(`first up (keys, 70 MB sysext, UKI ${mb(r.ukiBytes)}, ISO ${mb(r.isoBytes)}): ${r.firstUpSeconds.toFixed(1)} s`);
-    console.log(`one extension payload edited -> new ISO: ${r.extensionEditSeconds.toFixed(1)} s`);
-    console.log(`one OS file edited -> new ISO: ${r.osFileEditSeconds.toFixed(1)} s`);
+    console.log(`one extension payload edited -> new ISO: ${r.extensionEditSeconds.toFixed(1)} s\n  ${r.extensionEditSteps.join("\n  ")}`);
+    console.log(`one OS file edited -> new ISO: ${r.osFileEditSeconds.toFixed(1)} s\n  ${r.osFileEditSteps.join("\n  ")}`);
 }
 
 if (require.main === module) {
