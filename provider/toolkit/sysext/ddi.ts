@@ -20,8 +20,14 @@ import { copyIntoVisiting, roundUp, sha256File, writeAt } from "../files";
 import { VerityHasher } from "./verity-tree";
 import { gptBytes } from "./gpt-writer";
 import { ReadBack } from "./read-back";
+import { DigestWorker } from "./verity-worker";
 
 export * from "./ddi-layout";
+
+/** The filesystem is read in these pieces; the helper thread's half starts at a multiple of it. */
+const COPY_CHUNK = 1 << 20;
+/** Below this per half, the helper thread's hand-over costs more than it saves. */
+const HELPER_MIN_BYTES = 8 << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Build
@@ -37,16 +43,28 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
     const seed = opts.seed ?? defaultSeed(opts.name, opts.kind, opts.arch);
     const scratch = fs.mkdtempSync(path.join(opts.workDir, "ddi-"));
     let readBack: ReadBack | undefined;
+    const helper = DigestWorker.startIfUseful(); // starts up while mkfs.erofs runs
     try {
         const rootFile = path.join(scratch, "root.erofs");
         await makeErofs(opts, seed, rootFile);
         // The data partition's place does not depend on any size: the filesystem is copied there while
-        // it is hashed, so it is read once.
+        // it is hashed, so it is read once (the helper thread's half is read once more, from the page cache).
         const dataOffset = gptLayout([PARTITION_ALIGNMENT]).slots[0].offset;
         fs.rmSync(opts.outFile, { force: true });
         fs.writeFileSync(opts.outFile, "");
-        const hasher = new VerityHasher({ salt: seededSalt(seed), uuid: seededUuid(seed, "verity-superblock") });
-        const dataSize = await copyIntoVisiting(rootFile, opts.outFile, dataOffset, (chunk) => hasher.update(chunk));
+        const salt = seededSalt(seed);
+        const hasher = new VerityHasher({ salt, uuid: seededUuid(seed, "verity-superblock") });
+        const fsSize = fs.statSync(rootFile).size;
+        const split = helper && fsSize >= 2 * HELPER_MIN_BYTES ? Math.floor(fsSize / 2 / COPY_CHUNK) * COPY_CHUNK : fsSize;
+        const secondHalf = split < fsSize ? helper!.digests(rootFile, split, fsSize, salt) : undefined;
+        secondHalf?.catch(() => undefined); // awaited below
+        let at = 0;
+        const dataSize = await copyIntoVisiting(rootFile, opts.outFile, dataOffset, (chunk) => {
+            if (at < split) hasher.update(chunk.subarray(0, Math.min(chunk.length, split - at)));
+            at += chunk.length;
+        }, COPY_CHUNK);
+        if (dataSize !== fsSize) throw new DdiError(`internal: ${rootFile} changed size while it was copied`);
+        if (secondHalf) hasher.updateDigests(await secondHalf);
         const { hashArea, rootHash } = hasher.finish();
         rootHashPartitionUuids(rootHash); // throws unless it is 64 hex digits
 
@@ -62,7 +80,10 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
         writeAt(opts.outFile, slots[1].offset, hashArea);
         writeAt(opts.outFile, gpt.tailOffset, gpt.tail);
 
-        // Read the image back for its sha256 while openssl signs: up to the signature, then the rest.
+        // While openssl signs: sfdisk parses the table, and the image is read back for its sha256 up to
+        // the signature partition; the rest once the signature is in place.
+        const table = checkPartitionTable(opts.outFile, rootHash, slots);
+        table.catch(() => undefined); // awaited below
         readBack = await ReadBack.open(opts.outFile);
         readBack.expect({ name: "GPT", offset: 0, bytes: gpt.head });
         readBack.expect({ name: "root", offset: slots[0].offset, size: dataSize, file: rootFile });
@@ -76,7 +97,8 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
         readBack.expect({ name: "backup GPT", offset: gpt.tailOffset, bytes: gpt.tail });
         const [read, partitions] = await Promise.all([
             readBack.finish(),
-            checkBuiltImage(opts.outFile, { scratch, rootHash, slots, signed: signed?.content, certificate: opts.signing?.certificate }),
+            table,
+            signed && opts.signing && checkSignature(opts.outFile, rootHash, signed.content, opts.signing.certificate, scratch),
         ]);
         if (read.differs) throw new DdiError(`${opts.outFile}: the ${read.differs} area is not byte for byte what was written there`);
         if (read.size !== diskSize) throw new DdiError(`${opts.outFile} is ${read.size} bytes, expected ${diskSize}`);
@@ -92,6 +114,7 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
         fs.rmSync(opts.outFile, { force: true }); // never leave a half-built or unchecked image behind
         throw e;
     } finally {
+        void helper?.stop();
         fs.rmSync(scratch, { recursive: true, force: true });
     }
 }
@@ -108,39 +131,30 @@ function gptEntries(arch: DdiArchitecture, seed: string, rootHash: string, slots
     return entries;
 }
 
-interface BuiltImageCheck {
-    scratch: string;
-    rootHash: string;
-    slots: GptSlot[];
-    /** The signature partition's content, when signed. */
-    signed?: Buffer;
-    certificate?: string;
-}
+// The checks of a freshly built image by tools other than the ones that wrote it. Its bytes are compared
+// with what was written by ReadBack; re-hashing the whole tree (verifySysextImage, veritysetup verify)
+// would only repeat the hashing on the same bytes, which tests compare against veritysetup's. Images
+// from elsewhere (re-sign, promotion) still get that full check.
 
-/**
- * The checks of a freshly built image by tools other than the ones that wrote it: sfdisk parses the GPT
- * (types, UUIDs = root hash, places) and openssl verifies the signature with the certificate. Its bytes
- * are compared with what was written by ReadBack; re-hashing the whole tree (verifySysextImage,
- * veritysetup verify) would only repeat the hashing on the same bytes, which tests compare against
- * veritysetup's. Images from elsewhere (re-sign, promotion) still get that full check.
- */
-async function checkBuiltImage(file: string, o: BuiltImageCheck): Promise<ImagePartitions> {
-    const table = readPartitionTable(file);
-    const signature = o.signed && parseSignaturePartition(o.signed);
-    if (signature && signature.rootHash !== o.rootHash) throw new DdiError(`${file}: the signature covers root hash ${signature.rootHash}, not ${o.rootHash}`);
-    const signatureChecked = signature && o.certificate ? verifySignature(file, signature, o.certificate, o.scratch) : undefined;
-    signatureChecked?.catch(() => undefined); // awaited below
-    const { partitions } = await table;
-    const rootHash = rootHashFromUuids(partitions);
-    if (rootHash !== o.rootHash) throw new DdiError(`${file} has root hash ${rootHash}, expected ${o.rootHash}`);
+/** sfdisk parses the GPT: the verity set by type, UUIDs spelling the root hash, each partition where it was written. */
+async function checkPartitionTable(file: string, rootHash: string, slots: GptSlot[]): Promise<ImagePartitions> {
+    const { partitions } = await readPartitionTable(file);
+    const found = rootHashFromUuids(partitions);
+    if (found !== rootHash) throw new DdiError(`${file} has root hash ${found}, expected ${rootHash}`);
     const placed = [partitions.root, partitions.verity, partitions.signature];
-    o.slots.forEach((slot, i) => {
+    if (placed.filter(Boolean).length !== slots.length) throw new DdiError(`${file} has ${placed.filter(Boolean).length} partitions of its verity set, expected ${slots.length}`);
+    slots.forEach((slot, i) => {
         const p = placed[i];
         if (!p || p.offset !== slot.offset || p.size !== slot.size) throw new DdiError(`${file}: partition ${i + 1} is not where it was written (${slot.offset}+${slot.size})`);
     });
-    if (!o.signed !== !partitions.signature) throw new DdiError(`${file}: ${o.signed ? "no" : "an unexpected"} verity signature partition`);
-    await signatureChecked;
     return partitions;
+}
+
+/** openssl verifies the signature partition's PKCS#7 over the root hash with the certificate. */
+async function checkSignature(file: string, rootHash: string, content: Buffer, certificate: string, scratch: string): Promise<void> {
+    const signature = parseSignaturePartition(content);
+    if (signature.rootHash !== rootHash) throw new DdiError(`${file}: the signature covers root hash ${signature.rootHash}, not ${rootHash}`);
+    await verifySignature(file, signature, certificate, scratch);
 }
 
 function checkBuildOptions(opts: BuildSysextOptions): void {

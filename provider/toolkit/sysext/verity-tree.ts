@@ -50,6 +50,13 @@ export class VerityHasher {
         this.blocks += data.length / VERITY_BLOCK_SIZE;
     }
 
+    /** Adds level-0 digests computed elsewhere (DigestWorker) for the blocks that follow the ones fed before. */
+    updateDigests(digests: Buffer): void {
+        if (digests.length % DIGEST_SIZE !== 0) throw new DdiError(`verity digests must be whole ${DIGEST_SIZE}-byte digests, got ${digests.length} bytes`);
+        this.digests.push(digests);
+        this.blocks += digests.length / DIGEST_SIZE;
+    }
+
     /** The hash area (superblock block + tree) and the root hash, once every data block was fed. */
     finish(): { hashArea: Buffer; rootHash: string } {
         if (this.blocks === 0) throw new DdiError("verity needs at least one data block");
