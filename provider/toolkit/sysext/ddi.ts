@@ -89,17 +89,17 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
         readBack.expect({ name: "root", offset: slots[0].offset, size: dataSize, file: rootFile });
         readBack.expect({ name: "verity", offset: slots[1].offset, bytes: hashArea });
         const signatureAt = slots[2]?.offset ?? gpt.tailOffset;
-        const [signed] = await Promise.all([signing, readBack.readTo(signatureAt)]);
-        if (signed) {
+        // The signature goes in and openssl verifies it as soon as it is made, while the read-back goes on.
+        const placed = signing?.then(async (signed) => {
             writeAt(opts.outFile, signatureAt, signed.content);
-            readBack.expect({ name: "signature", offset: signatureAt, bytes: signed.content });
-        }
+            await checkSignature(opts.outFile, rootHash, signed.content, opts.signing!.certificate, scratch);
+            return signed;
+        });
+        placed?.catch(() => undefined); // awaited below
+        const [signed] = await Promise.all([placed, readBack.readTo(signatureAt)]);
+        if (signed) readBack.expect({ name: "signature", offset: signatureAt, bytes: signed.content });
         readBack.expect({ name: "backup GPT", offset: gpt.tailOffset, bytes: gpt.tail });
-        const [read, partitions] = await Promise.all([
-            readBack.finish(),
-            table,
-            signed && opts.signing && checkSignature(opts.outFile, rootHash, signed.content, opts.signing.certificate, scratch),
-        ]);
+        const [read, partitions] = await Promise.all([readBack.finish(), table]);
         if (read.differs) throw new DdiError(`${opts.outFile}: the ${read.differs} area is not byte for byte what was written there`);
         if (read.size !== diskSize) throw new DdiError(`${opts.outFile} is ${read.size} bytes, expected ${diskSize}`);
         return {
