@@ -114,7 +114,7 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
         fs.rmSync(opts.outFile, { force: true }); // never leave a half-built or unchecked image behind
         throw e;
     } finally {
-        void helper?.stop();
+        helper?.stop().catch(() => undefined); // not awaited: the thread's exit is no part of the result
         fs.rmSync(scratch, { recursive: true, force: true });
     }
 }

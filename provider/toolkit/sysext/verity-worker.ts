@@ -39,8 +39,19 @@ parentPort.on("message", ({ file, start, end, salt, blockSize }) => {
 });`;
 
 export class DigestWorker {
+    /** Set once the thread failed or exited: later calls reject at once. */
+    private broken?: Error;
+    private pending?: (e: Error) => void;
+
     private constructor(private readonly worker: Worker) {
         worker.unref(); // never what keeps the process alive
+        // Listened to from the start: an 'error' with no listener would be thrown in the main thread.
+        const fail = (e: Error) => {
+            this.broken ??= e;
+            this.pending?.(e);
+        };
+        worker.on("error", fail);
+        worker.on("exit", (code) => fail(new Error(`the verity digest thread exited (${code})`)));
     }
 
     /** A helper thread, or undefined on a single core (where it would only compete with the main thread). */
@@ -48,22 +59,23 @@ export class DigestWorker {
         return os.availableParallelism() > 1 ? new DigestWorker(new Worker(SOURCE, { eval: true })) : undefined;
     }
 
-    /** The level-0 digests of blocks [start, end) of `file`, both multiples of the block size. */
+    /** The level-0 digests of blocks [start, end) of `file`, both multiples of the block size. One call at a time. */
     digests(file: string, start: number, end: number, salt: string): Promise<Buffer> {
         if (start % VERITY_BLOCK_SIZE !== 0 || end % VERITY_BLOCK_SIZE !== 0 || end < start) throw new Error(`internal: block range ${start}-${end}`);
-        return new Promise((resolve, reject) => {
-            const onError = (e: Error) => reject(e);
-            this.worker.once("error", onError);
+        if (this.pending) throw new Error("internal: one digests() call at a time");
+        return new Promise<Buffer>((resolve, reject) => {
+            if (this.broken) return reject(this.broken);
+            this.pending = reject;
             this.worker.once("message", (m: { digests?: Uint8Array; error?: string }) => {
-                this.worker.off("error", onError);
                 if (m.error !== undefined || !m.digests) reject(new Error(`verity digests of ${file}: ${m.error}`));
                 else resolve(Buffer.from(m.digests.buffer, m.digests.byteOffset, m.digests.byteLength));
             });
             this.worker.postMessage({ file, start, end, salt, blockSize: VERITY_BLOCK_SIZE });
-        });
+        }).finally(() => (this.pending = undefined));
     }
 
     async stop(): Promise<void> {
+        this.broken ??= new Error("the verity digest thread was stopped");
         await this.worker.terminate();
     }
 }
