@@ -8,7 +8,7 @@
 // the top (one block) down to level 0 (the digests of the data blocks). Each digest is
 // sha256(salt || block); a level's last block is zero-padded. The root hash is the digest of the top
 // level's single block (of the lone data block when there is only one).
-import { createHash } from "crypto";
+import * as crypto from "crypto";
 import { DdiError } from "./ddi-layout";
 
 export const VERITY_BLOCK_SIZE = 4096;
@@ -29,6 +29,8 @@ export interface VerityParams {
  */
 export class VerityHasher {
     private readonly salt: Buffer;
+    /** salt || block, reused for every block. */
+    private readonly scratch: Buffer;
     private readonly digests: Buffer[] = [];
     private blocks = 0;
 
@@ -37,6 +39,8 @@ export class VerityHasher {
         if (this.salt.length === 0 || this.salt.length > 256 || this.salt.toString("hex") !== params.salt.toLowerCase()) {
             throw new DdiError(`verity salt must be 1 to 256 bytes of hex, got '${params.salt}'`);
         }
+        this.scratch = Buffer.alloc(this.salt.length + VERITY_BLOCK_SIZE);
+        this.salt.copy(this.scratch);
     }
 
     /** Hashes `data`, a whole number of blocks that follow the ones fed before. */
@@ -84,7 +88,7 @@ export class VerityHasher {
     }
 
     private saltedDigest(block: Buffer): Buffer {
-        return createHash("sha256").update(this.salt).update(block).digest(); // version 1: salt first
+        return saltedSha256(this.salt, block, this.scratch);
     }
 
     /** struct verity_sb (cryptsetup lib/verity/verity.h), little-endian, in a zeroed hash block. */
@@ -105,6 +109,17 @@ export class VerityHasher {
         if (88 + 256 + 168 !== SUPERBLOCK_SIZE) throw new Error("internal: verity superblock layout");
         return b;
     }
+}
+
+type OneShotHash = (algorithm: string, data: Buffer, encoding: "buffer") => Buffer;
+/** crypto.hash (Node 20.12+): one call per 4 KiB block costs ~30% less than a Hash object per block. */
+const oneShot = (crypto as unknown as { hash?: OneShotHash }).hash;
+
+/** sha256(salt || block) (format version 1: salt first); `scratch` holds the salt and room for one block. */
+function saltedSha256(salt: Buffer, block: Buffer, scratch: Buffer): Buffer {
+    if (!oneShot || block.length !== scratch.length - salt.length) return crypto.createHash("sha256").update(salt).update(block).digest();
+    block.copy(scratch, salt.length);
+    return oneShot("sha256", scratch, "buffer");
 }
 
 /** cryptsetup's hash_levels(): levels until one block's worth of digests covers all data blocks. */

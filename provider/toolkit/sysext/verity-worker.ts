@@ -9,12 +9,14 @@ import { VERITY_BLOCK_SIZE } from "./verity-tree";
 // Plain JavaScript, evaluated: the same code whether the provider runs compiled or under ts-node.
 const SOURCE = `
 const { parentPort } = require("worker_threads");
-const { createHash } = require("crypto");
+const { createHash, hash: oneShot } = require("crypto");
 const fs = require("fs");
 parentPort.on("message", ({ file, start, end, salt, blockSize }) => {
     let fd;
     try {
         const s = Buffer.from(salt, "hex");
+        const salted = Buffer.alloc(s.length + blockSize);
+        s.copy(salted);
         const out = Buffer.from(new ArrayBuffer(((end - start) / blockSize) * 32));
         const buf = Buffer.allocUnsafe(1 << 20);
         fd = fs.openSync(file, "r");
@@ -27,7 +29,13 @@ parentPort.on("message", ({ file, start, end, salt, blockSize }) => {
                 if (got === 0) throw new Error(file + " ends at " + (pos + n) + ", before " + end);
                 n += got;
             }
-            for (let i = 0; i < n; i += blockSize, o += 32) createHash("sha256").update(s).update(buf.subarray(i, i + blockSize)).digest().copy(out, o);
+            for (let i = 0; i < n; i += blockSize, o += 32) {
+                // As VerityHasher: crypto.hash over salt || block where there is one (Node 20.12+).
+                if (oneShot) {
+                    buf.copy(salted, s.length, i, i + blockSize);
+                    oneShot("sha256", salted, "buffer").copy(out, o);
+                } else createHash("sha256").update(s).update(buf.subarray(i, i + blockSize)).digest().copy(out, o);
+            }
             pos += n;
         }
         parentPort.postMessage({ digests: out }, [out.buffer]);
