@@ -43,7 +43,7 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
     const seed = opts.seed ?? defaultSeed(opts.name, opts.kind, opts.arch);
     const scratch = fs.mkdtempSync(path.join(opts.workDir, "ddi-"));
     let readBack: ReadBack | undefined;
-    const helper = DigestWorker.startIfUseful(); // starts up while mkfs.erofs runs
+    const helper = DigestWorker.acquire(); // the first build's thread starts up while mkfs.erofs runs
     try {
         const rootFile = path.join(scratch, "root.erofs");
         await makeErofs(opts, seed, rootFile);
@@ -114,7 +114,7 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
         fs.rmSync(opts.outFile, { force: true }); // never leave a half-built or unchecked image behind
         throw e;
     } finally {
-        helper?.stop().catch(() => undefined); // not awaited: the thread's exit is no part of the result
+        helper?.release();
         fs.rmSync(scratch, { recursive: true, force: true });
     }
 }

@@ -1,6 +1,7 @@
 // Level-0 dm-verity digests of part of a file on a second thread: hashing 4 KiB blocks one by one is
 // the build's biggest CPU cost after mkfs.erofs, and on two cores half of it runs beside the copy.
-// The thread is started before mkfs.erofs runs, so its start-up (tens of ms) is hidden behind it.
+// One thread per process, started by the first build and kept (unref'd, idle between builds): its
+// start-up (a V8 isolate, tens of ms of CPU) would otherwise compete with mkfs.erofs in every build.
 // Its digests are sha256(salt || block) as VerityHasher's; the tests compare the two.
 import * as os from "os";
 import { Worker } from "worker_threads";
@@ -46,13 +47,16 @@ parentPort.on("message", ({ file, start, end, salt, blockSize }) => {
     }
 });`;
 
+let shared: DigestWorker | undefined;
+
 export class DigestWorker {
     /** Set once the thread failed or exited: later calls reject at once. */
     private broken?: Error;
     private pending?: (e: Error) => void;
+    private inUse = false;
 
     private constructor(private readonly worker: Worker) {
-        worker.unref(); // never what keeps the process alive
+        worker.unref(); // idle between builds: never what keeps the process alive
         // Listened to from the start: an 'error' with no listener would be thrown in the main thread.
         const fail = (e: Error) => {
             this.broken ??= e;
@@ -62,9 +66,22 @@ export class DigestWorker {
         worker.on("exit", (code) => fail(new Error(`the verity digest thread exited (${code})`)));
     }
 
-    /** A helper thread, or undefined on a single core (where it would only compete with the main thread). */
-    static startIfUseful(): DigestWorker | undefined {
-        return os.availableParallelism() > 1 ? new DigestWorker(new Worker(SOURCE, { eval: true })) : undefined;
+    /**
+     * The process's helper thread for one build, or undefined on a single core (where it would only
+     * compete with the main thread) or while another build has it. Give it back with release().
+     */
+    static acquire(): DigestWorker | undefined {
+        if (os.availableParallelism() < 2) return undefined;
+        if (shared?.broken) shared = undefined;
+        shared ??= new DigestWorker(new Worker(SOURCE, { eval: true }));
+        if (shared.inUse) return undefined;
+        shared.inUse = true;
+        return shared;
+    }
+
+    /** Hands the thread back for the next build (a thread that failed is replaced then). */
+    release(): void {
+        this.inUse = false;
     }
 
     /** The level-0 digests of blocks [start, end) of `file`, both multiples of the block size. One call at a time. */
@@ -74,16 +91,22 @@ export class DigestWorker {
         return new Promise<Buffer>((resolve, reject) => {
             if (this.broken) return reject(this.broken);
             this.pending = reject;
+            this.worker.ref(); // while it works for a caller, it keeps the process alive as any I/O would
             this.worker.once("message", (m: { digests?: Uint8Array; error?: string }) => {
                 if (m.error !== undefined || !m.digests) reject(new Error(`verity digests of ${file}: ${m.error}`));
                 else resolve(Buffer.from(m.digests.buffer, m.digests.byteOffset, m.digests.byteLength));
             });
             this.worker.postMessage({ file, start, end, salt, blockSize: VERITY_BLOCK_SIZE });
-        }).finally(() => (this.pending = undefined));
+        }).finally(() => {
+            this.pending = undefined;
+            this.worker.unref();
+        });
     }
 
+    /** Ends the thread (the next acquire() starts another). */
     async stop(): Promise<void> {
         this.broken ??= new Error("the verity digest thread was stopped");
+        if (shared === this) shared = undefined;
         await this.worker.terminate();
     }
 }

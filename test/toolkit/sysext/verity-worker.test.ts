@@ -20,9 +20,10 @@ describe("toolkit/sysext/verity-worker", function () {
     });
 
     it("gives the digests VerityHasher computes, so a split build has the same hash area", async function () {
-        const worker = DigestWorker.startIfUseful();
+        const worker = DigestWorker.acquire();
         if (!worker) this.skip();
         try {
+            assert.equal(DigestWorker.acquire(), undefined, "one build at a time has the thread");
             const whole = new VerityHasher({ salt: SALT, uuid: UUID });
             whole.update(data);
             const split = new VerityHasher({ salt: SALT, uuid: UUID });
@@ -31,15 +32,18 @@ describe("toolkit/sysext/verity-worker", function () {
             split.updateDigests(await worker!.digests(file, at, data.length, SALT));
             assert.deepEqual(split.finish(), whole.finish());
         } finally {
-            await worker?.stop();
+            worker?.release();
         }
     });
 
-    it("rejects a range past the file's end, and every call after it was stopped", async function () {
-        const worker = DigestWorker.startIfUseful();
+    it("rejects a range past the file's end, and every call after it was stopped; the next build gets a new thread", async function () {
+        const worker = DigestWorker.acquire();
         if (!worker) this.skip();
         await assert.rejects(worker!.digests(file, 0, data.length + VERITY_BLOCK_SIZE, SALT), /ends at/);
         await worker!.stop();
         await assert.rejects(worker!.digests(file, 0, VERITY_BLOCK_SIZE, SALT), /stopped/);
+        const next = DigestWorker.acquire();
+        assert.ok(next && next !== worker, "a stopped thread is replaced");
+        next!.release();
     });
 });
