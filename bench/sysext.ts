@@ -3,7 +3,8 @@
 //   bare      — the same tool chain with nothing around it (bench/sysext-bare.sh): no check, no verify
 //   repart    — what AuroraBoot runs: systemd-repart 257 with its sysext argv (bench/repart-chroot.ts),
 //               inside the bench rootfs as a chroot; stock definitions, so no erofs compression
-// Usage: npx ts-node --transpile-only bench/sysext.ts [RUNS]  (needs root and scripts/build-bench-rootfs.sh)
+// Usage: npx ts-node --transpile-only bench/sysext.ts [RUNS] [elf|many]  (needs root and scripts/build-bench-rootfs.sh)
+//   elf (default): one 70 MB ELF; many: 4,100 files of ~15 KB (60 MB) in 40 folders, slices of the same bytes
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -13,6 +14,7 @@ import { repartSysext } from "./repart-chroot";
 import { median, timed } from "./timing";
 
 const PAYLOAD_BYTES = 70 * 1024 * 1024;
+const MANY_FILES = 4100;
 
 export interface Measured {
     seconds: number;
@@ -27,13 +29,34 @@ export interface SysextBench {
     repart257: Measured;
 }
 
-export async function sysextBench(runs: number, benchRootfs: string): Promise<SysextBench> {
+export type SysextPayload = "elf" | "many";
+
+/** Writes the payload under src/usr; returns its size in bytes. */
+function writePayload(src: string, kind: SysextPayload): number {
+    const bytes = fs.readFileSync(process.execPath);
+    if (kind === "elf") {
+        fs.mkdirSync(path.join(src, "usr", "bin"), { recursive: true });
+        fs.writeFileSync(path.join(src, "usr", "bin", "k3s"), bytes.subarray(0, PAYLOAD_BYTES), { mode: 0o755 });
+        return Math.min(PAYLOAD_BYTES, bytes.length);
+    }
+    const per = Math.floor(60e6 / MANY_FILES);
+    let total = 0;
+    for (let i = 0; i < MANY_FILES; i++) {
+        const dir = path.join(src, "usr", "lib", "many", String(i % 40));
+        fs.mkdirSync(dir, { recursive: true });
+        const size = per + ((i * 7919) % 2000) - 1000;
+        const at = total % (bytes.length - 20000);
+        fs.writeFileSync(path.join(dir, `f${i}`), bytes.subarray(at, at + size), { mode: i % 3 ? 0o644 : 0o755 });
+        total += size;
+    }
+    return total;
+}
+
+export async function sysextBench(runs: number, benchRootfs: string, payloadKind: SysextPayload = "elf"): Promise<SysextBench> {
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-bench-sysext-"));
     try {
         const src = path.join(work, "src");
-        fs.mkdirSync(path.join(src, "usr", "bin"), { recursive: true });
-        const payload = fs.readFileSync(process.execPath).subarray(0, PAYLOAD_BYTES);
-        fs.writeFileSync(path.join(src, "usr", "bin", "k3s"), payload, { mode: 0o755 });
+        const payloadBytes = writePayload(src, payloadKind);
         fs.mkdirSync(path.join(src, "usr", "lib", "extension-release.d"), { recursive: true });
         fs.writeFileSync(path.join(src, "usr", "lib", "extension-release.d", "extension-release.k3s"), "ID=_any\nARCHITECTURE=x86-64\n");
         const key = path.join(work, "db.key");
@@ -66,7 +89,7 @@ export async function sysextBench(runs: number, benchRootfs: string): Promise<Sy
             return out;
         });
         return {
-            payloadBytes: payload.length,
+            payloadBytes,
             runs,
             provider: { none: await provider("none"), lz4: await provider("lz4") },
             bare: { none: await bare("none"), lz4: await bare("lz4") },
@@ -80,9 +103,11 @@ export async function sysextBench(runs: number, benchRootfs: string): Promise<Sy
 async function main(): Promise<void> {
     const runs = Number(process.argv[2] ?? 3);
     const rootfs = (await run(["bash", path.join(__dirname, "..", "scripts", "build-bench-rootfs.sh")], { timeoutMs: 3600_000 })).stdout.trim();
-    const r = await sysextBench(runs, rootfs);
+    const kind = (process.argv[3] ?? "elf") as SysextPayload;
+    if (kind !== "elf" && kind !== "many") throw new Error(`payload '${kind}': elf or many`);
+    const r = await sysextBench(runs, rootfs, kind);
     const row = (name: string, m: Measured) => console.log(`${name.padEnd(26)} ${m.seconds.toFixed(2)} s  ${(m.bytes / 1e6).toFixed(1)} MB`);
-    console.log(`payload ${(r.payloadBytes / 1e6).toFixed(1)} MB; median of ${runs} runs`);
+    console.log(`payload ${kind}, ${(r.payloadBytes / 1e6).toFixed(1)} MB; median of ${runs} runs`);
     row("provider, none", r.provider.none);
     row("provider, lz4", r.provider.lz4);
     row("bare tools, none", r.bare.none);

@@ -10,7 +10,7 @@ import { checkInputs, replacedFields, signingPairProblems, sourceProblems } from
 import { packageProvider, withoutPromiseStackTraces } from "./dynamic-transport";
 import { BuildLog, BuildReport, driftOf, updateAction, updateReasons } from "./build-log";
 import { InputProblem } from "./validation/schema-validator";
-import { canonicalJson, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
+import { canonicalJson, isInside, sha256File, sha256FileIfExists, sha256Hex } from "./toolkit/files";
 import { readCertificate } from "./toolkit/keys/openssl";
 import { stageThenMove, withScratch } from "./output/staging";
 import { FilterViolationError } from "./toolkit/source/tree-writer";
@@ -20,6 +20,7 @@ import { extensionReleaseNames } from "./toolkit/sysext/erofs-reader";
 import { StoreIntegrityError } from "./store/manifest";
 import { ensureExtensionRelease, foreignReleaseFiles, releaseNameMismatch, ReleaseFields } from "./toolkit/sysext/extension-release";
 import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/source/extension-source";
+import { usableAsIs } from "./toolkit/source/tree-as-is";
 import type { SigningKeys } from "./signing-keys";
 import type { ArtifactLayout } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
@@ -29,6 +30,8 @@ import { registeredOutputs } from "./generated/contract";
 
 export const SYSTEM_EXTENSION_TOKEN = "kairos:index:SystemExtension";
 const BUILDER_VERSION = "system-extension/1";
+/** The image root's mode. */
+const TREE_ROOT_MODE = 0o755;
 /** Extension images are public artifacts (the keys folder is the private one). */
 const ARTIFACT_DIR_MODE = 0o755;
 
@@ -188,21 +191,7 @@ async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
 async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
     const fileName = imageFileName(inputs.name, inputs.kind);
     return withScratch(inputs.outputDir, inputs.name, async (work) => {
-        const tree = path.join(work, "tree");
-        const { dropped } = await log.step("read source", () =>
-            materializeSource(inputs.source, inputs.sourceDigest, tree, {
-                layers: inputs.layers,
-                arch: inputs.arch,
-                filter: { allow: allowedPaths(inputs), onViolation: inputs.dropDisallowedPaths ? "drop" : "error" },
-                workDir: work,
-            }).catch((e) => {
-                if (e instanceof FilterViolationError) {
-                    e.message = `source: ${e.message}\nA ${inputs.kind} holds only ${allowedPaths(inputs).map((p) => `/${p}`).join(" and ")}: set dropDisallowedPaths: true to leave the rest out${inputs.withOpt ? "" : ", or withOpt: true to keep /opt"}`;
-                }
-                throw e;
-            }),
-        );
-        fs.chmodSync(tree, 0o755); // the tree's mode becomes the image root's mode
+        const { tree, dropped } = await log.step("read source", () => sourceTree(inputs, work));
         const extensionRelease = ensureExtensionRelease(tree, inputs.name, inputs.kind, DDI_ARCH[inputs.arch], inputs.release ?? {});
         const image = await log.step("build and verify image", () => stageThenMove(inputs.outputDir, (staging) =>
             buildSysextImage({
@@ -231,6 +220,34 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
             lastBuild: log.report(),
         };
     });
+}
+
+/**
+ * The tree the image is made from: a local folder as it is when a mirror of it would be the same tree
+ * (tree-as-is.ts), else the source written out under `work` (a folder mirrored, an image extracted),
+ * filtered to the allowed paths, its root 0755.
+ */
+async function sourceTree(inputs: CheckedInputs, work: string): Promise<{ tree: string; dropped: string[] }> {
+    const allowed = allowedPaths(inputs);
+    const dir = inputs.source.dir;
+    const asIs = { rootMode: TREE_ROOT_MODE, allowedTop: allowed.map((p) => p.split("/")[0]), present: [extensionReleasePath(inputs.kind, inputs.name)] };
+    // Never when the build's own folders (beside outputDir) would be inside the tree it reads.
+    const ownFoldersInside = dir !== undefined && isInside(path.resolve(dir), path.dirname(path.resolve(inputs.outputDir)));
+    if (dir && !ownFoldersInside && usableAsIs(dir, asIs)) return { tree: path.resolve(dir), dropped: [] };
+    const tree = path.join(work, "tree");
+    const { dropped } = await materializeSource(inputs.source, inputs.sourceDigest, tree, {
+        layers: inputs.layers,
+        arch: inputs.arch,
+        filter: { allow: allowed, onViolation: inputs.dropDisallowedPaths ? "drop" : "error" },
+        workDir: work,
+    }).catch((e) => {
+        if (e instanceof FilterViolationError) {
+            e.message = `source: ${e.message}\nA ${inputs.kind} holds only ${allowed.map((p) => `/${p}`).join(" and ")}: set dropDisallowedPaths: true to leave the rest out${inputs.withOpt ? "" : ", or withOpt: true to keep /opt"}`;
+        }
+        throw e;
+    });
+    fs.chmodSync(tree, TREE_ROOT_MODE); // the tree's mode becomes the image root's mode
+    return { tree, dropped };
 }
 
 /** A new signing key only rewrites the verity-signature partition; the root hash stays. */

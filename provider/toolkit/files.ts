@@ -169,43 +169,44 @@ export async function forEachConcurrently<T>(items: readonly T[], concurrency: n
 const COPY_CHUNK = 1 << 20;
 
 
-export async function copyInto(source: string, target: string, offset: number): Promise<void> {
-    await pipeline(
-        fs.createReadStream(source, { highWaterMark: COPY_CHUNK }),
-        fs.createWriteStream(target, { flags: "r+", start: offset }),
-    );
+/**
+ * Copies all of `source` into `target` at `offset`, handing each chunk to `visit` (in order, whole
+ * `chunkBytes` pieces except the last) while the next read and this write run on libuv's threads:
+ * one read of the source serves both the copy and whatever `visit` computes from it.
+ */
+export async function copyIntoVisiting(source: string, target: string, offset: number, visit: (chunk: Buffer) => void, chunkBytes = COPY_CHUNK): Promise<number> {
+    const src = await fs.promises.open(source, "r");
+    try {
+        const dst = await fs.promises.open(target, "r+");
+        try {
+            const bufs = [Buffer.allocUnsafe(chunkBytes), Buffer.allocUnsafe(chunkBytes)];
+            let reading = readFull(src, bufs[0], chunkBytes, 0);
+            let writing: Promise<unknown> = Promise.resolve();
+            let pos = 0;
+            for (let i = 0; ; i++) {
+                const n = await reading;
+                if (n === 0) break;
+                const chunk = bufs[i % 2].subarray(0, n);
+                await writing; // the other buffer's write: it is read into next
+                reading = n < chunkBytes ? Promise.resolve(0) : readFull(src, bufs[(i + 1) % 2], chunkBytes, pos + n);
+                writing = writeFull(dst, chunk, offset + pos);
+                visit(chunk);
+                pos += n;
+            }
+            await writing;
+            return pos;
+        } finally {
+            await dst.close();
+        }
+    } finally {
+        await src.close();
+    }
 }
 
-/**
- * The sha256 of `file`, read once, and whether each range of it equals (byte for byte, memcmp: far
- * cheaper than hashing it a second time) the whole of its `expected` file. `differs` names the first
- * range that does not, or whose expected file has another size.
- */
-export async function sha256ComparingRanges<K extends string>(
-    file: string,
-    ranges: Record<K, { offset: number; size: number; expected: string }>,
-): Promise<{ sha256: string; differs?: K }> {
-    const whole = createHash("sha256");
-    const parts = (Object.entries(ranges) as [K, { offset: number; size: number; expected: string }][]).map(([name, r]) => ({ name, offset: r.offset, size: r.size, fd: fs.openSync(r.expected, "r") }));
-    const theirs = Buffer.allocUnsafe(COPY_CHUNK);
-    let differs: K | undefined = parts.find((p) => fs.fstatSync(p.fd).size !== p.size)?.name;
-    try {
-        let at = 0;
-        for await (const chunk of fs.createReadStream(file, { highWaterMark: COPY_CHUNK }) as AsyncIterable<Buffer>) {
-            whole.update(chunk);
-            for (const p of differs ? [] : parts) {
-                const from = Math.max(p.offset, at);
-                const to = Math.min(p.offset + p.size, at + chunk.length);
-                if (from >= to) continue;
-                const n = fs.readSync(p.fd, theirs, 0, to - from, from - p.offset);
-                if (n !== to - from || !chunk.subarray(from - at, to - at).equals(theirs.subarray(0, n))) differs = p.name;
-            }
-            at += chunk.length;
-        }
-        differs ??= parts.find((p) => at < p.offset + p.size)?.name;
-        return { sha256: whole.digest("hex"), ...(differs ? { differs } : {}) };
-    } finally {
-        for (const p of parts) fs.closeSync(p.fd);
+async function writeFull(fh: fs.promises.FileHandle, data: Buffer, position: number): Promise<void> {
+    for (let done = 0; done < data.length; ) {
+        const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+        done += bytesWritten;
     }
 }
 

@@ -118,6 +118,21 @@ describe("SystemExtension handler", function () {
             assert.strictEqual(again.inputHash, outs.inputHash);
         });
 
+        it("reads a folder that needs no mirror as it is: the image a mirrored build makes, and the source's inodes untouched", async () => {
+            const files = { "usr/local/bin/hello": "#!/bin/sh\necho hello\n", "usr/lib/extension-release.d/extension-release.plain": "ID=_any\nARCHITECTURE=x86-64\n" };
+            const asIs = payloadDir(path.join(work, "src-as-is"), files);
+            fs.chmodSync(asIs, 0o755);
+            const mirrored = payloadDir(path.join(work, "src-mirrored"), files);
+            fs.chmodSync(mirrored, 0o700); // not the image root's mode: only a mirror (made 0755) can give the same image
+            const ctimeOf = (root: string) => fs.statSync(path.join(root, "usr/local/bin/hello"), { bigint: true }).ctimeNs;
+            const [asIsBefore, mirroredBefore] = [ctimeOf(asIs), ctimeOf(mirrored)];
+            const a = await build({ name: "plain", outputDir: path.join(work, "out-as-is"), source: { dir: asIs }, signing: signer });
+            const b = await build({ name: "plain", outputDir: path.join(work, "out-mirrored"), source: { dir: mirrored }, signing: signer });
+            assert.strictEqual(a.sha256, b.sha256);
+            assert.strictEqual(ctimeOf(asIs), asIsBefore, "read as it is: no hard link touched the source");
+            assert.notStrictEqual(ctimeOf(mirrored), mirroredBefore, "mirrored: the hard link changed the ctime");
+        });
+
         it("re-signs with a new key by rewriting only the signature: same root hash, new signer", async () => {
             const news = await checked({ name: "hello", outputDir: path.join(work, "out-a"), source: { dir: src }, signing: other });
             assert.strictEqual(news.contentHash, outs.contentHash);

@@ -4,7 +4,7 @@
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { forEachConcurrently, sha256File } from "../files";
+import { forEachConcurrently, READ_CHUNK, sha256File, sha256Hex } from "../files";
 import { TreeDigestCache } from "./digest-cache";
 import { wallClockNs } from "../file-identity";
 
@@ -49,12 +49,19 @@ export async function treeEntries(root: string, opts: TreeDigestOptions = {}): P
     const stat = await fs.promises.stat(root);
     if (!stat.isDirectory()) throw new Error(`${root} is not a directory`);
     const stats = new Map<TreeEntry, fs.BigIntStats>();
-    const entries = await walk(root, "", stats);
-    entries.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+    const entries = walk(root, "", stats);
+    sortByPathBytes(entries);
     const cache = opts.cache ? TreeDigestCache.open(root) : undefined;
     await hashFiles(root, entries, stats, cache);
     cache?.save();
     return entries;
+}
+
+/** Byte order of the UTF-8 paths (each path encoded once, not once per comparison). */
+function sortByPathBytes(entries: TreeEntry[]): void {
+    const keyed = entries.map((e) => ({ e, key: Buffer.from(e.path) }));
+    keyed.sort((a, b) => Buffer.compare(a.key, b.key));
+    keyed.forEach(({ e }, i) => (entries[i] = e));
 }
 
 function encodeEntry(e: TreeEntry): string {
@@ -62,22 +69,25 @@ function encodeEntry(e: TreeEntry): string {
     return `${JSON.stringify([e.path, e.type, e.mode.toString(8), e.target ?? e.sha256 ?? e.rdev ?? null])}\n`;
 }
 
-async function walk(root: string, rel: string, stats: Map<TreeEntry, fs.BigIntStats>): Promise<TreeEntry[]> {
+// The walk and the small files' reads are synchronous: a tree of thousands of small files spends more
+// in handing each lstat/open/read/close to the thread pool and back than in the calls themselves
+// (4,100 files of 15 KB: ~1 s through fs.promises, ~0.15 s this way).
+function walk(root: string, rel: string, stats: Map<TreeEntry, fs.BigIntStats>): TreeEntry[] {
     const out: TreeEntry[] = [];
-    for (const name of await fs.promises.readdir(path.join(root, rel))) {
+    for (const name of fs.readdirSync(path.join(root, rel))) {
         const childRel = rel ? `${rel}/${name}` : name;
-        const st = await fs.promises.lstat(path.join(root, childRel), { bigint: true });
-        const entry = await describe(path.join(root, childRel), childRel, st);
+        const st = fs.lstatSync(path.join(root, childRel), { bigint: true });
+        const entry = describe(path.join(root, childRel), childRel, st);
         stats.set(entry, st);
         out.push(entry);
-        if (entry.type === "dir") out.push(...(await walk(root, childRel, stats)));
+        if (entry.type === "dir") out.push(...walk(root, childRel, stats));
     }
     return out;
 }
 
-async function describe(file: string, rel: string, st: fs.BigIntStats): Promise<TreeEntry> {
+function describe(file: string, rel: string, st: fs.BigIntStats): TreeEntry {
     const entry: TreeEntry = { path: rel, type: entryType(st), mode: Number(st.mode & 0o7777n) };
-    if (entry.type === "symlink") entry.target = await fs.promises.readlink(file);
+    if (entry.type === "symlink") entry.target = fs.readlinkSync(file);
     if (entry.type === "char" || entry.type === "block") entry.rdev = Number(st.rdev);
     return entry;
 }
@@ -91,18 +101,28 @@ function entryType(st: fs.BigIntStats): TreeEntryType {
     return st.isCharacterDevice() ? "char" : "block";
 }
 
-/** Fills in sha256 for regular files, a few at a time; remembered digests of unchanged files are reused. */
+/**
+ * Fills in sha256 for regular files; remembered digests of unchanged files are reused. Files up to one
+ * read chunk are read whole, synchronously; bigger ones in chunks, a few at a time (the process's memory
+ * stays bounded whatever the tree holds).
+ */
 async function hashFiles(root: string, entries: TreeEntry[], stats: Map<TreeEntry, fs.BigIntStats>, cache?: TreeDigestCache): Promise<void> {
-    const files = entries.filter((e) => e.type === "file");
-    await forEachConcurrently(files, HASH_CONCURRENCY, async (entry) => {
+    const large: TreeEntry[] = [];
+    for (const entry of entries) {
+        if (entry.type !== "file") continue;
         const st = stats.get(entry)!;
         const remembered = cache?.lookup(entry.path, st);
-        if (remembered) {
-            entry.sha256 = remembered;
-            return;
+        if (remembered) entry.sha256 = remembered;
+        else if (st.size > BigInt(READ_CHUNK)) large.push(entry);
+        else {
+            const started = wallClockNs();
+            entry.sha256 = sha256Hex(fs.readFileSync(path.join(root, entry.path)));
+            cache?.record(entry.path, st, entry.sha256, started);
         }
+    }
+    await forEachConcurrently(large, HASH_CONCURRENCY, async (entry) => {
         const started = wallClockNs();
         entry.sha256 = await sha256File(path.join(root, entry.path));
-        cache?.record(entry.path, st, entry.sha256, started);
+        cache?.record(entry.path, stats.get(entry)!, entry.sha256, started);
     });
 }

@@ -1,5 +1,6 @@
 // The layout of a systemd extension image (DDI): partition types, the seeded UUIDs and salt, GPT
-// arithmetic, the sfdisk script and the verity-signature JSON. Pure functions; ddi.ts builds with them.
+// arithmetic, the sfdisk script (the GPT's reference) and the verity-signature JSON. Pure functions;
+// ddi.ts builds with them.
 import { roundUp, sha256Hex } from "../files";
 
 export type ExtensionKind = "sysext" | "confext";
@@ -152,7 +153,7 @@ export interface GptEntry {
     name: string;
 }
 
-/** sfdisk's input script for the image's partition table. */
+/** sfdisk's input script for the image's partition table: the reference gpt-writer.ts's bytes are tested against. */
 export function sfdiskScript(diskGuid: string, entries: GptEntry[]): string {
     const header = ["label: gpt", `label-id: ${diskGuid}`, "unit: sectors", `first-lba: ${FIRST_LBA}`, `sector-size: ${SECTOR_SIZE}`, ""];
     const lines = entries.map(

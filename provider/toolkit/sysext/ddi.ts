@@ -1,8 +1,11 @@
 // Signed systemd extension images (sysext/confext Discoverable Disk Images) built from a directory
-// tree with plain tools: mkfs.erofs -> veritysetup format -> PKCS#7 signature JSON -> GPT by sfdisk.
-// systemd-repart is not used because Debian 12's v252 cannot make erofs, pads partitions to 10 MiB
-// and picks a random verity salt (so no two builds match). Here every UUID and the salt come from a
-// seed, so the same tree, epoch and key give the same bytes. Nothing needs root, loop or dm.
+// tree: mkfs.erofs writes the filesystem, and everything else is done in-process in one pass over it:
+// the filesystem is copied into the image while its dm-verity hash tree is computed (verity-tree.ts,
+// the bytes veritysetup format writes), the root hash is signed (openssl smime, PKCS#7 as repart signs)
+// and the GPT is written (gpt-writer.ts, the bytes sfdisk writes). systemd-repart is not used because
+// Debian 12's v252 cannot make erofs, pads partitions to 10 MiB and picks a random verity salt (so no
+// two builds match). Here every UUID and the salt come from a seed, so the same tree, epoch and key
+// give the same bytes. Nothing needs root, loop or dm.
 import { ENGINE_KEY_ARGS, explainTokenFailure, isPkcs11Uri, withPin } from "../keys/pkcs11";
 import * as fs from "fs";
 import * as path from "path";
@@ -10,22 +13,28 @@ import { run } from "../run";
 import { OPENSSL_ENV, keyMatchesCertificate, readCertificate } from "../keys/openssl";
 import { resolveInTree } from "../tree-chase";
 import {
-    BuildSysextOptions, DdiArchitecture, DdiError, declaredArchitecture, defaultSeed, ExtensionKind, extensionReleasePath, GptEntry, GptSlot, gptLayout, ImagePartitions, parseSignaturePartition, PARTITION_ALIGNMENT, PARTITION_TYPES, partitionNames, rootHashPartitionUuids, seededSalt, seededUuid, sfdiskScript, signaturePartitionContent, SigningPair, SysextImage,
+    BuildSysextOptions, DdiArchitecture, DdiError, declaredArchitecture, defaultSeed, ExtensionKind, extensionReleasePath, GptEntry, GptSlot, gptLayout, ImagePartitions, PARTITION_ALIGNMENT, parseSignaturePartition, PARTITION_TYPES, partitionNames, rootHashPartitionUuids, seededSalt, seededUuid, SIGNATURE_PARTITION_SIZE, signaturePartitionContent, SigningPair, SysextImage,
 } from "./ddi-layout";
 import { readPartitionTable, rootHashFromUuids, verifySignature, verifySysextImage } from "./ddi-verify";
-import { copyInto, readAt, roundUp, sha256ComparingRanges, sha256File, writeAt } from "../files";
+import { copyIntoVisiting, roundUp, sha256File, writeAt } from "../files";
+import { VerityHasher } from "./verity-tree";
+import { gptBytes } from "./gpt-writer";
+import { ReadBack } from "./read-back";
+import { DigestWorker } from "./verity-worker";
 
 export * from "./ddi-layout";
 
-/** 4 KiB verity blocks (modern repart), not v252's 512 B: 8x smaller hash tree, page-sized reads. */
-const VERITY_BLOCK_SIZE = 4096;
+/** The filesystem is read in these pieces; the helper thread's half starts at a multiple of it. */
+const COPY_CHUNK = 1 << 20;
+/** Below this per half, the helper thread's hand-over costs more than it saves. */
+const HELPER_MIN_BYTES = 8 << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Build
 // ---------------------------------------------------------------------------------------------
 /**
  * Builds the image at outFile (written in place; rename it into its final spot yourself), then
- * verifies it from the written bytes before returning. File modes and owners are taken from the
+ * checks it from the written bytes before returning. File modes and owners are taken from the
  * tree except that everything is owned by root; the mode of sourceDir itself becomes the mode of the
  * image's root directory, so stage trees with the same umask to get the same bytes.
  */
@@ -33,77 +42,119 @@ export async function buildSysextImage(opts: BuildSysextOptions): Promise<Sysext
     checkBuildOptions(opts);
     const seed = opts.seed ?? defaultSeed(opts.name, opts.kind, opts.arch);
     const scratch = fs.mkdtempSync(path.join(opts.workDir, "ddi-"));
+    let readBack: ReadBack | undefined;
+    const helper = DigestWorker.acquire(); // the first build's thread starts up while mkfs.erofs runs
     try {
         const rootFile = path.join(scratch, "root.erofs");
-        const verityFile = path.join(scratch, "root.verity");
         await makeErofs(opts, seed, rootFile);
-        // The data partition's place does not depend on the sizes, so the filesystem goes into the image
-        // while veritysetup hashes it: two cores, one read of the filesystem each.
+        // The data partition's place does not depend on any size: the filesystem is copied there while
+        // it is hashed, so it is read once (the helper thread's half is read once more, from the page cache).
         const dataOffset = gptLayout([PARTITION_ALIGNMENT]).slots[0].offset;
         fs.rmSync(opts.outFile, { force: true });
         fs.writeFileSync(opts.outFile, "");
-        const [rootHash] = await Promise.all([formatVerity(rootFile, verityFile, seed), copyInto(rootFile, opts.outFile, dataOffset)]);
-        const signed = opts.signing ? await signRootHash(rootHash, opts.signing, scratch) : undefined;
-        const slots = await assembleImage(opts.outFile, opts.arch, seed, rootHash, [rootFile, verityFile], signed?.content);
+        const salt = seededSalt(seed);
+        const hasher = new VerityHasher({ salt, uuid: seededUuid(seed, "verity-superblock") });
+        const fsSize = fs.statSync(rootFile).size;
+        const split = helper && fsSize >= 2 * HELPER_MIN_BYTES ? Math.floor(fsSize / 2 / COPY_CHUNK) * COPY_CHUNK : fsSize;
+        const secondHalf = split < fsSize ? helper!.digests(rootFile, split, fsSize, salt) : undefined;
+        secondHalf?.catch(() => undefined); // awaited below
+        let at = 0;
+        const dataSize = await copyIntoVisiting(rootFile, opts.outFile, dataOffset, (chunk) => {
+            if (at < split) hasher.update(chunk.subarray(0, Math.min(chunk.length, split - at)));
+            at += chunk.length;
+        }, COPY_CHUNK);
+        if (dataSize !== fsSize) throw new DdiError(`internal: ${rootFile} changed size while it was copied`);
+        if (secondHalf) hasher.updateDigests(await secondHalf);
+        const { hashArea, rootHash } = hasher.finish();
+        rootHashPartitionUuids(rootHash); // throws unless it is 64 hex digits
+
+        // The signature partition has a fixed size, so the whole layout is known before openssl has signed.
+        const signing = opts.signing ? signRootHash(rootHash, opts.signing, scratch) : undefined;
+        signing?.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+        const sizes = [dataSize, roundUp(hashArea.length, PARTITION_ALIGNMENT), ...(signing ? [SIGNATURE_PARTITION_SIZE] : [])];
+        const { slots, diskSize } = gptLayout(sizes);
         if (slots[0].offset !== dataOffset) throw new DdiError(`internal: the data partition moved from ${dataOffset} to ${slots[0].offset}`);
-        const checked = await verifyBuiltImage(opts.outFile, {
-            scratch,
-            written: { root: rootFile, verity: verityFile },
-            rootHash,
-            certificate: opts.signing?.certificate,
-            requireSignature: opts.signing !== undefined,
+        const gpt = gptBytes(seededUuid(seed, "disk"), gptEntries(opts.arch, seed, rootHash, slots), diskSize);
+        fs.truncateSync(opts.outFile, diskSize); // sparse zeros: the gaps
+        writeAt(opts.outFile, 0, gpt.head);
+        writeAt(opts.outFile, slots[1].offset, hashArea);
+        writeAt(opts.outFile, gpt.tailOffset, gpt.tail);
+
+        // While openssl signs: sfdisk parses the table, and the image is read back for its sha256 up to
+        // the signature partition; the rest once the signature is in place.
+        const table = checkPartitionTable(opts.outFile, rootHash, slots);
+        table.catch(() => undefined); // awaited below
+        readBack = await ReadBack.open(opts.outFile);
+        readBack.expect({ name: "GPT", offset: 0, bytes: gpt.head });
+        readBack.expect({ name: "root", offset: slots[0].offset, size: dataSize, file: rootFile });
+        readBack.expect({ name: "verity", offset: slots[1].offset, bytes: hashArea });
+        const signatureAt = slots[2]?.offset ?? gpt.tailOffset;
+        // The signature goes in and openssl verifies it as soon as it is made, while the read-back goes on.
+        const placed = signing?.then(async (signed) => {
+            writeAt(opts.outFile, signatureAt, signed.content);
+            await checkSignature(opts.outFile, rootHash, signed.content, opts.signing!.certificate, scratch);
+            return signed;
         });
+        placed?.catch(() => undefined); // awaited below
+        const [signed] = await Promise.all([placed, readBack.readTo(signatureAt)]);
+        if (signed) readBack.expect({ name: "signature", offset: signatureAt, bytes: signed.content });
+        readBack.expect({ name: "backup GPT", offset: gpt.tailOffset, bytes: gpt.tail });
+        const [read, partitions] = await Promise.all([readBack.finish(), table]);
+        if (read.differs) throw new DdiError(`${opts.outFile}: the ${read.differs} area is not byte for byte what was written there`);
+        if (read.size !== diskSize) throw new DdiError(`${opts.outFile} is ${read.size} bytes, expected ${diskSize}`);
         return {
             rootHash,
-            sha256: checked.sha256,
-            size: fs.statSync(opts.outFile).size,
+            sha256: read.sha256,
+            size: read.size,
             certificateFingerprint: signed?.certificateFingerprint,
-            partitions: checked.partitions,
+            partitions,
         };
     } catch (e) {
-        fs.rmSync(opts.outFile, { force: true }); // never leave a half-built or unverified image behind
+        await readBack?.close();
+        fs.rmSync(opts.outFile, { force: true }); // never leave a half-built or unchecked image behind
         throw e;
     } finally {
+        helper?.release();
         fs.rmSync(scratch, { recursive: true, force: true });
     }
 }
 
-interface BuiltImageCheck {
-    scratch: string;
-    /** What was copied into the data and hash partitions: veritysetup format's input and output files. */
-    written: Record<"root" | "verity", string>;
-    rootHash: string;
-    certificate?: string;
-    requireSignature: boolean;
+function gptEntries(arch: DdiArchitecture, seed: string, rootHash: string, slots: GptSlot[]): GptEntry[] {
+    const types = PARTITION_TYPES[arch];
+    const names = partitionNames(arch);
+    const uuids = rootHashPartitionUuids(rootHash);
+    const entries: GptEntry[] = [
+        { slot: slots[0], type: types.root, uuid: uuids.root, name: names.root },
+        { slot: slots[1], type: types.verity, uuid: uuids.verity, name: names.verity },
+    ];
+    if (slots[2]) entries.push({ slot: slots[2], type: types.signature, uuid: seededUuid(seed, "root-verity-sig"), name: names.signature });
+    return entries;
 }
 
-/**
- * The check of a freshly built image, read once: its GPT and UUIDs as for any image, its data and hash
- * partitions byte for byte what veritysetup format hashed and wrote (compared while the image is read
- * for its own sha256), and the signature verified with openssl. Re-hashing the
- * whole tree (verifySysextImage, veritysetup verify) would only repeat veritysetup format's work on the
- * same bytes; images from elsewhere (re-sign, promotion) still get that full check.
- */
-async function verifyBuiltImage(file: string, o: BuiltImageCheck): Promise<{ sha256: string; partitions: ImagePartitions }> {
+// The checks of a freshly built image by tools other than the ones that wrote it. Its bytes are compared
+// with what was written by ReadBack; re-hashing the whole tree (verifySysextImage, veritysetup verify)
+// would only repeat the hashing on the same bytes, which tests compare against veritysetup's. Images
+// from elsewhere (re-sign, promotion) still get that full check.
+
+/** sfdisk parses the GPT: the verity set by type, UUIDs spelling the root hash, each partition where it was written. */
+async function checkPartitionTable(file: string, rootHash: string, slots: GptSlot[]): Promise<ImagePartitions> {
     const { partitions } = await readPartitionTable(file);
-    const rootHash = rootHashFromUuids(partitions);
-    if (rootHash !== o.rootHash) throw new DdiError(`${file} has root hash ${rootHash}, expected ${o.rootHash}`);
-    const read = await sha256ComparingRanges(file, {
-        root: { offset: partitions.root.offset, size: partitions.root.size, expected: o.written.root },
-        verity: { offset: partitions.verity.offset, size: partitions.verity.size, expected: o.written.verity },
+    const found = rootHashFromUuids(partitions);
+    if (found !== rootHash) throw new DdiError(`${file} has root hash ${found}, expected ${rootHash}`);
+    const placed = [partitions.root, partitions.verity, partitions.signature];
+    if (placed.filter(Boolean).length !== slots.length) throw new DdiError(`${file} has ${placed.filter(Boolean).length} partitions of its verity set, expected ${slots.length}`);
+    slots.forEach((slot, i) => {
+        const p = placed[i];
+        if (!p || p.offset !== slot.offset || p.size !== slot.size) throw new DdiError(`${file}: partition ${i + 1} is not where it was written (${slot.offset}+${slot.size})`);
     });
-    if (read.differs) throw new DdiError(`${file}: the ${read.differs} partition is not byte for byte what was built (${o.written[read.differs]})`);
-    const digests = { file: read.sha256 };
-    if (!partitions.signature) {
-        if (o.requireSignature) throw new DdiError(`${file} has no verity signature partition`);
-        return { sha256: digests.file, partitions };
-    }
-    const signature = parseSignaturePartition(readAt(file, partitions.signature.offset, partitions.signature.size));
-    if (signature.rootHash !== rootHash) {
-        throw new DdiError(`${file}: the signature covers root hash ${signature.rootHash}, but the partitions have ${rootHash}`);
-    }
-    if (o.certificate) await verifySignature(file, signature, o.certificate, o.scratch);
-    return { sha256: digests.file, partitions };
+    return partitions;
+}
+
+/** openssl verifies the signature partition's PKCS#7 over the root hash with the certificate. */
+async function checkSignature(file: string, rootHash: string, content: Buffer, certificate: string, scratch: string): Promise<void> {
+    const signature = parseSignaturePartition(content);
+    if (signature.rootHash !== rootHash) throw new DdiError(`${file}: the signature covers root hash ${signature.rootHash}, not ${rootHash}`);
+    await verifySignature(file, signature, certificate, scratch);
 }
 
 function checkBuildOptions(opts: BuildSysextOptions): void {
@@ -163,24 +214,6 @@ async function makeErofs(opts: BuildSysextOptions, seed: string, rootFile: strin
     padFile(rootFile, PARTITION_ALIGNMENT);
 }
 
-/** Writes the hash tree next to the data and returns the root hash. Works on regular files, no dm. */
-async function formatVerity(dataFile: string, hashFile: string, seed: string): Promise<string> {
-    const rootHashFile = `${hashFile}.roothash`;
-    await run([
-        "veritysetup", "format", dataFile, hashFile,
-        "--hash=sha256",
-        `--data-block-size=${VERITY_BLOCK_SIZE}`,
-        `--hash-block-size=${VERITY_BLOCK_SIZE}`,
-        `--salt=${seededSalt(seed)}`,
-        `--uuid=${seededUuid(seed, "verity-superblock")}`,
-        `--root-hash-file=${rootHashFile}`,
-    ]);
-    padFile(hashFile, PARTITION_ALIGNMENT);
-    const rootHash = fs.readFileSync(rootHashFile, "utf8").trim();
-    rootHashPartitionUuids(rootHash); // throws unless it is 64 hex digits
-    return rootHash;
-}
-
 interface SignedRootHash {
     content: Buffer;
     certificateFingerprint: string;
@@ -202,41 +235,6 @@ async function signRootHash(rootHash: string, signing: SigningPair, scratch: str
     else await smime(signing.key, [], OPENSSL_ENV);
     const content = signaturePartitionContent(rootHash, cert.sha256Fingerprint, fs.readFileSync(signatureFile));
     return { content, certificateFingerprint: cert.sha256Fingerprint };
-}
-
-/** Lays the hash tree and signature into outFile (which already holds the data partition), then writes the GPT around them. */
-async function assembleImage(
-    outFile: string,
-    arch: DdiArchitecture,
-    seed: string,
-    rootHash: string,
-    dataFiles: [string, string],
-    signature: Buffer | undefined,
-): Promise<GptSlot[]> {
-    const sizes = [...dataFiles.map((f) => fs.statSync(f).size), ...(signature ? [signature.length] : [])];
-    const { slots, diskSize } = gptLayout(sizes);
-    fs.truncateSync(outFile, diskSize); // sparse zeros: the gaps and the GPT areas
-    await copyInto(dataFiles[1], outFile, slots[1].offset);
-    if (signature) writeAt(outFile, slots[2].offset, signature);
-
-    const types = PARTITION_TYPES[arch];
-    const names = partitionNames(arch);
-    const uuids = rootHashPartitionUuids(rootHash);
-    const entries: GptEntry[] = [
-        { slot: slots[0], type: types.root, uuid: uuids.root, name: names.root },
-        { slot: slots[1], type: types.verity, uuid: uuids.verity, name: names.verity },
-    ];
-    if (signature) entries.push({ slot: slots[2], type: types.signature, uuid: seededUuid(seed, "root-verity-sig"), name: names.signature });
-    await run(
-        [
-            "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel",
-            "--wipe", "never",
-            "--wipe-partitions", "never", // sfdisk would otherwise erase the erofs superblock it finds
-            outFile,
-        ],
-        { input: sfdiskScript(seededUuid(seed, "disk"), entries) },
-    );
-    return slots;
 }
 
 // ---------------------------------------------------------------------------------------------
