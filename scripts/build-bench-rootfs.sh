@@ -14,7 +14,7 @@ export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 
 SUITE=trixie
 # Bump when the package set or the trimming changes: a new cache folder is built.
-LAYOUT=1
+LAYOUT=2
 # Kernel, firmware and CPU microcode as a Kairos image ships them for real hardware: GPUs, the common
 # server and desktop NICs, Wi-Fi. The kernel's initramfs is not built (INITRD=No below): build-uki drops
 # /boot but its kernel, and a Kairos image's initrd is its own, not Debian's.
@@ -30,6 +30,7 @@ PACKAGES=(
   openssh-server iproute2 nftables iptables conntrack ethtool wireguard-tools open-iscsi nfs-common curl ca-certificates
   containerd runc
   rsync jq sudo less nano tar gzip xz-utils zstd pciutils usbutils
+  systemd-ukify python3-pefile sbsigntool
 )
 MIN_BYTES=$((800 * 1000 * 1000))
 
