@@ -15,7 +15,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { run } from "../run";
 import { firstMatchInFile, sha256File } from "../files";
-import { PeError, type PeInfo, align, authenticodeDigest, normalizePeTimestamp, readPeSections, readSectionData } from "./pe";
+import { PeError, type PeInfo, align, authenticodeDigest, readPeSections, readSectionData } from "./pe";
+import { type WrittenImage, attachSignature, writeUkiImage } from "./uki-writer";
 import { authenticodeSignature } from "./authenticode";
 import { openSigner } from "../keys/signer";
 import { writePemBundle } from "../keys/openssl";
@@ -92,8 +93,13 @@ function checkSectionNames(stub: PeInfo, sections: UkiSectionFile[]): void {
     }
 }
 
-/** Appends `sections` to the stub with objcopy and checks that they landed where planned. */
+/** Appends `sections` to the stub (uki-writer.ts: objcopy's layout) and checks that they landed where planned. */
 export async function assembleUki(opts: AssembleUkiOptions): Promise<PeInfo> {
+    return (await assembleUkiImage(opts)).info;
+}
+
+/** assembleUki, also returning the sums signing needs (the image is hashed while it is written). */
+export async function assembleUkiImage(opts: AssembleUkiOptions): Promise<WrittenImage> {
     let stubFile = opts.stub;
     let stub = readPeSections(stubFile);
     const unsignedCopy = `${opts.out}.stub-${process.pid}`;
@@ -112,7 +118,7 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<PeInfo> {
     }
 }
 
-async function appendSections(stubFile: string, stub: PeInfo, opts: AssembleUkiOptions): Promise<PeInfo> {
+async function appendSections(stubFile: string, stub: PeInfo, opts: AssembleUkiOptions): Promise<WrittenImage> {
     checkSectionNames(stub, opts.sections);
     const sized = opts.sections.map((s) => {
         const size = fs.statSync(s.file).size;
@@ -120,19 +126,8 @@ async function appendSections(stubFile: string, stub: PeInfo, opts: AssembleUkiO
         return { ...s, size };
     });
     const layout = planSectionLayout(stub, sized, opts.alignment);
-    const argv = ["objcopy"];
-    for (const [i, s] of sized.entries()) {
-        const vma = stub.imageBase + BigInt(layout[i].virtualAddress);
-        argv.push(
-            "--add-section", `${s.name}=${s.file}`,
-            "--change-section-vma", `${s.name}=0x${vma.toString(16)}`,
-            "--set-section-flags", `${s.name}=data,readonly`,
-        );
-    }
-    argv.push(stubFile, opts.out);
-    await run(argv);
-    await normalizePeTimestamp(opts.out, stub.timeDateStamp);
-    const info = readPeSections(opts.out);
+    const image = await writeUkiImage(stubFile, stub, sized.map((s, i) => ({ ...s, virtualAddress: layout[i].virtualAddress })), opts.out);
+    const info = image.info;
     for (const want of layout) {
         const got = info.sections.find((s) => s.name === want.name);
         if (!got || got.virtualAddress !== want.virtualAddress || got.virtualSize !== want.size) {
@@ -142,7 +137,7 @@ async function appendSections(stubFile: string, stub: PeInfo, opts: AssembleUkiO
             );
         }
     }
-    return info;
+    return image;
 }
 
 export type EfiSigner = "authenticode" | "sbsign";
@@ -337,10 +332,22 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
     files.set(".pcrsig", w("pcrsig.json", signed.json));
 
     const ordered = UKI_SECTION_ORDER.filter((n) => files.has(n)).map((name) => ({ name, file: files.get(name)! }));
-    const unsigned = path.join(opts.workDir, "uki.unsigned.efi");
-    await assembleUki({ stub: opts.stub, sections: ordered, out: unsigned });
-    await signEfi(unsigned, opts.out, opts.sbKey, opts.sbCert, { signer: opts.signer });
-    fs.rmSync(unsigned, { force: true });
+    if ((opts.signer ?? "authenticode") === "sbsign") {
+        const unsigned = path.join(opts.workDir, "uki.unsigned.efi");
+        await assembleUki({ stub: opts.stub, sections: ordered, out: unsigned });
+        await signEfi(unsigned, opts.out, opts.sbKey, opts.sbCert, { signer: "sbsign" });
+        fs.rmSync(unsigned, { force: true });
+    } else {
+        // Written, hashed and signed in place: the image is never copied or read back before sbverify.
+        const tmp = `${opts.out}.tmp-${process.pid}`;
+        try {
+            const image = await assembleUkiImage({ stub: opts.stub, sections: ordered, out: tmp });
+            await attachSignature(tmp, image, await authenticodeSignature(image.authenticode, { key: opts.sbKey, certificate: opts.sbCert }));
+            fs.renameSync(tmp, opts.out);
+        } finally {
+            fs.rmSync(tmp, { force: true });
+        }
+    }
     const check = await checkEfiSignature(opts.out, opts.sbCert);
     if (!check.ok) throw new UkiError(`the signed UKI ${opts.out} does not verify against ${opts.sbCert} (${check.reason}): ${check.detail}`);
 
