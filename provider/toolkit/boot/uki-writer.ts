@@ -175,10 +175,11 @@ async function writeImage(out: string, laid: Buffer, plan: Plan, sections: Secti
         const fileSize = sums.position;
         if (fileSize !== plan.info.fileSize) throw new PeError(`the UKI came out at ${fileSize} bytes, planned ${plan.info.fileSize}`);
         const done = sums.finish();
+        const checksum = done.words.checksum(fileSize);
         const cs = Buffer.alloc(4);
-        cs.writeUInt32LE(done.words.checksum(fileSize), 0);
+        cs.writeUInt32LE(checksum, 0);
         await fh.write(cs, 0, 4, plan.info.offsets.checksum);
-        return { info: plan.info, authenticode: done.authenticode, words: done.words, fileSize, dataSize: done.dataSize };
+        return { info: { ...plan.info, checksum }, authenticode: done.authenticode, words: done.words, fileSize, dataSize: done.dataSize };
     } finally {
         await fh.close();
     }
