@@ -98,7 +98,8 @@ export async function ukifyBench(benchRootfs: string, runs = 1): Promise<UkifyBe
                 copies: { name: "keys", files: { "db.key": db.key, "db.crt": db.cert, "pcr.pem": pcrKey } }, argv,
             });
         const ukifyVersion = (await chroot(["ukify", "--version"])).stdout.trim();
-        const phases = DEFAULT_PHASES.flatMap((p) => ["--phases", p]);
+        // One --phases per --pcr-private-key: its phase paths, space-separated.
+        const phases = [`--phases=${DEFAULT_PHASES.join(" ")}`];
         const ukifyTimes: number[] = [];
         for (let i = 0; i < runs; i++) {
             ukifyTimes.push(await timed(() => chroot([
