@@ -190,7 +190,7 @@ async function collect(root: string, opts: CpioOptions): Promise<Entry[]> {
     const walk = async (dirEntry: Entry, rel: Buffer | undefined): Promise<void> => {
         const extra = overlaid.get(rel === undefined ? "" : rel.toString()) ?? [];
         // An overlay directory has no folder in the tree to read.
-        const names: Buffer[] = (dirEntry.host.length ? await fs.promises.readdir(dirEntry.host, { encoding: "buffer" }) : []).filter((n) => !extra.some((x) => x.target !== undefined && x.name.equals(n)));
+        const names: Buffer[] = (dirEntry.host.length ? fs.readdirSync(dirEntry.host, { encoding: "buffer" }) : []).filter((n) => !extra.some((x) => x.target !== undefined && x.name.equals(n)));
         for (const x of extra) {
             if (x.target === undefined && names.some((n) => n.equals(x.name))) throw new InitrdError(`overlay directory ${x.name.toString()} is already in the tree`);
             names.push(x.name);
@@ -207,13 +207,13 @@ async function collect(root: string, opts: CpioOptions): Promise<Entry[]> {
                 continue;
             }
             const host = Buffer.concat([dirEntry.host, Buffer.from("/"), n]);
-            const st = await fs.promises.lstat(host, { bigint: true });
+            const st = fs.lstatSync(host, { bigint: true });
             const e = make(name, host, st);
             e.stat = st;
             const type = e.mode & S_IFMT;
             if (type === S_IFREG) e.size = Number(st.size);
             if (type === S_IFLNK) {
-                e.linkTarget = await fs.promises.readlink(host, { encoding: "buffer" });
+                e.linkTarget = fs.readlinkSync(host, { encoding: "buffer" });
                 e.size = e.linkTarget.length;
             }
             if (type !== S_IFCHR && type !== S_IFBLK) {

@@ -49,7 +49,7 @@ export async function treeEntries(root: string, opts: TreeDigestOptions = {}): P
     const stat = await fs.promises.stat(root);
     if (!stat.isDirectory()) throw new Error(`${root} is not a directory`);
     const stats = new Map<TreeEntry, fs.BigIntStats>();
-    const entries = await walk(root, "", stats);
+    const entries = walk(root, "", stats);
     entries.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
     const cache = opts.cache ? TreeDigestCache.open(root) : undefined;
     await hashFiles(root, entries, stats, cache);
@@ -62,22 +62,25 @@ function encodeEntry(e: TreeEntry): string {
     return `${JSON.stringify([e.path, e.type, e.mode.toString(8), e.target ?? e.sha256 ?? e.rdev ?? null])}\n`;
 }
 
-async function walk(root: string, rel: string, stats: Map<TreeEntry, fs.BigIntStats>): Promise<TreeEntry[]> {
+// Synchronous metadata calls: tens of thousands of awaited lstat calls, one after the other, cost a
+// thread-pool round trip each (about 2 s for a 17,000-entry OS tree, a whole rebuild's budget); the
+// synchronous walk takes a tenth of that. The file hashing stays asynchronous and concurrent.
+function walk(root: string, rel: string, stats: Map<TreeEntry, fs.BigIntStats>): TreeEntry[] {
     const out: TreeEntry[] = [];
-    for (const name of await fs.promises.readdir(path.join(root, rel))) {
+    for (const name of fs.readdirSync(path.join(root, rel))) {
         const childRel = rel ? `${rel}/${name}` : name;
-        const st = await fs.promises.lstat(path.join(root, childRel), { bigint: true });
-        const entry = await describe(path.join(root, childRel), childRel, st);
+        const st = fs.lstatSync(path.join(root, childRel), { bigint: true });
+        const entry = describe(path.join(root, childRel), childRel, st);
         stats.set(entry, st);
         out.push(entry);
-        if (entry.type === "dir") out.push(...(await walk(root, childRel, stats)));
+        if (entry.type === "dir") out.push(...walk(root, childRel, stats));
     }
     return out;
 }
 
-async function describe(file: string, rel: string, st: fs.BigIntStats): Promise<TreeEntry> {
+function describe(file: string, rel: string, st: fs.BigIntStats): TreeEntry {
     const entry: TreeEntry = { path: rel, type: entryType(st), mode: Number(st.mode & 0o7777n) };
-    if (entry.type === "symlink") entry.target = await fs.promises.readlink(file);
+    if (entry.type === "symlink") entry.target = fs.readlinkSync(file);
     if (entry.type === "char" || entry.type === "block") entry.rdev = Number(st.rdev);
     return entry;
 }
