@@ -8,7 +8,7 @@ import { HOST_EFI_DIR } from "../toolkit/tools";
 import { replaceDirectory, withScratch } from "../output/staging";
 import { materializeSource, sourceDigest, specialFilesError } from "../toolkit/source/extension-source";
 import { inspectKairosRootfs, prepareUkiRootfs, saveUkiInputs, ukiRootfsOverlay } from "../toolkit/boot/kairos-rootfs";
-import { CpioOptions, buildInitrd } from "../toolkit/boot/initrd";
+import { CpioOptions, INITRD_EXCLUDES, buildInitrd } from "../toolkit/boot/initrd";
 import { InitrdCache } from "../output/initrd-cache";
 import { BootEntry, LoaderEntryKey, loaderEntryFileName, planBootEntries } from "../toolkit/boot/boot-entries";
 import { buildUki, readLoaderInfo, signEfi, verifyEfi } from "../toolkit/boot/uki";
@@ -124,7 +124,8 @@ function pickEfiBinary(rootfs: string, inImage: string, hostName: string): { pat
 function checkSize(inputs: CheckedInputs, rootfs: string, parts: { name: string; bytes: number }[]): void {
     const total = parts.reduce((a, p) => a + p.bytes, 0);
     if (total <= inputs.maxUkiSizeMB * MB) return;
-    throw new Error(sizeMessage(inputs, total, parts, largestContributors(rootfs, 8)));
+    // What the initrd leaves out (a local folder archived in place still has its /boot) is no candidate.
+    throw new Error(sizeMessage(inputs, total, parts, largestContributors(rootfs, 8, INITRD_EXCLUDES)));
 }
 
 function checkBuiltSize(inputs: CheckedInputs, entry: BootEntry, size: number, sections: { name: string; size: number }[]): void {
