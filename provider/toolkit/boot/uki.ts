@@ -1,5 +1,6 @@
 // Unified kernel images: a systemd-stub with the kernel, initrd, command line, os-release and the PCR 11
-// signature appended as PE sections (objcopy), then Authenticode-signed for Secure Boot.
+// signature appended as PE sections (objcopy's layout, the large sections streamed in: uki-writer.ts),
+// then Authenticode-signed for Secure Boot.
 //
 // Layout: sections are appended after the stub's last section at page-aligned addresses
 // (max(stub SectionAlignment, 4 KiB)), small ones first and .linux last, the order the probe booted
@@ -8,8 +9,8 @@
 //
 // Determinism: objcopy stamps the current time into the PE header, so the stub's TimeDateStamp is put
 // back (and the checksum recomputed); sbsign adds a signingTime to its PKCS#7, so the default signer
-// builds the signature itself without one (authenticode.ts) and sbattach writes it in. Same inputs and
-// keys give the same bytes. `signer: "sbsign"` uses sbsign instead (valid, but different every second).
+// builds the signature itself without one (authenticode.ts) and writes it in as sbattach would
+// (uki-writer.ts; signEfi, for other EFI binaries, runs sbattach). Same inputs and keys give the same bytes. `signer: "sbsign"` uses sbsign instead (valid, but different every second).
 import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
@@ -375,7 +376,7 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
         const check = await checkEfiSignature(opts.out, opts.sbCert);
         if (!check.ok) throw new UkiError(`the signed UKI ${opts.out} does not verify against ${opts.sbCert} (${check.reason}): ${check.detail}`);
     } else {
-        // Written, hashed and signed in place: the image is never copied or read back before sbverify.
+        // Written, hashed and signed in place: the image is never copied, nor read back to be hashed.
         const tmp = `${opts.out}.tmp-${process.pid}`;
         try {
             const image = await assembleUkiImage({ stub: opts.stub, sections: ordered, out: tmp });
