@@ -52,7 +52,7 @@ export async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outpu
                 const out = path.join(staging, `${entry.fileName}.efi`);
                 const built = await log.step(`assemble and sign ${entry.fileName}.efi`, () =>
                     buildUki({
-                        stub: path.join(work, "stub.efi"), kernel, initrd, osRelease, cmdline: entry.cmdline, uname: info.uname, splash: inputs.splash,
+                        stub: path.join(work, "stub.efi"), kernel, initrd, initrdSha256: initrdInfo.sha256, osRelease, cmdline: entry.cmdline, uname: info.uname, splash: inputs.splash,
                         pcrPrivateKey: inputs.pcrKey, sbKey: inputs.signing.key, sbCert: inputs.signing.certificate, out, workDir: path.join(work, `uki-${entry.fileName}`),
                     }),
                 );

@@ -297,6 +297,8 @@ export interface BuildUkiOptions {
     kernel: string;
     /** The compressed initrd (initrd.ts). */
     initrd: string;
+    /** Its sha256 (hex), when the caller has it (buildInitrd's): PCR 11 is then predicted without reading it again. */
+    initrdSha256?: string;
     /** The rootfs's os-release file (its content becomes .osrel). */
     osRelease: string;
     cmdline: string;
@@ -358,7 +360,7 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
     if (opts.uname !== undefined) files.set(".uname", w("uname", opts.uname));
     if (opts.splash !== undefined) files.set(".splash", opts.splash);
 
-    const measuredInputs: SectionContent[] = [...files].map(([name, file]) => ({ name, file }));
+    const measuredInputs: SectionContent[] = [...files].map(([name, file]) => ({ name, file, ...(name === ".initrd" && opts.initrdSha256 ? { sha256: opts.initrdSha256 } : {}) }));
     if (measured.includes(".sbat")) {
         const stubInfo = readPeSections(opts.stub);
         const sbat = readSectionData(opts.stub, stubInfo, ".sbat");
