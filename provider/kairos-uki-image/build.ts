@@ -20,9 +20,12 @@ export async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outpu
         // A local folder is archived where it is, with the UKI's changes as an overlay: a copy of it (hard
         // links) would cost as much as the rest of a rebuild, removing it again as much, and every link made
         // and removed changes the files' ctime, so no file digest the tree digest remembers would hold.
-        const inPlace = inputs.source.dir ? inPlaceRootfs(inputs.source.dir, inputs.outputDir, work) : undefined;
+        const inPlace = await log.step("read OS image", async () => {
+            const found = inputs.source.dir ? inPlaceRootfs(inputs.source.dir, inputs.outputDir, work) : undefined;
+            if (!found) await materializeSource(inputs.source, inputs.sourceDigest, path.join(work, "rootfs"), { layers: "all", arch: "amd64", workDir: work, skipTop: RUNTIME_DIRS });
+            return found;
+        });
         const rootfs = inPlace?.rootfs ?? path.join(work, "rootfs");
-        if (!inPlace) await log.step("read OS image", () => materializeSource(inputs.source, inputs.sourceDigest, rootfs, { layers: "all", arch: "amd64", workDir: work, skipTop: RUNTIME_DIRS }));
         const info = inspectKairosRootfs(rootfs);
         const stub = pickEfiBinary(rootfs, STUB_IN_IMAGE, "linuxx64.efi.stub");
         const sdboot = pickEfiBinary(rootfs, SDBOOT_IN_IMAGE, "systemd-bootx64.efi");
