@@ -3,12 +3,12 @@
 import * as fs from "fs";
 import * as path from "path";
 import { BuildLog } from "../build-log";
-import { sha256File } from "../toolkit/files";
+import { isInside, sha256File } from "../toolkit/files";
 import { HOST_EFI_DIR } from "../toolkit/tools";
 import { replaceDirectory, withScratch } from "../output/staging";
-import { materializeSource, sourceDigest } from "../toolkit/source/extension-source";
-import { inspectKairosRootfs, prepareUkiRootfs } from "../toolkit/boot/kairos-rootfs";
-import { buildInitrd } from "../toolkit/boot/initrd";
+import { materializeSource, sourceDigest, specialFilesError } from "../toolkit/source/extension-source";
+import { inspectKairosRootfs, prepareUkiRootfs, saveUkiInputs, ukiRootfsOverlay } from "../toolkit/boot/kairos-rootfs";
+import { CpioOptions, INITRD_EXCLUDES, buildInitrd } from "../toolkit/boot/initrd";
 import { InitrdCache } from "../output/initrd-cache";
 import { BootEntry, LoaderEntryKey, loaderEntryFileName, planBootEntries } from "../toolkit/boot/boot-entries";
 import { buildUki, readLoaderInfo, signEfi, verifyEfi } from "../toolkit/boot/uki";
@@ -17,8 +17,15 @@ import { CheckedInputs, MB, OWNER_MARKER, OWNER_TEXT, OWN_ENTRY, Outputs, RUNTIM
 
 export async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
     return withScratch(inputs.outputDir, "uki", async (work) => {
-        const rootfs = path.join(work, "rootfs");
-        await log.step("read OS image", () => materializeSource(inputs.source, inputs.sourceDigest, rootfs, { layers: "all", arch: "amd64", workDir: work, skipTop: RUNTIME_DIRS }));
+        // A local folder is archived where it is, with the UKI's changes as an overlay: a copy of it (hard
+        // links) would cost as much as the rest of a rebuild, removing it again as much, and every link made
+        // and removed changes the files' ctime, so no file digest the tree digest remembers would hold.
+        const inPlace = await log.step("read OS image", async () => {
+            const found = inputs.source.dir ? inPlaceRootfs(inputs.source.dir, inputs.outputDir, work) : undefined;
+            if (!found) await materializeSource(inputs.source, inputs.sourceDigest, path.join(work, "rootfs"), { layers: "all", arch: "amd64", workDir: work, skipTop: RUNTIME_DIRS });
+            return found;
+        });
+        const rootfs = inPlace?.rootfs ?? path.join(work, "rootfs");
         const info = inspectKairosRootfs(rootfs);
         const stub = pickEfiBinary(rootfs, STUB_IN_IMAGE, "linuxx64.efi.stub");
         const sdboot = pickEfiBinary(rootfs, SDBOOT_IN_IMAGE, "systemd-bootx64.efi");
@@ -27,9 +34,10 @@ export async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outpu
         const osRelease = path.join(work, "os-release");
         fs.copyFileSync(stub.path, path.join(work, "stub.efi"));
         fs.copyFileSync(sdboot.path, path.join(work, "systemd-boot.efi"));
-        prepareUkiRootfs(rootfs, { saveKernelTo: kernel, saveOsReleaseTo: osRelease });
+        if (inPlace) saveUkiInputs(rootfs, { saveKernelTo: kernel, saveOsReleaseTo: osRelease });
+        else prepareUkiRootfs(rootfs, { saveKernelTo: kernel, saveOsReleaseTo: osRelease });
         const initrd = path.join(work, "initrd.zst");
-        const initrdInfo = await log.step("build initrd", () => buildInitrd(rootfs, initrd, { level: inputs.initrdCompressionLevel, windowLog: inputs.initrdWindowLog }, new InitrdCache()));
+        const initrdInfo = await log.step("build initrd", () => buildInitrd(rootfs, initrd, { level: inputs.initrdCompressionLevel, windowLog: inputs.initrdWindowLog, ...inPlace?.cpio }, new InitrdCache()));
         if (initrdInfo.reused) log.say(`initrd reused: this OS tree was compressed at level ${inputs.initrdCompressionLevel} before (sha256 ${initrdInfo.sha256.slice(0, 12)}…, verified)`);
         checkSize(inputs, rootfs, [{ name: ".linux (kernel)", bytes: fs.statSync(kernel).size }, { name: ".initrd", bytes: initrdInfo.size }, { name: "stub", bytes: fs.statSync(stub.path).size }]);
 
@@ -47,7 +55,7 @@ export async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outpu
                 const out = path.join(staging, `${entry.fileName}.efi`);
                 const built = await log.step(`assemble and sign ${entry.fileName}.efi`, () =>
                     buildUki({
-                        stub: path.join(work, "stub.efi"), kernel, initrd, osRelease, cmdline: entry.cmdline, uname: info.uname, splash: inputs.splash,
+                        stub: path.join(work, "stub.efi"), kernel, initrd, initrdSha256: initrdInfo.sha256, osRelease, cmdline: entry.cmdline, uname: info.uname, splash: inputs.splash,
                         pcrPrivateKey: inputs.pcrKey, sbKey: inputs.signing.key, sbCert: inputs.signing.certificate, out, workDir: path.join(work, `uki-${entry.fileName}`),
                     }),
                 );
@@ -82,6 +90,19 @@ export async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outpu
     });
 }
 
+/**
+ * The cpio options that archive a local folder in place as prepareUkiRootfs would change a copy of it,
+ * or undefined when a copy is needed: the changes pass through a symlink, or the output folder (and so the
+ * scratch folder beside it) lies inside the folder, where the archive would take it in.
+ */
+function inPlaceRootfs(dir: string, outputDir: string, work: string): { rootfs: string; cpio: CpioOptions } | undefined {
+    const rootfs = path.resolve(dir);
+    if ([outputDir, work].some((d) => isInside(rootfs, path.resolve(d)))) return undefined;
+    const overlay = ukiRootfsOverlay(rootfs);
+    if (!overlay) return undefined;
+    return { rootfs, cpio: { overlay, digestCache: true, refuseSpecial: (names) => specialFilesError(rootfs, names) } };
+}
+
 /** A rebuild replaces the whole folder: refuse if it holds anything KairosUkiImage did not make. */
 export function refuseForeignFiles(dir: string): void {
     if (!fs.existsSync(dir)) return;
@@ -106,7 +127,8 @@ function pickEfiBinary(rootfs: string, inImage: string, hostName: string): { pat
 function checkSize(inputs: CheckedInputs, rootfs: string, parts: { name: string; bytes: number }[]): void {
     const total = parts.reduce((a, p) => a + p.bytes, 0);
     if (total <= inputs.maxUkiSizeMB * MB) return;
-    throw new Error(sizeMessage(inputs, total, parts, largestContributors(rootfs, 8)));
+    // What the initrd leaves out (a local folder archived in place still has its /boot) is no candidate.
+    throw new Error(sizeMessage(inputs, total, parts, largestContributors(rootfs, 8, INITRD_EXCLUDES)));
 }
 
 function checkBuiltSize(inputs: CheckedInputs, entry: BootEntry, size: number, sections: { name: string; size: number }[]): void {

@@ -9,10 +9,10 @@ function treeBytes(p: string): number {
     return fs.readdirSync(p).reduce((sum, name) => sum + treeBytes(path.join(p, name)), 0);
 }
 
-/** The `count` largest entries at depth 1 and 2 below `root` (a folder's children replace it when listed). */
-export function largestContributors(root: string, count: number): { path: string; bytes: number }[] {
+/** The `count` largest entries at depth 1 and 2 below `root` (a folder's children replace it when listed), leaving out the top-level names `excludeTop`. */
+export function largestContributors(root: string, count: number, excludeTop: readonly string[] = []): { path: string; bytes: number }[] {
     const out: { path: string; bytes: number }[] = [];
-    for (const top of fs.readdirSync(root)) {
+    for (const top of fs.readdirSync(root).filter((n) => !excludeTop.includes(n))) {
         const p = path.join(root, top);
         if (fs.lstatSync(p).isDirectory()) {
             for (const child of fs.readdirSync(p)) out.push({ path: `${top}/${child}`, bytes: treeBytes(path.join(p, child)) });

@@ -189,14 +189,27 @@ export async function authenticodeSignature(imageDigest: Buffer, signer: SignerP
     return seq(oid(OID.signedData), explicit(0, signedData));
 }
 
-/** The SHA-256 image digest inside an Authenticode signature (DER ContentInfo), e.g. one sbsign wrote. */
-export function imageDigestOfSignature(p7: Buffer): Buffer {
+function indirectDataContent(p7: Buffer): Tlv {
     const ci = readTlv(p7, 0);
     const signedDataWrap = child(p7, ci, 1, "ContentInfo content");
     const signedData = child(p7, signedDataWrap, 0, "SignedData");
     const contentInfo = child(p7, signedData, 2, "SignedData contentInfo");
     const idcWrap = child(p7, contentInfo, 1, "SpcIndirectDataContent wrapper");
-    const idc = child(p7, idcWrap, 0, "SpcIndirectDataContent");
+    return child(p7, idcWrap, 0, "SpcIndirectDataContent");
+}
+
+/**
+ * The bytes an Authenticode signature's messageDigest covers: its SpcIndirectDataContent without the
+ * tag and length (the Authenticode quirk), which is what a PKCS#7 verifier is given as the content.
+ */
+export function signedContentOfSignature(p7: Buffer): Buffer {
+    const idc = indirectDataContent(p7);
+    return p7.subarray(idc.contentStart, idc.end);
+}
+
+/** The SHA-256 image digest inside an Authenticode signature (DER ContentInfo), e.g. one sbsign wrote. */
+export function imageDigestOfSignature(p7: Buffer): Buffer {
+    const idc = indirectDataContent(p7);
     const digestInfo = child(p7, idc, 1, "DigestInfo");
     const digest = child(p7, digestInfo, 1, "image digest");
     return p7.subarray(digest.contentStart, digest.end);

@@ -18,6 +18,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { run } from "../run";
 import { forEachConcurrently, isInside, sha256File, sha256Hex } from "../files";
+import { TreeDigestCache } from "../source/digest-cache";
+import { wallClockNs } from "../file-identity";
 
 export class InitrdError extends Error {
     readonly code = "INITRD";
@@ -42,6 +44,29 @@ export interface CpioOptions {
     exclude?: readonly string[];
     /** "root" (default, as AuroraBoot): every entry owned by 0:0. "preserve": the tree's uid/gid. */
     owners?: "root" | "preserve";
+    /**
+     * Entries archived as if the tree held them, for a tree that must not be changed (a local directory
+     * source): the archive is the one the tree with these changes made would give. See CpioOverlay.
+     */
+    overlay?: CpioOverlay;
+    /**
+     * Called with the device nodes, FIFOs and sockets found (paths relative to the root); what it returns
+     * is thrown. Default: they are archived.
+     */
+    refuseSpecial?: (names: string[]) => Error;
+    /**
+     * cpioDigest: reuse the file digests remembered for this root (toolkit/source/digest-cache.ts, the
+     * cache a local directory source's tree digest fills) for files whose identity is unchanged.
+     */
+    digestCache?: boolean;
+}
+
+/** Changes to a tree that the archive carries (kairos-rootfs.ts ukiRootfsOverlay). Paths are relative, "/"-separated. */
+export interface CpioOverlay {
+    /** Symlinks to put at these paths, replacing what the tree has there (which must not be a directory). */
+    symlinks?: Record<string, string>;
+    /** Empty directories (mode 0755) to put at these paths, which the tree must not hold; parents first. */
+    dirs?: string[];
 }
 
 export interface BuildInitrdOptions extends CpioOptions {
@@ -100,6 +125,8 @@ interface Entry {
     rdevMinor: number;
     /** Hard-link group key (dev:ino) when the file has more than one link. */
     linkKey?: string;
+    /** The tree's lstat of it; none for an overlay entry. */
+    stat?: fs.BigIntStats;
     /** For a hard-linked file: only the last entry of its group carries data. */
     carriesData: boolean;
     linkTarget?: Buffer;
@@ -142,26 +169,58 @@ async function collect(root: string, opts: CpioOptions): Promise<Entry[]> {
     rootEntry.rdevMajor = 0;
     rootEntry.rdevMinor = 0;
 
+    // Overlay entries by their parent's path ("" for the root).
+    const overlaid = new Map<string, { name: Buffer; target?: Buffer }[]>();
+    const addOverlay = (p: string, target?: string) => {
+        const parts = p.split("/");
+        if (parts.some((x) => x === "" || x === "." || x === "..")) throw new InitrdError(`overlay path '${p}' is not a plain relative path`);
+        const parent = parts.slice(0, -1).join("/");
+        overlaid.set(parent, [...(overlaid.get(parent) ?? []), { name: Buffer.from(parts[parts.length - 1]), target: target === undefined ? undefined : Buffer.from(target) }]);
+    };
+    for (const [p, target] of Object.entries(opts.overlay?.symlinks ?? {})) addOverlay(p, target);
+    for (const p of opts.overlay?.dirs ?? []) addOverlay(p);
+    const ownUid = preserve ? (process.getuid?.() ?? 0) : 0;
+    const ownGid = preserve ? (process.getgid?.() ?? 0) : 0;
+    const synthetic = (name: Buffer, target: Buffer | undefined): Entry => ({
+        name, host: Buffer.alloc(0), uid: ownUid, gid: ownGid, nlink: 1, ino: 0, rdevMajor: 0, rdevMinor: 0, carriesData: true,
+        ...(target === undefined ? { mode: S_IFDIR | 0o755, size: 0 } : { mode: S_IFLNK | 0o777, size: target.length, linkTarget: target }),
+    });
+    const special: string[] = [];
+
     const walk = async (dirEntry: Entry, rel: Buffer | undefined): Promise<void> => {
-        const names = (await fs.promises.readdir(dirEntry.host, { encoding: "buffer" })).sort(Buffer.compare);
+        const extra = overlaid.get(rel === undefined ? "" : rel.toString()) ?? [];
+        // An overlay directory has no folder in the tree to read.
+        const names: Buffer[] = (dirEntry.host.length ? fs.readdirSync(dirEntry.host, { encoding: "buffer" }) : []).filter((n) => !extra.some((x) => x.target !== undefined && x.name.equals(n)));
+        for (const x of extra) {
+            if (x.target === undefined && names.some((n) => n.equals(x.name))) throw new InitrdError(`overlay directory ${x.name.toString()} is already in the tree`);
+            names.push(x.name);
+        }
+        names.sort(Buffer.compare);
         const kids: { entry: Entry; isDir: boolean }[] = [];
         for (const n of names) {
             if (rel === undefined && exclude.has(n.toString("latin1"))) continue;
             if (n.includes(0)) throw new InitrdError(`a name under ${dirEntry.host.toString()} contains a NUL byte`);
-            const host = Buffer.concat([dirEntry.host, Buffer.from("/"), n]);
             const name = rel === undefined ? n : Buffer.concat([rel, Buffer.from("/"), n]);
-            const st = await fs.promises.lstat(host, { bigint: true });
+            const over = extra.find((x) => x.name.equals(n));
+            if (over) {
+                kids.push({ entry: synthetic(name, over.target), isDir: over.target === undefined });
+                continue;
+            }
+            const host = Buffer.concat([dirEntry.host, Buffer.from("/"), n]);
+            const st = fs.lstatSync(host, { bigint: true });
             const e = make(name, host, st);
+            e.stat = st;
             const type = e.mode & S_IFMT;
             if (type === S_IFREG) e.size = Number(st.size);
             if (type === S_IFLNK) {
-                e.linkTarget = await fs.promises.readlink(host, { encoding: "buffer" });
+                e.linkTarget = fs.readlinkSync(host, { encoding: "buffer" });
                 e.size = e.linkTarget.length;
             }
             if (type !== S_IFCHR && type !== S_IFBLK) {
                 e.rdevMajor = 0;
                 e.rdevMinor = 0;
             }
+            if (type !== S_IFREG && type !== S_IFDIR && type !== S_IFLNK) special.push(name.toString());
             if (e.size > MAX_FIELD) throw new InitrdError(`${host.toString()} is ${e.size} bytes; newc cpio holds at most 4 GiB per file`);
             kids.push({ entry: e, isDir: type === S_IFDIR });
         }
@@ -173,6 +232,7 @@ async function collect(root: string, opts: CpioOptions): Promise<Entry[]> {
         }
     };
     await walk(rootEntry, undefined);
+    if (special.length > 0 && opts.refuseSpecial) throw opts.refuseSpecial(special);
 
     // Inode numbers in archive order; hard-link groups share the first member's number.
     const groups = new Map<string, Entry[]>();
@@ -262,7 +322,17 @@ export async function cpioDigest(rootfs: string, opts: CpioOptions = {}): Promis
     const entries = await collect(path.resolve(rootfs), opts);
     const withData = entries.filter((e) => (e.mode & S_IFMT) === S_IFREG && dataSizeOf(e) > 0);
     const fileDigests = new Map<Entry, string>();
-    await forEachConcurrently(withData, DIGEST_CONCURRENCY, async (e) => void fileDigests.set(e, await sha256File(e.host.toString())));
+    const cache = opts.digestCache ? TreeDigestCache.open(rootfs) : undefined;
+    await forEachConcurrently(withData, DIGEST_CONCURRENCY, async (e) => {
+        const rel = e.name.toString();
+        const remembered = cache?.lookup(rel, e.stat!);
+        if (remembered) return void fileDigests.set(e, remembered);
+        const started = wallClockNs();
+        const digest = await sha256File(e.host.toString());
+        cache?.record(rel, e.stat!, digest, started);
+        fileDigests.set(e, digest);
+    });
+    cache?.save();
     const hash = createHash("sha256").update("pulumi-kairos cpio digest v1\n");
     for (const e of entries) {
         hash.update(header({ ...e, size: dataSizeOf(e) }));

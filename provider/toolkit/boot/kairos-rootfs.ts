@@ -13,6 +13,7 @@
 // absolute os-release symlink from the host).
 import * as fs from "fs";
 import * as path from "path";
+import type { CpioOverlay } from "./initrd";
 
 export class KairosRootfsError extends Error {
     readonly code = "KAIROS_ROOTFS";
@@ -196,8 +197,43 @@ export interface PrepareUkiRootfsOptions {
     saveOsReleaseTo?: string;
 }
 
-/** The UKI-specific changes AuroraBoot makes: /init -> /usr/bin/immucore, /oem /efi /usr/local/cloud-config, no /boot. */
-export function prepareUkiRootfs(rootfs: string, opts: PrepareUkiRootfsOptions = {}): void {
+/** Folders a UKI's rootfs must have (AuroraBoot creates them). */
+const UKI_DIRS = ["oem", "efi", "usr/local/cloud-config"];
+const INIT_TARGET = "/usr/bin/immucore";
+
+/**
+ * prepareUkiRootfs's changes as a CpioOverlay, for a tree that must stay as it is (a local directory
+ * source, whose initrd is then archived from it directly: no copy of it to change, initrd.ts). Undefined
+ * when a path to change passes through a symlink, which only a changed copy resolves as
+ * prepareUkiRootfs does. Throws what prepareUkiRootfs throws for the same tree.
+ */
+export function ukiRootfsOverlay(rootfs: string): CpioOverlay | undefined {
+    const lstat = (rel: string): fs.Stats | undefined => {
+        try {
+            return fs.lstatSync(path.join(rootfs, rel));
+        } catch (e) {
+            if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+            throw e;
+        }
+    };
+    if (lstat("init")?.isDirectory()) throw new KairosRootfsError(rootfs, ["/init is a directory; it must become a symlink to /usr/bin/immucore"]);
+    const dirs: string[] = [];
+    for (const dir of UKI_DIRS) {
+        const parts = dir.split("/");
+        for (let i = 1; i <= parts.length; i++) {
+            const rel = parts.slice(0, i).join("/");
+            if (dirs.includes(rel)) continue;
+            const st = dirs.some((d) => rel.startsWith(`${d}/`)) ? undefined : lstat(rel);
+            if (!st) dirs.push(rel);
+            else if (st.isSymbolicLink()) return undefined;
+            else if (!st.isDirectory()) throw new KairosRootfsError(rootfs, [`/${rel} exists and is not a directory`]);
+        }
+    }
+    return { symlinks: { init: INIT_TARGET }, dirs };
+}
+
+/** Copies out what a UKI takes from the rootfs besides its initrd: the kernel and os-release. */
+export function saveUkiInputs(rootfs: string, opts: PrepareUkiRootfsOptions): void {
     if (opts.saveKernelTo) {
         const kernel = findKernel(rootfs);
         if (!kernel.path) throw new KairosRootfsError(rootfs, [kernel.problem!]);
@@ -208,7 +244,11 @@ export function prepareUkiRootfs(rootfs: string, opts: PrepareUkiRootfsOptions =
         if (!isFile(osr)) throw new KairosRootfsError(rootfs, ["missing /etc/os-release"]);
         fs.copyFileSync(osr, opts.saveOsReleaseTo);
     }
+}
 
+/** The UKI-specific changes AuroraBoot makes: /init -> /usr/bin/immucore, /oem /efi /usr/local/cloud-config, no /boot. */
+export function prepareUkiRootfs(rootfs: string, opts: PrepareUkiRootfsOptions = {}): void {
+    saveUkiInputs(rootfs, opts);
     const init = path.join(rootfs, "init");
     try {
         if (fs.lstatSync(init).isDirectory()) throw new KairosRootfsError(rootfs, ["/init is a directory; it must become a symlink to /usr/bin/immucore"]);
@@ -217,10 +257,10 @@ export function prepareUkiRootfs(rootfs: string, opts: PrepareUkiRootfsOptions =
         if (e instanceof KairosRootfsError) throw e;
         if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
     }
-    fs.symlinkSync("/usr/bin/immucore", init);
+    fs.symlinkSync(INIT_TARGET, init);
 
     // 0755, not AuroraBoot's 0000 (os.MkdirAll(path, os.ModeDir) has no permission bits; a bug).
-    for (const dir of ["oem", "efi", "usr/local/cloud-config"]) {
+    for (const dir of UKI_DIRS) {
         const parts = dir.split("/");
         for (let i = 1; i <= parts.length; i++) {
             const rel = parts.slice(0, i).join("/");

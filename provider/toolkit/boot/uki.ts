@@ -1,5 +1,6 @@
 // Unified kernel images: a systemd-stub with the kernel, initrd, command line, os-release and the PCR 11
-// signature appended as PE sections (objcopy), then Authenticode-signed for Secure Boot.
+// signature appended as PE sections (objcopy's layout, the large sections streamed in: uki-writer.ts),
+// then Authenticode-signed for Secure Boot.
 //
 // Layout: sections are appended after the stub's last section at page-aligned addresses
 // (max(stub SectionAlignment, 4 KiB)), small ones first and .linux last, the order the probe booted
@@ -8,17 +9,18 @@
 //
 // Determinism: objcopy stamps the current time into the PE header, so the stub's TimeDateStamp is put
 // back (and the checksum recomputed); sbsign adds a signingTime to its PKCS#7, so the default signer
-// builds the signature itself without one (authenticode.ts) and sbattach writes it in. Same inputs and
-// keys give the same bytes. `signer: "sbsign"` uses sbsign instead (valid, but different every second).
+// builds the signature itself without one (authenticode.ts) and writes it in as sbattach would
+// (uki-writer.ts; signEfi, for other EFI binaries, runs sbattach). Same inputs and keys give the same bytes. `signer: "sbsign"` uses sbsign instead (valid, but different every second).
 import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../run";
 import { firstMatchInFile, sha256File } from "../files";
-import { PeError, type PeInfo, align, authenticodeDigest, normalizePeTimestamp, readPeSections, readSectionData } from "./pe";
-import { authenticodeSignature } from "./authenticode";
+import { PeError, type PeInfo, align, authenticodeDigest, readPeSections, readSectionData } from "./pe";
+import { type WrittenImage, attachSignature, writeUkiImage } from "./uki-writer";
+import { authenticodeSignature, imageDigestOfSignature, signedContentOfSignature } from "./authenticode";
 import { openSigner } from "../keys/signer";
-import { writePemBundle } from "../keys/openssl";
+import { OPENSSL_ENV, writePemBundle } from "../keys/openssl";
 import { isPkcs11Uri, withPin } from "../keys/pkcs11";
 import {
     DEFAULT_PHASES,
@@ -92,8 +94,13 @@ function checkSectionNames(stub: PeInfo, sections: UkiSectionFile[]): void {
     }
 }
 
-/** Appends `sections` to the stub with objcopy and checks that they landed where planned. */
+/** Appends `sections` to the stub (uki-writer.ts: objcopy's layout) and checks that they landed where planned. */
 export async function assembleUki(opts: AssembleUkiOptions): Promise<PeInfo> {
+    return (await assembleUkiImage(opts)).info;
+}
+
+/** assembleUki, also returning the sums signing needs (the image is hashed while it is written). */
+export async function assembleUkiImage(opts: AssembleUkiOptions): Promise<WrittenImage> {
     let stubFile = opts.stub;
     let stub = readPeSections(stubFile);
     const unsignedCopy = `${opts.out}.stub-${process.pid}`;
@@ -112,7 +119,7 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<PeInfo> {
     }
 }
 
-async function appendSections(stubFile: string, stub: PeInfo, opts: AssembleUkiOptions): Promise<PeInfo> {
+async function appendSections(stubFile: string, stub: PeInfo, opts: AssembleUkiOptions): Promise<WrittenImage> {
     checkSectionNames(stub, opts.sections);
     const sized = opts.sections.map((s) => {
         const size = fs.statSync(s.file).size;
@@ -120,19 +127,8 @@ async function appendSections(stubFile: string, stub: PeInfo, opts: AssembleUkiO
         return { ...s, size };
     });
     const layout = planSectionLayout(stub, sized, opts.alignment);
-    const argv = ["objcopy"];
-    for (const [i, s] of sized.entries()) {
-        const vma = stub.imageBase + BigInt(layout[i].virtualAddress);
-        argv.push(
-            "--add-section", `${s.name}=${s.file}`,
-            "--change-section-vma", `${s.name}=0x${vma.toString(16)}`,
-            "--set-section-flags", `${s.name}=data,readonly`,
-        );
-    }
-    argv.push(stubFile, opts.out);
-    await run(argv);
-    await normalizePeTimestamp(opts.out, stub.timeDateStamp);
-    const info = readPeSections(opts.out);
+    const image = await writeUkiImage(stubFile, stub, sized.map((s, i) => ({ ...s, virtualAddress: layout[i].virtualAddress })), opts.out);
+    const info = image.info;
     for (const want of layout) {
         const got = info.sections.find((s) => s.name === want.name);
         if (!got || got.virtualAddress !== want.virtualAddress || got.virtualSize !== want.size) {
@@ -142,7 +138,7 @@ async function appendSections(stubFile: string, stub: PeInfo, opts: AssembleUkiO
             );
         }
     }
-    return info;
+    return image;
 }
 
 export type EfiSigner = "authenticode" | "sbsign";
@@ -189,6 +185,41 @@ async function pemCertificate(cert: string, scratch: string): Promise<string> {
     }
     if (raw.includes("-----BEGIN CERTIFICATE-----")) return cert;
     return writePemBundle([parsed], `${scratch}.crt`);
+}
+
+/**
+ * Checks of a UKI signed here, by tools other than the code that wrote it, and cheap ones: objdump
+ * (binutils' own PE reader) finds every section at the address and with the size the image was planned
+ * with, and openssl verifies the PKCS#7 signature, by the db certificate, over the SpcIndirectDataContent
+ * that carries the Authenticode digest computed while the image was written. Not done here: hashing the
+ * 300 MB again to compare that digest with the file, as sbverify does (about 2 s, most of a rebuild once
+ * the image is written in one pass); the tests check the writer's digest with sbverify for the stubs of
+ * systemd 252 and 257, and the sbsign signer and systemd-boot are still checked with sbverify.
+ */
+async function checkSignedUki(file: string, image: WrittenImage, p7: Buffer, cert: string): Promise<void> {
+    const objdump = (await run(["objdump", "-h", file])).stdout;
+    const seen = [...objdump.matchAll(/^\s+\d+\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s/gm)].map((m) => `${m[1]} ${parseInt(m[2], 16)} 0x${m[3]}`);
+    const planned = image.info.sections.map((s) => `${s.name} ${s.virtualSize} 0x${(image.info.imageBase + BigInt(s.virtualAddress)).toString(16).padStart(16, "0")}`);
+    if (seen.join("\n") !== planned.join("\n")) {
+        throw new UkiError(`objdump reads other sections in the signed UKI ${file} than were planned:\n  objdump: ${seen.join(", ")}\n  planned: ${planned.join(", ")}`);
+    }
+    if (!imageDigestOfSignature(p7).equals(image.authenticode)) throw new UkiError(`the signature written into ${file} is not over its image digest`);
+    const p7File = `${file}.p7`;
+    const contentFile = `${file}.content`;
+    try {
+        fs.writeFileSync(p7File, p7);
+        fs.writeFileSync(contentFile, signedContentOfSignature(p7));
+        const certPem = await pemCertificate(cert, file);
+        // -partial_chain: the db certificate is the trust anchor even when a CA issued it (as for firmware);
+        // -no_check_time: firmware does not check validity dates either.
+        const r = await run(
+            ["openssl", "smime", "-verify", "-inform", "DER", "-in", p7File, "-content", contentFile, "-binary", "-CAfile", certPem, "-partial_chain", "-purpose", "any", "-no_check_time", "-out", "/dev/null"],
+            { env: OPENSSL_ENV, okCodes: [0, 4] },
+        );
+        if (r.code !== 0) throw new UkiError(`openssl does not verify the signature of ${file} against ${cert}: ${r.stderr.trim()}`);
+    } finally {
+        for (const f of [p7File, contentFile, `${file}.crt`]) fs.rmSync(f, { force: true });
+    }
 }
 
 export type EfiVerification =
@@ -266,6 +297,8 @@ export interface BuildUkiOptions {
     kernel: string;
     /** The compressed initrd (initrd.ts). */
     initrd: string;
+    /** Its sha256 (hex), when the caller has it (buildInitrd's): PCR 11 is then predicted without reading it again. */
+    initrdSha256?: string;
     /** The rootfs's os-release file (its content becomes .osrel). */
     osRelease: string;
     cmdline: string;
@@ -327,7 +360,7 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
     if (opts.uname !== undefined) files.set(".uname", w("uname", opts.uname));
     if (opts.splash !== undefined) files.set(".splash", opts.splash);
 
-    const measuredInputs: SectionContent[] = [...files].map(([name, file]) => ({ name, file }));
+    const measuredInputs: SectionContent[] = [...files].map(([name, file]) => ({ name, file, ...(name === ".initrd" && opts.initrdSha256 ? { sha256: opts.initrdSha256 } : {}) }));
     if (measured.includes(".sbat")) {
         const stubInfo = readPeSections(opts.stub);
         const sbat = readSectionData(opts.stub, stubInfo, ".sbat");
@@ -337,12 +370,26 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
     files.set(".pcrsig", w("pcrsig.json", signed.json));
 
     const ordered = UKI_SECTION_ORDER.filter((n) => files.has(n)).map((name) => ({ name, file: files.get(name)! }));
-    const unsigned = path.join(opts.workDir, "uki.unsigned.efi");
-    await assembleUki({ stub: opts.stub, sections: ordered, out: unsigned });
-    await signEfi(unsigned, opts.out, opts.sbKey, opts.sbCert, { signer: opts.signer });
-    fs.rmSync(unsigned, { force: true });
-    const check = await checkEfiSignature(opts.out, opts.sbCert);
-    if (!check.ok) throw new UkiError(`the signed UKI ${opts.out} does not verify against ${opts.sbCert} (${check.reason}): ${check.detail}`);
+    if ((opts.signer ?? "authenticode") === "sbsign") {
+        const unsigned = path.join(opts.workDir, "uki.unsigned.efi");
+        await assembleUki({ stub: opts.stub, sections: ordered, out: unsigned });
+        await signEfi(unsigned, opts.out, opts.sbKey, opts.sbCert, { signer: "sbsign" });
+        fs.rmSync(unsigned, { force: true });
+        const check = await checkEfiSignature(opts.out, opts.sbCert);
+        if (!check.ok) throw new UkiError(`the signed UKI ${opts.out} does not verify against ${opts.sbCert} (${check.reason}): ${check.detail}`);
+    } else {
+        // Written, hashed and signed in place: the image is never copied, nor read back to be hashed.
+        const tmp = `${opts.out}.tmp-${process.pid}`;
+        try {
+            const image = await assembleUkiImage({ stub: opts.stub, sections: ordered, out: tmp });
+            const p7 = await authenticodeSignature(image.authenticode, { key: opts.sbKey, certificate: opts.sbCert });
+            await attachSignature(tmp, image, p7);
+            await checkSignedUki(tmp, image, p7, opts.sbCert);
+            fs.renameSync(tmp, opts.out);
+        } finally {
+            fs.rmSync(tmp, { force: true });
+        }
+    }
 
     const bank = signed.values.sha256 ? "sha256" : Object.keys(signed.values)[0];
     // Also the value right after the stub, before any boot phase: what an initrd without

@@ -91,10 +91,12 @@ function copyDirectory(dir: string, tree: string, filter?: LayerFilter, skipTop:
     for (const name of fs.readdirSync(dir).filter((n) => allowed.has(n) && !skipTop.includes(n))) {
         mirrorTree(path.join(dir, name), path.join(tree, name), dir, state);
     }
-    const special = state.special;
-    if (special.length > 0) {
-        const shown = special.sort().slice(0, SHOWN_SPECIAL_FILES).join(", ");
-        throw new SpecialFileError(`${dir} holds ${special.length} device node(s), FIFO(s) or socket(s), which an image cannot carry: ${shown}${special.length > SHOWN_SPECIAL_FILES ? ", …" : ""}`);
-    }
+    if (state.special.length > 0) throw specialFilesError(dir, state.special);
     return { dropped: outside };
+}
+
+/** The error for a local folder holding device nodes, FIFOs or sockets (`special`, by name). */
+export function specialFilesError(dir: string, special: string[]): SpecialFileError {
+    const shown = [...special].sort().slice(0, SHOWN_SPECIAL_FILES).join(", ");
+    return new SpecialFileError(`${dir} holds ${special.length} device node(s), FIFO(s) or socket(s), which an image cannot carry: ${shown}${special.length > SHOWN_SPECIAL_FILES ? ", …" : ""}`);
 }

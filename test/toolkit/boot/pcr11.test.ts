@@ -87,6 +87,19 @@ describe("pcr11", () => {
         }
     });
 
+    it("takes a section's given sha256 for the sha256 bank (what systemd-measure computes from the file), and reads the file for other banks", async () => {
+        const initrd = full.find((s) => s.name === ".initrd")!;
+        const given = createHash("sha256").update(fs.readFileSync(initrd.file!)).digest("hex");
+        const withDigest = full.map((s) => (s === initrd ? { ...s, sha256: given } : s));
+        assert.deepStrictEqual(await predictPcr11(withDigest), await systemdCalculate(full, ["sha256"]));
+        // A wrong digest shows in sha256 only: proof that it was taken, not recomputed; sha384 reads the file.
+        const wrong = full.map((s) => (s === initrd ? { ...s, sha256: "00".repeat(32) } : s));
+        const both = await predictPcr11(wrong, { banks: ["sha256", "sha384"] });
+        assert.deepStrictEqual(both.sha384, (await predictPcr11(full, { banks: ["sha384"] })).sha384);
+        assert.notDeepStrictEqual((await predictPcr11(wrong)).sha256, (await predictPcr11(full)).sha256);
+        await assert.rejects(predictPcr11(full.map((s) => (s === initrd ? { ...s, sha256: "xyz" } : s))), /is not a sha256/);
+    });
+
     it("skips empty sections and ignores sections the stub does not measure, as the stub does", async () => {
         const withEmpty = [...full.slice(0, 3), { name: ".initrd", file: f("empty", "") }];
         assert.deepStrictEqual(await predictPcr11(withEmpty), await systemdCalculate(withEmpty, ["sha256"]));
