@@ -258,6 +258,45 @@ export async function authenticodeDigest(file: string, opts: DigestOptions = {})
 }
 
 /**
+ * One sequential read of a signed image: the sha256 of the file, and the Authenticode digest of the
+ * bytes on disk (what sbverify recomputes: the checksum, the certificate-table entry and the signature
+ * itself left out). A writer that signed a digest it computed while writing compares the two here, in
+ * the pass that takes the file's sha256 anyway.
+ */
+export async function signedImageDigests(file: string, opts: DigestOptions = {}): Promise<{ sha256: string; authenticode: Buffer }> {
+    const info = readPeSections(file);
+    if (info.certificateTable.size === 0) throw new PeError(`${file} is not signed`);
+    const { regions, dataSize } = authenticodeRegions(info);
+    const whole = createHash("sha256");
+    const image = createHash("sha256");
+    const fh = await fs.promises.open(file, "r");
+    try {
+        const buf = Buffer.alloc(opts.chunkBytes ?? READ_CHUNK);
+        let next = 0; // the first region not yet fed whole
+        for (let pos = 0; pos < info.fileSize;) {
+            const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, info.fileSize - pos), pos);
+            if (bytesRead === 0) throw new PeError(`${file} ended at byte ${pos} while it was read; it was ${info.fileSize} bytes (changed meanwhile?)`);
+            const end = pos + bytesRead;
+            whole.update(buf.subarray(0, bytesRead));
+            // The regions are sorted and disjoint: feed each one's part that lies in this chunk.
+            for (let r = next; r < regions.length && regions[r].offset < end; r++) {
+                const from = Math.max(regions[r].offset, pos);
+                const to = Math.min(regions[r].offset + regions[r].size, end);
+                if (to > from) image.update(buf.subarray(from - pos, to - pos));
+                if (regions[r].offset + regions[r].size <= end) next = r + 1;
+            }
+            pos = end;
+        }
+        // The zero padding past the end of the file, to the 8-byte multiple sbsign hashes.
+        const last = regions[regions.length - 1];
+        if (last && dataSize > info.fileSize && last.offset + last.size > info.fileSize) image.update(Buffer.alloc(last.offset + last.size - info.fileSize));
+    } finally {
+        await fh.close();
+    }
+    return { sha256: whole.digest("hex"), authenticode: image.digest() };
+}
+
+/**
  * The PE checksum (ones'-complement 16-bit sum folded, plus the file length), skipping the field itself.
  * `chunkBytes` must be even, so that 16-bit words never straddle chunks.
  */

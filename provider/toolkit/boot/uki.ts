@@ -16,7 +16,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { run } from "../run";
 import { firstMatchInFile, sha256File } from "../files";
-import { PeError, type PeInfo, align, authenticodeDigest, readPeSections, readSectionData } from "./pe";
+import { PeError, type PeInfo, align, authenticodeDigest, readPeSections, readSectionData, signedImageDigests } from "./pe";
 import { type WrittenImage, attachSignature, writeUkiImage } from "./uki-writer";
 import { authenticodeSignature, imageDigestOfSignature, signedContentOfSignature } from "./authenticode";
 import { openSigner } from "../keys/signer";
@@ -191,10 +191,11 @@ async function pemCertificate(cert: string, scratch: string): Promise<string> {
  * Checks of a UKI signed here, by tools other than the code that wrote it, and cheap ones: objdump
  * (binutils' own PE reader) finds every section at the address and with the size the image was planned
  * with, and openssl verifies the PKCS#7 signature, by the db certificate, over the SpcIndirectDataContent
- * that carries the Authenticode digest computed while the image was written. Not done here: hashing the
- * 300 MB again to compare that digest with the file, as sbverify does (about 2 s, most of a rebuild once
- * the image is written in one pass); the tests check the writer's digest with sbverify for the stubs of
- * systemd 252 and 257, and the sbsign signer and systemd-boot are still checked with sbverify.
+ * that carries the Authenticode digest computed while the image was written. That the file hashes to
+ * that digest is checked by the read-back that takes its sha256 (signedImageDigests), not by sbverify,
+ * which would hash the 300 MB a third time (about 2 s, most of a rebuild once the image is written in
+ * one pass); the tests check both against sbverify for the stubs of systemd 252 and 257, and the sbsign
+ * signer and systemd-boot are still checked with sbverify.
  */
 async function checkSignedUki(file: string, image: WrittenImage, p7: Buffer, cert: string): Promise<void> {
     const objdump = (await run(["objdump", "-h", file])).stdout;
@@ -370,6 +371,7 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
     files.set(".pcrsig", w("pcrsig.json", signed.json));
 
     const ordered = UKI_SECTION_ORDER.filter((n) => files.has(n)).map((name) => ({ name, file: files.get(name)! }));
+    let outSha256: string | undefined;
     if ((opts.signer ?? "authenticode") === "sbsign") {
         const unsigned = path.join(opts.workDir, "uki.unsigned.efi");
         await assembleUki({ stub: opts.stub, sections: ordered, out: unsigned });
@@ -378,14 +380,19 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
         const check = await checkEfiSignature(opts.out, opts.sbCert);
         if (!check.ok) throw new UkiError(`the signed UKI ${opts.out} does not verify against ${opts.sbCert} (${check.reason}): ${check.detail}`);
     } else {
-        // Written, hashed and signed in place: the image is never copied, nor read back to be hashed.
+        // Written, hashed and signed in place: the image is never copied; it is read back once, for its
+        // sha256 and for the Authenticode digest of what landed on disk, which must be the one signed.
         const tmp = `${opts.out}.tmp-${process.pid}`;
         try {
             const image = await assembleUkiImage({ stub: opts.stub, sections: ordered, out: tmp });
             const p7 = await authenticodeSignature(image.authenticode, { key: opts.sbKey, certificate: opts.sbCert });
             await attachSignature(tmp, image, p7);
-            await checkSignedUki(tmp, image, p7, opts.sbCert);
+            const [readBack] = await Promise.all([signedImageDigests(tmp), checkSignedUki(tmp, image, p7, opts.sbCert)]);
+            if (!readBack.authenticode.equals(image.authenticode)) {
+                throw new UkiError(`the UKI written to ${tmp} does not hash to the Authenticode digest that was signed (${readBack.authenticode.toString("hex")}, signed ${image.authenticode.toString("hex")})`);
+            }
             fs.renameSync(tmp, opts.out);
+            outSha256 = readBack.sha256;
         } finally {
             fs.rmSync(tmp, { force: true });
         }
@@ -396,7 +403,7 @@ export async function buildUki(opts: BuildUkiOptions): Promise<BuiltUki> {
     // systemd-pcrphase (and a TPM quote taken that early) sees.
     const stubOnly = signed.stubOnly[bank];
     return {
-        sha256: await sha256File(opts.out),
+        sha256: outSha256 ?? (await sha256File(opts.out)),
         size: fs.statSync(opts.out).size,
         pcr11: { [PCR11_STUB_ONLY]: stubOnly, ...signed.values[bank] },
         pcr11Banks: signed.values,

@@ -9,7 +9,8 @@ import * as fc from "fast-check";
 import * as fs from "fs";
 import * as path from "path";
 import { run } from "../../../provider/toolkit/run";
-import { authenticodeDigest, authenticodeRegions, normalizePeTimestamp, peChecksum, readPeSections } from "../../../provider/toolkit/boot/pe";
+import { authenticodeDigest, authenticodeRegions, normalizePeTimestamp, peChecksum, readPeSections, signedImageDigests } from "../../../provider/toolkit/boot/pe";
+import { sha256File } from "../../../provider/toolkit/files";
 import { ImageSums, OnesComplementSum } from "../../../provider/toolkit/boot/pe-sums";
 import { STREAMED_SECTION_BYTES, attachSignature, writeUkiImage } from "../../../provider/toolkit/boot/uki-writer";
 import { authenticodeSignature } from "../../../provider/toolkit/boot/authenticode";
@@ -153,6 +154,19 @@ describe("uki-writer: streamed sections, one pass of sums", function () {
                 await attachSignature(ours, image, p7);
                 assert.ok(fs.readFileSync(ours).equals(fs.readFileSync(attached)), `${stub.label}: the signed image differs from sbattach's`);
                 await run(["sbverify", "--cert", db.certificate, ours]);
+
+                // The read-back: the file's sha256 and the digest sbverify recomputes, in one pass (odd chunks on purpose).
+                const back = await signedImageDigests(ours, { chunkBytes: 65537 });
+                assert.strictEqual(back.sha256, await sha256File(ours));
+                assert.ok(back.authenticode.equals(image.authenticode), "the read-back digest of the signed file is the signed one");
+                const flipped = path.join(tmp, `flipped-${which}.efi`);
+                const bytes = fs.readFileSync(ours);
+                const initrd = image.info.sections.find((sec) => sec.name === ".initrd")!;
+                bytes[initrd.pointerToRawData + 12345] ^= 1;
+                fs.writeFileSync(flipped, bytes);
+                assert.ok(!(await signedImageDigests(flipped)).authenticode.equals(image.authenticode), "one flipped section byte changes the read-back digest");
+                const sbverify = await run(["sbverify", "--cert", db.certificate, flipped], { okCodes: [0, 1] });
+                assert.notStrictEqual(sbverify.code, 0, "sbverify refuses the flipped file too");
             });
         }
 
