@@ -39,7 +39,6 @@ export async function artifactStoreBench(runs: number): Promise<StoreBenchResult
     const cachedBuildCheckSeconds = await timed(() => run(["bash", path.join(repo, "scripts/build-seaweedfs.sh")]));
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-bench-store-"));
     let s3: Awaited<ReturnType<typeof startS3Server>> | undefined;
-    const cwd = process.cwd();
     const savedEnv = { ...process.env };
     try {
         const started = process.hrtime.bigint();
@@ -72,7 +71,8 @@ export async function artifactStoreBench(runs: number): Promise<StoreBenchResult
             const dir = path.join(work, `runner-${name}`);
             fs.mkdirSync(dir);
             await run(["cp", "-a", testOs, path.join(dir, "test-os")]);
-            const stack = await openLocalStack(demoProgram("out", "test-os"), {
+            // The project folder is the runner's: the payloads are written and their relative paths resolve there.
+            const stack = await openLocalStack(demoProgram("out", "test-os", dir), {
                 backendDir: path.join(work, `home-${name}`), passphrase: "bench", projectName: "kairos-demo-bench", stackName: "ci",
                 // No initrd cache: runner A's number is a build from scratch, as on an empty CI runner.
                 workDir: dir, backendUrl: s3!.pulumiBackendUrl("state"), env: { ...s3!.env(), PULUMI_KAIROS_INITRD_CACHE_MB: "0" },
@@ -86,13 +86,11 @@ export async function artifactStoreBench(runs: number): Promise<StoreBenchResult
             return resources.filter((r: any) => r.outputs?.lastBuild).map((r: any): string => `${String(r.urn).split("::").pop()}:${r.outputs.lastBuild.action}`);
         };
         const a = await runner("A");
-        process.chdir(a.dir); // the demo program writes its payload sources relative to the project folder
         const buildSeconds = await timed(() => a.stack.up({ color: "never" }));
         const b = await runner("B");
         // What a CI secret store hands runner B: the private keys, nothing else.
         fs.mkdirSync(path.join(b.dir, "out", "keys"), { recursive: true, mode: 0o700 });
         for (const k of PRIVATE_KEYS) fs.copyFileSync(path.join(a.dir, "out", "keys", k), path.join(b.dir, "out", "keys", k));
-        process.chdir(b.dir);
         const fetchSeconds = await timed(() => b.stack.up({ color: "never" }));
         const got = await actions(b.stack);
         const isoA = path.join(a.dir, "out", "media", "kairos-demo.iso");
@@ -103,7 +101,6 @@ export async function artifactStoreBench(runs: number): Promise<StoreBenchResult
             demo: { buildSeconds, fetchSeconds, fetched: got.filter((x) => x.endsWith(":fetched")), built: got.filter((x) => !x.endsWith(":fetched")), identical },
         };
     } finally {
-        process.chdir(cwd);
         process.env = savedEnv;
         await s3?.stop();
         fs.rmSync(work, { recursive: true, force: true });
