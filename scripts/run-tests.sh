@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test layer: type check; the compiled package; then three lanes of mocha processes at once
-# (boots, the long engine tests, every other layer; see below); the Pulumi-mock construct tests last.
+# Runs every test layer: type check; the compiled package; then two phases of two parallel lanes of mocha
+# processes (the boots; every other layer; see below); the Pulumi-mock construct tests last.
 # Expects scripts/setup.sh to have run (npm test does both). Extra mocha args: MOCHA_ARGS.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,20 +18,17 @@ export MOCHA_SUMMARY_FILE
 MOCHA_SUMMARY_FILE=$(mktemp)
 trap 'rm -f "$MOCHA_SUMMARY_FILE"' EXIT
 status=0
-# Three lanes at once, each a sequence of mocha processes, so that two cores stay busy to the end: a TCG
-# guest keeps one or two host threads busy while the engine tests mostly wait on process start-ups.
-#   1. the node-updates lifecycle (four boots), then the demo (two boots);
-#   2. every other boot file, then the kill test (some fifty engine runs);
-#   3. every other layer.
-# Each lane's output is printed whole, in lane order, when all are done. The construct tests with Pulumi
-# mocks run last, alone (setMocks is process-global; they take seconds).
-LONG_FILES=(test/boot/node-updates.test.ts test/engine/demo.test.ts test/faults/kill.test.ts)
-other_boots=()
-for f in test/boot/*.test.ts; do [ "$f" = test/boot/node-updates.test.ts ] || other_boots+=("$f"); done
+# Two phases of two lanes each, so that both cores stay busy to the end (a lane is a sequence of mocha
+# processes; each lane's output is printed whole, in lane order, when its phase is done):
+#   boots: (1) the node-updates lifecycle (four boots); (2) every other boot file, then the demo (two
+#          boots). Each TCG guest keeps one core busy, so two at a time fill the machine;
+#   the rest: (3) the kill test (some fifty engine runs), then the other engine tests; (4) unit, toolkit,
+#          fuzz, provider, the other fault tests, package and cli.
+# The construct tests with Pulumi mocks run last, alone (setMocks is process-global; they take seconds).
 lane_logs=()
 lane_pids=()
-run_lane() {  # name, then mocha runs separated by "--"
-  local name=$1 log; shift
+run_lane() {  # mocha runs separated by "--"
+  local log
   log=$(mktemp)
   lane_logs+=("$log")
   (
@@ -43,20 +40,28 @@ run_lane() {  # name, then mocha runs separated by "--"
       [ $# -gt 0 ] && shift
       npx mocha ${MOCHA_ARGS:-} "${files[@]}" || lane_status=1
     done
-    echo "lane $name done after $(( $(date +%s) - lane_start )) s"
+    echo "(lane done after $(( $(date +%s) - lane_start )) s)"
     exit $lane_status
   ) >"$log" 2>&1 &
   lane_pids+=($!)
 }
-ignores=()
-for f in "${LONG_FILES[@]}"; do ignores+=(--ignore "$f"); done
-echo "== three lanes: (1) node-updates boots, demo; (2) other boots, kill test; (3) unit, toolkit, fuzz, provider, faults, package, engine, cli" >&2
-run_lane 1 test/boot/node-updates.test.ts -- test/engine/demo.test.ts
-run_lane 2 "${other_boots[@]}" -- test/faults/kill.test.ts
-run_lane 3 'test/{unit,toolkit,fuzz,provider,faults,package,engine,cli}/**/*.test.ts' "${ignores[@]}"
-for pid in "${lane_pids[@]}"; do wait "$pid" || status=1; done
-for log in "${lane_logs[@]}"; do cat "$log"; rm -f "$log"; done
-echo "lanes done after $(( $(date +%s) - start )) s" >&2
+finish_phase() {  # name
+  for pid in "${lane_pids[@]}"; do wait "$pid" || status=1; done
+  for log in "${lane_logs[@]}"; do cat "$log"; rm -f "$log"; done
+  lane_logs=()
+  lane_pids=()
+  echo "$1 done after $(( $(date +%s) - start )) s" >&2
+}
+other_boots=()
+for f in test/boot/*.test.ts; do [ "$f" = test/boot/node-updates.test.ts ] || other_boots+=("$f"); done
+echo "== boot tests (QEMU/OVMF) and the demo, two lanes" >&2
+run_lane test/boot/node-updates.test.ts
+run_lane "${other_boots[@]}" -- test/engine/demo.test.ts
+finish_phase "boot tests"
+echo "== the other layers, two lanes: (3) kill test, engine; (4) unit, toolkit, fuzz, provider, faults, package, cli" >&2
+run_lane test/faults/kill.test.ts -- 'test/engine/**/*.test.ts' --ignore test/engine/demo.test.ts
+run_lane 'test/{unit,toolkit,fuzz,provider,faults,package,cli}/**/*.test.ts' --ignore test/faults/kill.test.ts
+finish_phase "the other layers"
 if compgen -G 'test/mocks/*.test.ts' >/dev/null; then
   echo "== construct tests with Pulumi mocks (@pulumi/docker, @pulumi/aws, @pulumi/command: no Docker engine or AWS here)" >&2
   npx mocha ${MOCHA_ARGS:-} 'test/mocks/**/*.test.ts' || status=1

@@ -38,9 +38,11 @@ export interface BootOptions {
     /** Guest memory. @default 1024 */
     memoryMB?: number;
     /**
-     * Virtual CPUs, each a host thread (multi-threaded TCG). Two let systemd start units side by side:
-     * a systemd test OS boot took 113 s with one and 73 s with two on an idle 2-core host.
-     * @default 2
+     * Virtual CPUs, each a host thread (multi-threaded TCG with more than one). On an idle 2-core host a
+     * systemd test OS boot took the same with one or two (46 s and 48 s, medians of three); with the test
+     * suite's lanes beside it, two guests of two each took twice as long as guests of one (the four
+     * threads compete for two cores), so one is the default.
+     * @default 1
      */
     cpus?: number;
     /** After "Access Denied", wait this long (for the log) before killing qemu. @default 3000 */
@@ -113,11 +115,11 @@ export function qemuArgs(o: {
     media: string; as: "cdrom" | "disk"; vars: string; tpmSocket?: string; memoryMB?: number; cpus?: number; disks?: string[]; writable?: boolean;
     network?: GuestNetwork; fwCfg?: Record<string, string>;
 }): string[] {
-    const cpus = o.cpus ?? 2;
+    const cpus = o.cpus ?? 1;
     if (!Number.isInteger(cpus) || cpus < 1) throw new Error(`cpus must be a positive integer, got ${cpus}`);
     return [
         "-machine", "q35,smm=on",
-        "-accel", "tcg,thread=multi",
+        "-accel", `tcg,thread=${cpus > 1 ? "multi" : "single"}`,
         "-global", "driver=cfi.pflash01,property=secure,value=on",
         "-global", "ICH9-LPC.disable_s3=1",
         "-drive", `if=pflash,format=raw,unit=0,file=${OVMF_CODE_SECBOOT},readonly=on`,
