@@ -12,6 +12,15 @@ export function tempDir(prefix: string): string {
     return dir;
 }
 
+/** A writer of files into the folder `dir()` names when it is called (a suite's temp folder, made in `before`). */
+export function fileWriter(dir: () => string): (name: string, content: string | Buffer) => string {
+    return (name, content) => {
+        const file = path.join(dir(), name);
+        fs.writeFileSync(file, content);
+        return file;
+    };
+}
+
 export const mochaHooks = {
     afterAll(): void {
         if (process.env.KEEP_TEST_DIRS) return;

@@ -13,7 +13,7 @@ import { authenticodeDigest, authenticodeRegions, peChecksum, readPeSections } f
 import { imageDigestOfSignature } from "../../provider/toolkit/boot/authenticode";
 import { assembleUki, readLoaderInfo, signEfi } from "../../provider/toolkit/boot/uki";
 import { changedRegions } from "../../provider/promoted-artifact";
-import { tempDir } from "../helpers/temp";
+import { fileWriter, tempDir } from "../helpers/temp";
 import { makeCertificate } from "../helpers/pki";
 import { fakeBzImage } from "../helpers/uki-fixtures";
 import { peImage } from "../fuzz/generators/pe";
@@ -51,11 +51,7 @@ describe("streaming reads give the whole-buffer results (issue 12)", function ()
     this.timeout(120000);
     let tmp: string;
     let uki: string;
-    const f = (name: string, content: string | Buffer) => {
-        const p = path.join(tmp, name);
-        fs.writeFileSync(p, content);
-        return p;
-    };
+    const f = fileWriter(() => tmp);
 
     before(async () => {
         tmp = tempDir("streaming-reads");

@@ -16,7 +16,7 @@ import { STREAMED_SECTION_BYTES, attachSignature, writeUkiImage } from "../../..
 import { authenticodeSignature } from "../../../provider/toolkit/boot/authenticode";
 import { planSectionLayout } from "../../../provider/toolkit/boot/uki";
 import { systemdTestOsBase } from "../../../scripts/lib/systemd-test-os";
-import { tempDir } from "../../helpers/temp";
+import { fileWriter, tempDir } from "../../helpers/temp";
 import { makeCertificate } from "../../helpers/pki";
 import { fakeBzImage } from "../../helpers/uki-fixtures";
 import { noiseBytes } from "../../fuzz/generators/bytes";
@@ -52,11 +52,7 @@ describe("uki-writer: streamed sections, one pass of sums", function () {
     let tmp: string;
     let stubs: { label: string; file: string }[];
     let db: { key: string; certificate: string };
-    const f = (name: string, content: string | Buffer) => {
-        const p = path.join(tmp, name);
-        fs.writeFileSync(p, content);
-        return p;
-    };
+    const f = fileWriter(() => tmp);
 
     before(async () => {
         tmp = tempDir("uki-writer");
