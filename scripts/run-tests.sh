@@ -25,7 +25,8 @@ status=0
 #   the rest: (3) the kill test (some fifty engine runs), then most engine tests; (4) unit, toolkit,
 #          fuzz, provider, the other fault tests, package, cli, then the engine's moves and artifact-store
 #          files (which balance the lanes: 1099 s against 762 s without them in a rehearsal).
-# The construct tests with Pulumi mocks run last, alone (setMocks is process-global; they take seconds).
+# Then the tests that pack the package (they rebuild bin/), and the construct tests with Pulumi mocks, each
+# alone (setMocks is process-global; they take seconds).
 lane_logs=()
 lane_pids=()
 run_lane() {  # mocha runs separated by "--"
@@ -61,9 +62,16 @@ run_lane "${other_boots[@]}" -- test/engine/demo.test.ts
 finish_phase "boot tests"
 echo "== the other layers, two lanes: (3) kill test, engine; (4) unit, toolkit, fuzz, provider, faults, package, cli, two engine files" >&2
 balance=(test/engine/moves.engine.test.ts test/engine/artifact-store.engine.test.ts)
+# These run `npm pack`, whose prepack rebuilds bin/ (rm -rf first): never beside a lane whose provider
+# processes load bin/. They run after the lanes, alone.
+packing=(test/package/pack.test.ts test/package/consumer.test.ts test/cli/yaml-seed.test.ts)
+not_packing=()
+for f in "${packing[@]}"; do not_packing+=(--ignore "$f"); done
 run_lane test/faults/kill.test.ts -- 'test/engine/**/*.test.ts' --ignore test/engine/demo.test.ts --ignore "${balance[0]}" --ignore "${balance[1]}"
-run_lane 'test/{unit,toolkit,fuzz,provider,faults,package,cli}/**/*.test.ts' --ignore test/faults/kill.test.ts -- "${balance[@]}"
+run_lane 'test/{unit,toolkit,fuzz,provider,faults,package,cli}/**/*.test.ts' --ignore test/faults/kill.test.ts "${not_packing[@]}" -- "${balance[@]}"
 finish_phase "the other layers"
+echo "== the tests that pack the package (they rebuild bin/)" >&2
+npx mocha ${MOCHA_ARGS:-} "${packing[@]}" || status=1
 if compgen -G 'test/mocks/*.test.ts' >/dev/null; then
   echo "== construct tests with Pulumi mocks (@pulumi/docker, @pulumi/aws, @pulumi/command: no Docker engine or AWS here)" >&2
   npx mocha ${MOCHA_ARGS:-} 'test/mocks/**/*.test.ts' || status=1

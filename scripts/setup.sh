@@ -4,7 +4,7 @@
 # skips what is already there. Writes the Pulumi bin dir to .pulumi-bin for the test and demo runners.
 # usage: setup.sh [demo]   "demo" (npm run demo) builds only what the demo runs: not the busybox test
 # kernel, the YAML language host, SeaweedFS or oras, which serve the tests (on a fresh machine about
-# 8 of the 19 minutes a full set-up took).
+# 8 of the 19 minutes a first `npm run demo` took).
 set -euo pipefail
 case "${1:-all}" in
   all|demo) SCOPE="${1:-all}" ;;
