@@ -8,6 +8,7 @@ import { InputProblem, UNKNOWN, inputDefaults, validateInputs } from "./validati
 import { keyMatchesCertificate } from "./toolkit/keys/openssl";
 import { memoByFiles } from "./toolkit/file-memo";
 import { ExtensionSourceSpec, sourceForms } from "./toolkit/source/extension-source";
+import { DockerfileSpec, dockerfilePath } from "./toolkit/source/dockerfile-build";
 import { isPkcs11Uri, tokenKeyProblem } from "./toolkit/keys/pkcs11";
 import { pinCarryingInputs, redactPin, redactedDeep } from "./toolkit/pin";
 
@@ -84,11 +85,30 @@ export function sourceProblems(source: ExtensionSourceSpec): InputProblem[] {
     const problems: InputProblem[] = [];
     const forms = sourceForms(source);
     if (forms.length !== 1) {
-        problems.push({ property: "source", reason: forms.length === 0 ? "names no source; give one of dir, ociLayout, dockerArchive, image" : `names ${forms.join(" and ")}; give exactly one` });
+        problems.push({ property: "source", reason: forms.length === 0 ? "names no source; give one of dir, ociLayout, dockerArchive, image, dockerfile" : `names ${forms.join(" and ")}; give exactly one` });
     }
     for (const f of LOCAL_SOURCE_FORMS) {
         const p = source[f];
         if (p && !fs.existsSync(p)) problems.push({ property: `source.${f}`, reason: `${p} does not exist` });
+    }
+    if (source.dockerfile) problems.push(...dockerfileProblems(source.dockerfile));
+    return problems;
+}
+
+/** A context folder and a Dockerfile that exist, TLS files that exist, a daemon address buildctl takes. */
+function dockerfileProblems(spec: DockerfileSpec): InputProblem[] {
+    const problems: InputProblem[] = [];
+    const add = (property: string, reason: string) => problems.push({ property: `source.dockerfile.${property}`, reason });
+    if (!fs.existsSync(spec.context)) add("context", `${spec.context} does not exist`);
+    else if (!fs.statSync(spec.context).isDirectory()) add("context", `${spec.context} is not a directory`);
+    else if (!fs.existsSync(dockerfilePath(spec))) add("dockerfile", `${dockerfilePath(spec)} does not exist${spec.dockerfile ? "" : " (the default: <context>/Dockerfile)"}`);
+    if (spec.buildkitHost !== undefined && !/^[a-z][a-z0-9+-]*:\/\/./.test(spec.buildkitHost)) add("buildkitHost", `${JSON.stringify(spec.buildkitHost)} is not a daemon address (unix:///path/buildkitd.sock or tcp://host:port)`);
+    for (const f of ["caCertificate", "certificate", "key"] as const) {
+        const file = spec.tls?.[f];
+        if (file && !fs.existsSync(file)) add(`tls.${f}`, `${file} does not exist`);
+    }
+    for (const [field, list] of [["cacheFrom", spec.cacheFrom], ["cacheTo", spec.cacheTo]] as const) {
+        for (const entry of list ?? []) if (!/^type=[a-z0-9-]+/.test(entry)) add(field, `${JSON.stringify(entry)} is not a BuildKit cache spec (type=registry,ref=… or type=s3,…)`);
     }
     return problems;
 }

@@ -1,5 +1,5 @@
 // SystemExtension: a signed systemd system/configuration extension image (NAME.sysext.raw) built
-// from a directory, an OCI layout, a docker-save archive or a registry image. Content-addressed:
+// from a directory, an OCI layout, a docker-save archive, a registry image or a Dockerfile (BuildKit). Content-addressed:
 // check() hashes the inputs and the source's content digest, so preview knows what will rebuild.
 import * as fs from "fs";
 import * as path from "path";
@@ -21,6 +21,7 @@ import { StoreIntegrityError } from "./store/manifest";
 import { ensureExtensionRelease, foreignReleaseFiles, releaseNameMismatch, ReleaseFields } from "./toolkit/sysext/extension-release";
 import { ExtensionSourceSpec, materializeSource, sourceDigest, sourceForms } from "./toolkit/source/extension-source";
 import { usableAsIs } from "./toolkit/source/tree-as-is";
+import { buildkitHost } from "./toolkit/source/dockerfile-build";
 import type { SigningKeys } from "./signing-keys";
 import type { ArtifactLayout } from "./store/stored-artifacts";
 import { artifactStoreInput } from "./artifact-store-config";
@@ -191,7 +192,7 @@ async function deriveHashes(inputs: CheckedInputs): Promise<InputProblem[]> {
 async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
     const fileName = imageFileName(inputs.name, inputs.kind);
     return withScratch(inputs.outputDir, inputs.name, async (work) => {
-        const { tree, dropped } = await log.step("read source", () => sourceTree(inputs, work));
+        const { tree, dropped } = await log.step("read source", () => sourceTree(inputs, work, log));
         const extensionRelease = ensureExtensionRelease(tree, inputs.name, inputs.kind, DDI_ARCH[inputs.arch], inputs.release ?? {});
         const image = await log.step("build and verify image", () => stageThenMove(inputs.outputDir, (staging) =>
             buildSysextImage({
@@ -227,7 +228,7 @@ async function build(inputs: CheckedInputs, log: BuildLog): Promise<Outputs> {
  * (tree-as-is.ts), else the source written out under `work` (a folder mirrored, an image extracted),
  * filtered to the allowed paths, its root 0755.
  */
-async function sourceTree(inputs: CheckedInputs, work: string): Promise<{ tree: string; dropped: string[] }> {
+async function sourceTree(inputs: CheckedInputs, work: string, log: BuildLog): Promise<{ tree: string; dropped: string[] }> {
     const allowed = allowedPaths(inputs);
     const dir = inputs.source.dir;
     const asIs = { rootMode: TREE_ROOT_MODE, allowedTop: allowed.map((p) => p.split("/")[0]), present: [extensionReleasePath(inputs.kind, inputs.name)] };
@@ -235,11 +236,12 @@ async function sourceTree(inputs: CheckedInputs, work: string): Promise<{ tree: 
     const ownFoldersInside = dir !== undefined && isInside(path.resolve(dir), path.dirname(path.resolve(inputs.outputDir)));
     if (dir && !ownFoldersInside && usableAsIs(dir, asIs)) return { tree: path.resolve(dir), dropped: [] };
     const tree = path.join(work, "tree");
-    const { dropped } = await materializeSource(inputs.source, inputs.sourceDigest, tree, {
+    const { dropped, dockerfileBuild } = await materializeSource(inputs.source, inputs.sourceDigest, tree, {
         layers: inputs.layers,
         arch: inputs.arch,
         filter: { allow: allowed, onViolation: inputs.dropDisallowedPaths ? "drop" : "error" },
         workDir: work,
+        sourceDateEpoch: inputs.sourceDateEpoch,
     }).catch((e) => {
         if (e instanceof FilterViolationError) {
             e.message = `source: ${e.message}\nA ${inputs.kind} holds only ${allowed.map((p) => `/${p}`).join(" and ")}: set dropDisallowedPaths: true to leave the rest out${inputs.withOpt ? "" : ", or withOpt: true to keep /opt"}`;
@@ -247,6 +249,9 @@ async function sourceTree(inputs: CheckedInputs, work: string): Promise<{ tree: 
         throw e;
     });
     fs.chmodSync(tree, TREE_ROOT_MODE); // the tree's mode becomes the image root's mode
+    if (dockerfileBuild) {
+        log.say(`BuildKit at ${buildkitHost(inputs.source.dockerfile!)}: ${dockerfileBuild.steps} steps, ${dockerfileBuild.cachedSteps} from its cache, ${dockerfileBuild.seconds.toFixed(1)} s`);
+    }
     return { tree, dropped };
 }
 

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 # oras (the release registry client) from the set-up's cache, ahead of any other on PATH.
 if [ -s .oras-bin ]; then PATH="$(dirname "$(cat .oras-bin)"):$PATH"; export PATH; fi
+# buildctl/buildkitd (Dockerfile sources) likewise.
+if [ -s .buildkit-bin ]; then PATH="$(cat .buildkit-bin):$PATH"; export PATH; fi
 echo "== type check" >&2
 npx tsc -p . --noEmit || exit 1
 # The provider processes the engine starts load the compiled handlers when they are fresh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up for a fresh Debian 12 machine: the Debian tools the build steps and the
-# tests use, the npm dependencies, and the Pulumi CLI and its YAML language host built from Go modules. Safe to rerun: every step
+# tests use, the npm dependencies, the Pulumi CLI and its YAML language host and BuildKit built from Go modules. Safe to rerun: every step
 # skips what is already there. Writes the Pulumi bin dir to .pulumi-bin for the test and demo runners.
 # usage: setup.sh [demo]   "demo" (npm run demo) builds only what the demo runs: not the busybox test
 # kernel, the YAML language host, SeaweedFS or oras, which serve the tests (on a fresh machine about
@@ -35,6 +35,7 @@ DEBIAN_PACKAGES=(
   ovmf qemu-system-x86 swtpm swtpm-tools  # firmware boot tests, vTPM
   libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tctildr0  # systemd-measure sign (tests cross-check .pcrsig)
   docker-registry skopeo              # a real OCI registry and a Docker-free client
+  runc                                # the OCI runtime BuildKit's worker runs Dockerfile RUN steps with
   busybox-static                      # the busybox test OS's /init
   debootstrap                         # the systemd test OS (Debian trixie, built into the cache, never onto the host)
   python3                             # byte-compiles the generated Python SDK (test/cli)
@@ -64,6 +65,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 bash scripts/build-systemd-test-os.sh >/dev/null   # the systemd test OS (trixie rootfs), cached outside the repo
 bash scripts/install-pulumi.sh > .pulumi-bin
+bash scripts/build-buildkit.sh > .buildkit-bin   # buildkitd + buildctl: Dockerfile sources (the demo's k3s extension), cached outside the repo
+bash scripts/build-debian-base-image.sh > .debian-base-image   # the Debian base those Dockerfiles build FROM (no registry outside is reachable)
 if [ "$SCOPE" = demo ]; then
   echo "setup: ok for the demo (pulumi: $(cat .pulumi-bin)); npm test completes the set-up" >&2
   exit 0

@@ -1,8 +1,8 @@
 // The demo's extension payloads, written by the demo itself so it needs nothing but this repo:
-// - k3s, laid out as examples/k3s-sysext/Dockerfile lays it out (the blog's layout): the binary in
-//   /usr/local/bin, the example's own k3s.service in /usr/local/lib/systemd/system. k3s cannot be
-//   downloaded here, so the binary is a stand-in built from examples/k3s-sysext/standin (it tells
-//   systemd it is ready and listens on k3s' port, as `k3s server` does);
+// - k3s, built from examples/k3s-sysext/Dockerfile (the blog's shape) by BuildKit: its build context
+//   holds only the k3s binary, which cannot be downloaded here, so it is a stand-in built from
+//   examples/k3s-sysext/standin (it tells systemd it is ready and listens on k3s' port, as
+//   `k3s server` does);
 // - demo-motd, a confext with a configuration file under /etc;
 // - the cloud-config: it installs the live medium onto the node's disk (kairos-agent's install.auto),
 //   and its boot stage starts k3s from the extension on the installed node, as the blog's does.
@@ -10,7 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { autoInstallConfig, buildK3sStandin } from "../../scripts/lib/systemd-test-os";
 
-const K3S_UNIT = path.resolve(__dirname, "..", "k3s-sysext", "k3s.service");
+export const K3S_DOCKERFILE = path.resolve(__dirname, "..", "k3s-sysext", "Dockerfile");
 
 function write(root: string, rel: string, content: string | Buffer, mode: number): string {
     const file = path.join(root, rel);
@@ -30,10 +30,14 @@ ${autoInstallConfig()}stages:
         - systemctl start k3s
 `;
 
-export async function writeDemoPayloads(dir: string): Promise<{ k3s: string; config: string; cloudConfig: string }> {
-    const k3s = path.join(dir, "k3s");
-    await buildK3sStandin(path.join(k3s, "usr/local/bin/k3s"));
-    write(k3s, "usr/local/lib/systemd/system/k3s.service", fs.readFileSync(K3S_UNIT), 0o644);
+/** The k3s extension's Dockerfile build: the example's Dockerfile, and a context holding the stand-in binary. */
+export async function k3sDockerfileBuild(contextDir: string): Promise<{ context: string; dockerfile: string }> {
+    await buildK3sStandin(path.join(contextDir, "k3s"));
+    return { context: contextDir, dockerfile: K3S_DOCKERFILE };
+}
+
+export async function writeDemoPayloads(dir: string): Promise<{ k3s: { context: string; dockerfile: string }; config: string; cloudConfig: string }> {
+    const k3s = await k3sDockerfileBuild(path.join(dir, "k3s-context"));
     const config = path.join(dir, "demo-motd");
     write(config, "etc/motd.d/pulumi-kairos", "This node was configured by a signed confext.\n", 0o644);
     const cloudConfig = write(dir, "cloud-config.yaml", DEMO_CLOUD_CONFIG, 0o644);

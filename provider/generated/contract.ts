@@ -181,7 +181,7 @@ export interface SigningPairArgs {
     certificate: pulumi.Input<string>;
 }
 
-/** Where the files come from: exactly one of dir, ociLayout, dockerArchive, image. */
+/** Where the files come from: exactly one of dir, ociLayout, dockerArchive, image, dockerfile (dockerfile: SystemExtension only). */
 export interface ImageSource {
     /** A local directory holding usr/ (or etc/ for a confext). */
     dir?: string;
@@ -193,6 +193,8 @@ export interface ImageSource {
     image?: string;
     /** Use plain HTTP / skip TLS verification for `image` (a local registry). */
     insecureRegistry?: boolean;
+    /** A Dockerfile built by BuildKit (buildctl against a local or remote buildkitd; no Docker daemon). The built image's layers are read as an OCI image: with `layers: last`, the seed's `FROM scratch` + `COPY --from=builder` stage becomes the extension. SystemExtension only. */
+    dockerfile?: DockerfileSource;
 }
 
 /** ImageSource, as a resource input (every level a pulumi.Input). */
@@ -207,6 +209,72 @@ export interface ImageSourceArgs {
     image?: pulumi.Input<string>;
     /** Use plain HTTP / skip TLS verification for `image` (a local registry). */
     insecureRegistry?: pulumi.Input<boolean>;
+    /** A Dockerfile built by BuildKit (buildctl against a local or remote buildkitd; no Docker daemon). The built image's layers are read as an OCI image: with `layers: last`, the seed's `FROM scratch` + `COPY --from=builder` stage becomes the extension. SystemExtension only. */
+    dockerfile?: pulumi.Input<DockerfileSourceArgs>;
+}
+
+/** A Dockerfile build. What is built (the context folder's content, the Dockerfile, target, buildArgs, and the platform linux/<arch>) is the source's digest: an unchanged context is no build. Where it is built (buildkitHost, tls) and the caches are not: any daemon, cached or not, gives the same layers (SOURCE_DATE_EPOCH = sourceDateEpoch and BuildKit's rewrite-timestamp). Base images named by tag are not re-resolved at preview; pin them by digest to make a moved base a change. */
+export interface DockerfileSource {
+    /** The build context folder. */
+    context: string;
+    /** The Dockerfile. Default: <context>/Dockerfile. */
+    dockerfile?: string;
+    /** The stage to build. Default: the last stage. */
+    target?: string;
+    /** ARG values (--build-arg). SOURCE_DATE_EPOCH is always set, to sourceDateEpoch. */
+    buildArgs?: Record<string, string>;
+    /** The BuildKit daemon, as buildctl's --addr: unix:///path/buildkitd.sock or tcp://host:port. Default: $BUILDKIT_HOST, else unix:///run/buildkit/buildkitd.sock. */
+    buildkitHost?: string;
+    /** mTLS to a tcp:// daemon: the CA that signed its certificate, and this client's certificate and key. */
+    tls?: BuildkitTls;
+    /** BuildKit caches to import, in buildctl's --import-cache syntax, e.g. type=registry,ref=registry.example.com/kairos/k3s-cache. Not part of the source's digest. */
+    cacheFrom?: string[];
+    /** BuildKit caches to export, in buildctl's --export-cache syntax, e.g. type=registry,ref=registry.example.com/kairos/k3s-cache,mode=max. Not part of the source's digest. */
+    cacheTo?: string[];
+}
+
+/** DockerfileSource, as a resource input (every level a pulumi.Input). */
+export interface DockerfileSourceArgs {
+    /** The build context folder. */
+    context: pulumi.Input<string>;
+    /** The Dockerfile. Default: <context>/Dockerfile. */
+    dockerfile?: pulumi.Input<string>;
+    /** The stage to build. Default: the last stage. */
+    target?: pulumi.Input<string>;
+    /** ARG values (--build-arg). SOURCE_DATE_EPOCH is always set, to sourceDateEpoch. */
+    buildArgs?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+    /** The BuildKit daemon, as buildctl's --addr: unix:///path/buildkitd.sock or tcp://host:port. Default: $BUILDKIT_HOST, else unix:///run/buildkit/buildkitd.sock. */
+    buildkitHost?: pulumi.Input<string>;
+    /** mTLS to a tcp:// daemon: the CA that signed its certificate, and this client's certificate and key. */
+    tls?: pulumi.Input<BuildkitTlsArgs>;
+    /** BuildKit caches to import, in buildctl's --import-cache syntax, e.g. type=registry,ref=registry.example.com/kairos/k3s-cache. Not part of the source's digest. */
+    cacheFrom?: pulumi.Input<pulumi.Input<string>[]>;
+    /** BuildKit caches to export, in buildctl's --export-cache syntax, e.g. type=registry,ref=registry.example.com/kairos/k3s-cache,mode=max. Not part of the source's digest. */
+    cacheTo?: pulumi.Input<pulumi.Input<string>[]>;
+}
+
+/** Client TLS for a remote buildkitd (its [grpc.tls] section with a ca: client certificates must chain to that CA). */
+export interface BuildkitTls {
+    /** PEM CA certificate the daemon's server certificate chains to. */
+    caCertificate: string;
+    /** PEM client certificate. */
+    certificate: string;
+    /** PEM client private key. */
+    key: string;
+    /** The name the daemon's certificate must carry. Default: the host of buildkitHost. */
+    serverName?: string;
+}
+
+/** BuildkitTls, as a resource input (every level a pulumi.Input). */
+export interface BuildkitTlsArgs {
+    /** PEM CA certificate the daemon's server certificate chains to. */
+    caCertificate: pulumi.Input<string>;
+    /** PEM client certificate. */
+    certificate: pulumi.Input<string>;
+    /** PEM client private key. */
+    key: pulumi.Input<string>;
+    /** The name the daemon's certificate must carry. Default: the host of buildkitHost. */
+    serverName?: pulumi.Input<string>;
 }
 
 /** One more UKI with its own command line (auroraboot --single-efi-cmdline). */

@@ -9,6 +9,9 @@ import { CheckedInputs, OWNER_MARKER } from "./uki-image";
 
 export function crossFieldProblems(i: CheckedInputs, olds: Partial<CheckedInputs>): InputProblem[] {
     const problems: InputProblem[] = sourceProblems(i.source);
+    if (i.source.dockerfile) {
+        problems.push({ property: "source.dockerfile", reason: "is a SystemExtension source; build the OS image first (its OCI layout or registry reference is the source here)" });
+    }
     if (!samePath(olds.outputDir, i.outputDir) && fs.existsSync(i.outputDir) && fs.readdirSync(i.outputDir).length > 0 && !fs.existsSync(path.join(i.outputDir, OWNER_MARKER))) {
         problems.push({ property: "outputDir", reason: `${i.outputDir} is not empty and was not made by KairosUkiImage; it rebuilds its folder whole, so give it an empty folder of its own` });
     }

@@ -1,6 +1,7 @@
 // Sources of an extension's files: a local directory, an OCI layout (dir or tar), a docker-save
-// archive, or a registry reference. Two steps: a cheap digest that identifies the content (run in
-// preview), and materialising the content as a tree under the allowed top-level paths.
+// archive, a registry reference, or a Dockerfile BuildKit builds (dockerfile-build.ts). Two steps: a
+// cheap digest that identifies the content (run in preview), and materialising the content as a tree
+// under the allowed top-level paths.
 import * as fs from "fs";
 import * as path from "path";
 import { openImage } from "./oci-image";
@@ -9,6 +10,7 @@ import { FilterViolationError, LayerFilter } from "./tree-writer";
 import { treeDigest } from "./tree-digest";
 import { mirrorTree, newMirrorState } from "./tree-mirror";
 import { pullToOciLayout, resolveManifestDigest } from "./registry";
+import { buildDockerfile, dockerfileDigest, DockerfileBuildResult, DockerfileSpec } from "./dockerfile-build";
 
 export interface ExtensionSourceSpec {
     dir?: string;
@@ -16,10 +18,11 @@ export interface ExtensionSourceSpec {
     dockerArchive?: string;
     image?: string;
     insecureRegistry?: boolean;
+    dockerfile?: DockerfileSpec;
 }
 
-export type SourceForm = "dir" | "ociLayout" | "dockerArchive" | "image";
-export const SOURCE_FORMS: SourceForm[] = ["dir", "ociLayout", "dockerArchive", "image"];
+export type SourceForm = "dir" | "ociLayout" | "dockerArchive" | "image" | "dockerfile";
+export const SOURCE_FORMS: SourceForm[] = ["dir", "ociLayout", "dockerArchive", "image", "dockerfile"];
 
 export interface MaterializeOptions {
     /** "last": only the image's last layer (auroraboot); "all": every layer, whiteouts applied. */
@@ -33,8 +36,10 @@ export interface MaterializeOptions {
      * run, tmp: filled at boot, never part of an image; a debootstrap tree has device nodes in dev).
      */
     skipTop?: readonly string[];
-    /** Scratch space (registry pulls, zstd layers). */
+    /** Scratch space (registry pulls, zstd layers, a Dockerfile's image). */
     workDir: string;
+    /** Timestamps of a Dockerfile build (SOURCE_DATE_EPOCH). @default 0 */
+    sourceDateEpoch?: number;
 }
 
 export function sourceForms(spec: ExtensionSourceSpec): SourceForm[] {
@@ -48,6 +53,7 @@ export function sourceForms(spec: ExtensionSourceSpec): SourceForm[] {
 export async function sourceDigest(spec: ExtensionSourceSpec, o: { layers: "last" | "all"; arch: string }): Promise<string> {
     if (spec.dir) return `tree:${await treeDigest(spec.dir, { cache: true })}`;
     if (spec.image) return `manifest:${await resolveManifestDigest(spec.image, { insecure: spec.insecureRegistry })}`;
+    if (spec.dockerfile) return `dockerfile:${await dockerfileDigest(spec.dockerfile, `linux/${o.arch}`)}`;
     const image = await openImage((spec.ociLayout ?? spec.dockerArchive)!, { arch: o.arch });
     // With `last`, only the top layer reaches the extension: a rebuilt base image changes nothing.
     return o.layers === "last" ? `layer:${image.layers[image.layers.length - 1]?.diffId ?? "none"}` : `image:${image.contentDigest}`;
@@ -55,20 +61,26 @@ export async function sourceDigest(spec: ExtensionSourceSpec, o: { layers: "last
 
 export interface MaterializedSource {
     dropped: string[];
+    /** What BuildKit did, for a Dockerfile source. */
+    dockerfileBuild?: DockerfileBuildResult;
 }
 
 /** Writes the source's files into `tree` (missing or empty), keeping only the allowed top-level paths. */
 export async function materializeSource(spec: ExtensionSourceSpec, digest: string, tree: string, o: MaterializeOptions): Promise<MaterializedSource> {
     if (spec.dir) return copyDirectory(spec.dir, tree, o.filter, o.skipTop);
     let imagePath = spec.ociLayout ?? spec.dockerArchive;
-    if (spec.image) {
+    let dockerfileBuild: DockerfileBuildResult | undefined;
+    if (spec.dockerfile) {
+        dockerfileBuild = await buildDockerfile(spec.dockerfile, { platform: `linux/${o.arch}`, sourceDateEpoch: o.sourceDateEpoch ?? 0, workDir: o.workDir });
+        imagePath = dockerfileBuild.ociArchive;
+    } else if (spec.image) {
         imagePath = path.join(o.workDir, "pulled");
         // Pull exactly the digest check() saw, so preview and build agree even if the tag moves meanwhile.
         await pullToOciLayout(spec.image, digest.replace(/^manifest:/, ""), imagePath, { insecure: spec.insecureRegistry, arch: o.arch });
     }
     const image = await openImage(imagePath!, { arch: o.arch });
     const summary = await extractImage(image, tree, { mode: o.layers, filter: o.filter, tmpDir: o.workDir });
-    return { dropped: summary.dropped };
+    return { dropped: summary.dropped, dockerfileBuild };
 }
 
 export class SpecialFileError extends Error {
