@@ -1,8 +1,8 @@
 // The offline demo's Pulumi program (what `npm run demo` deploys): Secure Boot keys, k3s as a signed
-// system extension and a signed confext, the systemd test OS as a signed UKI, and an ISO that enrols
-// the keys, carries the extensions next to the UKI (systemd-stub hands them to the booted system) and
-// a cloud-config that starts k3s — TrustedBootImage wiring the whole pipeline. Everything comes from
-// Debian packages and this repo; no network.
+// system extension built by BuildKit from the seed-shaped examples/k3s-sysext/Dockerfile, a signed
+// confext, the systemd test OS as a signed UKI, and an ISO that enrols the keys, carries the extensions
+// next to the UKI (systemd-stub hands them to the booted system) and a cloud-config that starts k3s —
+// TrustedBootImage wiring the whole pipeline. Everything comes from Debian's archive and this repo.
 //
 // Every path it gives the resources is relative to the Pulumi project folder, as the README tells users
 // to write them: the state then names no folder of this machine, and the same checkout moved elsewhere
@@ -20,14 +20,15 @@ export function demoProgram(outDir: string, testOsDir: string, projectDir = proc
     return async () => {
         const written = await writeDemoPayloads(path.resolve(projectDir, outDir, "payloads"));
         const rel = (p: string) => path.relative(projectDir, p);
-        const payloads = { k3s: rel(written.k3s), config: rel(written.config), cloudConfig: rel(written.cloudConfig) };
+        const payloads = { k3s: { context: rel(written.k3s.context), dockerfile: rel(written.k3s.dockerfile) }, config: rel(written.config), cloudConfig: rel(written.cloudConfig) };
         const image = new TrustedBootImage("pulumi-kairos-demo", {
             outputDir: outDir,
             keys: { name: "pulumi-kairos-demo" },
             protectKeys: false, // a demo you can `pulumi destroy`; keep the default (true) for real keys
             extensions: [
-                // EXTENSION_RELOAD_MANAGER=1: systemd loads k3s.service once the extension is merged
-                { name: "k3s", source: { dir: payloads.k3s }, release: { reloadManager: true } },
+                // Built by BuildKit from examples/k3s-sysext/Dockerfile (BUILDKIT_HOST: run.ts starts a
+                // buildkitd); its extension-release file asks systemd to reload units once it is merged.
+                { name: "k3s", source: { dockerfile: payloads.k3s } },
                 { name: "demo-motd", kind: "confext", source: { dir: payloads.config } },
             ],
             os: {

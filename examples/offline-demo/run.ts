@@ -10,6 +10,7 @@ import * as path from "path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { openLocalStack, REPO_ROOT } from "../../scripts/lib/local-engine";
 import { buildSystemdTestOsRootfs, systemdTestOsFingerprint } from "../../scripts/lib/systemd-test-os";
+import { startDockerfileServices } from "../../scripts/lib/buildkit";
 import { VirtualNode } from "../../scripts/lib/virtual-node";
 import { demoProgram } from "./index";
 
@@ -46,6 +47,9 @@ async function main(): Promise<void> {
     const started = Date.now();
     fs.mkdirSync(OUT_DIR, { recursive: true });
     await ensureTestOs();
+    // The k3s extension's Dockerfile is built by a local buildkitd (BUILDKIT_HOST, which the providers
+    // inherit), with docker.io mirrored to a local registry holding the Debian base image.
+    const dockerfileServices = await startDockerfileServices({ exportHost: true });
     const stack = await openLocalStack(demoProgram(".", TEST_OS, OUT_DIR), {
         backendDir: path.join(OUT_DIR, ".state"),
         passphrase: DEMO_PASSPHRASE,
@@ -60,7 +64,7 @@ async function main(): Promise<void> {
         if (m && m.type.startsWith("pulumi-nodejs:dynamic/kairos:")) ops.set(m.urn, m.op);
     };
     const upStarted = Date.now();
-    const result = await stack.up({ color: "never", onOutput: (line) => process.stdout.write(line), onEvent });
+    const result = await stack.up({ color: "never", onOutput: (line) => process.stdout.write(line), onEvent }).finally(() => dockerfileServices.stop());
     const upSeconds = seconds(upStarted);
     const outputs = Object.fromEntries(Object.entries(result.outputs).map(([k, v]) => [k, v.value]));
     writeIfChanged(path.join(OUT_DIR, "outputs.json"), JSON.stringify(outputs, null, 2) + "\n");

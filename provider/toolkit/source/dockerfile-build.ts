@@ -123,7 +123,11 @@ export function stepCounts(progress: string): { steps: number; cachedSteps: numb
     return { steps: steps.size, cachedSteps: [...cached].filter((s) => steps.has(s)).length };
 }
 
-const CONNECTION_FAILURE = /connection error|connection refused|no such host|dial (?:tcp|unix)|transport: |context deadline exceeded|tls: |x509: |certificate/i;
+const CONNECTION_FAILURE = /connection error|connection refused|connection reset|broken pipe|Unavailable|no such host|dial (?:tcp|unix)|transport: |context deadline exceeded|tls: |x509: |certificate/i;
+/** How a daemon with mTLS turns a client away: an alert in the handshake, or (racing it) a closed connection. */
+const TLS_REFUSAL = /tls: |x509: |certificate|broken pipe|connection reset|EOF/i;
+/** A RUN step's process line carries its whole script (a heredoc: dozens of lines); the message keeps its start. */
+const SHOWN_PROCESS_CHARS = 60;
 
 /**
  * One message for a failed build, naming what the user must fix: the Dockerfile line for a parse
@@ -137,16 +141,18 @@ export function buildkitFailure(spec: DockerfileSpec, dockerfile: string, e: Too
     const ranSteps = lines.some((l) => /^#\d+ \[/.test(l));
     if (!at && !ranSteps && CONNECTION_FAILURE.test(final)) {
         const host = buildkitHost(spec);
-        const refused = /certificate|tls: |x509: /i.test(final);
+        const refused = !!spec.tls && TLS_REFUSAL.test(final);
         return new DockerfileBuildError(refused
-            ? `BuildKit at ${host} refused the connection's TLS (check source.dockerfile.tls: the CA, the client certificate and key): ${final}`
+            ? `BuildKit at ${host} refused the connection (TLS: check source.dockerfile.tls, the daemon's CA and a client certificate it trusts): ${final}`
             : `cannot reach BuildKit at ${host} (start buildkitd there, or set BUILDKIT_HOST or source.dockerfile.buildkitHost): ${final}`);
     }
+    const shortened = final.replace(/process "((?:[^"\\]|\\.)*)"/, (whole, script: string) =>
+        script.length > SHOWN_PROCESS_CHARS ? `process "${script.slice(0, SHOWN_PROCESS_CHARS).replace(/\\n/g, "; ")}…"` : whole);
     const parseLine = /dockerfile parse error on line (\d+)/i.exec(final)?.[1];
     const line = at ?? (parseLine ? Number(parseLine) : undefined);
     const where = line !== undefined ? `${dockerfile}:${line}` : dockerfile;
     const output = failedStepOutput(lines);
-    return new DockerfileBuildError(`${where}: ${final}${output ? `\n  the step's last output:\n${output}` : ""}`);
+    return new DockerfileBuildError(`${where}: ${shortened}${output ? `\n  the step's last output:\n${output}` : ""}`);
 }
 
 /** BuildKit's `Dockerfile:N` (or `name.Dockerfile:N-M`) line that introduces the failing instruction's excerpt. */
