@@ -256,8 +256,8 @@ describe("AuroraBootBuild", () => {
     it("takes a SysextFromDockerfile's pinned digest as an extension image", async () => {
         inputsOnly("abk3s-extension"); // pulls the mocked registry's digest
         const rec = new Recorder();
-        const k3s = new SysextFromDockerfile("abk3s", { context: "/src/k3s", imageName: "registry.local/k3s-sysext:v1", outputDir: "/srv/ext", extensionName: "k3s" });
-        new AuroraBootBuild("fromdf", { workDir: "/srv/fromdf", osImage: OS_IMAGE, extensions: [{ name: "k3s", image: k3s.imageRef }] }, rec.opts());
+        const k3s = new SysextFromDockerfile("abk3s", { builder: "docker", context: "/src/k3s", imageName: "registry.local/k3s-sysext:v1", outputDir: "/srv/ext", extensionName: "k3s" });
+        new AuroraBootBuild("fromdf", { workDir: "/srv/fromdf", osImage: OS_IMAGE, extensions: [{ name: "k3s", image: k3s.imageRef! }] }, rec.opts());
         await rec.settle();
         // The mocked registry's repo digest (registry.local/k3s-sysext@sha256:…) is what auroraboot sysext pulls.
         const repoDigest: string = createdResource("abk3s-image").state.repoDigest;

@@ -9,7 +9,7 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { SysextFromDockerfile } from "../../constructs/sysext-from-dockerfile";
+import { SysextFromDockerfile, dockerDaemonConfigured } from "../../constructs/sysext-from-dockerfile";
 import { SigningKeys } from "../../provider/signing-keys";
 import { sha256File } from "../../provider/toolkit/files";
 import { extractRootTree, listTree } from "../helpers/ddi-inspect";
@@ -34,6 +34,7 @@ describe("SysextFromDockerfile", () => {
         inputsOnly("k3s-extension"); // its source is the mocked registry's digest: nothing to pull
         const rec = new Recorder();
         const k3s = new SysextFromDockerfile("k3s", {
+            builder: "docker",
             context: "/src/k3s",
             imageName: "registry.local:5000/kairos/k3s-sysext:v1.32",
             registry: { server: "registry.local:5000", username: "ci", password: pulumi.secret("pw") },
@@ -65,11 +66,11 @@ describe("SysextFromDockerfile", () => {
 
         // The mocked registry's answer (a made-up digest) is what reaches SystemExtension, pinned.
         const repoDigest: string = createdResource("k3s-image").state.repoDigest;
-        const digest = await promiseOf(k3s.imageDigest);
+        const digest = await promiseOf(k3s.imageDigest!);
         assert.match(digest, /^sha256:[0-9a-f]{64}$/);
         assert.strictEqual(repoDigest, `registry.local:5000/kairos/k3s-sysext@${digest}`);
-        assert.strictEqual(await promiseOf(k3s.imageRef), repoDigest);
-        assert.strictEqual(await promiseOf(k3s.imageName), "registry.local:5000/kairos/k3s-sysext:v1.32");
+        assert.strictEqual(await promiseOf(k3s.imageRef!), repoDigest);
+        assert.strictEqual(await promiseOf(k3s.imageName!), "registry.local:5000/kairos/k3s-sysext:v1.32");
 
         const ext = createdResource("k3s-extension").inputs;
         assert.deepStrictEqual(ext.source, { image: repoDigest, insecureRegistry: true });
@@ -88,6 +89,7 @@ describe("SysextFromDockerfile", () => {
         inputsOnly("tools-arm-extension"); // pulls the mocked registry's digest
         const rec = new Recorder();
         new SysextFromDockerfile("tools-arm", {
+            builder: "docker",
             context: "/src/tools",
             dockerfile: "/src/tools/Dockerfile.sysext",
             platform: "linux/arm64",
@@ -124,7 +126,7 @@ describe("SysextFromDockerfile", () => {
 
         const rec = new Recorder();
         const local = new SysextFromDockerfile("localext", {
-            context: "/src/k3s", imageName: "k3s-sysext:dev", push: false, outputDir: out,
+            builder: "docker", context: "/src/k3s", imageName: "k3s-sysext:dev", push: false, outputDir: out,
         }, rec.opts());
         await rec.settle();
         assert.deepStrictEqual(rec.children(local), [
@@ -144,8 +146,8 @@ describe("SysextFromDockerfile", () => {
         const ext = createdResource("localext-extension").inputs;
         assert.deepStrictEqual(ext.source, { dockerArchive: archive });
         assert.strictEqual(ext.layers, "last");
-        assert.strictEqual(await promiseOf(local.imageDigest), imageId);
-        assert.strictEqual(await promiseOf(local.imageRef), "k3s-sysext:dev", "the tag the local daemon knows");
+        assert.strictEqual(await promiseOf(local.imageDigest!), imageId);
+        assert.strictEqual(await promiseOf(local.imageRef!), "k3s-sysext:dev", "the tag the local daemon knows");
 
         // The real SystemExtension handler built the image; the component's outputs are its outputs.
         const image = path.join(out, "localext.sysext.raw");
@@ -158,8 +160,76 @@ describe("SysextFromDockerfile", () => {
         assert.deepStrictEqual(listTree(tree), ["usr/lib/extension-release.d/extension-release.localext", "usr/local/bin/k3s"]);
     });
 
+    describe("the builder", () => {
+        it("is BuildKit where no Docker daemon is configured (DOCKER_HOST or /var/run/docker.sock), Docker where one is", () => {
+            const work = tempDir("docker-socket");
+            const socket = path.join(work, "docker.sock");
+            assert.strictEqual(dockerDaemonConfigured({}, socket), false);
+            assert.strictEqual(dockerDaemonConfigured({ DOCKER_HOST: "tcp://build-host:2376" }, socket), true);
+            fs.writeFileSync(socket, "");
+            assert.strictEqual(dockerDaemonConfigured({}, socket), true);
+        });
+
+        it("BuildKit: one SystemExtension with a dockerfile source carrying the build's inputs; no image, no docker save", async () => {
+            inputsOnly("bk-extension"); // a real build needs a buildkitd: test/provider/dockerfile-source.test.ts has one
+            const rec = new Recorder();
+            const tls = { caCertificate: "/pki/ca.pem", certificate: "/pki/client.pem", key: "/pki/client.key" };
+            const k3s = new SysextFromDockerfile("bk", {
+                builder: "buildkit",
+                context: "/src/k3s",
+                dockerfile: "/src/k3s/Dockerfile.sysext",
+                buildArgs: { K3S_VERSION: "v1.32.0+k3s1" },
+                target: "final",
+                buildkitHost: "tcp://buildkitd.internal:1234",
+                buildkitTls: tls,
+                cacheFrom: ["type=registry,ref=registry.local/cache/k3s"],
+                cacheTo: ["type=registry,ref=registry.local/cache/k3s,mode=max"],
+                extensionName: "k3s",
+                outputDir: "/srv/extensions",
+                signingKeys: keys,
+            }, rec.opts());
+            await rec.settle();
+            assert.strictEqual(k3s.builder, "buildkit");
+            assert.deepStrictEqual(rec.children(k3s), [[TYPES.systemExtension, "bk-extension"]]);
+            assert.strictEqual(k3s.image, undefined);
+            assert.strictEqual(k3s.imageRef, undefined);
+            const ext = createdResource("bk-extension").inputs;
+            assert.deepStrictEqual(ext.source, {
+                dockerfile: {
+                    context: "/src/k3s",
+                    dockerfile: "/src/k3s/Dockerfile.sysext",
+                    target: "final",
+                    buildArgs: { K3S_VERSION: "v1.32.0+k3s1" },
+                    buildkitHost: "tcp://buildkitd.internal:1234",
+                    tls,
+                    cacheFrom: ["type=registry,ref=registry.local/cache/k3s"],
+                    cacheTo: ["type=registry,ref=registry.local/cache/k3s,mode=max"],
+                },
+            });
+            assert.strictEqual(ext.layers, "last");
+            assert.strictEqual(ext.name, "k3s");
+            assert.strictEqual(ext.signing.certificate, path.join(keyDir, "db.pem"));
+        });
+
+        it("is BuildKit by default on this machine (no Docker daemon), and Docker's inputs are refused there with the reason", () => {
+            assert.strictEqual(dockerDaemonConfigured(), false, "this test machine has no Docker daemon");
+            const err = errorOf(() => new SysextFromDockerfile("bkdefault", { context: "/src/k3s", imageName: "registry.local/k3s:v1", push: false, outputDir: "/srv/ext" }));
+            assert.ok(pulumi.InputPropertiesError.isInstance(err));
+            assert.deepStrictEqual(err.errors!.map((e) => e.propertyPath), ["imageName", "push"]);
+            assert.match(err.message, /imageName: is only used with builder "docker"; this component builds with BuildKit \(the default here: no Docker daemon is configured, DOCKER_HOST is unset and \/var\/run\/docker\.sock is absent; set builder: "docker" to use one\)/);
+        });
+
+        it("Docker: BuildKit's inputs are refused, and imageName is required", () => {
+            const err = errorOf(() => new SysextFromDockerfile("dkbad", { builder: "docker", context: "/src/k3s", outputDir: "/srv/ext", buildkitHost: "tcp://b:1", cacheTo: ["type=inline"] }));
+            assert.ok(pulumi.InputPropertiesError.isInstance(err));
+            assert.deepStrictEqual(err.errors!.map((e) => e.propertyPath), ["imageName", "buildkitHost", "cacheTo"]);
+            assert.match(err.message, /buildkitHost: is only used with builder "buildkit"/);
+        });
+    });
+
     it("fails with every problem at once, each with its property path", () => {
         const err = errorOf(() => new SysextFromDockerfile("k3s_bad", {
+            builder: "docker",
             context: "",
             imageName: "registry.local/k3s@sha256:" + "0".repeat(64),
             platform: "linux/riscv64" as never,
