@@ -65,7 +65,7 @@ export function formatReport(r: DoctorReport): string {
     const lines = ["pulumi-kairos doctor: the tools the resources run", ""];
     for (const t of r.tools) {
         const who = t.tool.usedBy.join(", ") + (t.tool.when ? `; only for ${t.tool.when}` : "");
-        const state = t.path ? `ok   ${t.version ?? "(no version reported)"}  ${t.path}` : `MISSING  apt-get install ${t.tool.debian}  |  dnf install ${t.tool.fedora}`;
+        const state = t.path ? `ok   ${t.version ?? "(no version reported)"}  ${t.path}` : `MISSING  ${t.tool.install ?? `apt-get install ${t.tool.debian}  |  dnf install ${t.tool.fedora}`}`;
         lines.push(`  ${t.name.padEnd(width)}  ${state}`, `  ${"".padEnd(width)}  used by ${who}`);
     }
     lines.push("", "  host systemd-boot-efi (KairosUkiImage uses it only when the OS image ships no stub or systemd-boot):");

@@ -17,6 +17,8 @@ export interface Tool {
     usedBy: ToolUser[];
     /** Needed only in this case. */
     when?: string;
+    /** How to get it, where no distribution package provides it (replaces the apt-get/dnf advice). */
+    install?: string;
 }
 
 const MTOOLS: Tool = { debian: "mtools", fedora: "mtools", versionArgs: ["--version"], usedBy: ["BootMedia"] };
@@ -46,6 +48,12 @@ export const TOOLS: Record<string, Tool> = {
     // The release resources' registry client (provider/toolkit/release/oras.ts; $PULUMI_KAIROS_ORAS
     // overrides the path). Debian 12 has no oras package: scripts/build-oras.sh builds it from its Go module.
     oras: { debian: "oras", fedora: "oras", versionArgs: ["version"], usedBy: ["SysextRelease", "ExtensionCatalog", "OsRelease", "PromotedRelease"], when: "publishing or promoting releases in an OCI registry" },
+    // SystemExtension's Dockerfile source (provider/toolkit/source/dockerfile-build.ts) drives it; it
+    // talks to a buildkitd, local or remote. scripts/build-buildkit.sh builds both from the Go module.
+    buildctl: {
+        debian: "buildkit", fedora: "buildkit", versionArgs: ["--version"], usedBy: ["SystemExtension"], when: "a Dockerfile source (source.dockerfile)",
+        install: "take buildctl from BuildKit's releases (github.com/moby/buildkit), or build it from its Go module as scripts/build-buildkit.sh does (Debian 12 has no package)",
+    },
     // Only this repo's tests and demo run these.
     "fsck.erofs": { debian: "erofs-utils", fedora: "erofs-utils", versionArgs: ["-V"], usedBy: ["tests"] },
     sgdisk: { debian: "gdisk", fedora: "gdisk", versionArgs: ["--version"], usedBy: ["tests"] },
@@ -66,6 +74,7 @@ export const TOOLS: Record<string, Tool> = {
 export function installHint(tool: string): string | undefined {
     const t = TOOLS[tool];
     if (!t) return undefined;
+    if (t.install) return t.install;
     return `install it with \`apt-get install ${t.debian}\` (Debian, Ubuntu) or \`dnf install ${t.fedora}\` (Fedora)`;
 }
 

@@ -36,10 +36,12 @@ describe("npm run demo (scripts/run-demo.sh)", function () {
 
     before(() => (out = tempDir("demo")));
 
-    it("builds keys, k3s + a confext, the UKI and the ISO; the ISO installs itself, and the installed node unlocks its disk with the TPM, merges k3s and runs it", async () => {
+    it("builds keys, k3s (from its Dockerfile) + a confext, the UKI and the ISO; the ISO installs itself, and the installed node unlocks its disk with the TPM, merges k3s and runs it", async () => {
         const { stdout } = await demo();
         assert.match(stdout, /demo: 7 create in/);
         assert.match(stdout, /KairosUkiImage pulumi-kairos-demo-uki: created \(new\)/);
+        // k3s comes from examples/k3s-sysext/Dockerfile, built by the demo's buildkitd from scratch
+        assert.match(stdout, /SystemExtension k3s: BuildKit at unix:\/\/\S+buildkitd\.sock: 5 steps, 0 from its cache/);
         assert.match(stdout, /keys enrolled by systemd-boot: yes/);
         assert.match(stdout, /kairos-install: done/);
         assert.match(stdout, /Secure Boot in the guest: enabled; systemd 257, kernel \S+; booted entry active/);

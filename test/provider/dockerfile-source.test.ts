@@ -78,6 +78,8 @@ describe("SystemExtension from a Dockerfile (real BuildKit)", function () {
         ]);
         assert.strictEqual(fs.readlinkSync(path.join(tree, "usr/local/bin/kubectl")), "k3s");
         assert.match(fs.readFileSync(path.join(tree, "usr/local/lib/systemd/system/k3s-agent.service"), "utf8"), /ExecStart=\/usr\/local\/bin\/k3s agent/);
+        // The heredoc's unit is the one the boot tests copy from the example folder.
+        assert.strictEqual(fs.readFileSync(path.join(tree, "usr/local/lib/systemd/system/k3s.service"), "utf8"), fs.readFileSync(path.join(path.dirname(K3S_DOCKERFILE), "k3s.service"), "utf8"));
         assert.match(local.extensionRelease, /^ID=_any\nEXTENSION_RELOAD_MANAGER=1\nK3S_VERSION=v1\.31\.2\+k3s1\n$/);
         assert.ok(fs.readFileSync(path.join(tree, "usr/local/bin/k3s")).equals(fs.readFileSync(path.join(spec.context, "k3s"))));
     });

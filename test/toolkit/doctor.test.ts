@@ -6,6 +6,7 @@ import { examine, findOnPath, formatReport } from "../../provider/doctor";
 import { resourceTools } from "../../provider/toolkit/tools";
 import { tempDir } from "../helpers/temp";
 import "../helpers/oras-path"; // the set-up's oras, as the test runner puts it on PATH
+import "../helpers/buildkit-path"; // and its buildctl
 
 describe("pulumi-kairos doctor", () => {
     it("finds every tool the resources run on this machine, with its version", async () => {
@@ -33,5 +34,7 @@ describe("pulumi-kairos doctor", () => {
         assert.match(text, /veritysetup\s+MISSING\s+apt-get install cryptsetup-bin\s+\|\s+dnf install cryptsetup/);
         assert.match(text, /sbsign\s+MISSING\s+apt-get install sbsigntool\s+\|\s+dnf install sbsigntools/);
         assert.match(text, /^missing: .*mkfs\.erofs/m);
+        // no distribution packages BuildKit: the advice says where buildctl comes from
+        assert.match(text, /buildctl\s+MISSING\s+take buildctl from BuildKit's releases \(github\.com\/moby\/buildkit\), or build it from its Go module as scripts\/build-buildkit\.sh does/);
     });
 });
