@@ -6,6 +6,8 @@
 # go.mod has exclude directives), so the module is copied to a writable folder and built there as the
 # main module. About 3-4 minutes on 2 cores with a cold module cache; later runs only check the cache.
 set -euo pipefail
+# shellcheck source=lib/go-module.sh
+. "$(dirname "$0")/lib/go-module.sh"
 export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 
 MODULE=github.com/moby/buildkit
@@ -24,10 +26,7 @@ work="$(mktemp -d "$CACHE_ROOT/buildkit-build.XXXXXX")"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 echo "build-buildkit: building buildkitd and buildctl $BUILDKIT_VERSION from Go modules (first run only, a few minutes)..." >&2
 start=$(date +%s)
-src_dir="$(cd "$work" && GOFLAGS= go mod download -json "$MODULE@$BUILDKIT_VERSION" | sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')"
-[ -n "$src_dir" ] && [ -d "$src_dir" ] || { echo "build-buildkit: go mod download $MODULE@$BUILDKIT_VERSION gave no source folder" >&2; exit 1; }
-cp -r "$src_dir" "$work/src"
-chmod -R u+w "$work/src"
+go_module_source build-buildkit "$MODULE" "$BUILDKIT_VERSION" "$work"
 mkdir -p "$work/bin"
 (
   cd "$work/src"

@@ -8,6 +8,8 @@
 # minutes (about 5 on 2 cores) and several hundred MB of module downloads; later runs only check the
 # cached binary.
 set -euo pipefail
+# shellcheck source=lib/go-module.sh
+. "$(dirname "$0")/lib/go-module.sh"
 export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 
 MODULE=github.com/seaweedfs/seaweedfs
@@ -30,11 +32,7 @@ trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 
 echo "build-seaweedfs: building weed $SEAWEEDFS_VERSION from Go modules (first run only, several minutes)..." >&2
 start=$(date +%s)
-src_dir="$(cd "$work" && GOFLAGS= go mod download -json "$MODULE@$SEAWEEDFS_VERSION" | sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')"
-[ -n "$src_dir" ] && [ -d "$src_dir" ] || { echo "build-seaweedfs: go mod download $MODULE@$SEAWEEDFS_VERSION gave no source folder" >&2; exit 1; }
-# The module cache is read-only; the build needs the module as a writable main module.
-cp -r "$src_dir" "$work/src"
-chmod -R u+w "$work/src"
+go_module_source build-seaweedfs "$MODULE" "$SEAWEEDFS_VERSION" "$work"
 (
   cd "$work/src"
   # GOFLAGS from the caller (e.g. -mod=mod) must not leak in: the module's own go.sum is complete.

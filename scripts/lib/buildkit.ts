@@ -6,10 +6,10 @@
 // (scripts/build-debian-base-image.sh): `FROM debian:bookworm` resolves there, as it would upstream.
 import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { run } from "../../provider/toolkit/run";
+import { freePort, startRegistry } from "../../test/helpers/registry";
 
 const REPO = path.resolve(__dirname, "..", "..");
 
@@ -118,17 +118,6 @@ async function waitForWorkers(address: string, clientArgs: string[], child: Chil
     throw new Error(`buildkitd on ${address} had no worker within 30 s: ${last}\n${fs.readFileSync(logFile, "utf8").slice(-2000)}`);
 }
 
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const port = (srv.address() as net.AddressInfo).port;
-            srv.close(() => resolve(port));
-        });
-    });
-}
-
 interface Pki {
     caCertificate: string;
     server: { certificate: string; key: string };
@@ -175,8 +164,6 @@ export interface DockerfileServices {
  * BUILDKIT_HOST, which the providers (started later, by the engine) inherit.
  */
 export async function startDockerfileServices(opts: { exportHost?: boolean } = {}): Promise<DockerfileServices> {
-    // Loaded here, not at the top: only the services need the test registry (and its engine helpers).
-    const { startRegistry } = await import("../../test/helpers/registry");
     const registry = await startRegistry();
     try {
         await registry.push(debianBaseLayout(), "bookworm", "library/debian:bookworm");
