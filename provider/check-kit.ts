@@ -102,6 +102,7 @@ function dockerfileProblems(spec: DockerfileSpec): InputProblem[] {
     if (!fs.existsSync(spec.context)) add("context", `${spec.context} does not exist`);
     else if (!fs.statSync(spec.context).isDirectory()) add("context", `${spec.context} is not a directory`);
     else if (!fs.existsSync(dockerfilePath(spec))) add("dockerfile", `${dockerfilePath(spec)} does not exist${spec.dockerfile ? "" : " (the default: <context>/Dockerfile)"}`);
+    if (spec.buildArgs && "SOURCE_DATE_EPOCH" in spec.buildArgs) add("buildArgs", "SOURCE_DATE_EPOCH is set from the resource's sourceDateEpoch (it is what the image's timestamps become); set that instead");
     if (spec.buildkitHost !== undefined && !/^[a-z][a-z0-9+-]*:\/\/./.test(spec.buildkitHost)) add("buildkitHost", `${JSON.stringify(spec.buildkitHost)} is not a daemon address (unix:///path/buildkitd.sock or tcp://host:port)`);
     for (const f of ["caCertificate", "certificate", "key"] as const) {
         const file = spec.tls?.[f];

@@ -1,6 +1,7 @@
 // SystemExtension: a signed systemd system/configuration extension image (NAME.sysext.raw) built
-// from a directory, an OCI layout, a docker-save archive, a registry image or a Dockerfile (BuildKit). Content-addressed:
-// check() hashes the inputs and the source's content digest, so preview knows what will rebuild.
+// from a directory, an OCI layout, a docker-save archive, a registry image or a Dockerfile (BuildKit).
+// Content-addressed: check() hashes the inputs and the source's content digest, so preview knows what
+// will rebuild.
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";

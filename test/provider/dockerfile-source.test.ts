@@ -160,7 +160,8 @@ describe("SystemExtension from a Dockerfile (real BuildKit)", function () {
         const failures = async (dockerfile: Record<string, unknown>) => ((await handler.check({}, inputs(path.join(work, "out-x"), dockerfile))).failures ?? []).map((f) => `${f.property}: ${f.reason}`);
         assert.deepStrictEqual(await failures({ context: path.join(work, "nope") }), [`source.dockerfile.context: ${path.join(work, "nope")} does not exist`]);
         assert.deepStrictEqual(await failures({ context: work }), [`source.dockerfile.dockerfile: ${path.join(work, "Dockerfile")} does not exist (the default: <context>/Dockerfile)`]);
-        assert.deepStrictEqual(await failures({ ...spec, buildkitHost: "127.0.0.1:1234", cacheFrom: ["ref=x"] }), [
+        assert.deepStrictEqual(await failures({ ...spec, buildArgs: { SOURCE_DATE_EPOCH: "5" }, buildkitHost: "127.0.0.1:1234", cacheFrom: ["ref=x"] }), [
+            "source.dockerfile.buildArgs: SOURCE_DATE_EPOCH is set from the resource's sourceDateEpoch (it is what the image's timestamps become); set that instead",
             'source.dockerfile.buildkitHost: "127.0.0.1:1234" is not a daemon address (unix:///path/buildkitd.sock or tcp://host:port)',
             'source.dockerfile.cacheFrom: "ref=x" is not a BuildKit cache spec (type=registry,ref=… or type=s3,…)',
         ]);
