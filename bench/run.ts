@@ -14,6 +14,7 @@ import { measurePeakRss } from "./peak-rss";
 import { benchRootfsPath, kairosTree } from "./kairos-tree";
 import { artifactStoreBench } from "./artifact-store";
 import { editToIsoBench } from "./edit-to-iso";
+import { dockerfileBench } from "./dockerfile";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const MB = 1e6;
@@ -83,6 +84,13 @@ async function main(): Promise<void> {
         progress("peak RSS");
         const rss = await measurePeakRss(tree, path.join(work, "rss"));
         rows.push({ what: `provider peak RSS: keys + UKI (${mb(rss.ukiBytes)}) + ISO (${mb(rss.isoBytes)})`, ours: `${rss.peakRssMB.toFixed(0)} MB`, reference: "-", ratio: "-", target: "<= 300 MB", met: rss.peakRssMB <= 300 });
+
+        progress("k3s Dockerfile on BuildKit");
+        const df = await dockerfileBench();
+        const cold = df[0].seconds;
+        for (const r of df) {
+            rows.push({ what: `k3s Dockerfile -> signed sysext: ${r.label}`, ours: `${s(r.seconds)}, ${r.cachedSteps}/${r.steps} steps cached`, reference: r === df[0] ? "-" : `${s(cold)} cold`, ratio: r === df[0] ? "-" : x(r.seconds / cold), target: "same sysext bytes", met: r.sha256 === df[0].sha256 });
+        }
 
         progress("artifact store (SeaweedFS)");
         const st = await artifactStoreBench(RUNS);
