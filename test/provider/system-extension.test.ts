@@ -294,7 +294,7 @@ describe("SystemExtension handler", function () {
 
         it("two sources at once, or none", async () => {
             assert.deepStrictEqual(await failuresOf({ name: "bad", outputDir: out, source: { dir: work, image: "x:1" } }), [{ property: "source", reason: "names dir and image; give exactly one" }]);
-            assert.strictEqual((await failuresOf({ name: "bad", outputDir: out, source: {} }))[0].reason, "names no source; give one of dir, ociLayout, dockerArchive, image");
+            assert.strictEqual((await failuresOf({ name: "bad", outputDir: out, source: {} }))[0].reason, "names no source; give one of dir, ociLayout, dockerArchive, image, dockerfile");
         });
 
         it("a FIFO (or device node) in a directory source, named in the error", async () => {
