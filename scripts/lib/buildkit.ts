@@ -50,22 +50,17 @@ export interface Buildkitd {
 }
 
 export interface BuildkitdOptions {
-    /** Plain-HTTP registries it pulls from and pushes caches to (127.0.0.1:PORT). */
-    registries?: string[];
-    /** Serve docker.io from this registry (it holds library/debian:bookworm). */
+    /** Serve docker.io from this plain-HTTP registry (it holds library/debian:bookworm), which also takes caches. */
     dockerHubMirror?: string;
     /** Listen on loopback TCP with mTLS instead of a unix socket. */
     mtls?: true;
-    /** Folder for its state, socket and log. @default a new temp folder, removed by stop() */
-    dir?: string;
 }
 
 export async function startBuildkitd(opts: BuildkitdOptions = {}): Promise<Buildkitd> {
     useBuildkitFromSetup();
-    const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "kairos-buildkitd-"));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kairos-buildkitd-"));
     const mtls = opts.mtls ? await makeMtls(path.join(dir, "pki")) : undefined;
     const address = mtls ? `tcp://127.0.0.1:${await freePort()}` : `unix://${path.join(dir, "buildkitd.sock")}`;
-    const registries = [...new Set([...(opts.registries ?? []), ...(opts.dockerHubMirror ? [opts.dockerHubMirror] : [])])];
     const config = [
         `root = ${JSON.stringify(path.join(dir, "state"))}`,
         "[grpc]",
@@ -76,8 +71,10 @@ export async function startBuildkitd(opts: BuildkitdOptions = {}): Promise<Build
         '  snapshotter = "overlayfs"',
         "[worker.containerd]",
         "  enabled = false",
-        ...(opts.dockerHubMirror ? ['[registry."docker.io"]', `  mirrors = [${JSON.stringify(opts.dockerHubMirror)}]`] : []),
-        ...registries.flatMap((r) => [`[registry.${JSON.stringify(r)}]`, "  http = true", "  insecure = true"]),
+        ...(opts.dockerHubMirror ? [
+            '[registry."docker.io"]', `  mirrors = [${JSON.stringify(opts.dockerHubMirror)}]`,
+            `[registry.${JSON.stringify(opts.dockerHubMirror)}]`, "  http = true", "  insecure = true",
+        ] : []),
         "",
     ].join("\n");
     fs.writeFileSync(path.join(dir, "buildkitd.toml"), config);
@@ -96,7 +93,7 @@ export async function startBuildkitd(opts: BuildkitdOptions = {}): Promise<Build
                 await new Promise((r) => child.once("exit", r));
             }
             fs.closeSync(log);
-            if (!opts.dir) fs.rmSync(dir, { recursive: true, force: true });
+            fs.rmSync(dir, { recursive: true, force: true });
         },
     };
 }
