@@ -1,9 +1,10 @@
 // The k3s extension from examples/k3s-sysext/Dockerfile through SystemExtension's dockerfile source,
 // on real buildkitd daemons: a cold build (its RUN apt-get reaches Debian's archive) that exports its
 // cache to the local registry, the same build again (BuildKit's cache), then a second runner — an empty
-// buildkitd over mTLS, as a remote builder — without the cache and with it imported from the registry.
+// buildkitd over mTLS, as a remote builder — without the cache and with it imported from the registry;
+// last, a changed context (a new k3s binary) on the first runner.
 // Each build is a fresh SystemExtension create (check + BuildKit + sysext), so the times are what an
-// `up` that rebuilds the extension spends; the sysext bytes must be the same every time.
+// `up` that rebuilds the extension spends; the sysext bytes must be the same for the same context.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -53,6 +54,10 @@ export async function dockerfileBench(): Promise<DockerfileBuildRow[]> {
         await build("runner 2 (empty daemon, mTLS), no cache", await remote());
         await build("runner 2' (empty daemon, mTLS), cache from the registry", { ...(await remote()), cacheFrom: [cache] });
         if (new Set(rows.map((r) => r.sha256)).size !== 1) throw new Error(`the builds gave different extensions: ${rows.map((r) => r.sha256).join(", ")}`);
+        // A new k3s binary in the context: BuildKit keeps the apt-get step, reruns COPY and the heredoc.
+        fs.appendFileSync(path.join(spec.context, "k3s"), "\n");
+        await build("runner 1, a new k3s binary in the context", { buildkitHost: services.buildkitd.address });
+        if (rows[rows.length - 1].sha256 === rows[0].sha256) throw new Error("a new k3s binary gave the same extension");
         return rows;
     } finally {
         for (const r of remotes) await r.stop();
