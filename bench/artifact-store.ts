@@ -86,9 +86,10 @@ export async function artifactStoreBench(runs: number): Promise<StoreBenchResult
             const resources = (await stack.exportStack()).deployment.resources ?? [];
             return resources.filter((r: any) => r.outputs?.lastBuild).map((r: any): string => `${String(r.urn).split("::").pop()}:${r.outputs.lastBuild.action}`);
         };
-        const a = await runner("A");
         // Runner A builds the k3s extension's Dockerfile; runner B must fetch it, with no BuildKit at all.
+        // Started before runner A's workspace, which takes this process's environment (PATH, BUILDKIT_HOST).
         const dockerfileServices = await startDockerfileServices({ exportHost: true });
+        const a = await runner("A");
         const buildSeconds = await timed(() => a.stack.up({ color: "never" })).finally(() => dockerfileServices.stop());
         delete process.env.BUILDKIT_HOST;
         const b = await runner("B");
