@@ -110,7 +110,7 @@ describe("SystemExtension from a Dockerfile (real BuildKit)", function () {
         const stranger = { ...spec, buildkitHost: remote.address, tls: { caCertificate: remote.mtls!.caCertificate, certificate: remote.mtls!.strangerCertificate, key: remote.mtls!.strangerKey } };
         const edited = await withEditedContext(spec.context, async () => checked(inputs(path.join(work, "out-local"), stranger), local));
         await assert.rejects(handler.update!(local.path, local, edited), (e: Error) => {
-            assert.match(e.message, new RegExp(`BuildKit at ${escape(remote.address)} refused the connection \\(TLS: check source\\.dockerfile\\.tls`));
+            assert.ok(e.message.includes(`BuildKit at ${remote.address} refused the connection (TLS: check source.dockerfile.tls`), e.message);
             return true;
         });
         assert.strictEqual(await sha256File(local.path), before);
@@ -180,8 +180,4 @@ async function withEditedContext<T>(context: string, fn: () => Promise<T>): Prom
     } finally {
         fs.rmSync(extra);
     }
-}
-
-function escape(s: string): string {
-    return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
